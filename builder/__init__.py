@@ -1,0 +1,1 @@
+"""builder: the Dockerfile frontend, build graph, solver, executor and the pybuild command."""

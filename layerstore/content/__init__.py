@@ -1,0 +1,5 @@
+"""Content-addressable blob storage: the :class:`ContentStore` protocol and its local store."""
+
+from layerstore.content.store import ContentStore, ContentWriter, Info, IngestStatus
+
+__all__ = ["ContentStore", "ContentWriter", "Info", "IngestStatus"]

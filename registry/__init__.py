@@ -1,0 +1,1 @@
+"""registry: an OCI distribution v2 server and the distribution client."""
