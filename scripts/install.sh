@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what pybuild and its tests need on a Debian machine (as root), into ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  python3 python3-venv python3-pip ca-certificates
+  docker.io skopeo umoci podman buildah docker-registry
+  busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+echo "== pip install -e .[test]"
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".[test]"

@@ -1,0 +1,49 @@
+"""The package arrows point one way: builder → registry.client/layerstore, registry → layerstore."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FORBIDDEN = {
+    "layerstore": ("registry", "builder"),
+    "registry": ("builder",),
+}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(), str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+    return out
+
+
+def test_packages_import_only_downstream() -> None:
+    bad = []
+    for package, forbidden in FORBIDDEN.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for line, name in _imports(path):
+                top = name.split(".")[0]
+                if top in forbidden:
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not bad, "dependency direction broken:\n" + "\n".join(bad)
+
+
+def test_builder_uses_only_the_registry_client() -> None:
+    bad = []
+    for path in sorted((ROOT / "builder").rglob("*.py")):
+        for line, name in _imports(path):
+            if name.startswith("registry") and not name.startswith("registry.client"):
+                bad.append(f"{path.relative_to(ROOT)}:{line} imports {name}")
+    assert not bad, "builder may use registry.client only:\n" + "\n".join(bad)
+
+
+def test_the_check_sees_a_violation(tmp_path: Path) -> None:
+    sample = tmp_path / "m.py"
+    sample.write_text("import os\nfrom registry.client import push\n")
+    assert (2, "registry.client") in _imports(sample)
