@@ -26,6 +26,7 @@ from layerstore.oci import (
 )
 
 D = Digest.from_bytes(b"x")
+DB = str(D).encode()
 
 
 def _desc(**kw: object) -> Descriptor:
@@ -108,16 +109,16 @@ def test_docker_schema2_forms_parse() -> None:
         (b"{", "not valid JSON"),
         (b"[]", "expected a JSON object"),
         (b'{"schemaVersion":2}', "missing required field 'config'"),
-        (b'{"schemaVersion":1,"config":{"mediaType":"a","digest":"%s","size":1}}' % str(D).encode(),
+        (b'{"schemaVersion":1,"config":{"mediaType":"a","digest":"%s","size":1}}' % DB,
          "schemaVersion must be 2"),
         (b'{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:00","size":1}}',
          "Manifest.config.digest"),
-        (b'{"schemaVersion":2,"config":{"mediaType":"a","digest":"%s","size":-1}}' % str(D).encode(),
+        (b'{"schemaVersion":2,"config":{"mediaType":"a","digest":"%s","size":-1}}' % DB,
          "negative size"),
-        (b'{"schemaVersion":2,"config":{"mediaType":"a","digest":"%s","size":true}}' % str(D).encode(),
+        (b'{"schemaVersion":2,"config":{"mediaType":"a","digest":"%s","size":true}}' % DB,
          "expected an integer"),
         (b'{"schemaVersion":2,"layers":{},"config":{"mediaType":"a","digest":"%s","size":1}}'
-         % str(D).encode(), "Manifest.layers: expected an array"),
+         % DB, "Manifest.layers: expected an array"),
     ],
 )
 def test_bad_manifests_name_the_field(raw: bytes, problem: str) -> None:
