@@ -1,41 +1,60 @@
-"""Moving blobs between content stores, verified on the way."""
+"""Putting content into any :class:`ContentStore`, verified on the way: streams, small
+in-memory blobs, and blobs copied from another store."""
 
 from __future__ import annotations
 
+import uuid
 from typing import BinaryIO
 
 from layerstore.content.store import ContentStore
 from layerstore.digest import CHUNK, Digest
+from layerstore.errors import DigestMismatch, InvalidArgument
 from layerstore.oci import Descriptor
 
 
 def write_stream(store: ContentStore, stream: BinaryIO, *, expected: Digest | None = None,
                  size: int | None = None, ref: str | None = None) -> Digest:
-    """Stream ``stream`` into ``store`` and commit it, verifying ``expected``/``size`` if given.
+    """Copy ``stream`` into an ingest in 1 MiB reads and commit it; return the digest.
 
-    Content that is already stored is not written again when ``expected`` is known.
+    Content already stored is not written again when ``expected`` is known. Without ``ref`` a
+    fresh ingest is used and removed on any failure; with ``ref`` the stream supplies the bytes
+    from the ingest's current offset on, and a failure other than a mismatch leaves the ingest
+    resumable.
     """
     if expected is not None and store.exists(expected):
         return expected
-    ref = ref or f"stream-{expected or id(stream)}"
-    with store.writer(ref, total=size, expected=expected) as w:
+    own_ref = ref is None
+    writer = store.writer(ref or f"stream-{uuid.uuid4().hex}", total=size, expected=expected)
+    try:
         while chunk := stream.read(CHUNK):
-            w.write(chunk)
-        return w.commit(size, expected)
+            writer.write(chunk)
+        return writer.commit()
+    except BaseException:
+        if own_ref:
+            writer.abort()
+        else:
+            writer.close()
+        raise
 
 
-def put_bytes(store: ContentStore, data: bytes, *, expected: Digest | None = None) -> Digest:
-    """Store a small in-memory blob (a manifest, a config) and return its digest."""
-    digest = Digest.from_bytes(data, expected.algorithm if expected else "sha256")
-    if store.exists(digest):
-        if expected is not None and expected != digest:
-            from layerstore.errors import DigestMismatch
-
-            raise DigestMismatch(f"content is {digest}, expected {expected}")
-        return digest
-    with store.writer(f"bytes-{digest}", total=len(data), expected=expected or digest) as w:
-        w.write(data)
-        return w.commit(len(data), expected or digest)
+def put_bytes(store: ContentStore, data: bytes, expected: Digest | None = None) -> Digest:
+    """Store a small in-memory blob (a manifest, a config); return its digest."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidArgument(f"put_bytes() takes bytes, not {type(data).__name__}")
+    if expected is not None and not isinstance(expected, Digest):
+        raise InvalidArgument(f"expected digest must be a Digest, not {type(expected).__name__}")
+    actual = Digest.from_bytes(bytes(data), expected.algorithm if expected else "sha256")
+    if expected is not None and actual != expected:
+        raise DigestMismatch(f"put_bytes: expected {expected}, got {actual}")
+    if store.exists(actual):
+        return actual
+    writer = store.writer(f"put-{uuid.uuid4().hex}", total=len(data), expected=actual)
+    try:
+        writer.write(bytes(data))
+        return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def copy_blob(src: ContentStore, dst: ContentStore, desc: Descriptor) -> None:
@@ -43,4 +62,4 @@ def copy_blob(src: ContentStore, dst: ContentStore, desc: Descriptor) -> None:
     if dst.exists(desc.digest):
         return
     with src.reader(desc.digest) as stream:
-        write_stream(dst, stream, expected=desc.digest, size=desc.size, ref=f"copy-{desc.digest}")
+        write_stream(dst, stream, expected=desc.digest, size=desc.size)

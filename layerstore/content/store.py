@@ -71,11 +71,12 @@ class ContentWriter(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the ingest without committing; it stays resumable."""
+        """Release the ingest without committing; it stays resumable. A no-op once closed,
+        committed or aborted."""
         ...
 
     def abort(self) -> None:
-        """Discard the ingest."""
+        """Discard the ingest; a no-op once committed or aborted."""
         ...
 
     def __enter__(self) -> ContentWriter: ...
