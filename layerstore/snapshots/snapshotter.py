@@ -9,7 +9,8 @@ Lifecycle:
 - ``commit(name, key)`` turns the active snapshot ``key`` into the *committed* snapshot
   ``name``; ``key`` is gone afterwards. A committed snapshot is immutable and can be a parent.
 - ``remove(key)`` deletes an active, view or committed snapshot; a committed snapshot that is
-  still the parent of another cannot be removed (``FailedPrecondition``).
+  still the parent of another (active, view or committed) cannot be removed
+  (``FailedPrecondition``).
 - ``mounts(key)`` gives the mounts of an active snapshot or view again; ``stat``, ``usage``
   and ``walk`` inspect. Mounts are plain data; :func:`layerstore.snapshots.mount.mounted`
   performs them and always unmounts.
@@ -80,7 +81,8 @@ class Snapshotter(Protocol):
         ...
 
     def mounts(self, key: str) -> list[Mount]:
-        """The mounts of an active snapshot or view."""
+        """The mounts of an active snapshot or view; ``FailedPrecondition`` for a committed
+        one (make a view of it instead)."""
         ...
 
     def prepare(
@@ -96,7 +98,8 @@ class Snapshotter(Protocol):
         ...
 
     def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
-        """Make active snapshot ``key`` the committed snapshot ``name``."""
+        """Make active snapshot ``key`` the committed snapshot ``name``; ``labels`` are merged
+        over the active snapshot's own. ``FailedPrecondition`` for a view or committed key."""
         ...
 
     def remove(self, key: str) -> None:
@@ -113,5 +116,6 @@ class Snapshotter(Protocol):
         ...
 
     def close(self) -> None:
-        """Release the metadata database."""
+        """Release the metadata database. Closing twice is harmless; other calls after
+        ``close`` raise ``FailedPrecondition``."""
         ...

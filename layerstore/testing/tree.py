@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -37,29 +38,66 @@ def _hash_file(path: str) -> str:
     return h.hexdigest()
 
 
-def dir_manifest(root: Path, exclude: frozenset[str] = frozenset()) -> dict[str, Entry]:
-    """Describe every path below ``root`` (relative, without leading ``./``)."""
-    out: dict[str, Entry] = {}
+@dataclass(frozen=True)
+class Node:
+    """A small file's full description, content included (for trees of a few files)."""
+
+    type: str
+    mode: int
+    uid: int
+    gid: int
+    content: bytes | str | None = None
+
+
+def walk(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """``(relative path, full path, lstat)`` of everything below ``root``."""
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
             full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root)
-            if rel in exclude or rel.split("/")[0] in exclude:
-                continue
-            st = os.lstat(full)
-            perm = stat.S_IMODE(st.st_mode)
-            if stat.S_ISREG(st.st_mode):
-                out[rel] = Entry("file", perm, st.st_uid, st.st_gid, st.st_size, _hash_file(full))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = Entry("dir", perm, st.st_uid, st.st_gid)
-            elif stat.S_ISLNK(st.st_mode):
-                out[rel] = Entry("symlink", 0, st.st_uid, st.st_gid, link=os.readlink(full))
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                kind = "char" if stat.S_ISCHR(st.st_mode) else "block"
-                out[rel] = Entry(kind, perm, st.st_uid, st.st_gid,
-                                 device=(os.major(st.st_rdev), os.minor(st.st_rdev)))
-            elif stat.S_ISFIFO(st.st_mode):
-                out[rel] = Entry("fifo", perm, st.st_uid, st.st_gid)
+            yield os.path.relpath(full, root), full, os.lstat(full)
+
+
+def read_tree(root: Path) -> dict[str, Node]:
+    """Every path below ``root`` mapped to its :class:`Node`, file contents included."""
+    tree: dict[str, Node] = {}
+    for rel, full, st in walk(root):
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode):
+            tree[rel] = Node("dir", mode, st.st_uid, st.st_gid)
+        elif stat.S_ISLNK(st.st_mode):
+            tree[rel] = Node("symlink", mode, st.st_uid, st.st_gid, os.readlink(full))
+        elif stat.S_ISREG(st.st_mode):
+            tree[rel] = Node("file", mode, st.st_uid, st.st_gid, Path(full).read_bytes())
+        else:
+            tree[rel] = Node("other", mode, st.st_uid, st.st_gid, str(st.st_rdev))
+    return tree
+
+
+def expect_files(tree: Mapping[str, Node]) -> dict[str, str]:
+    """The regular files of a :func:`read_tree` result with their text content."""
+    return {k: e.content.decode() for k, e in tree.items()
+            if e.type == "file" and isinstance(e.content, bytes)}
+
+
+def dir_manifest(root: Path, exclude: frozenset[str] = frozenset()) -> dict[str, Entry]:
+    """Describe every path below ``root`` (relative, without leading ``./``)."""
+    out: dict[str, Entry] = {}
+    for rel, full, st in walk(root):
+        if rel in exclude or rel.split("/")[0] in exclude:
+            continue
+        perm = stat.S_IMODE(st.st_mode)
+        if stat.S_ISREG(st.st_mode):
+            out[rel] = Entry("file", perm, st.st_uid, st.st_gid, st.st_size, _hash_file(full))
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = Entry("dir", perm, st.st_uid, st.st_gid)
+        elif stat.S_ISLNK(st.st_mode):
+            out[rel] = Entry("symlink", 0, st.st_uid, st.st_gid, link=os.readlink(full))
+        elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+            kind = "char" if stat.S_ISCHR(st.st_mode) else "block"
+            out[rel] = Entry(kind, perm, st.st_uid, st.st_gid,
+                             device=(os.major(st.st_rdev), os.minor(st.st_rdev)))
+        elif stat.S_ISFIFO(st.st_mode):
+            out[rel] = Entry("fifo", perm, st.st_uid, st.st_gid)
     return out
 
 
