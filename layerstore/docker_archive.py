@@ -148,11 +148,11 @@ def _import_layer(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], pat
         raise NotFound(f"{where}: the archive has no layer file {path!r}")
     f = tar.extractfile(member)
     assert f is not None
-    layer = store_tar_stream(decompress_reader(f), store, compression)
-    if layer.diff_id != diff_id:
-        raise DigestMismatch(f"{where}: layer {path} has diff_id {layer.diff_id}, "
-                             f"the config says {diff_id}")
-    return layer
+    try:
+        return store_tar_stream(decompress_reader(f), store, compression,
+                                expected_diff_id=diff_id)
+    except DigestMismatch as exc:
+        raise DigestMismatch(f"{where}: layer {path}: {exc} (from the config)") from None
 
 
 def _add_dir(tar: tarfile.TarFile, name: str) -> None:
