@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from layerstore.diff import apply_layer, write_diff, write_tree
 
 from layerstore.assembly import StoredImage, assemble_image, history_entry, host_architecture
 from layerstore.content.local import LocalStore
+from layerstore.diff import apply_layer, write_diff, write_tree
 from layerstore.digest import Digest, chain_ids
 from layerstore.docker_archive import ArchiveImage, read_docker_archive, write_docker_archive
 from layerstore.layout import LayoutEntry, entries, read_layout, write_layout
