@@ -28,6 +28,11 @@ _MAGIC = (
 )
 
 
+class _CompressObj(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
 class Writer(Protocol):
     """A byte sink: ``write`` then ``close`` (which flushes but leaves the sink open)."""
 
@@ -52,25 +57,12 @@ def check(compression: str) -> Compression:
     return compression  # type: ignore[return-value]
 
 
-class _GzipWriter:
-    def __init__(self, sink: BinaryIO, level: int) -> None:
+class _StreamCompressor:
+    """Feeds a zlib-style compressor object (``compress``/``flush``) into a sink."""
+
+    def __init__(self, sink: BinaryIO, compressor: _CompressObj) -> None:
         self._sink = sink
-        self._z = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
-
-    def write(self, data: bytes) -> int:
-        out = self._z.compress(data)
-        if out:
-            self._sink.write(out)
-        return len(data)
-
-    def close(self) -> None:
-        self._sink.write(self._z.flush())
-
-
-class _ZstdWriter:
-    def __init__(self, sink: BinaryIO, level: int) -> None:
-        self._sink = sink
-        self._z = zstandard.ZstdCompressor(level=level).compressobj()
+        self._z = compressor
 
     def write(self, data: bytes) -> int:
         out = self._z.compress(data)
@@ -98,9 +90,12 @@ def compress_writer(sink: BinaryIO, compression: str, level: int | None = None) 
     """A writer that compresses into ``sink``; ``close()`` finishes the stream."""
     compression = check(compression)
     if compression == "gzip":
-        return _GzipWriter(sink, DEFAULT_GZIP_LEVEL if level is None else level)
+        gz = isal_zlib.compressobj(DEFAULT_GZIP_LEVEL if level is None else level,
+                                   isal_zlib.DEFLATED, 31)
+        return _StreamCompressor(sink, gz)
     if compression == "zstd":
-        return _ZstdWriter(sink, DEFAULT_ZSTD_LEVEL if level is None else level)
+        zs = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL if level is None else level)
+        return _StreamCompressor(sink, zs.compressobj())
     return _PlainWriter(sink)
 
 

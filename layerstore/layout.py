@@ -8,7 +8,6 @@ one that exists, replacing entries of the same ref name, as skopeo does);
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from layerstore.content.copy import copy_blob
 from layerstore.content.local import LocalStore
 from layerstore.content.store import ContentStore
 from layerstore.errors import InvalidArgument, NotFound
+from layerstore.fsutil import atomic_write
 from layerstore.oci import Descriptor, Index, MediaType
 from layerstore.walk import reachable
 
@@ -84,8 +84,8 @@ def write_layout(path: Path, store: ContentStore, images: Sequence[LayoutEntry])
             platform=entry.descriptor.platform,
         ))
     index = Index(manifests=(*kept, *added), media_type=MediaType.OCI_INDEX)
-    _atomic_write(path / "oci-layout", json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
-    _atomic_write(path / "index.json", index.to_json())
+    atomic_write(path / "oci-layout", json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+    atomic_write(path / "index.json", index.to_json())
 
 
 def read_layout(path: Path, store: ContentStore, ref_name: str | None = None) -> list[LayoutEntry]:
@@ -101,16 +101,3 @@ def read_layout(path: Path, store: ContentStore, ref_name: str | None = None) ->
             for desc in reachable(src, entry.descriptor):
                 copy_blob(src, store, desc)
     return wanted
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -39,6 +39,7 @@ from layerstore.errors import (
     SizeMismatch,
     Unavailable,
 )
+from layerstore.fsutil import fsync_dir
 
 ALGORITHMS = ("sha256", "sha512")
 _DATA = "data"
@@ -90,25 +91,16 @@ class _Meta:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, directory / _META)
-        _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make renames and unlinks inside ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(directory)
 
 
 def _publish(source: Path, target: Path) -> None:
     """Atomically move a verified, fsynced file into ``blobs/`` and make that durable."""
     if not target.parent.is_dir():
         target.parent.mkdir(exist_ok=True)
-        _fsync_dir(target.parent.parent)
+        fsync_dir(target.parent.parent)
     os.rename(source, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 def _remove_ingest(directory: Path) -> None:
@@ -476,7 +468,7 @@ class LocalStore:
             if meta is None:
                 meta = _Meta(ref=ref, total=total, expected=expected, started_at=time.time())
                 meta.store(directory)
-                _fsync_dir(self._ingests)
+                fsync_dir(self._ingests)
             else:
                 merged = _merge(meta, total, expected)
                 if merged != meta:

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from layerstore.fsutil import fsync_dir
 from layerstore.snapshots.metadata import MetadataStore, SnapshotRecord, check_labels
 from layerstore.snapshots.mount import MAX_MOUNT_DATA, parse_options
 from layerstore.snapshots.snapshotter import Kind, Mount, SnapshotInfo, Usage
@@ -55,15 +56,6 @@ def _syncfs(path: Path) -> None:
         if _libc.syncfs(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), str(path))
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -294,7 +286,7 @@ class OverlaySnapshotter:
                     if os.path.lexists(final):
                         _discard(final)  # left by a crash: no committed row has this id
                     os.rename(tmp, final)
-                    _fsync_dir(self._dirs)  # the rename is on disk before the row is
+                    fsync_dir(self._dirs)  # the rename is on disk before the row is
             except BaseException:
                 if final is not None and final.exists():
                     _discard(final)
