@@ -106,3 +106,14 @@ def host_architecture() -> str:
     machine = _platform.machine().lower()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
+
+
+def load_image(store: ContentStore, manifest: Descriptor) -> StoredImage:
+    """The stored image a manifest descriptor names (its config parsed)."""
+    from layerstore.walk import load_manifest, read_small
+
+    doc = load_manifest(store, manifest)
+    if not isinstance(doc, Manifest):
+        raise InvalidArgument(f"{manifest.digest} is an index, not an image manifest")
+    config = Image.from_json(read_small(store, doc.config), f"config {doc.config.digest}")
+    return StoredImage(manifest, doc.config, config)

@@ -1,0 +1,150 @@
+"""Our registry against CNCF distribution (``docker-registry``), side by side in one run.
+
+1. skopeo pushes then pulls a ~300 MB, 4-layer image to/from each: wall time and ratio.
+2. wrk with 32 connections for 10 s on a manifest GET and on a blob HEAD: requests/s,
+   p99 latency and ratios.
+3. Peak RSS of our server processes under that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from layerstore.assembly import assemble_image, history_entry, host_architecture  # noqa: E402
+from layerstore.content.local import LocalStore  # noqa: E402
+from layerstore.diff import write_tree  # noqa: E402
+from layerstore.layout import LayoutEntry, write_layout  # noqa: E402
+from layerstore.oci import Image, ImageConfig  # noqa: E402
+from registry.testing.processes import RegistryProcess, distribution, ours  # noqa: E402
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def make_layout(tmp: Path, total_mb: int, layers: int) -> tuple[Path, str, str]:
+    """A layout holding one image of ``layers`` layers of random bytes; returns the layout,
+    the manifest digest and one layer digest."""
+    store = LocalStore(tmp / "store")
+    made = []
+    for i in range(layers):
+        tree = tmp / f"layer{i}"
+        tree.mkdir()
+        with (tree / "data.bin").open("wb") as f:
+            for _ in range(total_mb // layers):
+                f.write(os.urandom(1 << 20))
+        made.append(write_tree(tree, store, "gzip"))
+    image = Image(architecture=host_architecture(), os="linux", config=ImageConfig(),
+                  history=tuple(history_entry(f"layer {i}") for i in range(layers)))
+    stored = assemble_image(store, image, made)
+    layout = tmp / "layout"
+    write_layout(layout, store, [LayoutEntry("bench", stored.manifest)])
+    return layout, str(stored.manifest.digest), str(made[0].descriptor.digest)
+
+
+def timed(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def wrk(url: str, *, head: bool = False, accept: str | None = None, seconds: int = 10,
+        tmp: Path) -> tuple[float, float]:
+    """Requests/s and p99 latency (ms) of wrk with 2 threads and 32 connections."""
+    argv = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
+    if head:
+        script = tmp / "head.lua"
+        script.write_text('wrk.method = "HEAD"\n')
+        argv += ["-s", str(script)]
+    if accept:
+        argv += ["-H", f"Accept: {accept}"]
+    out = subprocess.run([*argv, url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert p99 is not None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"    warning: {errors.group(1)} non-2xx answers from {url}")
+    return rps, float(p99.group(1)) * scale
+
+
+def peak_rss(proc: RegistryProcess) -> int:
+    """Sum of the peak RSS (VmHWM) of the server's processes, in bytes."""
+    total = 0
+    for pid in proc.pids():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(match.group(1)) * 1024 if match else 0
+    return total
+
+
+def main() -> int:
+    """Run both registries through the same steps and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=300)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pybuild-regbench-") as tmpdir:
+        tmp = Path(tmpdir)
+        layout, manifest_digest, layer_digest = make_layout(tmp, args.mb, args.layers)
+        print(f"image: {args.layers} layers, {args.mb} MB, manifest {manifest_digest[:19]}")
+        servers = {
+            "pybuild": ours(tmp / "ours", workers=args.workers),
+            "distribution": distribution(tmp / "dist"),
+        }
+        results: dict[str, dict[str, float]] = {}
+        for name, server in servers.items():
+            server.start()
+            try:
+                ref = f"docker://{server.address}/bench/app:1"
+                push = timed(["skopeo", "copy", "--dest-tls-verify=false",
+                              f"oci:{layout}:bench", ref])
+                pull = timed(["skopeo", "copy", "--src-tls-verify=false", ref,
+                              f"dir:{tmp / ('pull-' + name)}"])
+                manifest_url = f"{server.url}/v2/bench/app/manifests/1"
+                blob_url = f"{server.url}/v2/bench/app/blobs/{layer_digest}"
+                get_rps, get_p99 = wrk(manifest_url, accept=OCI_MANIFEST,
+                                       seconds=args.seconds, tmp=tmp)
+                head_rps, head_p99 = wrk(blob_url, head=True, seconds=args.seconds, tmp=tmp)
+                results[name] = {"push": push, "pull": pull, "get_rps": get_rps,
+                                 "get_p99": get_p99, "head_rps": head_rps,
+                                 "head_p99": head_p99, "rss": peak_rss(server)}
+            finally:
+                server.stop()
+            r = results[name]
+            print(f"  {name:13s} push {r['push']:6.2f} s  pull {r['pull']:6.2f} s  "
+                  f"manifest GET {r['get_rps']:8.0f}/s p99 {r['get_p99']:6.1f} ms  "
+                  f"blob HEAD {r['head_rps']:8.0f}/s p99 {r['head_p99']:6.1f} ms  "
+                  f"peak RSS {r['rss'] / 1e6:6.1f} MB")
+        o, d = results["pybuild"], results["distribution"]
+        ratios = {
+            "push time ours/distribution": o["push"] / d["push"],
+            "pull time ours/distribution": o["pull"] / d["pull"],
+            "manifest GET req/s ours/distribution": o["get_rps"] / d["get_rps"],
+            "manifest GET p99 ours/distribution": o["get_p99"] / d["get_p99"],
+            "blob HEAD req/s ours/distribution": o["head_rps"] / d["head_rps"],
+            "blob HEAD p99 ours/distribution": o["head_p99"] / d["head_p99"],
+        }
+        for label, value in ratios.items():
+            print(f"ratio {label:40s} {value:5.2f}")
+        print(json.dumps({"results": results, "ratios": ratios}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

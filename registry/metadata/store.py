@@ -1,0 +1,142 @@
+"""The metadata seam of the registry.
+
+Blob *bytes* live in a content store shared by every repository; the metadata says which
+repository may see which blob (a *link*, made by an upload or a mount), which manifests a
+repository holds, which tags point where, which manifests refer to which subject, and which
+upload sessions are open.
+
+Rules every implementation keeps:
+
+- Each method is atomic. ``put_manifest`` writes the manifest row, its tags and its
+  referrer entry in one transaction; a crash leaves either all of it or none.
+- Repositories come into being with their first link, manifest or upload; they are listed by
+  ``repositories`` only while they hold a link or a manifest.
+- Names and tags are compared as exact strings; listing is sorted by byte order and paginated
+  with ``last`` (exclusive) and ``n`` (``None`` = all).
+- Deleting a manifest removes every tag that points to it. Deleting a tag removes only it.
+- Safe to use from several threads and several processes sharing one store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from layerstore.digest import Digest
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """A manifest held by a repository (its bytes are in the content store under ``digest``)."""
+
+    digest: Digest
+    media_type: str
+    size: int
+    references: tuple[Digest, ...] = ()
+    subject: Digest | None = None
+    artifact_type: str | None = None
+    annotations: Mapping[str, str] | None = None
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """An open blob upload session (its bytes are the content store ingest ``upload-<uuid>``)."""
+
+    uuid: str
+    repository: str
+    started_at: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class MetadataStore(Protocol):
+    """Registry metadata; see the module docstring for the rules."""
+
+    def repositories(self, last: str | None = None, n: int | None = None) -> list[str]:
+        """Repository names, sorted, after ``last``, at most ``n``."""
+        ...
+
+    def repository_exists(self, repository: str) -> bool:
+        """Whether the repository holds any link or manifest."""
+        ...
+
+    def link_blob(self, repository: str, digest: Digest, size: int) -> None:
+        """Make blob ``digest`` visible in ``repository`` (idempotent)."""
+        ...
+
+    def blob_size(self, repository: str, digest: Digest) -> int | None:
+        """The size of a blob linked into ``repository``, or ``None`` if it is not linked."""
+        ...
+
+    def unlink_blob(self, repository: str, digest: Digest) -> bool:
+        """Remove a blob link; whether there was one."""
+        ...
+
+    def linked_blobs(self) -> set[Digest]:
+        """Every digest linked into any repository (for garbage collection)."""
+        ...
+
+    def forget_blob(self, digest: Digest) -> None:
+        """Remove every link to ``digest`` (garbage collection swept its bytes)."""
+        ...
+
+    def put_manifest(self, repository: str, record: ManifestRecord,
+                     tags: tuple[str, ...] = ()) -> None:
+        """Store (or refresh) a manifest in ``repository`` and point ``tags`` at it."""
+        ...
+
+    def get_manifest(self, repository: str, digest: Digest) -> ManifestRecord | None:
+        """A manifest of ``repository`` by digest."""
+        ...
+
+    def resolve(self, repository: str, reference: str) -> ManifestRecord | None:
+        """A manifest by tag or by digest string (``sha256:…``), in one lookup."""
+        ...
+
+    def delete_manifest(self, repository: str, digest: Digest) -> bool:
+        """Remove a manifest and every tag pointing at it; whether it existed."""
+        ...
+
+    def manifests(self, repository: str) -> Iterator[ManifestRecord]:
+        """Every manifest of ``repository``."""
+        ...
+
+    def tags(self, repository: str, last: str | None = None,
+             n: int | None = None) -> list[str]:
+        """Tag names of ``repository``, sorted, after ``last``, at most ``n``."""
+        ...
+
+    def tagged(self, repository: str) -> dict[str, Digest]:
+        """Every tag of ``repository`` with the digest it points at."""
+        ...
+
+    def delete_tag(self, repository: str, tag: str) -> bool:
+        """Remove one tag; whether it existed."""
+        ...
+
+    def referrers(self, repository: str, subject: Digest,
+                  artifact_type: str | None = None) -> list[ManifestRecord]:
+        """Manifests of ``repository`` whose ``subject`` is ``subject`` (optionally only of
+        one artifact type), sorted by digest."""
+        ...
+
+    def start_upload(self, record: UploadRecord) -> None:
+        """Record a new upload session."""
+        ...
+
+    def get_upload(self, uuid: str) -> UploadRecord | None:
+        """An open upload session."""
+        ...
+
+    def end_upload(self, uuid: str) -> bool:
+        """Forget an upload session (completed or cancelled); whether it existed."""
+        ...
+
+    def uploads(self, started_before: float | None = None) -> list[UploadRecord]:
+        """Open upload sessions (optionally only those started before a time)."""
+        ...
+
+    def close(self) -> None:
+        """Release the store."""
+        ...
