@@ -28,7 +28,12 @@ from layerstore.digest import Digest
 
 @dataclass(frozen=True)
 class ManifestRecord:
-    """A manifest held by a repository (its bytes are in the content store under ``digest``)."""
+    """A manifest held by a repository (its bytes are in the content store under ``digest``).
+
+    ``references`` lists everything it needs: an image manifest's config and layers, an
+    index's child manifests (never its ``subject``). ``created_at`` is when it was put;
+    garbage collection measures the grace period of an untagged manifest from it.
+    """
 
     digest: Digest
     media_type: str
@@ -83,7 +88,10 @@ class MetadataStore(Protocol):
 
     def put_manifest(self, repository: str, record: ManifestRecord,
                      tags: tuple[str, ...] = ()) -> None:
-        """Store (or refresh) a manifest in ``repository`` and point ``tags`` at it."""
+        """Store (or refresh) a manifest in ``repository`` and point ``tags`` at it.
+
+        Refreshing replaces the stored record with ``record``; tags already pointing at it
+        stay."""
         ...
 
     def get_manifest(self, repository: str, digest: Digest) -> ManifestRecord | None:
@@ -91,7 +99,8 @@ class MetadataStore(Protocol):
         ...
 
     def resolve(self, repository: str, reference: str) -> ManifestRecord | None:
-        """A manifest by tag or by digest string (``sha256:…``), in one lookup."""
+        """A manifest by tag or by digest string (``sha256:…``), in one lookup (tags never
+        contain ``:``, so a reference with one is a digest)."""
         ...
 
     def delete_manifest(self, repository: str, digest: Digest) -> bool:
@@ -122,7 +131,7 @@ class MetadataStore(Protocol):
         ...
 
     def start_upload(self, record: UploadRecord) -> None:
-        """Record a new upload session."""
+        """Record a new upload session; ``AlreadyExists`` if its uuid is taken."""
         ...
 
     def get_upload(self, uuid: str) -> UploadRecord | None:
@@ -134,7 +143,8 @@ class MetadataStore(Protocol):
         ...
 
     def uploads(self, started_before: float | None = None) -> list[UploadRecord]:
-        """Open upload sessions (optionally only those started before a time)."""
+        """Open upload sessions (optionally only those started before a time), oldest
+        first."""
         ...
 
     def close(self) -> None:

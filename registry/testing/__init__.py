@@ -1,0 +1,1 @@
+"""Reusable conformance suites that every implementation of a registry protocol runs."""
