@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  python3 python3-venv python3-pip ca-certificates
+  python3 python3-venv python3-pip ca-certificates curl
   docker.io skopeo umoci podman buildah docker-registry
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk
 )

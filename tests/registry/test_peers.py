@@ -47,7 +47,7 @@ def images(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path
     base = busybox_image(store, busybox_rootfs)
     app = busybox_image(store, busybox_rootfs, extra={"app/data": b"app\n"}, workdir=tmp / "w")
     arm = busybox_image(store, busybox_rootfs, architecture="arm64")
-    index = multiarch_index(store, {"amd64": base.manifest, "arm64": arm.manifest})
+    index = multiarch_index(store, {"amd64": base, "arm64": arm})
     layout = layout_of(tmp / "layout", store, {"base": base.manifest, "app": app.manifest,
                                                "multi": index})
     return store, layout, {"base": base.manifest.digest, "app": app.manifest.digest,
@@ -116,8 +116,8 @@ def test_docker_push_pull_share_layers_and_pull_by_digest(
     assert docker("run", "--rm", f"{server.address}/peers/docker-app:1").stdout.decode() \
         .strip() == GREETING
     docker("pull", f"{server.address}/peers/docker-app@{pushed_digest}")
-    docker("rmi", f"{server.address}/peers/docker-app:1",
-           f"{server.address}/peers/docker-app@{pushed_digest}")
+    docker("rmi", "-f", f"{server.address}/peers/docker-app:1",
+           f"{server.address}/peers/docker-app@{pushed_digest}", check=False)
 
 
 def manifest_descriptor(store: LocalStore, digest: Digest) -> Descriptor:

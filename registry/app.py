@@ -1,0 +1,191 @@
+"""The ASGI application: ``create_app(settings)`` wires storage, metadata, authorization and
+metrics behind the ``/v2/`` routes, health checks and ``/metrics``.
+
+Every response carries ``Docker-Distribution-Api-Version: registry/2.0``; every request is
+counted and logged in one line (method, path, status, bytes, milliseconds); anything that
+escapes a handler is logged with its traceback and answered 500 with a JSON error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from layerstore.content.local import LocalStore
+from registry.auth.access import AllowAll, Authorizer
+from registry.config import HANDOFF_ENV, ConfigError, Settings
+from registry.errors import UNSUPPORTED, RegistryError, error_response, internal_error_response
+from registry.handlers import V2App
+from registry.handlers.base import ROUTE_KEY, Services
+from registry.handlers.misc import health, metrics
+from registry.metadata.sqlite import SqliteMetadataStore
+from registry.metrics import Metrics
+from registry.storage.blobs import BlobService
+
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+access_log = logging.getLogger("registry.access")
+log = logging.getLogger("registry")
+_THREADS = 32
+
+
+class AccessMiddleware:
+    """Adds the API version header, counts and logs each request, and answers 500 for
+    anything that escapes the application."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, log_requests: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log_requests = log_requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        head = scope["method"] == "HEAD"
+        status = 0
+        sent = 0
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        async def stamping_send(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), API_VERSION]
+            elif message["type"] == "http.response.body" and not head:
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, stamping_send)
+        except Exception:
+            log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if status == 0:
+                await internal_error_response()(scope, counting_receive, stamping_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get(ROUTE_KEY) or _route_of(scope["path"])
+            method = scope["method"]
+            self.metrics.observe(method, route, status, sent, received, elapsed)
+            if self.log_requests:
+                query = scope.get("query_string", b"")
+                path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+                access_log.info("%s %s %d %d %.1fms", method, path, status, sent,
+                                elapsed * 1000)
+
+
+def _route_of(path: str) -> str:
+    if path in ("/metrics", "/healthz", "/debug/health"):
+        return path.strip("/").replace("debug/", "")
+    return "unknown"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    path = request.scope["path"][:200]
+    if exc.status_code == 405:
+        err = RegistryError(UNSUPPORTED, f"{request.method} is not supported on {path!r}")
+    else:
+        err = RegistryError(UNSUPPORTED, f"no endpoint {path!r}", status=exc.status_code,
+                            detail={"path": path})
+    return error_response(err)
+
+
+def load_authorizer(settings: Settings) -> Authorizer:
+    """The authorizer ``settings.authorizer`` names (``module:factory``), or AllowAll."""
+    if not settings.authorizer:
+        return AllowAll()
+    module_name, _, attribute = settings.authorizer.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"authorizer {settings.authorizer!r} cannot be loaded: {exc}") from None
+    return factory(settings)
+
+
+def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
+    """Open the stores under ``settings.root`` and build what the handlers share."""
+    content = LocalStore(settings.content_root)
+    metadata = SqliteMetadataStore(settings.metadata_path)
+    blobs = BlobService(content, metadata, settings.root,
+                        cache_bytes=settings.manifest_cache_bytes)
+    return Services(settings=settings, metadata=metadata, blobs=blobs,
+                    authorizer=authorizer or load_authorizer(settings),
+                    metrics=Metrics(settings.metrics_dir))
+
+
+async def _housekeeping(services: Services) -> None:
+    tick = 0
+    while True:
+        await asyncio.sleep(0.1)
+        tick += 1
+        try:
+            await services.blobs.reap_idle()
+            if tick % 10 == 0:
+                services.metrics.flush()
+        except Exception:
+            log.exception("housekeeping failed")
+
+
+def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> FastAPI:
+    """The registry application for ``settings`` (one per server process)."""
+    services = open_services(settings, authorizer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="registry"))
+        task = asyncio.ensure_future(_housekeeping(services))
+        log.info("registry serving %s (pid %d, read-only: %s)", settings.root, os.getpid(),
+                 settings.read_only)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await services.blobs.close()
+            services.metrics.flush()
+            services.metadata.close()
+
+    app = FastAPI(title="pybuild registry", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.state.services = services
+    app.router.routes.extend([
+        Route("/v2/{path:path}", V2App(services)),
+        Route("/healthz", health(services), methods=["GET", "HEAD"]),
+        Route("/debug/health", health(services), methods=["GET", "HEAD"]),
+        Route("/metrics", metrics(services), methods=["GET", "HEAD"]),
+    ])
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(AccessMiddleware, metrics=services.metrics,
+                       log_requests=settings.access_log)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """The application for a uvicorn worker: settings come from the serving process
+    through the environment."""
+    text = os.environ.get(HANDOFF_ENV)
+    settings = Settings.from_json(text) if text else Settings()
+    return create_app(settings)

@@ -1,0 +1,284 @@
+"""``/v2/<name>/manifests/<reference>``: GET, HEAD, PUT and DELETE by tag or by digest."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from layerstore.content.copy import put_bytes
+from layerstore.digest import Digest
+from layerstore.errors import LayerstoreError
+from layerstore.oci import Descriptor, Index, Manifest, MediaType
+from registry.errors import (
+    BLOB_UNKNOWN,
+    DIGEST_INVALID,
+    MANIFEST_BLOB_UNKNOWN,
+    MANIFEST_INVALID,
+    MANIFEST_UNKNOWN,
+    NAME_UNKNOWN,
+    SIZE_INVALID,
+    ErrorEntry,
+    RegistryError,
+)
+from registry.handlers.base import (
+    Context,
+    RawResponse,
+    absolute_url,
+    content_length,
+    read_body,
+    respond,
+)
+from registry.metadata.store import ManifestRecord, MetadataStore
+from registry.names import check_tag, is_digest_reference, parse_digest
+from registry.storage.blobs import run_blocking
+
+MANIFEST_TYPES = MediaType.MANIFESTS | MediaType.INDEXES
+_UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
+_ANY = frozenset({"*/*", "application/*", "application/json"})
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    """A validated manifest or index ready to store: its record, the blobs it needs linked
+    in the repository and the manifests it needs present there."""
+
+    record: ManifestRecord
+    blobs: tuple[Descriptor, ...]
+    children: tuple[Descriptor, ...]
+
+
+def _unknown(ctx: Context, what: str) -> RegistryError:
+    if not ctx.services.metadata.repository_exists(ctx.name):
+        return RegistryError(NAME_UNKNOWN, f"repository {ctx.name!r} is not known",
+                             detail={"name": ctx.name})
+    return RegistryError(MANIFEST_UNKNOWN, f"manifest {what} is unknown to repository "
+                         f"{ctx.name!r}", detail={"name": ctx.name, "reference": what})
+
+
+def _check_reference(reference: str, name: str) -> None:
+    if is_digest_reference(reference):
+        parse_digest(reference, name)
+    else:
+        check_tag(reference, name)
+
+
+def acceptable(request: Request, media_type: str) -> bool:
+    """Whether the ``Accept`` headers allow ``media_type`` (no header allows anything)."""
+    values = request.headers.getlist("accept")
+    if not values:
+        return True
+    for value in values:
+        for item in value.split(","):
+            kind, _, params = item.partition(";")
+            kind = kind.strip().lower()
+            if (kind == media_type or kind in _ANY) and not _refused(params):
+                return True
+    return False
+
+
+def _refused(params: str) -> bool:
+    """Whether media-type parameters carry ``q=0`` (RFC 9110: "not acceptable")."""
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return float(value.strip()) == 0.0
+            except ValueError:
+                return False
+    return False
+
+
+def _resolve(ctx: Context) -> ManifestRecord:
+    record = ctx.services.metadata.resolve(ctx.name, ctx.arg)
+    if record is None:
+        _check_reference(ctx.arg, ctx.name)
+        raise _unknown(ctx, ctx.arg)
+    if not acceptable(ctx.request, record.media_type):
+        raise RegistryError(
+            MANIFEST_UNKNOWN,
+            f"manifest {ctx.arg} of {ctx.name!r} is a {record.media_type}, which the Accept "
+            "header does not allow", detail={"mediaType": record.media_type},
+        )
+    return record
+
+
+def _headers(record: ManifestRecord) -> list[tuple[bytes, bytes]]:
+    digest = str(record.digest).encode()
+    return [
+        (b"content-type", record.media_type.encode()),
+        (b"content-length", str(record.size).encode()),
+        (b"docker-content-digest", digest),
+        (b"etag", b'"' + digest + b'"'),
+    ]
+
+
+async def head(ctx: Context) -> Response:
+    """HEAD a manifest: its type, size and digest."""
+    return RawResponse(200, _headers(_resolve(ctx)))
+
+
+async def get(ctx: Context) -> Response:
+    """GET a manifest as it was pushed, with its stored media type."""
+    record = _resolve(ctx)
+    try:
+        body = await ctx.services.blobs.read_small(record.digest)
+    except RegistryError as err:
+        if err.code is BLOB_UNKNOWN:
+            raise RegistryError(MANIFEST_UNKNOWN, f"manifest {record.digest} of "
+                                f"{ctx.name!r} has no content") from None
+        raise
+    return RawResponse(200, _headers(record), body)
+
+
+def _media_type(content_type: str, declared: object, where: str) -> str:
+    kind = content_type.partition(";")[0].strip().lower()
+    if kind in MANIFEST_TYPES:
+        if declared is not None and declared != kind:
+            raise RegistryError(
+                MANIFEST_INVALID,
+                f"{where}: Content-Type {kind} does not match the manifest's mediaType "
+                f"{declared!r}", detail={"Content-Type": kind, "mediaType": declared},
+            )
+        return kind
+    if kind in _UNTYPED and isinstance(declared, str) and declared in MANIFEST_TYPES:
+        return declared
+    raise RegistryError(
+        MANIFEST_INVALID,
+        f"{where}: unsupported manifest media type {(kind or declared)!r}; push an OCI "
+        "image manifest or index, or a Docker schema2 manifest or manifest list",
+        detail={"Content-Type": kind, "mediaType": declared},
+    )
+
+
+def parse_manifest(body: bytes, content_type: str, algorithm: str, where: str
+                   ) -> ParsedManifest:
+    """Validate a pushed manifest and describe what storing it takes; MANIFEST_INVALID
+    naming the problem otherwise."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise RegistryError(MANIFEST_INVALID, f"{where}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(MANIFEST_INVALID, f"{where}: not a JSON object")
+    try:
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise RegistryError(MANIFEST_INVALID, f"{where}: a string holds an unpaired UTF-16 "
+                            "surrogate escape, which is not Unicode text") from None
+    media_type = _media_type(content_type, doc.get("mediaType"), where)
+    try:
+        if media_type in MediaType.INDEXES:
+            model: Manifest | Index = Index.from_dict(doc, where)
+        else:
+            model = Manifest.from_dict(doc, where)
+    except (LayerstoreError, RecursionError, ValueError) as exc:
+        raise RegistryError(MANIFEST_INVALID, str(exc)) from None
+    if isinstance(model, Manifest):
+        blobs = (model.config, *model.layers)
+        children: tuple[Descriptor, ...] = ()
+        artifact_type = model.artifact_type or model.config.media_type
+    else:
+        blobs, children, artifact_type = (), model.manifests, model.artifact_type
+    record = ManifestRecord(
+        digest=Digest.from_bytes(body, algorithm),
+        media_type=media_type,
+        size=len(body),
+        references=tuple(d.digest for d in (*blobs, *children)),
+        subject=model.subject.digest if model.subject is not None else None,
+        artifact_type=artifact_type,
+        annotations=model.annotations,
+        created_at=time.time(),
+    )
+    return ParsedManifest(record, blobs, children)
+
+
+def _missing(meta: MetadataStore, name: str, parsed: ParsedManifest) -> list[ErrorEntry]:
+    problems: list[ErrorEntry] = []
+
+    def check(desc: Descriptor, size: int | None, kind: str) -> None:
+        if size is None:
+            problems.append(ErrorEntry(
+                MANIFEST_BLOB_UNKNOWN, f"{kind} {desc.digest} is unknown to repository "
+                f"{name!r}; push it first", {"digest": str(desc.digest)}))
+        elif size != desc.size:
+            problems.append(ErrorEntry(
+                MANIFEST_INVALID, f"{kind} {desc.digest} has {size} bytes in repository "
+                f"{name!r}, not the {desc.size} the manifest says", {"digest": str(desc.digest)}))
+
+    for desc in parsed.blobs:
+        if desc.urls and desc.media_type in MediaType.NONDISTRIBUTABLE:
+            continue
+        check(desc, meta.blob_size(name, desc.digest), "blob")
+    for desc in parsed.children:
+        child = meta.get_manifest(name, desc.digest)
+        size = child.size if child is not None else None
+        if size is None and desc.media_type not in MANIFEST_TYPES:
+            size = meta.blob_size(name, desc.digest)
+        check(desc, size, "manifest")
+    return problems
+
+
+async def put(ctx: Context) -> Response:
+    """PUT a manifest by tag or digest (plus ``?tag=`` tags): validate, check that what it
+    references is in the repository, store it (201)."""
+    name, reference, services = ctx.name, ctx.arg, ctx.services
+    expected: Digest | None = None
+    tags: list[str] = []
+    if is_digest_reference(reference):
+        expected = parse_digest(reference, name)
+    else:
+        tags.append(check_tag(reference, name))
+    for tag in ctx.request.query_params.getlist("tag"):
+        if check_tag(tag, name) not in tags:
+            tags.append(tag)
+    limit = services.settings.max_manifest_bytes
+
+    def too_large() -> RegistryError:
+        return RegistryError(
+            SIZE_INVALID, f"manifest {reference} for {name!r} is larger than the "
+            f"{limit}-byte limit", status=413, detail={"limit": limit})
+
+    declared = content_length(ctx.request)
+    if declared is not None and declared > limit:
+        raise too_large()
+    body = await read_body(ctx.request, limit, too_large)
+    where = f"manifest {reference} for {name!r}"
+    parsed = await run_blocking(
+        parse_manifest, body, ctx.request.headers.get("content-type", ""),
+        expected.algorithm if expected else "sha256", where)
+    record = parsed.record
+    if expected is not None and record.digest != expected:
+        raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
+                            detail={"digest": str(record.digest)})
+
+    def store() -> None:
+        problems = _missing(services.metadata, name, parsed)
+        if problems:
+            first, *more = problems
+            raise RegistryError(first.code, first.message, detail=first.detail, more=more)
+        put_bytes(services.blobs.content, body, expected=record.digest)
+        services.metadata.put_manifest(name, record, tuple(tags))
+
+    await services.blobs.run_guarded(store)
+    services.blobs.remember(record.digest, body)
+    headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
+               "Docker-Content-Digest": str(record.digest)}
+    if record.subject is not None:
+        headers["OCI-Subject"] = str(record.subject)
+    return respond(201, headers)
+
+
+async def delete(ctx: Context) -> Response:
+    """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
+    name, reference, meta = ctx.name, ctx.arg, ctx.services.metadata
+    if is_digest_reference(reference):
+        found = await run_blocking(meta.delete_manifest, name, parse_digest(reference, name))
+    else:
+        found = await run_blocking(meta.delete_tag, name, check_tag(reference, name))
+    if not found:
+        raise _unknown(ctx, reference)
+    return respond(202)
