@@ -80,11 +80,8 @@ def serve(settings: Settings) -> int:
 
 
 def _gc(settings: Settings, argv: list[str]) -> int:
-    try:
-        from registry import gc
-    except ImportError as exc:
-        print(f"registry gc: not available: {exc}", file=sys.stderr)
-        return 2
+    from registry import gc
+
     return gc.run_cli(settings.root, argv)
 
 
