@@ -51,19 +51,12 @@ class RegistryProcess:
         self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                      env={**os.environ, **self.env}, start_new_session=True)
         out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.argv[0]} exited with {self.proc.returncode}:\n"
-                                   + self.log.read_text(errors="replace")[-3000:])
-            try:
-                if httpx.get(f"{self.url}/v2/", timeout=1, verify=False).status_code in (200, 401):
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.argv[0]} did not answer on {self.url} within {timeout} s")
+        try:
+            wait_until_up(self.proc, self.url, self.log, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """Stop the process group gracefully (SIGTERM, then SIGKILL)."""
@@ -88,6 +81,24 @@ class RegistryProcess:
             return []
         out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True)
         return [int(p) for p in out.stdout.split()]
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+    """Wait until ``url/v2/`` answers (any status below 500); raise RuntimeError with the
+    log's tail if the process exits or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n"
+                               + log.read_text(errors="replace")[-3000:])
+        try:
+            if httpx.get(f"{url}/v2/", timeout=1, verify=False).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.args!r} did not answer on {url} within {timeout} s:\n"
+                       + log.read_text(errors="replace")[-3000:])
 
 
 def ours(root: Path, *, host: str = "127.0.0.1", port: int | None = None, workers: int = 2,
