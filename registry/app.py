@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from layerstore.content.local import LocalStore
 from registry.auth.access import AllowAll, Authorizer
+from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
 from registry.errors import UNSUPPORTED, RegistryError, error_response, internal_error_response
 from registry.handlers import V2App
@@ -112,9 +113,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def load_authorizer(settings: Settings) -> Authorizer:
-    """The authorizer ``settings.authorizer`` names (``module:factory``), or AllowAll."""
+    """The authorizer ``settings.authorizer`` names (``module:factory``); without one, the
+    one of ``settings.auth_mode`` (AllowAll for ``none``)."""
     if not settings.authorizer:
-        return AllowAll()
+        if settings.auth_mode == "none":
+            return AllowAll()
+        from registry.auth.authorizers import build_authorizer
+
+        return build_authorizer(settings)
     module_name, _, attribute = settings.authorizer.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attribute)
@@ -176,6 +182,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         Route("/healthz", health(services), methods=["GET", "HEAD"]),
         Route("/debug/health", health(services), methods=["GET", "HEAD"]),
         Route("/metrics", metrics(services), methods=["GET", "HEAD"]),
+        *token_routes(services.authorizer),
     ])
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(AccessMiddleware, metrics=services.metrics,

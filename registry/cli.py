@@ -1,5 +1,6 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
-``registry gc`` collects garbage (see :mod:`registry.gc`)."""
+``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
+manages the users that ``--auth basic|token`` let in."""
 
 from __future__ import annotations
 
@@ -27,6 +28,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--no-access-log", dest="access_log", action="store_const",
                        const=False, default=None, help="do not log one line per request")
+    serve.add_argument("--tls", action="store_const", const=True, default=None,
+                       help="serve HTTPS (a private CA and certificate are made in ROOT/tls "
+                       "unless --tls-cert/--tls-key are given)")
+    serve.add_argument("--tls-cert", type=Path, help="the server certificate (PEM chain)")
+    serve.add_argument("--tls-key", type=Path, help="the server certificate's key (PEM)")
+    serve.add_argument("--tls-san", action="append", metavar="NAME",
+                       help="another host name or address for the made certificate "
+                       "(repeatable)")
+    serve.add_argument("--auth", choices=("none", "basic", "token"),
+                       help="authentication (default: token with TLS, none without)")
+    user = sub.add_parser("user", help="manage the users of --auth basic|token")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    add = user_sub.add_parser("add", help="add a user (password from a prompt or stdin)")
+    _common(add)
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input")
+    add.add_argument("--group", action="append", default=[], help="a group (repeatable)")
+    add.add_argument("--replace", action="store_true",
+                     help="change the password and groups of an existing user")
+    _common(user_sub.add_parser("list", help="list the users and their groups"))
+    remove = user_sub.add_parser("del", help="remove a user")
+    _common(remove)
+    remove.add_argument("name")
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
                         add_help=False)
     _common(gc)
@@ -55,8 +80,24 @@ def log_config(level: str) -> dict[str, Any]:
     }
 
 
-def serve(settings: Settings) -> int:
-    """Run the server until SIGINT/SIGTERM."""
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """Make or check the certificate, say how to trust it, and the uvicorn options."""
+    from registry import tls
+
+    if not settings.tls_enabled:
+        return {}
+    settings.root.mkdir(parents=True, exist_ok=True)
+    try:
+        files = tls.prepare(settings.root, settings.host, settings.tls_cert, settings.tls_key,
+                            settings.tls_san)
+    except (tls.TlsError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+    print(tls.trust_instructions(files, settings.host, settings.port), flush=True)
+    return tls.uvicorn_options(files)
+
+
+def serve(settings: Settings, options: dict[str, Any] | None = None) -> int:
+    """Run the server until SIGINT/SIGTERM; ``options`` go to uvicorn (TLS)."""
     import uvicorn
 
     from registry.metrics import reset_directory
@@ -64,7 +105,7 @@ def serve(settings: Settings) -> int:
     settings.root.mkdir(parents=True, exist_ok=True)
     reset_directory(settings.metrics_dir)
     os.environ[HANDOFF_ENV] = settings.to_json()
-    options: dict[str, Any] = {}
+    options = dict(options or {})
     for module, key, value in (("uvloop", "loop", "uvloop"), ("httptools", "http", "httptools")):
         try:
             __import__(module)
@@ -85,6 +126,42 @@ def _gc(settings: Settings, argv: list[str]) -> int:
     return gc.run_cli(settings.root, argv)
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValueError("no terminal to ask for the password: use --password-stdin")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Password (again): "):
+        raise ValueError("the passwords differ")
+    return first
+
+
+def _user(settings: Settings, args: argparse.Namespace) -> int:
+    from registry.auth.authorizers import auth_directory
+    from registry.auth.users import UserError, UserStore
+
+    store = UserStore(auth_directory(settings.root), settings.htpasswd)
+    try:
+        if args.user_command == "add":
+            password = _read_password(args.password_stdin)
+            store.add(args.name, password, args.group, replace=args.replace)
+            print(f"registry: user {args.name!r} saved in {store.path}")
+        elif args.user_command == "list":
+            for user in store.users():
+                groups = ",".join(user.groups) or "-"
+                print(f"{user.name}\t{groups}\t{user.source}")
+        elif not store.remove(args.name):
+            print(f"registry: no user {args.name!r} in {store.path}", file=sys.stderr)
+            return 1
+    except (UserError, ValueError, OSError) as exc:
+        print(f"registry user: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``registry``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -93,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    if args.command == "user":
+        flags: dict[str, Any] = {"root": args.root}
+    else:
+        flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     try:
         settings = load_settings(args.config, os.environ, flags)
     except ConfigError as exc:
@@ -101,16 +181,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "gc":
         return _gc(settings, rest)
+    if args.command == "user":
+        return _user(settings, args)
     logging.config.dictConfig(log_config(settings.log_level))
     try:
         from registry.app import load_authorizer
 
         load_authorizer(settings)
+        options = _tls_options(settings)
+        if settings.auth_mode != "none" and not settings.authorizer:
+            print(f"registry: auth {settings.auth_mode}; users in "
+                  f"{settings.root / 'auth' / 'users.json'} (registry user add NAME "
+                  f"--root {settings.root})", flush=True)
     except ConfigError as exc:
         print(f"registry: {exc}", file=sys.stderr)
         return 2
     try:
-        return serve(settings)
+        return serve(settings, options)
     except OSError as exc:
         print(f"registry: cannot serve on {settings.addr}: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,9 @@ environment and command-line flags, each overriding the one before.
 
 The file holds top-level keys named like the fields (``addr = "0.0.0.0:5000"``,
 ``read_only = true``); the environment uses ``REGISTRY_<FIELD>`` (``REGISTRY_READ_ONLY=1``).
+List settings take a comma-separated value there (``REGISTRY_TLS_SAN=a.example,10.0.0.5``);
+``access`` and ``groups`` take JSON. The access rules are described in
+:mod:`registry.auth.rules`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from registry.auth.rules import AccessRule, RuleError, parse_admins, parse_groups, parse_rules
+
 ENV_PREFIX = "REGISTRY_"
 CONFIG_ENV = "REGISTRY_CONFIG"
 HANDOFF_ENV = "PYBUILD_REGISTRY_SETTINGS"
@@ -23,6 +28,7 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+AUTH_MODES = ("none", "basic", "token")
 
 
 class ConfigError(ValueError):
@@ -44,7 +50,18 @@ class Settings:
     bounds a pushed manifest and ``manifest_cache_bytes`` the per-process memory cache of
     small immutable content (manifests, blobs up to 64 KiB). ``authorizer`` names a
     ``module:factory`` called with the settings that returns the
-    :class:`~registry.auth.access.Authorizer` to use (empty: everyone may do everything).
+    :class:`~registry.auth.access.Authorizer` to use (empty: ``auth`` decides).
+
+    TLS: ``tls`` serves HTTPS with a certificate made once from a private CA kept under
+    ``root/tls`` (``tls_san``: extra host names or addresses), or with the operator's
+    ``tls_cert``/``tls_key``. Authentication: ``auth`` is ``none``, ``basic`` or ``token``
+    (empty: ``token`` with TLS, ``none`` without); ``token_ttl`` and ``refresh_ttl`` are the
+    lifetimes in seconds of access and refresh tokens, ``token_issuer``/``token_service``
+    their ``iss``/``aud``, ``token_realm`` the token endpoint's URL (empty: ``/token`` of
+    the host the client reached). Users live in ``root/auth/users.json`` (``registry user``)
+    and in an optional bcrypt ``htpasswd`` file; ``access``, ``groups`` and ``admins`` are
+    the rules of :mod:`registry.auth.rules`. ``login_max_failures`` failed logins from one
+    client within ``login_lockout`` seconds lock it out for that long.
     """
 
     addr: str = "127.0.0.1:5000"
@@ -57,6 +74,22 @@ class Settings:
     max_manifest_bytes: int = 4 * MIB
     manifest_cache_bytes: int = 64 * MIB
     authorizer: str = ""
+    tls: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_san: tuple[str, ...] = ()
+    auth: str = ""
+    token_ttl: int = 300
+    refresh_ttl: int = 30 * 86400
+    token_issuer: str = "pybuild-registry"
+    token_service: str = "pybuild-registry"
+    token_realm: str = ""
+    htpasswd: Path | None = None
+    access: tuple[AccessRule, ...] = ()
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    admins: tuple[str, ...] = ()
+    login_max_failures: int = 10
+    login_lockout: int = 60
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -71,6 +104,25 @@ class Settings:
         for name in ("max_manifest_bytes", "manifest_cache_bytes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.auth and self.auth not in AUTH_MODES:
+            raise ConfigError(f"auth must be one of {', '.join(AUTH_MODES)}, not {self.auth!r}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together: give both or neither")
+        for name in ("token_ttl", "refresh_ttl", "login_max_failures", "login_lockout"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.token_realm and not self.token_realm.startswith(("https://", "http://")):
+            raise ConfigError(f"token_realm must be an http(s) URL, not {self.token_realm!r}")
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the server speaks HTTPS."""
+        return self.tls or self.tls_cert is not None
+
+    @property
+    def auth_mode(self) -> str:
+        """``none``, ``basic`` or ``token``: ``auth``, or its default for ``tls``."""
+        return self.auth or ("token" if self.tls_enabled else "none")
 
     @property
     def host(self) -> str:
@@ -108,7 +160,13 @@ class Settings:
 
 
 def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, Path) else value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, AccessRule):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -126,8 +184,37 @@ def split_addr(addr: str) -> tuple[str, int]:
 _FIELD_TYPES: dict[str, Any] = {
     "addr": str, "root": Path, "read_only": bool, "workers": int, "log_level": str,
     "access_log": bool, "delete_enabled": bool, "max_manifest_bytes": int,
-    "manifest_cache_bytes": int, "authorizer": str,
+    "manifest_cache_bytes": int, "authorizer": str, "tls": bool, "tls_cert": "path?",
+    "tls_key": "path?", "tls_san": "strings", "auth": str, "token_ttl": int,
+    "refresh_ttl": int, "token_issuer": str, "token_service": str, "token_realm": str,
+    "htpasswd": "path?", "access": parse_rules, "groups": parse_groups,
+    "admins": parse_admins, "login_max_failures": int, "login_lockout": int,
 }
+
+
+def _coerce_special(name: str, kind: Any, value: Any, source: str) -> Any:
+    if kind == "path?":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str | Path):
+            raise ConfigError(f"{source}: {name} must be a path, not {value!r}")
+        return Path(value)
+    if isinstance(value, str):
+        if name in ("access", "groups"):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"{source}: {name} must be JSON here") from None
+        else:
+            value = [v.strip() for v in value.split(",") if v.strip()]
+    if kind == "strings":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{source}: {name} must be a list of strings, not {value!r}")
+        return tuple(value)
+    try:
+        return kind(value)
+    except RuleError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -135,6 +222,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if kind is None:
         known = ", ".join(sorted(_FIELD_TYPES))
         raise ConfigError(f"{source}: unknown setting {name!r} (known: {known})")
+    if not isinstance(kind, type):
+        return _coerce_special(name, kind, value, source)
     if isinstance(value, str) and kind is not str and kind is not Path:
         text = value.strip().lower()
         if kind is bool:

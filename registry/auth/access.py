@@ -62,6 +62,17 @@ class Authorizer(Protocol):
         ``RegistryError`` with UNAUTHORIZED or DENIED."""
         ...
 
+    def visible(self, identity: Identity, repository: str) -> bool:
+        """Whether ``identity`` may see ``repository`` in the catalog (may pull it)."""
+        ...
+
+
+def can_see(authorizer: Authorizer, identity: Identity, repository: str) -> bool:
+    """``authorizer.visible(identity, repository)``; an authorizer without ``visible``
+    shows everything to whoever it let list the catalog."""
+    visible = getattr(authorizer, "visible", None)
+    return True if visible is None else bool(visible(identity, repository))
+
 
 class AllowAll:
     """Grants everything to everyone (an open registry)."""
@@ -69,3 +80,7 @@ class AllowAll:
     async def authorize(self, request: Request, scopes: Sequence[Scope]) -> Identity:
         """Always the anonymous identity."""
         return ANONYMOUS
+
+    def visible(self, identity: Identity, repository: str) -> bool:
+        """Everything is visible."""
+        return True

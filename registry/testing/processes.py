@@ -102,13 +102,17 @@ def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: f
 
 
 def ours(root: Path, *, host: str = "127.0.0.1", port: int | None = None, workers: int = 2,
-         extra: list[str] | None = None, env: dict[str, str] | None = None) -> RegistryProcess:
-    """``registry serve`` on loopback with data in ``root`` (not started)."""
+         extra: list[str] | None = None, env: dict[str, str] | None = None,
+         tls: bool = False) -> RegistryProcess:
+    """``registry serve`` on loopback with data in ``root`` (not started); ``tls`` adds
+    ``--tls`` (the private CA ends up in ``root/tls/ca.crt``) and speaks HTTPS to it."""
     port = port or free_port(host)
     root.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "registry.cli", "serve", "--addr", f"{host}:{port}",
-            "--root", str(root), "--workers", str(workers), *(extra or [])]
-    return RegistryProcess(argv, host, port, root.parent / f"{root.name}.log", env=env or {})
+            "--root", str(root), "--workers", str(workers), *(["--tls"] if tls else []),
+            *(extra or [])]
+    return RegistryProcess(argv, host, port, root.parent / f"{root.name}.log",
+                           scheme="https" if tls else "http", env=env or {})
 
 
 def distribution(root: Path, *, host: str = "127.0.0.1", port: int | None = None,
