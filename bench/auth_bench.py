@@ -17,9 +17,7 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import ssl
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +26,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from loadgen import wrk  # noqa: E402
 
 from registry.auth.users import UserStore  # noqa: E402
 from registry.testing.processes import RegistryProcess, ours  # noqa: E402
@@ -41,22 +41,6 @@ repository = "bench/*"
 users = ["{USER}"]
 actions = ["pull", "push"]
 """
-
-
-def wrk(url: str, headers: dict[str, str], seconds: int) -> tuple[float, float]:
-    """Requests/s and p99 latency (ms) of wrk with 2 threads and 32 connections."""
-    argv = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
-    for name, value in headers.items():
-        argv += ["-H", f"{name}: {value}"]
-    out = subprocess.run([*argv, url], check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert p99 is not None
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        print(f"    warning: {errors.group(1)} non-2xx answers from {url}")
-    return rps, float(p99.group(1)) * scale
 
 
 def push_image(c: httpx.Client) -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadgen import hey_head, wrk  # noqa: E402
+
 from layerstore.assembly import assemble_image, history_entry, host_architecture  # noqa: E402
 from layerstore.content.local import LocalStore  # noqa: E402
 from layerstore.diff import write_tree  # noqa: E402
@@ -55,36 +57,6 @@ def timed(argv: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
-
-
-def wrk(url: str, *, accept: str | None = None, seconds: int = 10) -> tuple[float, float]:
-    """Requests/s and p99 latency (ms) of wrk with 2 threads and 32 connections."""
-    argv = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
-    if accept:
-        argv += ["-H", f"Accept: {accept}"]
-    out = subprocess.run([*argv, url], check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert p99 is not None
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        print(f"    warning: {errors.group(1)} non-2xx answers from {url}")
-    return rps, float(p99.group(1)) * scale
-
-
-def hey_head(url: str, *, seconds: int = 10) -> tuple[float, float]:
-    """Requests/s and p99 latency (ms) of HEAD requests from hey with 32 connections (wrk
-    cannot time HEAD: it waits for a body that never comes)."""
-    out = subprocess.run(["hey", "-m", "HEAD", "-c", "32", "-z", f"{seconds}s", url],
-                         check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = float(re.search(r"99% in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
-    codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
-    bad = sum(int(n) for code, n in codes if code != "200")
-    if bad:
-        print(f"    warning: {bad} non-200 answers from {url}")
-    return rps, p99
 
 
 def peak_rss(proc: RegistryProcess) -> int:
@@ -127,7 +99,7 @@ def main() -> int:
                               f"dir:{tmp / ('pull-' + name)}"])
                 manifest_url = f"{server.url}/v2/bench/app/manifests/1"
                 blob_url = f"{server.url}/v2/bench/app/blobs/{layer_digest}"
-                get_rps, get_p99 = wrk(manifest_url, accept=OCI_MANIFEST, seconds=args.seconds)
+                get_rps, get_p99 = wrk(manifest_url, {"Accept": OCI_MANIFEST}, args.seconds)
                 head_rps, head_p99 = hey_head(blob_url, seconds=args.seconds)
                 results[name] = {"push": push, "pull": pull, "get_rps": get_rps,
                                  "get_p99": get_p99, "head_rps": head_rps,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -16,16 +17,31 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(target: Path, data: bytes) -> None:
-    """Replace ``target`` with ``data`` so that readers see the old or the new file, whole."""
+def atomic_write(target: Path, data: bytes, mode: int = 0o644, *, replace: bool = True) -> bool:
+    """Write ``data`` to ``target`` so that readers see the old or the new file, whole, and the
+    new one survives a crash once this returns. The file gets permission bits ``mode``.
+
+    With ``replace=False`` an existing ``target`` is kept (racing writers: the first to land
+    wins); the return value says whether this call's data landed.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.rename(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        if replace:
+            os.rename(tmp, target)
+            landed = True
+        else:
+            try:
+                os.link(tmp, target)
+                landed = True
+            except FileExistsError:
+                landed = False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     fsync_dir(target.parent)
+    return landed

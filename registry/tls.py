@@ -17,7 +17,6 @@ import datetime
 import fcntl
 import inspect
 import ipaddress
-import os
 import re
 import secrets
 import socket
@@ -32,6 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from layerstore.fsutil import atomic_write
 
 TLS_DIR = "tls"
 TRUST_DIR = "trust"
@@ -106,19 +107,6 @@ def default_names(listen_host: str = "", extra: Iterable[str] = ()) -> SubjectNa
     if listen_host and listen_host not in ("0.0.0.0", "::"):
         names.append(listen_host)
     return SubjectNames.parse([*names, *extra])
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_or_none(path: Path) -> bytes | None:
@@ -237,20 +225,20 @@ def ensure_certificates(directory: Path, names: SubjectNames) -> TlsFiles:
         loaded = _load_ca(directory)
         if loaded is None:
             ca, ca_key = _make_ca()
-            _write_atomic(directory / "ca.key", _key_pem(ca_key), 0o600)
-            _write_atomic(directory / "ca.crt", _cert_pem(ca), 0o644)
+            atomic_write(directory / "ca.key", _key_pem(ca_key), 0o600)
+            atomic_write(directory / "ca.crt", _cert_pem(ca), 0o644)
         else:
             ca, ca_key = loaded
         trust = directory / TRUST_DIR
         trust.mkdir(exist_ok=True)
         if _read_or_none(trust / "ca.crt") != _cert_pem(ca):
-            _write_atomic(trust / "ca.crt", _cert_pem(ca), 0o644)
+            atomic_write(trust / "ca.crt", _cert_pem(ca), 0o644)
         if _server_is_current(directory, ca, names):
             return TlsFiles(directory / "server.crt", directory / "server.key",
                             directory / "ca.crt", created=False)
         cert, key = _make_server(ca, ca_key, names)
-        _write_atomic(directory / "server.key", _key_pem(key), 0o600)
-        _write_atomic(directory / "server.crt", _cert_pem(cert), 0o644)
+        atomic_write(directory / "server.key", _key_pem(key), 0o600)
+        atomic_write(directory / "server.crt", _cert_pem(cert), 0o644)
         return TlsFiles(directory / "server.crt", directory / "server.key",
                         directory / "ca.crt", created=True)
 

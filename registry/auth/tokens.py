@@ -17,9 +17,7 @@ client that sends the same token with every request pays for the signature once.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
-import os
 import secrets
 import time
 from collections import OrderedDict
@@ -31,6 +29,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from layerstore.fsutil import atomic_write
 
 ALGORITHM = "ES256"
 REFRESH_SUFFIX = "#refresh"
@@ -134,17 +134,7 @@ class SigningKey:
             pem = cls.generate().private.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption())
-            tmp = directory / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(pem)
-                    f.flush()
-                    os.fsync(f.fileno())
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            atomic_write(path, pem, 0o600, replace=False)
         try:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+
+from layerstore.fsutil import atomic_write
 
 USERS_FILE = "users.json"
 SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 14, 8, 1, 32
@@ -207,22 +208,8 @@ class UserStore:
                 u.name: {"password": u.password_hash, "groups": list(u.groups)}
                 for u in current.values()}}
             yield doc
-            tmp = self.path.with_name(f".{USERS_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(doc, f, indent=2, sort_keys=True)
-                    f.write("\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+            atomic_write(self.path, text.encode(), 0o600)
 
     def add(self, name: str, password: str, groups: Sequence[str] = (), *,
             replace: bool = False) -> User:
