@@ -6,6 +6,7 @@ document re-encodes without loss. ``to_json()`` gives canonical JSON (sorted key
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,8 +244,6 @@ def describe(media_type: str, raw: bytes, **kwargs: Any) -> Descriptor:
 
 def parse_manifest_or_index(raw: bytes, where: str = "") -> Manifest | Index:
     """Parse a manifest or index, telling which by ``mediaType`` (or by shape without it)."""
-    import json
-
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

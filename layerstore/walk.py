@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from layerstore.content.store import ContentStore
+from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument
 from layerstore.oci import Descriptor, Index, Manifest, MediaType, parse_manifest_or_index
 
@@ -17,8 +18,6 @@ def read_small(store: ContentStore, desc: Descriptor) -> bytes:
         raise InvalidArgument(f"{desc.media_type} {desc.digest} is {desc.size} bytes (max 4 MiB)")
     with store.reader(desc.digest) as f:
         raw = f.read(MAX_MANIFEST_SIZE + 1)
-    from layerstore.digest import Digest
-
     actual = Digest.from_bytes(raw, desc.digest.algorithm)
     if actual != desc.digest or len(raw) != desc.size:
         raise InvalidArgument(f"blob {desc.digest} does not match its descriptor "
