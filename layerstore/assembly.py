@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import platform as _platform
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from layerstore.compression import decompress_reader
 from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore
 from layerstore.errors import InvalidArgument
-from layerstore.layerblob import Layer
+from layerstore.layerblob import Layer, store_tar_stream
 from layerstore.oci import (
     Descriptor,
     History,
@@ -22,6 +24,7 @@ from layerstore.oci import (
     RootFS,
     describe,
 )
+from layerstore.walk import load_manifest, read_small
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,6 @@ def import_rootfs(tarball: Path, store: ContentStore, *, compression: str = "gzi
                   created_by: str | None = None) -> StoredImage:
     """A one-layer image from a plain rootfs tarball (any of gzip/zstd/bzip2/xz/none),
     as ``docker import`` makes one."""
-    from layerstore.compression import decompress_reader
-    from layerstore.layerblob import store_tar_stream
-
     try:
         source = tarball.open("rb")
     except OSError as exc:
@@ -101,8 +101,6 @@ def import_rootfs(tarball: Path, store: ContentStore, *, compression: str = "gzi
 
 def host_architecture() -> str:
     """This machine's architecture in GOARCH spelling (amd64, arm64, …)."""
-    import platform as _platform
-
     machine = _platform.machine().lower()
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
             "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
@@ -110,8 +108,6 @@ def host_architecture() -> str:
 
 def load_image(store: ContentStore, manifest: Descriptor) -> StoredImage:
     """The stored image a manifest descriptor names (its config parsed)."""
-    from layerstore.walk import load_manifest, read_small
-
     doc = load_manifest(store, manifest)
     if not isinstance(doc, Manifest):
         raise InvalidArgument(f"{manifest.digest} is an index, not an image manifest")
