@@ -1,0 +1,29 @@
+"""Errors raised while building an image; each prints as one readable line."""
+
+from __future__ import annotations
+
+
+class BuildError(Exception):
+    """Base class of every error the builder reports to the user."""
+
+
+class DockerfileError(BuildError):
+    """A problem in a Dockerfile, located by file name and line number."""
+
+    def __init__(self, message: str, line: int | None = None, file: str = "Dockerfile") -> None:
+        self.message = message
+        self.line = line
+        self.file = file
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class ContextError(BuildError):
+    """A problem with the build context or its .dockerignore file."""
+
+
+class ExpansionError(BuildError):
+    """A word could not be expanded (bad substitution, unmatched quote, ``${V:?msg}``)."""

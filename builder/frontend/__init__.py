@@ -1,0 +1,1 @@
+"""The Dockerfile frontend: parsing, instructions, word expansion and .dockerignore rules."""

@@ -1,0 +1,3 @@
+FROM alpine
+COPY "with space" /dst/
+ADD a\ b /x

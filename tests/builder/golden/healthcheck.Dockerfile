@@ -1,0 +1,3 @@
+FROM alpine
+HEALTHCHECK NONE
+HEALTHCHECK CMD curl -f http://x/ || exit 1

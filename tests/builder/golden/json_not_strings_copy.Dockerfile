@@ -1,0 +1,2 @@
+FROM alpine
+COPY ["a", {"b": 1}, "/d"]
