@@ -27,3 +27,16 @@ class ContextError(BuildError):
 
 class ExpansionError(BuildError):
     """A word could not be expanded (bad substitution, unmatched quote, ``${V:?msg}``)."""
+
+
+class ExecError(BuildError):
+    """A RUN command exited with a non-zero status; ``tail`` is the end of its output."""
+
+    def __init__(self, exit_code: int, command: str, tail: bytes = b"") -> None:
+        self.exit_code = exit_code
+        self.command = command
+        self.tail = tail
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"process {self.command!r} did not complete successfully: exit code {self.exit_code}"

@@ -1,0 +1,6 @@
+"""Running RUN commands in a sandbox on a prepared root filesystem."""
+
+from builder.executor.protocol import BindMount, Executor, RunResult, RunSpec
+from builder.executor.sandbox import NamespaceExecutor
+
+__all__ = ["BindMount", "Executor", "NamespaceExecutor", "RunResult", "RunSpec"]

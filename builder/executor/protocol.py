@@ -1,0 +1,49 @@
+"""The executor seam: what a RUN step asks for and what it gets back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+Network = Literal["default", "none", "host"]
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path bind-mounted at ``target`` (absolute, inside the container) for one run."""
+
+    source: str
+    target: str
+    readonly: bool = True
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One command to run: argv, the exact environment (``KEY=value``), working directory,
+    numeric ``uid:gid``, hostname, network mode and extra bind mounts."""
+
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str = "/"
+    user: str = "0:0"
+    hostname: str = "buildkitsandbox"
+    network: Network = "default"
+    extra_mounts: tuple[BindMount, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its exit code (128+N when killed by signal N) and the last bytes of
+    its combined stdout and stderr."""
+
+    exit_code: int
+    output_tail: bytes
+
+
+class Executor(Protocol):
+    """Runs a command with a writable, already-mounted root filesystem as its ``/``."""
+
+    def run(self, spec: RunSpec, rootfs: Path) -> RunResult:
+        """Run ``spec`` in ``rootfs``; every mount and process it made is gone on return."""
+        ...

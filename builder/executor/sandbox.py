@@ -1,0 +1,480 @@
+"""A RUN executor built on Linux namespaces and chroot.
+
+The calling process forks a helper that unshares mount, UTS, IPC and PID namespaces (and a
+network namespace for ``network="none"``) and forks the namespace's PID 1: a tiny init that
+mounts ``/proc``, ``/dev``, ``/sys`` and the ``/etc`` files on the rootfs, chroots into it,
+forks the command and reaps every process until the command exits. All mounts live in the
+helper's private mount namespace, so they vanish with it; when PID 1 exits the kernel kills
+whatever is left in the PID namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.errors import BuildError
+from builder.executor.protocol import RunResult, RunSpec
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_STRICTATIME = 0x1000000
+
+PR_SET_NAME = 15
+PR_SET_PDEATHSIG = 1
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+#: Exit code reported when the sandbox itself could not be set up.
+SETUP_FAILED = 125
+TAIL_SIZE = 4096
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEV_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+)
+_ETC_FILES = ("hosts", "resolv.conf", "hostname")
+
+
+def _load_libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                           ctypes.c_char_p)
+    libc.unshare.argtypes = (ctypes.c_int,)
+    libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+    libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong)
+    return libc
+
+
+_libc = _load_libc()
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str | Path, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _check(_libc.mount(os.fsencode(source) if source else None, os.fsencode(str(target)),
+                       os.fsencode(fstype) if fstype else None, flags,
+                       os.fsencode(data) if data else None),
+           f"mount {fstype or 'bind'} on {target}")
+
+
+def _unshare(flags: int) -> None:
+    if hasattr(os, "unshare"):
+        os.unshare(flags)
+    else:
+        _check(_libc.unshare(flags), "unshare")
+
+
+def _parse_user(user: str) -> tuple[int, int]:
+    uid, _, gid = user.partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        raise BuildError(f"user {user!r} must be numeric uid:gid") from None
+
+
+def _inside(rootfs: Path, path: str) -> Path:
+    """``path`` (absolute, container view) under ``rootfs``; refuses symlinks and ``..`` on
+    the way so a mount can never land outside the rootfs."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BuildError(f"mount target {path!r} must not contain '..'")
+    current = rootfs
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise BuildError(f"mount target {path!r} crosses a symlink in the rootfs")
+    return current
+
+
+class _MountPoints:
+    """Creates missing mount-point files and directories in the rootfs and removes exactly
+    those afterwards, so none of them ends up in a layer."""
+
+    def __init__(self, rootfs: Path) -> None:
+        self.rootfs = rootfs
+        self.created: list[Path] = []
+
+    def ensure(self, path: str, directory: bool) -> Path:
+        target = _inside(self.rootfs, path)
+        missing: list[Path] = []
+        parent = target.parent
+        while parent != self.rootfs and not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for d in reversed(missing):
+            d.mkdir()
+            self.created.append(d)
+        if not target.exists():
+            if directory:
+                target.mkdir()
+            else:
+                target.touch()
+            self.created.append(target)
+        return target
+
+    def remove(self) -> None:
+        for path in reversed(self.created):
+            with contextlib.suppress(OSError):
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
+        self.created.clear()
+
+
+def _etc_contents(spec: RunSpec) -> dict[str, bytes]:
+    hosts = (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+             f"127.0.1.1\t{spec.hostname}\n").encode()
+    resolv = b""
+    if spec.network != "none":
+        with contextlib.suppress(OSError):
+            resolv = Path("/etc/resolv.conf").read_bytes()
+    if spec.network == "host":
+        with contextlib.suppress(OSError):
+            hosts = Path("/etc/hosts").read_bytes()
+    return {"hosts": hosts, "resolv.conf": resolv, "hostname": f"{spec.hostname}\n".encode()}
+
+
+def _write_stdout(data: bytes) -> None:
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:
+        sys.stdout.write(data.decode(errors="replace"))
+        sys.stdout.flush()
+    else:
+        buffer.write(data)
+        buffer.flush()
+
+
+class NamespaceExecutor:
+    """Runs commands in fresh mount, PID, UTS and IPC namespaces chrooted into a rootfs.
+
+    ``output`` receives the command's combined stdout and stderr as it arrives (default: this
+    process's stdout); ``timeout`` (seconds) kills a run that takes longer, which then reports
+    exit code 137.
+    """
+
+    def __init__(self, output: Callable[[bytes], None] | None = None,
+                 timeout: float | None = None) -> None:
+        self.output = output or _write_stdout
+        self.timeout = timeout
+
+    def run(self, spec: RunSpec, rootfs: Path) -> RunResult:
+        """Run ``spec`` with ``rootfs`` (a mounted, writable directory) as ``/``."""
+        if not spec.args:
+            raise BuildError("RUN needs a command")
+        rootfs = Path(os.path.abspath(rootfs))
+        uid, gid = _parse_user(spec.user)
+        points = _MountPoints(rootfs)
+        with tempfile.TemporaryDirectory(prefix="pybuild-run-") as tmp:
+            try:
+                binds = self._prepare(spec, rootfs, Path(tmp), points)
+                return self._spawn(spec, rootfs, binds, uid, gid)
+            finally:
+                points.remove()
+
+    def _prepare(self, spec: RunSpec, rootfs: Path, tmp: Path,
+                 points: _MountPoints) -> list[tuple[str, Path, int]]:
+        """Mount points and host files; returns (source, target, flags) bind mounts."""
+        for d in ("proc", "dev", "sys"):
+            points.ensure(d, directory=True)
+        binds: list[tuple[str, Path, int]] = []
+        for name, data in _etc_contents(spec).items():
+            src = tmp / name
+            src.write_bytes(data)
+            src.chmod(0o644)
+            try:
+                target = points.ensure(f"/etc/{name}", directory=False)
+            except BuildError:
+                continue  # a symlinked /etc file stays as the image has it
+            binds.append((str(src), target, 0))
+        for m in spec.extra_mounts:
+            if not os.path.isabs(m.target):
+                raise BuildError(f"mount target {m.target!r} must be absolute")
+            target = points.ensure(m.target, directory=os.path.isdir(m.source))
+            binds.append((m.source, target, MS_RDONLY if m.readonly else 0))
+        return binds
+
+    def _spawn(self, spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]],
+               uid: int, gid: int) -> RunResult:
+        read_fd, write_fd = os.pipe()
+        pid_r, pid_w = os.pipe()
+        try:
+            pid = os.fork()
+        except BaseException:
+            for fd in (read_fd, write_fd, pid_r, pid_w):
+                os.close(fd)
+            raise
+        if pid == 0:
+            code = SETUP_FAILED
+            try:
+                os.close(read_fd)
+                os.close(pid_r)
+                code = _helper(spec, rootfs, binds, uid, gid, write_fd, pid_w)
+            except BaseException as exc:
+                with contextlib.suppress(BaseException):
+                    os.write(write_fd, f"pybuild: sandbox setup failed: {exc}\n".encode())
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        os.close(pid_w)
+        child = _Child(pid)
+        try:
+            child.watch_init(pid_r)
+            tail = self._pump(read_fd, child)
+            status = _wait(pid)
+        except BaseException:
+            child.kill()
+            _wait(pid)
+            raise
+        finally:
+            child.close()
+            os.close(read_fd)
+            os.close(pid_r)
+        return RunResult(status if status is not None else 128 + signal.SIGKILL, tail)
+
+    def _pump(self, fd: int, child: _Child) -> bytes:
+        """Stream the pipe to ``output`` until EOF; kill the run when the timeout passes."""
+        tail = bytearray()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                child.kill()
+                deadline = None
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                return bytes(tail)
+            self.output(data)
+            tail += data
+            del tail[:-TAIL_SIZE]
+
+
+class _Child:
+    """The forked helper and, once it reports it, a pidfd for the namespace's PID 1."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.init_fd: int | None = None
+
+    def watch_init(self, fd: int) -> None:
+        """Read PID 1's host pid from the helper (nothing if setup failed first)."""
+        data = b""
+        while len(data) < 4:
+            chunk = os.read(fd, 4 - len(data))
+            if not chunk:
+                return
+            data += chunk
+        with contextlib.suppress(ProcessLookupError):
+            self.init_fd = os.pidfd_open(struct.unpack("i", data)[0])
+
+    def kill(self) -> None:
+        """SIGKILL PID 1, which takes its whole PID namespace along and lets the helper exit;
+        before PID 1 exists, SIGKILL the helper's process group instead."""
+        if self.init_fd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self.init_fd, signal.SIGKILL)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        """Release the pidfd."""
+        if self.init_fd is not None:
+            os.close(self.init_fd)
+            self.init_fd = None
+
+
+def _wait(pid: int) -> int | None:
+    """Reap ``pid``; its exit code, 128+signal, or None when it is already gone."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _helper(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid: int,
+            gid: int, out_fd: int, pid_fd: int) -> int:
+    """In the forked child: new namespaces, then fork PID 1 and pass on its status."""
+    os.setsid()
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(null)
+    flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
+    if spec.network == "none":
+        flags |= CLONE_NEWNET
+    _unshare(flags)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    lifeline, alive = os.pipe()
+    init = os.fork()
+    if init == 0:
+        code = SETUP_FAILED
+        try:
+            os.close(pid_fd)
+            os.close(alive)
+            code = _init(spec, rootfs, binds, uid, gid, lifeline)
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                os.write(2, f"pybuild: sandbox setup failed: {exc}\n".encode())
+        finally:
+            os._exit(code)
+    os.close(lifeline)
+    os.write(pid_fd, struct.pack("i", init))
+    os.close(pid_fd)
+    status = _wait(init)
+    return SETUP_FAILED if status is None else status
+
+
+def _setup_root(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]]) -> None:
+    """Mount /proc, /dev, /sys and the bind mounts on ``rootfs``."""
+    _mount("proc", rootfs / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    dev = rootfs / "dev"
+    _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    for name in _DEVICES:
+        (dev / name).touch()
+        _mount(f"/dev/{name}", dev / name, None, MS_BIND)
+    (dev / "pts").mkdir()
+    _mount("devpts", dev / "pts", "devpts", MS_NOSUID | MS_NOEXEC,
+           "newinstance,ptmxmode=0666,mode=0620")
+    (dev / "shm").mkdir()
+    _mount("shm", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+           "mode=1777,size=65536k")
+    for name, target in _DEV_LINKS:
+        (dev / name).symlink_to(target)
+    sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    try:
+        _mount("sysfs", rootfs / "sys", "sysfs", sys_flags)
+    except OSError:
+        _mount("/sys", rootfs / "sys", None, MS_BIND | MS_REC)
+        _mount(None, rootfs / "sys", None, MS_REMOUNT | MS_BIND | sys_flags)
+    for source, target, flags in binds:
+        _mount(source, target, None, MS_BIND | MS_REC)
+        if flags & MS_RDONLY:
+            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def _init(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid: int,
+          gid: int, lifeline: int) -> int:
+    """PID 1: set up the root, start the command, reap everything, forward signals.
+
+    ``lifeline`` is a pipe whose write end only the helper holds: EOF means it already died.
+    """
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if select.select([lifeline], [], [], 0)[0]:
+        return SETUP_FAILED
+    os.close(lifeline)
+    name_buf = ctypes.create_string_buffer(b"pybuild-init")
+    _libc.prctl(PR_SET_NAME, ctypes.addressof(name_buf), 0, 0, 0)
+    _setup_root(spec, rootfs, binds)
+    os.chroot(rootfs)
+    os.chdir("/")
+    name = spec.hostname.encode()
+    _check(_libc.sethostname(name, len(name)), "sethostname")
+    if spec.network == "none":
+        _loopback_up()
+    os.makedirs(spec.cwd, exist_ok=True)
+    command = os.fork()
+    if command == 0:
+        try:
+            _exec(spec, uid, gid)
+        finally:
+            os._exit(SETUP_FAILED)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(command, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return SETUP_FAILED
+        if pid == command:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
+
+
+def _exec(spec: RunSpec, uid: int, gid: int) -> None:
+    """In the command's process: drop to the user, enter cwd and exec; never returns."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        os.chdir(spec.cwd)
+    except OSError as exc:
+        os.write(2, f"pybuild: cannot set up the process: {exc}\n".encode())
+        os._exit(SETUP_FAILED)
+    env = _env_map(spec.env)
+    try:
+        if "/" in spec.args[0]:
+            os.execve(spec.args[0], spec.args, env)
+        for d in env.get("PATH", DEFAULT_PATH).split(":"):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
+                os.execve(os.path.join(d or ".", spec.args[0]), spec.args, env)
+        raise FileNotFoundError(errno.ENOENT, "executable file not found in $PATH")
+    except OSError as exc:
+        os.write(2, f"pybuild: exec {spec.args[0]}: {exc.strerror}\n".encode())
+        os._exit(127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126)
+
+
+def _env_map(env: tuple[str, ...]) -> dict[str, str]:
+    return dict(e.partition("=")[::2] for e in env)
