@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 
@@ -22,22 +22,20 @@ def _lock_file(root: Path) -> int:
 
 
 @contextmanager
-def push_guard(root: Path) -> Iterator[None]:
+def _flocked(root: Path, operation: int) -> Iterator[None]:
+    fd = _lock_file(root)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)
+
+
+def push_guard(root: Path) -> AbstractContextManager[None]:
     """Hold the GC lock shared (many pushes at once; waits while a sweep runs)."""
-    fd = _lock_file(root)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)
+    return _flocked(root, fcntl.LOCK_SH)
 
 
-@contextmanager
-def sweep_lock(root: Path) -> Iterator[None]:
+def sweep_lock(root: Path) -> AbstractContextManager[None]:
     """Hold the GC lock exclusive (waits for pushes in their critical section)."""
-    fd = _lock_file(root)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    return _flocked(root, fcntl.LOCK_EX)

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -30,9 +31,11 @@ class RegistryProcess:
     argv: list[str]
     host: str
     port: int
-    log: Path
+    log_path: Path
     scheme: str = "http"
     env: dict[str, str] = field(default_factory=dict)
+    clean_env: bool = False
+    cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,14 +48,17 @@ class RegistryProcess:
         """The base URL."""
         return f"{self.scheme}://{self.address}"
 
-    def start(self, timeout: float = 30) -> RegistryProcess:
-        """Start the process and wait for it to answer."""
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **self.env}, start_new_session=True)
-        out.close()
+    def start(self, timeout: float = 30) -> Self:
+        """Start the process and wait for it to answer. With ``clean_env`` the inherited
+        ``REGISTRY_*`` variables are dropped, so only ``env`` configures the server."""
+        inherited = {k: v for k, v in os.environ.items()
+                     if not (self.clean_env and k.startswith("REGISTRY_"))}
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         env={**inherited, **self.env}, cwd=self.cwd,
+                                         start_new_session=True)
         try:
-            wait_until_up(self.proc, self.url, self.log, timeout)
+            wait_until_up(self.proc, self.url, self.log_path, timeout)
         except RuntimeError:
             self.stop()
             raise
@@ -74,6 +80,19 @@ class RegistryProcess:
             return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+
+    def log(self) -> str:
+        """Everything the process wrote to stdout and stderr."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def pids(self) -> list[int]:
         """The process and its children (uvicorn workers)."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -21,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from registry.testing.processes import free_port, wait_until_up
+from registry.testing.processes import RegistryProcess, free_port
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -45,80 +43,30 @@ def sha512(data: bytes) -> str:
     return "sha512:" + hashlib.sha512(data).hexdigest()
 
 
-class RegistryServer:
-    """One ``registry serve`` process (see the module docstring)."""
+class RegistryServer(RegistryProcess):
+    """One ``registry serve`` process on loopback, configured only by its arguments and
+    ``env`` (inherited ``REGISTRY_*`` variables are dropped)."""
 
     def __init__(self, root: Path | None, *, workers: int = 1, args: Sequence[str] = (),
                  env: Mapping[str, str] | None = None, port: int | None = None,
                  pass_addr: bool = True, log_path: Path | None = None) -> None:
-        self.root = root
-        self.port = port or free_port()
-        self.workers = workers
-        self.args = list(args)
-        self.env = dict(env or {})
-        self.pass_addr = pass_addr
+        port = port or free_port()
+        argv = [sys.executable, "-m", "registry.cli", "serve", "--workers", str(workers)]
+        if pass_addr:
+            argv += ["--addr", f"127.0.0.1:{port}"]
+        if root is not None:
+            argv += ["--root", str(root)]
         if log_path is None:
             base = root.parent if root is not None else Path("/tmp")
-            log_path = base / f"registry-{os.getpid()}-{self.port}.log"
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def command(self) -> list[str]:
-        """The argv the server is started with."""
-        argv = [sys.executable, "-m", "registry.cli", "serve", "--workers", str(self.workers)]
-        if self.pass_addr:
-            argv += ["--addr", f"127.0.0.1:{self.port}"]
-        if self.root is not None:
-            argv += ["--root", str(self.root)]
-        return argv + self.args
-
-    def start(self, timeout: float = 30.0) -> RegistryServer:
-        """Start the process and wait until ``GET /v2/`` answers."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-        env.update(self.env)
-        env["PYTHONPATH"] = str(REPO_ROOT)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, env=env,
-                                         cwd=REPO_ROOT)
-        try:
-            wait_until_up(self.proc, self.url, self.log_path, timeout)
-        except RuntimeError:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """SIGTERM the process (SIGKILL if it lingers) and reap it."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def log(self) -> str:
-        """Everything the server wrote to stdout and stderr."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+            log_path = base / f"registry-{os.getpid()}-{port}.log"
+        super().__init__([*argv, *args], "127.0.0.1", port, log_path,
+                         env={**(env or {}), "PYTHONPATH": str(REPO_ROOT)}, clean_env=True,
+                         cwd=REPO_ROOT)
+        self.root = root
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client for this server."""
         return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
-
-    def __enter__(self) -> RegistryServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def test_tls_makes_a_private_ca_once_and_keeps_it(tmp_path: Path) -> None:
                   extra=["--tls-san", "registry.example", "--tls-san", "10.9.8.7"]).start()
     try:
         ca_path, tls_dir = root / "tls" / "ca.crt", root / "tls"
-        log = server.log.read_text()
+        log = server.log()
         assert str(ca_path) in log
         assert f"/etc/docker/certs.d/{server.address}/ca.crt" in log
         assert f"--cert-dir {tls_dir / 'trust'}" in log
@@ -152,7 +152,7 @@ def test_the_operators_certificate(tmp_path: Path) -> None:
             r = c.get(f"{server.url}/v2/")
             assert r.status_code == 401 and "Bearer" in r.headers["WWW-Authenticate"]
         assert not (root / "tls").exists()
-        assert f"serving TLS with {cert}" in server.log.read_text()
+        assert f"serving TLS with {cert}" in server.log()
     finally:
         server.stop()
     wrong_key = tmp_path / "wrong.key"
