@@ -1,14 +1,65 @@
-"""The ``pybuild`` command."""
+"""The ``pybuild`` command: ``pybuild [build] [OPTIONS] CONTEXT`` and the image commands.
+
+As with ``docker build``, the first argument may be build options directly
+(``pybuild -t app:v1 .``): anything that is not a known subcommand means ``build``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import sys
+from pathlib import Path
+
+from builder.errors import BuildError
+from builder.store import BuildStore
+from layerstore.errors import LayerstoreError
+
+COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune",
+            "run")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pybuild", description="Build container images from Dockerfiles; manage them.")
+    parser.add_argument("--root", type=Path,
+                        help="store directory ($PYBUILD_ROOT, default /var/lib/pybuild)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"builder.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"builder.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    """Insert ``build`` when the first non-global argument is not a subcommand."""
+    i = 0
+    while i < len(argv) and argv[i] == "--root" or (i < len(argv) and
+                                                      argv[i].startswith("--root=")):
+        i += 2 if argv[i] == "--root" else 1
+    if i < len(argv) and argv[i] not in COMMANDS and argv[i] not in ("-h", "--help"):
+        return [*argv[:i], "build", *argv[i:]]
+    return argv
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``pybuild``; the builder is not built yet."""
-    print("pybuild: not built yet", file=sys.stderr)
-    return 1
+    """Entry point of ``pybuild``."""
+    args = _parser().parse_args(_with_default_command(list(sys.argv[1:] if argv is None
+                                                            else argv)))
+    try:
+        with BuildStore.open(args.root) as store:
+            return int(args.command_module.run(args, store))
+    except KeyboardInterrupt:
+        print("pybuild: interrupted", file=sys.stderr)
+        return 130
+    except (BuildError, LayerstoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,165 @@
+"""The builder's local state: blobs, snapshots, image names and cache-mount directories.
+
+Layout under the store root (``--root``, ``$PYBUILD_ROOT``, default ``/var/lib/pybuild``)::
+
+    content/      layerstore content store (layer blobs, configs, manifests)
+    snapshots/    overlay snapshotter; a committed layer stack is named by its chainID
+    images.db     image names → manifest descriptors
+    cache-mounts/ directories of ``RUN --mount=type=cache``
+    tmp/          scratch space for one build (mount points, downloads)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerstore.content.local import LocalStore
+from layerstore.diff import apply_layer
+from layerstore.digest import Digest, chain_ids
+from layerstore.errors import AlreadyExists, NotFound
+from layerstore.images import ImageStore
+from layerstore.oci import Descriptor
+from layerstore.snapshots.mount import mounted
+from layerstore.snapshots.overlay import OverlaySnapshotter
+
+DEFAULT_ROOT = "/var/lib/pybuild"
+
+
+def default_root() -> Path:
+    """The store root: ``$PYBUILD_ROOT`` or ``/var/lib/pybuild``."""
+    return Path(os.environ.get("PYBUILD_ROOT") or DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class BuildStore:
+    """The open stores under one root; close with :meth:`close` or use as a context manager."""
+
+    root: Path
+    content: LocalStore
+    snapshots: OverlaySnapshotter
+    images: ImageStore
+
+    @classmethod
+    def open(cls, root: Path | None = None) -> BuildStore:
+        """Open (creating if needed) the store at ``root`` (default :func:`default_root`)."""
+        root = Path(os.path.abspath(root or default_root()))
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("cache-mounts", "tmp"):
+            (root / sub).mkdir(exist_ok=True)
+        return cls(root, LocalStore(root / "content"), OverlaySnapshotter(root / "snapshots"),
+                   ImageStore(root / "images.db"))
+
+    def __enter__(self) -> BuildStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the databases."""
+        self.snapshots.close()
+        self.images.close()
+
+    @property
+    def cache_mounts(self) -> Path:
+        """Directory of the persistent ``RUN --mount=type=cache`` directories."""
+        return self.root / "cache-mounts"
+
+    @property
+    def tmp(self) -> Path:
+        """Scratch directory on the store's filesystem."""
+        return self.root / "tmp"
+
+
+LAYER_DIGEST = "pybuild.layer.digest"
+LAYER_DIFF_ID = "pybuild.layer.diff_id"
+LAYER_SIZE = "pybuild.layer.size"
+LAYER_MEDIA_TYPE = "pybuild.layer.media_type"
+
+_unpack_lock = threading.Lock()
+
+
+def snapshot_exists(store: BuildStore, name: str) -> bool:
+    """True when a committed snapshot ``name`` exists."""
+    try:
+        store.snapshots.stat(name)
+    except NotFound:
+        return False
+    return True
+
+
+def temp_key(prefix: str = "active") -> str:
+    """A unique key for an active snapshot or view."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def unpack_layers(store: BuildStore, layers: Sequence[Descriptor],
+                  diff_ids: Sequence[Digest]) -> str | None:
+    """Make sure a committed snapshot exists for every prefix of the layer stack; return the
+    name (chainID) of the top one, or None for no layers.
+
+    Layers already unpacked (by any image sharing the prefix) are not touched again; each
+    missing one is extracted straight into a new snapshot's upperdir in overlay form and
+    committed under its chainID.
+    """
+    chains = [str(c) for c in chain_ids(diff_ids)]
+    if len(chains) != len(layers):
+        raise NotFound(f"image has {len(layers)} layers but {len(diff_ids)} diff_ids")
+    parent: str | None = None
+    for layer, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
+        if not snapshot_exists(store, chain):
+            with _unpack_lock:
+                if not snapshot_exists(store, chain):
+                    _unpack_one(store, layer, diff_id, chain, parent)
+        parent = chain
+    return parent
+
+
+def _unpack_one(store: BuildStore, layer: Descriptor, diff_id: Digest, chain: str,
+                parent: str | None) -> None:
+    key = temp_key("unpack")
+    store.snapshots.prepare(key, parent)
+    try:
+        got = apply_layer(store.content, layer, store.snapshots.upperdir(key), overlay=True)
+        if got != diff_id:
+            raise NotFound(f"layer {layer.digest}: uncompressed content hashes to {got}, "
+                           f"the image config says {diff_id}")
+        try:
+            store.snapshots.commit(chain, key, layer_labels(layer, diff_id))
+        except AlreadyExists:
+            store.snapshots.remove(key)
+    except BaseException:
+        _remove_quietly(store, key)
+        raise
+
+
+def layer_labels(layer: Descriptor, diff_id: Digest) -> dict[str, str]:
+    """Snapshot labels that remember which layer blob a committed snapshot came from."""
+    return {LAYER_DIGEST: str(layer.digest), LAYER_DIFF_ID: str(diff_id),
+            LAYER_SIZE: str(layer.size), LAYER_MEDIA_TYPE: layer.media_type}
+
+
+def _remove_quietly(store: BuildStore, key: str) -> None:
+    try:
+        store.snapshots.remove(key)
+    except (NotFound, OSError):
+        pass
+
+
+@contextmanager
+def view_of(store: BuildStore, chain: str | None) -> Iterator[Path]:
+    """Mount a read-only view of committed snapshot ``chain`` (an empty tree for None) and
+    yield its root; the view is unmounted and removed afterwards."""
+    key = temp_key("view")
+    mounts = store.snapshots.view(key, chain)
+    try:
+        with mounted(mounts) as root:
+            yield root
+    finally:
+        _remove_quietly(store, key)
