@@ -312,3 +312,20 @@ def process_words(word: str, env: Mapping[str, str], escape: str = "\\") -> list
 
 ProcessWord = process_word
 ProcessWords = process_words
+
+
+def expand_heredoc(text: str, env: Mapping[str, str], escape: str = "\\") -> str:
+    """Expand ``$VAR`` / ``${VAR…}`` in a here-document body, keeping quotes as they are
+    (an escaped ``$`` stays literal)."""
+    scanner = _Scanner(text, env, escape)
+    out: list[str] = []
+    while scanner.pos < len(text):
+        ch = scanner.peek()
+        if ch == "$":
+            out.append(scanner._dollar())
+        elif ch == escape and text[scanner.pos + 1:scanner.pos + 2] in ("$", escape):
+            scanner.next()
+            out.append(scanner.next())
+        else:
+            out.append(scanner.next())
+    return "".join(out)
