@@ -19,9 +19,22 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class TmpfsMount:
+    """A fresh, empty tmpfs at ``target`` (absolute, inside the container) for one run, of at
+    most ``size`` bytes (None: the kernel's default, half of the RAM)."""
+
+    target: str
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One command to run: argv, the exact environment (``KEY=value``), working directory,
-    numeric ``uid:gid``, hostname, network mode and extra bind mounts."""
+    numeric ``uid:gid``, hostname, network mode and extra mounts.
+
+    A :class:`BindMount` whose source is a directory binds a directory, one whose source is
+    any other file binds that file. Extra mounts are made shallowest target first, so one can
+    lie inside another (a secret file inside a tmpfs)."""
 
     args: tuple[str, ...]
     env: tuple[str, ...]
@@ -29,7 +42,7 @@ class RunSpec:
     user: str = "0:0"
     hostname: str = "buildkitsandbox"
     network: Network = "default"
-    extra_mounts: tuple[BindMount, ...] = ()
+    extra_mounts: tuple[BindMount | TmpfsMount, ...] = ()
 
 
 @dataclass(frozen=True)

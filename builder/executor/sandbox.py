@@ -16,6 +16,7 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import posixpath
 import select
 import signal
 import socket
@@ -24,10 +25,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.executor.protocol import RunResult, RunSpec
+from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -124,6 +126,42 @@ def _inside(rootfs: Path, path: str) -> Path:
     return current
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """One mount PID 1 makes on the rootfs: a bind mount (``fstype`` None; read-only when
+    ``flags`` has MS_RDONLY) or a filesystem. ``point``, when set, is the container path of a
+    mount point that lies inside an earlier mount, so PID 1 creates it (a directory when
+    ``directory``) once that mount is in place."""
+
+    source: str
+    target: Path
+    fstype: str | None = None
+    flags: int = 0
+    data: str | None = None
+    point: str | None = None
+    directory: bool = True
+
+
+def _depth(path: str) -> int:
+    return len([p for p in path.split("/") if p not in ("", ".")])
+
+
+def _nested(path: str, parent: str) -> bool:
+    """Whether ``path`` lies strictly below ``parent`` (both normalized, absolute)."""
+    return path != parent and path.startswith(parent.rstrip("/") + "/")
+
+
+def _make_point(rootfs: Path, path: str, directory: bool) -> None:
+    """Create the missing mount point ``path`` (container view) and its parents."""
+    target = _inside(rootfs, path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        if directory:
+            target.mkdir()
+        else:
+            target.touch()
+
+
 class _MountPoints:
     """Creates missing mount-point files and directories in the rootfs and removes exactly
     those afterwards, so none of them ends up in a layer."""
@@ -205,17 +243,18 @@ class NamespaceExecutor:
         points = _MountPoints(rootfs)
         with tempfile.TemporaryDirectory(prefix="pybuild-run-") as tmp:
             try:
-                binds = self._prepare(spec, rootfs, Path(tmp), points)
-                return self._spawn(spec, rootfs, binds, uid, gid)
+                mounts = self._prepare(spec, rootfs, Path(tmp), points)
+                return self._spawn(spec, rootfs, mounts, uid, gid)
             finally:
                 points.remove()
 
     def _prepare(self, spec: RunSpec, rootfs: Path, tmp: Path,
-                 points: _MountPoints) -> list[tuple[str, Path, int]]:
-        """Mount points and host files; returns (source, target, flags) bind mounts."""
+                 points: _MountPoints) -> list[_Planned]:
+        """Mount points and host files; returns the mounts PID 1 makes after /proc, /dev
+        and /sys."""
         for d in ("proc", "dev", "sys"):
             points.ensure(d, directory=True)
-        binds: list[tuple[str, Path, int]] = []
+        planned: list[_Planned] = []
         for name, data in _etc_contents(spec).items():
             src = tmp / name
             src.write_bytes(data)
@@ -224,15 +263,13 @@ class NamespaceExecutor:
                 target = points.ensure(f"/etc/{name}", directory=False)
             except BuildError:
                 continue  # a symlinked /etc file stays as the image has it
-            binds.append((str(src), target, 0))
-        for m in spec.extra_mounts:
-            if not os.path.isabs(m.target):
-                raise BuildError(f"mount target {m.target!r} must be absolute")
-            target = points.ensure(m.target, directory=os.path.isdir(m.source))
-            binds.append((m.source, target, MS_RDONLY if m.readonly else 0))
-        return binds
+            planned.append(_Planned(str(src), target))
+        placed = ["/dev"]  # a tmpfs of PID 1's: mount points below it are made in it
+        for m in sorted(spec.extra_mounts, key=lambda m: _depth(m.target)):
+            planned.append(_plan_extra(m, rootfs, points, placed))
+        return planned
 
-    def _spawn(self, spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]],
+    def _spawn(self, spec: RunSpec, rootfs: Path, mounts: list[_Planned],
                uid: int, gid: int) -> RunResult:
         read_fd, write_fd = os.pipe()
         pid_r, pid_w = os.pipe()
@@ -247,7 +284,7 @@ class NamespaceExecutor:
             try:
                 os.close(read_fd)
                 os.close(pid_r)
-                code = _helper(spec, rootfs, binds, uid, gid, write_fd, pid_w)
+                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w)
             except BaseException as exc:
                 with contextlib.suppress(BaseException):
                     os.write(write_fd, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -287,6 +324,27 @@ class NamespaceExecutor:
             self.output(data)
             tail += data
             del tail[:-TAIL_SIZE]
+
+
+def _plan_extra(m: BindMount | TmpfsMount, rootfs: Path, points: _MountPoints,
+                placed: list[str]) -> _Planned:
+    """Plan one extra mount; its mount point is made now in the rootfs, or later by PID 1
+    when it lies inside an extra mount already ``placed``."""
+    if not os.path.isabs(m.target):
+        raise BuildError(f"mount target {m.target!r} must be absolute")
+    path = "/" + posixpath.normpath(m.target).lstrip("/")
+    if isinstance(m, TmpfsMount):
+        source, directory, fstype, flags = "tmpfs", True, "tmpfs", MS_NOSUID
+        data = None if m.size is None else f"size={m.size}"
+    else:
+        source, directory, fstype = m.source, os.path.isdir(m.source), None
+        flags, data = (MS_RDONLY if m.readonly else 0), None
+    if any(_nested(path, p) for p in placed):
+        target, point = _inside(rootfs, m.target), m.target
+    else:
+        target, point = points.ensure(m.target, directory=directory), None
+    placed.append(path)
+    return _Planned(source, target, fstype, flags, data, point, directory)
 
 
 class _Child:
@@ -337,7 +395,7 @@ def _wait(pid: int) -> int | None:
     return os.WEXITSTATUS(status)
 
 
-def _helper(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid: int,
+def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
             gid: int, out_fd: int, pid_fd: int) -> int:
     """In the forked child: new namespaces, then fork PID 1 and pass on its status."""
     os.setsid()
@@ -359,7 +417,7 @@ def _helper(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid
         try:
             os.close(pid_fd)
             os.close(alive)
-            code = _init(spec, rootfs, binds, uid, gid, lifeline)
+            code = _init(spec, rootfs, mounts, uid, gid, lifeline)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 os.write(2, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -372,8 +430,8 @@ def _helper(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid
     return SETUP_FAILED if status is None else status
 
 
-def _setup_root(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]]) -> None:
-    """Mount /proc, /dev, /sys and the bind mounts on ``rootfs``."""
+def _setup_root(spec: RunSpec, rootfs: Path, mounts: list[_Planned]) -> None:
+    """Mount /proc, /dev, /sys and then the planned mounts on ``rootfs``."""
     _mount("proc", rootfs / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     dev = rootfs / "dev"
     _mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
@@ -394,10 +452,15 @@ def _setup_root(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]])
     except OSError:
         _mount("/sys", rootfs / "sys", None, MS_BIND | MS_REC)
         _mount(None, rootfs / "sys", None, MS_REMOUNT | MS_BIND | sys_flags)
-    for source, target, flags in binds:
-        _mount(source, target, None, MS_BIND | MS_REC)
-        if flags & MS_RDONLY:
-            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for m in mounts:
+        if m.point is not None:
+            _make_point(rootfs, m.point, m.directory)
+        if m.fstype is not None:
+            _mount(m.source, m.target, m.fstype, m.flags, m.data)
+            continue
+        _mount(m.source, m.target, None, MS_BIND | MS_REC)
+        if m.flags & MS_RDONLY:
+            _mount(None, m.target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
 
 
 def _loopback_up() -> None:
@@ -407,7 +470,7 @@ def _loopback_up() -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
 
 
-def _init(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid: int,
+def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
           gid: int, lifeline: int) -> int:
     """PID 1: set up the root, start the command, reap everything, forward signals.
 
@@ -419,7 +482,7 @@ def _init(spec: RunSpec, rootfs: Path, binds: list[tuple[str, Path, int]], uid: 
     os.close(lifeline)
     name_buf = ctypes.create_string_buffer(b"pybuild-init")
     _libc.prctl(PR_SET_NAME, ctypes.addressof(name_buf), 0, 0, 0)
-    _setup_root(spec, rootfs, binds)
+    _setup_root(spec, rootfs, mounts)
     os.chroot(rootfs)
     os.chdir("/")
     name = spec.hostname.encode()

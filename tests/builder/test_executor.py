@@ -8,12 +8,14 @@ import os
 import re
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from builder.errors import ExecError
 from builder.executor import BindMount, NamespaceExecutor, RunResult, RunSpec
+from builder.executor.protocol import TmpfsMount
 from layerstore.content.local import LocalStore
 from layerstore.diff import write_upper
 from layerstore.snapshots.mount import mounted, mountinfo
@@ -42,8 +44,17 @@ def run(rootfs: Path, spec: RunSpec, timeout: float = 30) -> tuple[RunResult, by
     return result, b"".join(chunks)
 
 
-def mount_table() -> list[tuple[int, str]]:
-    return [(m.mount_id, m.mount_point) for m in mountinfo()]
+#: Where a Docker engine and other test runs on this machine mount and unmount at any time.
+ELSEWHERE = ("/var/lib/docker/", "/run/docker/", "/run/netns/", "/run/containerd/",
+             tempfile.gettempdir().rstrip("/") + "/")
+
+
+def mount_table(root: Path) -> list[tuple[int, str]]:
+    """The host's mounts a leak from a run under ``root`` would show in: those under
+    ``root`` and those outside the places other programs change meanwhile."""
+    inside = f"{str(root).rstrip('/')}/"
+    return [(m.mount_id, m.mount_point) for m in mountinfo()
+            if m.mount_point.startswith(inside) or not m.mount_point.startswith(ELSEWHERE)]
 
 
 def processes_with(marker: str) -> list[int]:
@@ -178,14 +189,87 @@ def test_extra_bind_mount_is_read_only_and_removed(rootfs: Path, tmp_path: Path)
     assert not (rootfs / "mnt").exists()
 
 
+def test_tmpfs_mount_is_a_tmpfs_of_the_given_size_and_leaves_nothing(rootfs: Path) -> None:
+    before = mount_table(rootfs.parent)
+    spec = sh("grep ' /mnt/scratch ' /proc/mounts; echo data > /mnt/scratch/f; cat /mnt/scratch/f;"
+              " stat -c %a /mnt/scratch", extra_mounts=(TmpfsMount("/mnt/scratch", 1 << 20),))
+    result, out = run(rootfs, spec)
+    assert result.exit_code == 0, out
+    mount_line, data, mode = out.decode().splitlines()
+    _, point, fstype, options, *_ = mount_line.split()
+    assert (point, fstype) == ("/mnt/scratch", "tmpfs")
+    assert "size=1024k" in options.split(",")
+    assert "nosuid" in options.split(",")
+    assert (data, mode) == ("data", "1777")
+    assert mount_table(rootfs.parent) == before
+    assert not (rootfs / "mnt").exists()
+
+
+def test_tmpfs_without_size_uses_the_kernel_default(rootfs: Path) -> None:
+    result, out = run(rootfs, sh("grep ' /cache tmpfs ' /proc/mounts",
+                                 extra_mounts=(TmpfsMount("/cache"),)))
+    assert result.exit_code == 0
+    assert out.startswith(b"tmpfs /cache tmpfs ")
+
+
+def test_file_bind_mount_binds_one_file(rootfs: Path, tmp_path: Path) -> None:
+    src = tmp_path / "token"
+    src.write_text("s3cret")
+    src.chmod(0o400)
+    before = mount_table(rootfs.parent)
+    spec = sh("cat /etc/app/token; echo; stat -c '%a %F' /etc/app/token; echo x > /etc/app/token",
+              extra_mounts=(BindMount(str(src), "/etc/app/token"),))
+    result, out = run(rootfs, spec)
+    assert result.exit_code != 0
+    assert out.decode().splitlines()[:2] == ["s3cret", "400 regular file"]
+    assert src.read_text() == "s3cret"
+    assert mount_table(rootfs.parent) == before
+    assert not (rootfs / "etc/app").exists()
+    assert (rootfs / "etc/passwd").exists()
+
+
+def test_file_bind_over_an_existing_file_leaves_it_as_it_was(rootfs: Path,
+                                                              tmp_path: Path) -> None:
+    src = tmp_path / "passwd"
+    src.write_text("override\n")
+    original = (rootfs / "etc/passwd").read_text()
+    result, out = run(rootfs, sh("cat /etc/passwd",
+                                 extra_mounts=(BindMount(str(src), "/etc/passwd", False),)))
+    assert (result.exit_code, out) == (0, b"override\n")
+    assert (rootfs / "etc/passwd").read_text() == original
+
+
+def test_mount_inside_another_mount_gets_its_mount_point_there(rootfs: Path,
+                                                               tmp_path: Path) -> None:
+    src = tmp_path / "key"
+    src.write_text("k")
+    before = mount_table(rootfs.parent)
+    mounts = (BindMount(str(src), "/run/secrets/key"), TmpfsMount("/run"))
+    result, out = run(rootfs, sh("cat /run/secrets/key; grep -c ' /run' /proc/mounts",
+                                 extra_mounts=mounts))
+    assert (result.exit_code, out) == (0, b"k2\n")
+    assert mount_table(rootfs.parent) == before
+    assert not (rootfs / "run").exists()
+
+
+def test_mount_under_dev_is_made_in_the_dev_tmpfs(rootfs: Path, tmp_path: Path) -> None:
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho from-pipe\n")
+    script.chmod(0o755)
+    result, out = run(rootfs, RunSpec(("/dev/pipes/EOF",), (PATH,),
+                                      extra_mounts=(BindMount(str(script), "/dev/pipes/EOF"),)))
+    assert (result.exit_code, out) == (0, b"from-pipe\n")
+    assert sorted(p.name for p in (rootfs / "dev").iterdir()) == []
+
+
 def test_setup_failure_is_125_and_cleaned_up(rootfs: Path, tmp_path: Path) -> None:
-    before = mount_table()
+    before = mount_table(rootfs.parent)
     spec = sh("echo never", extra_mounts=(BindMount(str(tmp_path / "missing"), "/opt/x"),))
     result, out = run(rootfs, spec)
     assert result.exit_code == 125
     assert b"sandbox setup failed" in out
     assert b"never" not in out
-    assert mount_table() == before
+    assert mount_table(rootfs.parent) == before
     assert not (rootfs / "opt").exists()
 
 
@@ -197,24 +281,24 @@ def test_default_output_goes_to_stdout(rootfs: Path, capfd: pytest.CaptureFixtur
 
 @pytest.mark.parametrize("script", ["true", "exit 1", "no-such-command"])
 def test_mountinfo_unchanged(rootfs: Path, script: str) -> None:
-    before = mount_table()
+    before = mount_table(rootfs.parent)
     run(rootfs, sh(script))
-    assert mount_table() == before
+    assert mount_table(rootfs.parent) == before
 
 
 def test_timeout_kills_everything(rootfs: Path) -> None:
     marker = "31415"
-    before = mount_table()
+    before = mount_table(rootfs.parent)
     result, _ = run(rootfs, sh(f"sleep {marker} & sleep {marker}"), timeout=1)
     assert result.exit_code == 137
-    assert mount_table() == before
+    assert mount_table(rootfs.parent) == before
     assert processes_with(f"sleep\0{marker}") == []
     assert not (rootfs / "etc/hosts").exists()
 
 
 def test_keyboard_interrupt_kills_and_cleans_up(rootfs: Path) -> None:
     marker = "27182"
-    before = mount_table()
+    before = mount_table(rootfs.parent)
 
     def interrupt(_data: bytes) -> None:
         raise KeyboardInterrupt
@@ -222,7 +306,7 @@ def test_keyboard_interrupt_kills_and_cleans_up(rootfs: Path) -> None:
     executor = NamespaceExecutor(output=interrupt, timeout=30)
     with pytest.raises(KeyboardInterrupt):
         executor.run(sh(f"echo started; sleep {marker}"), rootfs)
-    assert mount_table() == before
+    assert mount_table(rootfs.parent) == before
     assert processes_with(f"sleep\0{marker}") == []
     assert not (rootfs / "etc/resolv.conf").exists()
 
@@ -250,7 +334,7 @@ def test_through_the_snapshotter_only_command_writes_reach_the_layer(
     busybox_rootfs: Path, tmp_path: Path
 ) -> None:
     store = LocalStore(tmp_path / "store")
-    before = mount_table()
+    before = mount_table(tmp_path)
     with OverlaySnapshotter(tmp_path / "snapshots", sync=False) as sn:
         sn.prepare("base-active", None)
         shutil.copytree(busybox_rootfs, sn.upperdir("base-active"), symlinks=True,
@@ -264,7 +348,7 @@ def test_through_the_snapshotter_only_command_writes_reach_the_layer(
         assert result.exit_code == 0
         layer = write_upper(sn.upperdir("run"), store)
         names = layer_names(store, layer.descriptor.digest)
-    assert mount_table() == before
+    assert mount_table(tmp_path) == before
     assert "root/out" in names
     leaked = [n for n in names if n.startswith(("proc/", "sys/", "dev/"))
               or n in ("etc/hosts", "etc/resolv.conf", "etc/hostname")]
