@@ -1,0 +1,64 @@
+"""``build()``: the one entry point from a build request to a stored, named image."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import ContextError
+from builder.exporter import export_image, name_image
+from builder.frontend.convert import plan as make_plan
+from builder.frontend.convert import unused_build_args
+from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+from builder.frontend.instructions import parse_dockerfile
+from builder.options import BuildOptions
+from builder.progress import Progress
+from builder.solver.images import ImageResolver, LocalImages
+from builder.solver.scheduler import Solver
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage, host_architecture, timestamp
+from layerstore.oci import Platform
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build made: the stored image and the names given to it."""
+
+    image: StoredImage
+    tags: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def host_platform() -> Platform:
+    """The platform RUN steps execute on."""
+    return Platform(os="linux", architecture=host_architecture())
+
+
+def build(store: BuildStore, options: BuildOptions, progress: Progress,
+          images: ImageResolver | None = None) -> BuildResult:
+    """Build ``options`` into ``store`` and name the result; raises a
+    :class:`~builder.errors.BuildError` (nothing is named) when any step fails."""
+    if not options.context.is_dir():
+        raise ContextError(f"build context {options.context} is not a directory")
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    host = host_platform()
+    plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
+                     build_platform=host, target_platform=options.platform or host,
+                     file=options.dockerfile_name)
+    warnings = []
+    unused = unused_build_args(dockerfile, options.build_args)
+    if unused:
+        warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
+    ignore_file = find_dockerignore(options.context, options.dockerfile_path or
+                                    options.context / "Dockerfile")
+    ignore = DockerIgnore.load(ignore_file)
+    with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
+        solver = Solver(store, plan, options, progress, images or LocalImages(store), ignore,
+                        Path(scratch))
+        state = solver.solve()
+    epoch = options.source_date_epoch
+    created = timestamp(epoch) if epoch is not None else timestamp()
+    stored = export_image(store, state, created=created, labels=options.labels)
+    name_image(store, stored, options.tags)
+    return BuildResult(stored, options.tags, tuple(warnings))

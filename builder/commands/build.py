@@ -1,0 +1,147 @@
+"""``pybuild build``: build an image from a Dockerfile and a context directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from builder.api import build
+from builder.errors import BuildError
+from builder.frontend.convert import parse_platform
+from builder.options import BuildOptions
+from builder.progress import Progress
+from builder.runmounts import SecretSource, parse_secret_flag
+from builder.store import BuildStore
+from layerstore.compression import check as check_compression
+from layerstore.errors import InvalidArgument
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``build``."""
+    p = sub.add_parser("build", help="build an image from a Dockerfile",
+                       description="Build an image from a Dockerfile and a context directory.")
+    p.add_argument("context", metavar="CONTEXT", help="the build context directory")
+    p.add_argument("-t", "--tag", action="append", default=[], metavar="NAME",
+                   help="name the image name[:tag] (repeatable)")
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="the Dockerfile (default CONTEXT/Dockerfile; '-' reads stdin)")
+    p.add_argument("--target", metavar="STAGE", help="build this stage, not the last one")
+    p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="set a build-time variable; KEY alone takes it from the environment")
+    p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
+                   help="a secret for RUN --mount=type=secret (src=PATH or env=VAR)")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="set an image label")
+    p.add_argument("--platform", help="target platform os/arch (only the host's can RUN)")
+    p.add_argument("--network", choices=("default", "none", "host"), default="default",
+                   help="network mode of RUN steps (default: default)")
+    p.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"), default="auto",
+                   help="progress output (default auto: tty on a terminal, else plain)")
+    p.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
+                   help="layer compression (default gzip)")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the image ID (no progress)")
+    p.add_argument("--iidfile", type=Path, help="write the image ID to this file")
+    p.set_defaults(command_module=sys.modules[__name__])
+
+
+def _pairs(values: list[str], what: str, from_env: bool) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        if not key:
+            raise BuildError(f"{what} {item!r}: expected KEY=VALUE")
+        if not eq:
+            if not from_env:
+                raise BuildError(f"{what} {item!r}: expected KEY=VALUE")
+            if key not in os.environ:
+                continue
+            value = os.environ[key]
+        out[key] = value
+    return out
+
+
+def options_from(args: argparse.Namespace) -> BuildOptions:
+    """The :class:`BuildOptions` of the parsed command line."""
+    context = Path(args.context)
+    if args.context == "-":
+        raise BuildError("a context read from stdin is not supported; give a directory")
+    if not context.is_dir():
+        raise BuildError(f"build context {args.context!r} is not a directory")
+    dockerfile_path: Path | None
+    if args.file == "-":
+        text, name, dockerfile_path = sys.stdin.read(), "Dockerfile", None
+    else:
+        dockerfile_path = Path(args.file) if args.file else context / "Dockerfile"
+        name = str(dockerfile_path) if args.file else "Dockerfile"
+        try:
+            text = dockerfile_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BuildError(f"cannot read the Dockerfile: {dockerfile_path} does not "
+                             "exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BuildError(f"cannot read the Dockerfile {dockerfile_path}: {exc}") from None
+    build_args = _pairs(args.build_arg, "--build-arg", True)
+    secrets: dict[str, SecretSource] = {}
+    for item in args.secret:
+        secret = parse_secret_flag(item)
+        secrets[secret.id] = secret
+    epoch_text = build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+    epoch = None
+    if epoch_text:
+        try:
+            epoch = int(epoch_text)
+        except ValueError:
+            raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a whole number of "
+                             "seconds") from None
+    platform = None
+    if args.platform:
+        try:
+            platform = parse_platform(args.platform)
+        except ValueError as exc:
+            raise BuildError(f"--platform: {exc}") from None
+    try:
+        compression = check_compression(args.compression)
+    except InvalidArgument as exc:
+        raise BuildError(str(exc)) from None
+    for tag in args.tag:
+        from layerstore.images import split_name
+
+        try:
+            split_name(tag)
+        except InvalidArgument as exc:
+            raise BuildError(f"-t {tag}: {exc}") from None
+    return BuildOptions(
+        context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
+        dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
+        tags=tuple(args.tag), target=args.target, build_args=build_args, secrets=secrets,
+        platform=platform, compression=compression, source_date_epoch=epoch,
+        labels=_pairs(args.label, "--label", False), network=args.network)
+
+
+def run(args: argparse.Namespace, store: BuildStore) -> int:
+    """Build, name, report."""
+    options = options_from(args)
+    progress = Progress("quiet" if args.quiet else args.progress)
+    try:
+        result = build(store, options, progress)
+        image_id = str(result.image.config.digest)
+        for warning in result.warnings:
+            print(f"WARNING: {warning}", file=sys.stderr)
+        if not args.quiet:
+            v = progress.vertex("exporting to image")
+            v.log(f"writing image {image_id}\n".encode())
+            v.log(f"manifest {result.image.manifest.digest}\n".encode())
+            for tag in result.tags:
+                v.log(f"naming to {tag}\n".encode())
+            v.done()
+    finally:
+        progress.close()
+    if args.iidfile:
+        args.iidfile.write_text(image_id)
+    if args.quiet:
+        print(image_id)
+    return 0

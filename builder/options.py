@@ -1,0 +1,35 @@
+"""What one build is asked to do: the values behind ``pybuild build``'s flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.runmounts import SecretSource
+from layerstore.oci import Platform
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """A build request.
+
+    ``dockerfile_text`` is the Dockerfile's content and ``dockerfile_name`` how errors name it;
+    ``dockerfile_path`` (None when read from stdin) is where ``<Dockerfile>.dockerignore`` is
+    looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
+    history, making builds reproducible.
+    """
+
+    context: Path
+    dockerfile_text: str
+    dockerfile_name: str = "Dockerfile"
+    dockerfile_path: Path | None = None
+    tags: tuple[str, ...] = ()
+    target: str | None = None
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    platform: Platform | None = None
+    compression: str = "gzip"
+    source_date_epoch: int | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network: str = "default"

@@ -1,0 +1,102 @@
+"""Finding the images a build starts from (FROM, COPY --from, RUN --mount from=)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from builder.errors import BuildError
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage, load_image
+from layerstore.digest import Digest
+from layerstore.errors import InvalidArgument, LayerstoreError, NotFound
+from layerstore.oci import Descriptor, Index, MediaType, Platform
+from layerstore.walk import load_manifest
+
+
+class ImageNotFound(BuildError):
+    """No image answers to a reference."""
+
+
+class ImageResolver(Protocol):
+    """Turns an image reference into a stored image for a platform."""
+
+    def resolve(self, ref: str, platform: Platform) -> StoredImage:
+        """The image ``ref`` names, for ``platform`` when it is a multi-platform index;
+        :class:`ImageNotFound` when there is none."""
+        ...
+
+
+def pick_platform(store: BuildStore, target: Descriptor, platform: Platform,
+                  ref: str) -> Descriptor:
+    """The manifest for ``platform`` when ``target`` is an index; ``target`` otherwise."""
+    if target.media_type not in MediaType.INDEXES:
+        return target
+    doc = load_manifest(store.content, target)
+    assert isinstance(doc, Index)
+    for child in doc.manifests:
+        p = child.platform
+        if p is None or child.media_type not in MediaType.MANIFESTS:
+            continue
+        if p.os == platform.os and p.architecture == platform.architecture and (
+                platform.variant is None or p.variant in (None, platform.variant)):
+            return child
+    raise ImageNotFound(f"image {ref!r} has no manifest for "
+                        f"{platform.os}/{platform.architecture}")
+
+
+class LocalImages:
+    """Resolves references against the local image store only.
+
+    ``name[:tag]`` is looked up by name (``:latest`` implied); ``name@sha256:…`` and a bare
+    ``sha256:…`` must be a manifest or index in the content store.
+    """
+
+    def __init__(self, store: BuildStore) -> None:
+        self.store = store
+
+    def resolve(self, ref: str, platform: Platform) -> StoredImage:
+        """See :class:`ImageResolver`."""
+        target = self._target(ref)
+        manifest = pick_platform(self.store, target, platform, ref)
+        try:
+            return load_image(self.store.content, manifest)
+        except LayerstoreError as exc:
+            raise ImageNotFound(f"image {ref!r}: {exc}") from None
+
+    def _target(self, ref: str) -> Descriptor:
+        name, at, digest_text = ref.partition("@")
+        if not at and ref.startswith("sha256:"):
+            name, digest_text = "", ref
+        if digest_text:
+            try:
+                digest = Digest.parse(digest_text)
+                info = self.store.content.info(digest)
+            except (InvalidArgument, NotFound):
+                raise ImageNotFound(f"image {ref!r} not found in the local store") from None
+            with self.store.content.reader(digest) as f:
+                head = f.read(4 << 20)
+            media_type = _sniff_media_type(head)
+            return Descriptor(media_type=media_type, digest=digest, size=info.size)
+        try:
+            return self.store.images.get(name).target
+        except InvalidArgument as exc:
+            raise ImageNotFound(str(exc)) from None
+        except NotFound:
+            raise ImageNotFound(
+                f"image {ref!r} not found in the local store (load it with `pybuild load` "
+                "or build it first)") from None
+
+
+def _sniff_media_type(raw: bytes) -> str:
+    import json
+
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise ImageNotFound("the digest does not name a manifest") from None
+    media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+    if isinstance(media_type, str) and media_type in MediaType.MANIFESTS | MediaType.INDEXES:
+        return media_type
+    if isinstance(doc, dict) and "manifests" in doc:
+        return MediaType.OCI_INDEX
+    return MediaType.OCI_MANIFEST
