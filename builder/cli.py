@@ -39,8 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 def _with_default_command(argv: list[str]) -> list[str]:
     """Insert ``build`` when the first non-global argument is not a subcommand."""
     i = 0
-    while i < len(argv) and argv[i] == "--root" or (i < len(argv) and
-                                                      argv[i].startswith("--root=")):
+    while i < len(argv) and (argv[i] == "--root" or argv[i].startswith("--root=")):
         i += 2 if argv[i] == "--root" else 1
     if i < len(argv) and argv[i] not in COMMANDS and argv[i] not in ("-h", "--help"):
         return [*argv[:i], "build", *argv[i:]]

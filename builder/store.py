@@ -15,7 +15,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,10 +146,8 @@ def layer_labels(layer: Descriptor, diff_id: Digest) -> dict[str, str]:
 
 
 def _remove_quietly(store: BuildStore, key: str) -> None:
-    try:
+    with suppress(NotFound, OSError):
         store.snapshots.remove(key)
-    except (NotFound, OSError):
-        pass
 
 
 @contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import posixpath
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -76,6 +77,26 @@ def write_docker_archive(dest: Path | BinaryIO, store: ContentStore,
         _add_bytes(tar, "repositories", json.dumps(repositories).encode())
 
 
+def _regular_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """Regular files by name; a symlink member (docker writes a repeated layer as a link to
+    the first copy) maps to the file it points at inside the archive."""
+    every = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+    out: dict[str, tarfile.TarInfo] = {}
+    for original, first in every.items():
+        name, member = original, first
+        for _ in range(16):
+            if not member.issym():
+                break
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name),
+                                                       member.linkname))
+            if target not in every:
+                break
+            name, member = target, every[target]
+        if member.isfile():
+            out[original] = member
+    return out
+
+
 def read_docker_archive(src: Path, store: ContentStore, compression: str = "gzip"
                         ) -> list[ArchiveImage]:
     """Import every image of a docker-archive into ``store`` as OCI images (layers
@@ -85,7 +106,7 @@ def read_docker_archive(src: Path, store: ContentStore, compression: str = "gzip
     except (tarfile.TarError, OSError) as exc:
         raise InvalidArgument(f"{src}: not a docker-archive tar: {exc}") from None
     with tar:
-        members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+        members = _regular_members(tar)
         entries = _manifest_entries(src, tar, members)
         out = []
         for i, entry in enumerate(entries):

@@ -10,13 +10,12 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from builder.progress import Progress, Vertex
-
 from builder.errors import BuildError, DockerfileError, ExecError
 from builder.frontend.convert import BuildPlan, StagePlan, find_stage, platform_string
 from builder.frontend.dockerignore import DockerIgnore
 from builder.frontend.instructions import Add, Copy, Instruction, Run, Workdir, parse_dockerfile
 from builder.options import BuildOptions
+from builder.progress import Progress, Vertex
 from builder.solver.dispatch import FS_INSTRUCTIONS, StepContext, dispatch
 from builder.solver.images import ImageNotFound, ImageResolver
 from builder.solver.state import StageState, merge_proxy
@@ -135,7 +134,9 @@ class Solver:
         if plan.base_stage is not None:
             parent = self.futures[plan.base_stage].result()
             image = parent.to_image(self.created())
-            return StageState(plan, image, list(parent.layers), parent.chain)
+            state = StageState(plan, image, list(parent.layers), parent.chain)
+            state.args = dict(parent.args)  # a stage built on a stage keeps its ARGs
+            return state
         ref = plan.base_image or "scratch"
         if ref == "scratch":
             return StageState(plan, None, [], None)

@@ -140,3 +140,25 @@ def test_layout_bad_inputs_name_the_problem(tmp_path: Path) -> None:
         {"schemaVersion": 2, "manifests": [json.loads(desc.to_json())]}))
     with pytest.raises(NotFound, match=str(desc.digest)):
         read_layout(layout, store)
+
+
+def test_docker_archive_repeated_layer_as_symlink(tmp_path: Path) -> None:
+    """docker save writes a layer repeated in one image as a symlink to its first copy."""
+    store = LocalStore(tmp_path / "store")
+    layer = _layer_tar({"f": b"same"})
+    diff_id = str(Digest.from_bytes(layer))
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id, diff_id]}}).encode()
+    path = tmp_path / "rep.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in {"manifest.json": b'[{"Config":"c.json","RepoTags":["rep:1"],'
+                                            b'"Layers":["a/layer.tar","b/layer.tar"]}]',
+                           "c.json": config, "a/layer.tar": layer}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("b/layer.tar")
+        link.type, link.linkname = tarfile.SYMTYPE, "../a/layer.tar"
+        tar.addfile(link)
+    (image,) = read_docker_archive(path, store)
+    assert len(image.image.image.rootfs.diff_ids) == 2 and image.tags == ("rep:1",)
