@@ -23,6 +23,7 @@ import socket
 import struct
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ IFF_UP = 0x1
 #: Exit code reported when the sandbox itself could not be set up.
 SETUP_FAILED = 125
 TAIL_SIZE = 4096
+_CANCEL_POLL = 0.2
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
@@ -226,13 +228,14 @@ class NamespaceExecutor:
 
     ``output`` receives the command's combined stdout and stderr as it arrives (default: this
     process's stdout); ``timeout`` (seconds) kills a run that takes longer, which then reports
-    exit code 137.
+    exit code 137; so does setting ``cancel`` (checked a few times a second).
     """
 
     def __init__(self, output: Callable[[bytes], None] | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, cancel: threading.Event | None = None) -> None:
         self.output = output or _write_stdout
         self.timeout = timeout
+        self.cancel = cancel
 
     def run(self, spec: RunSpec, rootfs: Path) -> RunResult:
         """Run ``spec`` with ``rootfs`` (a mounted, writable directory) as ``/``."""
@@ -311,12 +314,19 @@ class NamespaceExecutor:
         """Stream the pipe to ``output`` until EOF; kill the run when the timeout passes."""
         tail = bytearray()
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        cancelled = False
         while True:
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if self.cancel is not None:
+                wait = _CANCEL_POLL if wait is None else min(wait, _CANCEL_POLL)
             ready, _, _ = select.select([fd], [], [], wait)
-            if not ready:
+            if self.cancel is not None and self.cancel.is_set() and not cancelled:
                 child.kill()
-                deadline = None
+                cancelled = True
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    child.kill()
+                    deadline = None
                 continue
             data = os.read(fd, 65536)
             if not data:

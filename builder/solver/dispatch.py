@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class StepContext:
     scratch: Path
     global_args: dict[str, str]
     created: Callable[[], str]
+    cancel: threading.Event
 
 
 def _go_list(args: tuple[str, ...] | list[str]) -> str:
@@ -303,7 +305,7 @@ def _run(ctx: StepContext, state: StageState, ins: Run, vertex: Vertex | None) -
             spec = RunSpec(args=args, env=env + plan.env, cwd=cwd, user=f"{uid}:{gid}",
                            network=network,  # type: ignore[arg-type]
                            extra_mounts=(*extra, *plan.mounts))
-            result = NamespaceExecutor(output=output).run(spec, rootfs)
+            result = NamespaceExecutor(output=output, cancel=ctx.cancel).run(spec, rootfs)
         if result.exit_code != 0:
             shown_cmd = " ".join(args[len(state.shell):] if not ins.command.exec_form
                                  else args)

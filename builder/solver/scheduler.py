@@ -48,7 +48,8 @@ class Solver:
         self.ctx = StepContext(
             store=store, options=options, file=plan.file,
             escape=plan.dockerfile.directives.escape, ignore=ignore, sources=self.sources,
-            scratch=scratch, global_args=dict(plan.global_args), created=self.created)
+            scratch=scratch, global_args=dict(plan.global_args), created=self.created,
+            cancel=self.cancel)
         self.multi = len(plan.dockerfile.stages) > 1
 
     def created(self) -> str:
