@@ -1,0 +1,335 @@
+"""What the image commands share: finding local images by name or ID, and printing them.
+
+An image is found by name first (``app`` means ``app:latest``; ``docker.io/library/app`` and
+``app`` are the same name) and then by ID: the config digest, in full (``sha256:…``) or as
+a unique prefix of its hex (``3f2a9c``), as docker accepts it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from builder.errors import BuildError
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage, host_architecture, load_image
+from layerstore.errors import InvalidArgument, LayerstoreError, NotFound
+from layerstore.images import ImageRecord, split_name
+from layerstore.oci import Descriptor, Index, Manifest, MediaType
+from layerstore.walk import load_manifest
+
+#: The annotation containerd, BuildKit and docker put the full image name in.
+IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
+
+_HEX_PREFIX_RE = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
+_DEFAULT_HOSTS = ("docker.io/", "index.docker.io/", "registry-1.docker.io/")
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """A local image: every name that points at the same manifest (or index), what they point
+    at, and the platform image it resolves to."""
+
+    names: tuple[str, ...]
+    target: Descriptor
+    stored: StoredImage
+    layers: tuple[Descriptor, ...]
+
+    @property
+    def id(self) -> str:
+        """The image ID as docker shows it: the config digest."""
+        return str(self.stored.config.digest)
+
+    @property
+    def short_id(self) -> str:
+        """The first 12 hex characters of the ID."""
+        return self.stored.config.digest.hex[:12]
+
+    @property
+    def size(self) -> int:
+        """Bytes the image takes in the content store: its layer blobs and config."""
+        return self.stored.config.size + sum(layer.size for layer in self.layers)
+
+
+def familiar_name(name: str) -> str:
+    """``repo:tag`` as docker shows it: ``docker.io/library/busybox`` → ``busybox:latest``."""
+    for host in _DEFAULT_HOSTS:
+        if name.startswith(host):
+            name = name[len(host):]
+            break
+    else:
+        return "{}:{}".format(*split_name(name))
+    name = name.removeprefix("library/") if name.count("/") == 1 else name
+    return "{}:{}".format(*split_name(name))
+
+
+def local_image(store: BuildStore, names: Sequence[str], target: Descriptor) -> LocalImage:
+    """The :class:`LocalImage` that ``names`` point at (``target``), resolved and parsed."""
+    stored = resolve(store, target)
+    manifest = load_manifest(store.content, stored.manifest)
+    assert isinstance(manifest, Manifest)
+    return LocalImage(tuple(sorted(names)), target, stored, manifest.layers)
+
+
+def resolve(store: BuildStore, target: Descriptor) -> StoredImage:
+    """The image a name's target describes: the manifest itself, or for an index the entry
+    for this machine's platform (linux and its architecture; the first entry failing that)."""
+    if target.media_type not in MediaType.INDEXES:
+        return load_image(store.content, target)
+    index = load_manifest(store.content, target)
+    if not isinstance(index, Index) or not index.manifests:
+        raise InvalidArgument(f"index {target.digest} lists no images")
+    arch = host_architecture()
+    local = [m for m in index.manifests if m.media_type in MediaType.MANIFESTS
+             and store.content.exists(m.digest)]
+    for desc in local:
+        if desc.platform and desc.platform.os == "linux" and desc.platform.architecture == arch:
+            return load_image(store.content, desc)
+    if not local:
+        raise NotFound(f"index {target.digest}: none of its images is stored locally")
+    return load_image(store.content, local[0])
+
+
+def all_images(store: BuildStore) -> list[LocalImage]:
+    """Every named local image, one entry per distinct target, names sorted. An image whose
+    manifest or config cannot be read is left out with a warning on stderr."""
+    groups: dict[str, list[ImageRecord]] = {}
+    for record in store.images.list():
+        groups.setdefault(str(record.target.digest), []).append(record)
+    images = []
+    for records in groups.values():
+        names = [r.name for r in records]
+        try:
+            images.append(local_image(store, names, records[0].target))
+        except LayerstoreError as exc:
+            print(f"WARNING: image {', '.join(sorted(names))} is damaged: {exc}",
+                  file=sys.stderr)
+    return images
+
+
+def find_image(store: BuildStore, ref: str) -> LocalImage:
+    """The image ``ref`` names (see the module docstring); BuildError when there is none."""
+    record = find_name(store, ref)
+    if record is not None:
+        names = [r.name for r in store.images.list() if r.target.digest == record.target.digest]
+        return local_image(store, names, record.target)
+    if _HEX_PREFIX_RE.match(ref):
+        hexpart = ref.removeprefix("sha256:")
+        found = [img for img in all_images(store)
+                 if img.stored.config.digest.hex.startswith(hexpart)]
+        ids = {img.id for img in found}
+        if len(ids) > 1:
+            raise BuildError(f"image ID prefix {ref!r} is ambiguous: it matches "
+                             f"{', '.join(sorted(i[7:19] for i in ids))}")
+        if found:
+            names = tuple(sorted(n for img in found for n in img.names))
+            return LocalImage(names, found[0].target, found[0].stored, found[0].layers)
+        if ref.startswith("sha256:"):
+            raise BuildError(f"no image with ID {ref}")
+    try:
+        repo, tag = split_name(ref)
+    except InvalidArgument:
+        raise BuildError(f"no image named {ref!r} (not a valid name or image ID)") from None
+    raise BuildError(f"no image named {repo}:{tag}")
+
+
+def find_name(store: BuildStore, ref: str) -> ImageRecord | None:
+    """The stored name ``ref`` means (exactly, or in its familiar form); None without one."""
+    try:
+        split_name(ref)
+    except InvalidArgument:
+        return None
+    try:
+        return store.images.get(ref)
+    except NotFound:
+        pass
+    wanted = familiar_name(ref)
+    for record in store.images.list():
+        if familiar_name(record.name) == wanted:
+            return record
+    return None
+
+
+def check_name(name: str) -> str:
+    """``name`` as stored (``repo:tag``); BuildError for a malformed name."""
+    try:
+        return "{}:{}".format(*split_name(name))
+    except InvalidArgument as exc:
+        raise BuildError(str(exc)) from None
+
+
+# -- time and size -------------------------------------------------------------------------
+
+_CREATED_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})?$")
+
+
+def parse_created(text: str | None) -> datetime | None:
+    """An RFC 3339 timestamp (any number of fraction digits) as an aware datetime."""
+    if not text:
+        return None
+    m = _CREATED_RE.match(text.strip())
+    if m is None:
+        return None
+    date, clock, fraction, zone = m.groups()
+    fraction = (fraction or "0")[:6].ljust(6, "0")
+    offset = "+00:00" if zone in (None, "Z", "z") else zone
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}.{fraction}{offset}")
+    except ValueError:
+        return None
+
+
+def human_duration(seconds: float) -> str:
+    """How long ago, in docker's words (``About an hour``, ``3 weeks``)."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(seconds / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{s // 3600 // 24 // 365} years"
+
+
+def created_since(created: str | None, now: float | None = None) -> str:
+    """``5 minutes ago`` for a config's ``created``, ``N/A`` when it has none."""
+    moment = parse_created(created)
+    if moment is None:
+        return "N/A"
+    return f"{human_duration((now or time.time()) - moment.timestamp())} ago"
+
+
+def created_at(created: str | None) -> str:
+    """``2024-01-02 03:04:05 +0000 UTC`` as docker's ``CreatedAt`` shows it."""
+    moment = parse_created(created)
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def human_size(size: float) -> str:
+    """A byte count in decimal units with three significant digits (``12.3MB``)."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000
+        i += 1
+    return f"{size:.3g}{units[i]}"
+
+
+def ellipsis(text: str, width: int) -> str:
+    """``text`` cut to ``width`` display columns, ending in ``…`` when cut."""
+    if _width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = _width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+# -- output --------------------------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Aligned columns as docker prints its tables (Go's tabwriter with a minimum cell
+    width of 10 and a padding of 3)."""
+    all_rows = [list(headers), *[list(r) for r in rows]]
+    widths = [max(10, max(_width(r[i]) for r in all_rows) + 3) for i in range(len(headers))]
+    lines = []
+    for row in all_rows:
+        cells = [cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row[:-1])]
+        lines.append("".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+_ACTION_RE = re.compile(r"\{\{(.*?)\}\}", re.S)
+_FIELD_RE = re.compile(r"^\s*(json\s+)?(\.(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)?)"
+                       r"\s*$")
+
+
+def render_template(template: str, value: Mapping[str, Any]) -> str:
+    """Fill a docker ``--format`` template of the small subset understood here: literal text
+    with ``{{.Field}}``, ``{{.Field.Sub}}``, ``{{.}}`` and ``{{json .Field}}`` actions."""
+    out = []
+    pos = 0
+    for m in _ACTION_RE.finditer(template):
+        out.append(template[pos:m.start()])
+        pos = m.end()
+        action = _FIELD_RE.match(m.group(1))
+        if action is None:
+            raise BuildError(f"template action {m.group(0)!r} is not supported (use "
+                             "{{.Field}}, {{.Field.Sub}} or {{json .Field}})")
+        found = _lookup(value, action.group(2))
+        out.append(json.dumps(found) if action.group(1) else _go_string(found))
+    rest = template[pos:]
+    if "{{" in rest:
+        raise BuildError(f"template {template!r}: unclosed action")
+    out.append(rest)
+    return "".join(out).replace("\\n", "\n").replace("\\t", "\t")
+
+
+def _lookup(value: Any, path: str) -> Any:
+    current = value
+    for part in path.strip(".").split(".") if path != "." else ():
+        if not isinstance(current, Mapping):
+            raise BuildError(f"template: cannot get field {part!r} of {_go_string(current)!r}")
+        if part not in current:
+            return None
+        current = current[part]
+    return current
+
+
+def _go_string(value: Any) -> str:
+    """A value printed as Go's text/template prints the same JSON-decoded value."""
+    if value is None:
+        return "<no value>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + " ".join(_go_string(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{k}:{_go_string(value[k])}" for k in sorted(value)) + "]"
+    return str(value)
+
+
+def format_each(fmt: str, values: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``--format json`` (one compact JSON object a line) or a template, for each value."""
+    if fmt == "json":
+        return [json.dumps(v, separators=(",", ":")) for v in values]
+    return [render_template(fmt, v) for v in values]
+
+
+def print_error(error: Exception) -> None:
+    """Print one ``error: …`` line, for commands that go on after a failing argument."""
+    print(f"error: {error}", file=sys.stderr)
