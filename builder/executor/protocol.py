@@ -42,6 +42,7 @@ class RunSpec:
     user: str = "0:0"
     hostname: str = "buildkitsandbox"
     network: Network = "default"
+    groups: tuple[int, ...] = ()
     extra_mounts: tuple[BindMount | TmpfsMount, ...] = ()
 
 

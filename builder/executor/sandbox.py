@@ -529,7 +529,7 @@ def _exec(spec: RunSpec, uid: int, gid: int) -> None:
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     try:
-        os.setgroups([])
+        os.setgroups(list(spec.groups))
         os.setgid(gid)
         os.setuid(uid)
         os.chdir(spec.cwd)

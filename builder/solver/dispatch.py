@@ -217,16 +217,16 @@ def _change(ctx: StepContext, state: StageState, work: Callable[[Path], None]) -
                          source_date_epoch=ctx.options.source_date_epoch)
 
 
-def _user_ids(rootfs: Path, user: str, line: int, file: str) -> tuple[int, int]:
+def _user_ids(rootfs: Path, user: str, line: int, file: str) -> ResolvedUser:
     if not user:
-        return 0, 0
+        return ResolvedUser(0, 0)
     try:
         resolved: ResolvedUser = resolve_user(rootfs, user)
     except DockerfileError as exc:
         if exc.line is not None:
             raise
         raise DockerfileError(exc.message, line, file) from None
-    return resolved.uid, resolved.gid
+    return resolved
 
 
 def _workdir(ctx: StepContext, state: StageState, ins: Workdir, _v: Vertex | None) -> None:
@@ -241,7 +241,8 @@ def _workdir(ctx: StepContext, state: StageState, ins: Workdir, _v: Vertex | Non
         target = resolve_path(rootfs, path)
         if target.exists():
             return
-        uid, gid = _user_ids(rootfs, user, ins.line, ctx.file)
+        owner = _user_ids(rootfs, user, ins.line, ctx.file)
+        uid, gid = owner.uid, owner.gid
         missing = []
         probe = target
         while not probe.exists() and probe != rootfs:
@@ -297,12 +298,13 @@ def _run(ctx: StepContext, state: StageState, ins: Run, vertex: Vertex | None) -
     output = vertex.log if vertex is not None else None
 
     def work(rootfs: Path) -> None:
-        uid, gid = _user_ids(rootfs, user, ins.line, ctx.file)
+        ids = _user_ids(rootfs, user, ins.line, ctx.file)
         with run_mounts(mounts, cache_root=ctx.store.cache_mounts, scratch=ctx.scratch,
                         context=ctx.options.context,
                         sources=lambda name: ctx.sources(name, ins.line),
                         secrets=ctx.options.secrets, line=ins.line, file=ctx.file) as plan:
-            spec = RunSpec(args=args, env=env + plan.env, cwd=cwd, user=f"{uid}:{gid}",
+            spec = RunSpec(args=args, env=env + plan.env, cwd=cwd, user=f"{ids.uid}:{ids.gid}",
+                           groups=ids.additional_gids,
                            network=network,  # type: ignore[arg-type]
                            extra_mounts=(*extra, *plan.mounts))
             result = NamespaceExecutor(output=output, cancel=ctx.cancel).run(spec, rootfs)

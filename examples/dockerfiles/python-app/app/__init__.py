@@ -1,0 +1,1 @@
+"""A small service that reports who and where it runs."""
