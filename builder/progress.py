@@ -23,14 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Literal, TextIO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from builder.errors import BuildError
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+    from rich.text import Text
 
 MODES = ("auto", "plain", "tty", "quiet")
 #: Output lines a vertex keeps for :meth:`Vertex.tail`.
@@ -169,6 +169,9 @@ class Progress:
         self._console: Console | None = None
         self._live: Live | None = None
         if mode == "tty":
+            from rich.console import Console
+            from rich.live import Live
+
             self._console = Console(file=stream, force_terminal=True, highlight=False)
             self._live = Live(console=self._console, get_renderable=self._render,
                               refresh_per_second=8, transient=True, redirect_stdout=False,
@@ -212,6 +215,10 @@ class Progress:
             return [v for v in self._board.vertices if v.status == "error"]
 
     def _render(self, final: bool = False) -> RenderableType:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         """The tty view: a header line, then one line a step (and the last output lines
         of the running ones while the build goes on)."""
         with self._board.lock:
@@ -235,6 +242,8 @@ class Progress:
 
 
 def _error_box(vertex: Vertex) -> Text:
+    from rich.text import Text
+
     """BuildKit's report of a failed step: its name and last output between rules."""
     lines = ["------", f" > {vertex.name}:"]
     lines += [_CONTROL.sub("", line) for line in vertex.tail()]

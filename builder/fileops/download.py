@@ -18,8 +18,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from builder.errors import DockerfileError
 
 __all__ = ["Checksum", "Downloaded", "download", "is_git_source", "is_url", "parse_checksum",
@@ -103,6 +101,8 @@ def download(url: str, scratch: Path, *, checksum: Checksum | None = None) -> Do
     fd, name = tempfile.mkstemp(prefix="download-", dir=scratch)
     path = Path(name)
     hasher = hashlib.new(checksum.algorithm if checksum else "sha256")
+    import httpx  # imported on first use: most builds download nothing
+
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
     try:
         with (os.fdopen(fd, "wb") as out,
