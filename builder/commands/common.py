@@ -330,6 +330,20 @@ def format_each(fmt: str, values: Iterable[Mapping[str, Any]]) -> list[str]:
     return [render_template(fmt, v) for v in values]
 
 
+def print_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *,
+               quiet: bool = False, fmt: str | None = None) -> None:
+    """Print ``rows`` as docker list commands do: their IDs (``quiet``), one template line
+    each (``fmt``), or a table of ``columns`` (header, row key)."""
+    if quiet:
+        for row in rows:
+            print(row["ID"])
+    elif fmt:
+        for line in format_each(fmt, rows):
+            print(line)
+    else:
+        print(table([h for h, _ in columns], ([row[k] for _, k in columns] for row in rows)))
+
+
 def print_error(error: Exception) -> None:
     """Print one ``error: …`` line, for commands that go on after a failing argument."""
     print(f"error: {error}", file=sys.stderr)

@@ -12,9 +12,8 @@ from builder.commands.common import (
     created_since,
     ellipsis,
     find_image,
-    format_each,
     human_size,
-    table,
+    print_rows,
 )
 from builder.store import BuildStore
 from layerstore.oci import History
@@ -41,16 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Print the history table of one image."""
     rows = history_rows(find_image(store, args.image), no_trunc=args.no_trunc)
-    if args.quiet:
-        for row in rows:
-            print(row["ID"])
-    elif args.format:
-        for line in format_each(args.format, rows):
-            print(line)
-    else:
-        print(table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-                    ([r["ID"], r["CreatedSince"], r["CreatedBy"], r["Size"], r["Comment"]]
-                     for r in rows)))
+    print_rows(rows, [("IMAGE", "ID"), ("CREATED", "CreatedSince"), ("CREATED BY", "CreatedBy"),
+                      ("SIZE", "Size"), ("COMMENT", "Comment")],
+               quiet=args.quiet, fmt=args.format)
     return 0
 
 

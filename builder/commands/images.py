@@ -12,10 +12,9 @@ from builder.commands.common import (
     check_name,
     created_at,
     created_since,
-    format_each,
     human_size,
     parse_created,
-    table,
+    print_rows,
 )
 from builder.store import BuildStore
 from layerstore.images import split_name
@@ -42,18 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Print the image table (or IDs, or one formatted line per image)."""
     rows = _rows(all_images(store), args.reference, args.no_trunc)
-    if args.quiet:
-        for row in rows:
-            print(row["ID"])
-    elif args.format:
-        for line in format_each(args.format, rows):
-            print(line)
-    else:
-        headers = ["REPOSITORY", "TAG"] + (["DIGEST"] if args.digests else []) + [
-            "IMAGE ID", "CREATED", "SIZE"]
-        keys = ["Repository", "Tag"] + (["Digest"] if args.digests else []) + [
-            "ID", "CreatedSince", "Size"]
-        print(table(headers, ([row[k] for k in keys] for row in rows)))
+    digest = [("DIGEST", "Digest")] if args.digests else []
+    print_rows(rows, [("REPOSITORY", "Repository"), ("TAG", "Tag"), *digest,
+                      ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")],
+               quiet=args.quiet, fmt=args.format)
     return 0
 
 

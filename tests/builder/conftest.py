@@ -3,6 +3,7 @@ looks for them, and the images the examples build (each built once per session a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -153,3 +154,21 @@ def example_builds(docker_bases: BaseImages, pybuild_root: Path,
     yield builds
     for tag in builds.loaded_into_docker():
         subprocess.run([DOCKER, "rmi", tag], capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def commands_store(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
+    """A store seeded once with the images the command tests use (see test_commands.seed)."""
+    from tests.builder.test_commands import seed
+
+    tmp = tmp_path_factory.mktemp("commands")
+    seed(tmp / "store", busybox_rootfs, tmp / "work")
+    return tmp / "store"
+
+
+@pytest.fixture
+def root(tmp_path: Path, commands_store: Path) -> Path:
+    """A private copy of the command tests' seeded store."""
+    dest = tmp_path / "store"
+    shutil.copytree(commands_store, dest, symlinks=True)
+    return dest

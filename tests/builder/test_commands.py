@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,21 +101,6 @@ def stored_image(root: Path, name: str) -> StoredImage:
     """The image called ``name`` in the store at ``root``."""
     with BuildStore.open(root) as store:
         return load_image(store.content, store.images.get(name).target)
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
-    tmp = tmp_path_factory.mktemp("commands")
-    seed(tmp / "store", busybox_rootfs, tmp / "work")
-    return tmp / "store"
-
-
-@pytest.fixture
-def root(tmp_path: Path, seeded: Path) -> Path:
-    """A private copy of the seeded store."""
-    dest = tmp_path / "store"
-    shutil.copytree(seeded, dest, symlinks=True)
-    return dest
 
 
 def test_images_table(root: Path, capsys: pytest.CaptureFixture[str]) -> None:

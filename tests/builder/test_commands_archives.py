@@ -8,7 +8,6 @@ import io
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builder.test_commands import APP, BASE, GREETING, pybuild, seed, stored_image
+from tests.builder.test_commands import APP, BASE, GREETING, pybuild, stored_image
 from tests.peers import Dockerd, docker, require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,21 +27,6 @@ def pybuild_process(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
     code = "import sys; from builder.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
                             **kwargs)  # type: ignore[call-overload]
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
-    tmp = tmp_path_factory.mktemp("archives")
-    seed(tmp / "store", busybox_rootfs, tmp / "work")
-    return tmp / "store"
-
-
-@pytest.fixture
-def root(tmp_path: Path, seeded: Path) -> Path:
-    """A private copy of the seeded store."""
-    dest = tmp_path / "store"
-    shutil.copytree(seeded, dest, symlinks=True)
-    return dest
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 from pathlib import Path
 
@@ -14,22 +13,7 @@ from layerstore.digest import chain_ids
 from layerstore.snapshots.mount import mounted, mounts_under
 from layerstore.snapshots.snapshotter import Kind
 from layerstore.walk import load_manifest
-from tests.builder.test_commands import APP, BASE, GREETING, pybuild, seed, stored_image
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
-    tmp = tmp_path_factory.mktemp("run")
-    seed(tmp / "store", busybox_rootfs, tmp / "work")
-    return tmp / "store"
-
-
-@pytest.fixture
-def root(tmp_path: Path, seeded: Path) -> Path:
-    """A private copy of the seeded store."""
-    dest = tmp_path / "store"
-    shutil.copytree(seeded, dest, symlinks=True)
-    return dest
+from tests.builder.test_commands import APP, BASE, GREETING, pybuild, stored_image
 
 
 def mounts_of(root: Path) -> list[tuple[int, str]]:
