@@ -58,7 +58,12 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
                         Path(scratch))
         state = solver.solve()
     epoch = options.source_date_epoch
-    created = timestamp(epoch) if epoch is not None else timestamp()
+    if epoch is not None:
+        created = timestamp(epoch)
+    elif len(state.history) > state.inherited_history and state.history[-1].created:
+        created = state.history[-1].created  # a fully cached rebuild gives the same image
+    else:
+        created = timestamp()
     stored = export_image(store, state, created=created, labels=options.labels)
     name_image(store, stored, options.tags)
     return BuildResult(stored, options.tags, tuple(warnings))

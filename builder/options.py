@@ -33,3 +33,5 @@ class BuildOptions:
     source_date_epoch: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str = "default"
+    no_cache: bool = False
+    no_cache_filter: tuple[str, ...] = ()

@@ -5,6 +5,7 @@ Layout under the store root (``--root``, ``$PYBUILD_ROOT``, default ``/var/lib/p
     content/      layerstore content store (layer blobs, configs, manifests)
     snapshots/    overlay snapshotter; a committed layer stack is named by its chainID
     images.db     image names → manifest descriptors
+    cache.db      the build cache: step cache keys → snapshots and layers
     cache-mounts/ directories of ``RUN --mount=type=cache``
     tmp/          scratch space for one build (mount points, downloads)
 """
@@ -19,6 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.solver.cache import BuildCache
 from layerstore.content.local import LocalStore
 from layerstore.diff import apply_layer
 from layerstore.digest import Digest, chain_ids
@@ -44,6 +46,7 @@ class BuildStore:
     content: LocalStore
     snapshots: OverlaySnapshotter
     images: ImageStore
+    cache: BuildCache
 
     @classmethod
     def open(cls, root: Path | None = None) -> BuildStore:
@@ -53,7 +56,7 @@ class BuildStore:
         for sub in ("cache-mounts", "tmp"):
             (root / sub).mkdir(exist_ok=True)
         return cls(root, LocalStore(root / "content"), OverlaySnapshotter(root / "snapshots"),
-                   ImageStore(root / "images.db"))
+                   ImageStore(root / "images.db"), BuildCache(root / "cache.db"))
 
     def __enter__(self) -> BuildStore:
         return self
@@ -65,6 +68,7 @@ class BuildStore:
         """Release the databases."""
         self.snapshots.close()
         self.images.close()
+        self.cache.close()
 
     @property
     def cache_mounts(self) -> Path:

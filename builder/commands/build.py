@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from builder.api import build
+from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
 from builder.options import BuildOptions
@@ -42,6 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
                    help="layer compression (default gzip)")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
+                   help="do not use the build cache for this stage (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the image ID (no progress)")
     p.add_argument("--iidfile", type=Path, help="write the image ID to this file")
@@ -119,7 +122,29 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
         tags=tuple(args.tag), target=args.target, build_args=build_args, secrets=secrets,
         platform=platform, compression=compression, source_date_epoch=epoch,
-        labels=_pairs(args.label, "--label", False), network=args.network)
+        labels=_pairs(args.label, "--label", False), network=args.network,
+        no_cache=args.no_cache,
+        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
+
+
+DEFAULT_CACHE_LIMIT = "20GB"
+AUTO_PRUNE_GRACE = 3600.0
+
+
+def _limit_cache(store: BuildStore) -> None:
+    """Keep the build cache under ``$PYBUILD_CACHE_MAX`` (default 20GB): past it, the least
+    recently used steps are forgotten and what only they held is removed (anything younger
+    than an hour stays, for builds running at the same time)."""
+    text = os.environ.get("PYBUILD_CACHE_MAX") or DEFAULT_CACHE_LIMIT
+    try:
+        limit = parse_size(text)
+    except argparse.ArgumentTypeError as exc:
+        raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
+    if store.cache.total_size() <= limit:
+        return
+    shrink_cache(store, limit)
+    execute(store, plan(store, blobs=True, grace=AUTO_PRUNE_GRACE,
+                        extra_roots=cache_roots(store)))
 
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
@@ -140,6 +165,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             v.done()
     finally:
         progress.close()
+    _limit_cache(store)
     if args.iidfile:
         args.iidfile.write_text(image_id)
     if args.quiet:

@@ -77,14 +77,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "prune", help="remove what no named image needs",
         description="Remove unpacked layers (snapshots) that no named image uses, "
                     "snapshots left behind by interrupted builds and runs (active-, view-, "
-                    "unpack- keys that are not mounted) and abandoned blob downloads. "
-                    "Content blobs stay, so any image can be unpacked again. With --all, also "
-                    "remove every blob (layer, config, manifest) that no named image reaches: "
-                    "the leftovers of removed and untagged images. Anything created or changed "
+                    "unpack- keys that are not mounted) and abandoned blob downloads. The build "
+                    "cache keeps what its steps made (--keep-storage shrinks it). Content "
+                    "blobs stay, so any image can be unpacked again. With --all, also empty "
+                    "the build cache and remove every blob (layer, config, manifest) that no "
+                    "named image reaches. Anything created or changed "
                     "in the last --grace seconds stays; give a grace period when builds may "
                     "be running at the same time.")
     parser.add_argument("-a", "--all", action="store_true",
-                        help="also remove blobs that no named image reaches")
+                        help="also empty the build cache and remove blobs that no named image "
+                        "reaches")
+    parser.add_argument("--keep-storage", metavar="SIZE", type=parse_size,
+                        help="shrink the build cache to SIZE (e.g. 5GB), least recently used "
+                        "steps first")
     parser.add_argument("-f", "--force", action="store_true",
                         help="do not ask for confirmation")
     parser.add_argument("--grace", type=float, default=0.0, metavar="SECONDS",
@@ -98,7 +103,12 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         raise BuildError(f"--grace must be 0 or more seconds, got {args.grace:g}")
     if not args.force and not _confirmed(args.all):
         return 0
-    outcome = execute(store, plan(store, blobs=args.all, grace=args.grace))
+    if args.all:
+        store.cache.clear()
+    elif args.keep_storage is not None:
+        shrink_cache(store, args.keep_storage)
+    outcome = execute(store, plan(store, blobs=args.all, grace=args.grace,
+                                  extra_roots=cache_roots(store)))
     for item in outcome.removed:
         print(f"Deleted {item.kind}: {item.name}")
     print(f"Total reclaimed space: {human_size(outcome.reclaimed)}")
@@ -135,6 +145,47 @@ def image_roots(store: BuildStore) -> Roots:
                              f"was removed (remove the name with 'pybuild rmi {record.name}' "
                              "to prune without it)") from None
     return Roots(frozenset(blobs), frozenset(snapshots))
+
+
+def cache_roots(store: BuildStore) -> Roots:
+    """The snapshots and layer blobs the build cache's records point at."""
+    blobs: set[str] = set()
+    snapshots: set[str] = set()
+    for record in store.cache.records():
+        if record.layer is not None and record.chain is not None:
+            blobs.add(str(record.layer.descriptor.digest))
+            snapshots.add(record.chain)
+    return Roots(frozenset(blobs), frozenset(snapshots))
+
+
+def shrink_cache(store: BuildStore, keep: int) -> int:
+    """Forget least recently used cache records until their layers add up to at most
+    ``keep`` bytes; return how many were forgotten."""
+    records = store.cache.records()
+    total = sum(r.size for r in records)
+    dropped = 0
+    for record in records:
+        if total <= keep:
+            break
+        store.cache.delete(record.key)
+        total -= record.size
+        dropped += 1
+    return dropped
+
+
+_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+          "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3, "TIB": 1024**4, "K": 1024,
+          "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``5GB``, ``512MiB``, ``100m``, ``1024`` → bytes."""
+    number = text.strip().upper().rstrip("S")
+    unit = number.lstrip("0123456789.")
+    value = number[: len(number) - len(unit)]
+    if not value or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (try 5GB or 512MiB)")
+    return int(float(value) * _UNITS[unit])
 
 
 def _present(store: ContentStore, root: Descriptor) -> Iterator[Descriptor]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
 import threading
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from builder.errors import DockerfileError, ExecError
 from builder.executor import BindMount, NamespaceExecutor, RunSpec
@@ -41,10 +44,12 @@ from builder.frontend.parser import Heredoc
 from builder.frontend.words import expand_heredoc, process_words
 from builder.options import BuildOptions
 from builder.progress import Vertex
-from builder.runmounts import parse_mount, run_mounts
+from builder.runmounts import BindSpec, CacheMount, RunMount, parse_mount, run_mounts
+from builder.solver.cache import CacheRecord, cache_key
+from builder.solver.contenthash import sources_digest
 from builder.solver.state import StageState
 from builder.solver.steps import commit_change
-from builder.store import BuildStore
+from builder.store import BuildStore, snapshot_exists
 from layerstore.oci import Healthcheck as HealthConfig
 
 FS_INSTRUCTIONS = (Run, Copy, Add, Workdir)
@@ -65,6 +70,8 @@ class StepContext:
     global_args: dict[str, str]
     created: Callable[[], str]
     cancel: threading.Event
+    source_key: Callable[[str, int], str]
+    use_cache: Callable[[StageState], bool]
 
 
 def _go_list(args: tuple[str, ...] | list[str]) -> str:
@@ -89,8 +96,16 @@ def dispatch(ctx: StepContext, state: StageState, ins: Instruction,
     handler(ctx, state, ins, vertex)
 
 
-def _history(ctx: StepContext, state: StageState, text: str, empty: bool = True) -> None:
-    state.add_history(text, ctx.created(), empty=empty)
+def _history(ctx: StepContext, state: StageState, text: str) -> None:
+    """Record a config-only instruction. It goes through the cache like a filesystem
+    step, so a rebuild reuses its timestamp and gives the same image."""
+    key = cache_key(state.cache_key, {"op": "config", "history": text})
+    record = ctx.store.cache.get(key) if ctx.use_cache(state) else None
+    if record is None:
+        record = CacheRecord(key, state.chain, None, ctx.created())
+        ctx.store.cache.put(record)
+    state.cache_key = key
+    state.add_history(text, record.created, empty=True)
 
 
 def _env(ctx: StepContext, state: StageState, ins: Env, _v: Vertex | None) -> None:
@@ -212,9 +227,42 @@ def _maintainer(ctx: StepContext, state: StageState, ins: Maintainer,
     _history(ctx, state, f"MAINTAINER {state.author}")
 
 
-def _change(ctx: StepContext, state: StageState, work: Callable[[Path], None]) -> bool:
-    return commit_change(ctx.store, state, work, compression=ctx.options.compression,
+def _step(ctx: StepContext, state: StageState, vertex: Vertex | None,
+          material: dict[str, Any] | None, work: Callable[[Path], None],
+          created_by: str) -> None:
+    """A filesystem step through the build cache: reuse the snapshot and layer a step with
+    the same key made before, or run ``work`` and remember what it made. ``material=None``
+    marks a step that cannot be cached (it always runs)."""
+    key = cache_key(state.cache_key, material) if material is not None else None
+    if key is not None and ctx.use_cache(state):
+        record = ctx.store.cache.get(key)
+        if record is not None and _usable(ctx.store, record):
+            if record.layer is not None:
+                state.layers.append(record.layer)
+                state.chain = record.chain
+            state.cache_key = key
+            state.add_history(created_by, record.created, empty=record.layer is None)
+            if vertex is not None:
+                vertex.cached()
+            return
+    made = commit_change(ctx.store, state, work, compression=ctx.options.compression,
                          source_date_epoch=ctx.options.source_date_epoch)
+    created = ctx.created()
+    if key is not None:
+        ctx.store.cache.put(CacheRecord(key, state.chain, state.layers[-1] if made else None,
+                                        created))
+        state.cache_key = key
+    else:
+        state.cache_key = cache_key(state.cache_key, {"uncached": uuid.uuid4().hex})
+    state.add_history(created_by, created, empty=not made)
+
+
+def _usable(store: BuildStore, record: CacheRecord) -> bool:
+    """A record whose snapshot or layer blob was pruned is a miss."""
+    if record.layer is None:
+        return True
+    return (record.chain is not None and snapshot_exists(store, record.chain)
+            and store.content.exists(record.layer.descriptor.digest))
 
 
 def _user_ids(rootfs: Path, user: str, line: int, file: str) -> ResolvedUser:
@@ -252,8 +300,8 @@ def _workdir(ctx: StepContext, state: StageState, ins: Workdir, _v: Vertex | Non
             d.mkdir(0o755)
             os.chown(d, uid, gid)
 
-    made = _change(ctx, state, work)
-    _history(ctx, state, f"WORKDIR {path}", empty=not made)
+    _step(ctx, state, _v, {"op": "workdir", "path": path, "user": user}, work,
+          f"WORKDIR {path}")
 
 
 def _run_args(state: StageState, ins: Run, scratch: Path
@@ -313,8 +361,10 @@ def _run(ctx: StepContext, state: StageState, ins: Run, vertex: Vertex | None) -
                                  else args)
             raise ExecError(result.exit_code, shown_cmd, result.output_tail)
 
-    made = _change(ctx, state, work)
-    _history(ctx, state, created_by, empty=not made)
+    material = {"op": "run", "args": args, "env": env, "cwd": cwd, "user": user,
+                "network": network, "mounts": [_mount_material(ctx, m, ins.line) for m in mounts],
+                "scripts": [Path(m.source).read_text() for m in extra]}
+    _step(ctx, state, vertex, material, work, created_by)
 
 
 def _heredoc_name(source: str, names: set[str]) -> str | None:
@@ -351,12 +401,16 @@ def _copy(ctx: StepContext, state: StageState, ins: Copy | Add, _v: Vertex | Non
         heredocs=_heredoc_files(ctx, state, ins.heredocs),
         instruction=keyword, line=ins.line, file=ctx.file,
     )
-    source_cm: AbstractContextManager[Path] = (
-        ctx.sources(from_, ins.line) if from_ is not None else nullcontext(ctx.options.context))
+    material = _copy_material(ctx, spec, from_, names, keyword, ins.line)
     ignore = None if from_ is not None else ctx.ignore
-    with source_cm as root:
-        made = _change(ctx, state, lambda rootfs: copy_into(spec, root, rootfs, ignore=ignore,
-                                                            scratch=ctx.scratch))
+
+    def work(rootfs: Path) -> None:
+        source_cm: AbstractContextManager[Path] = (
+            ctx.sources(from_, ins.line) if from_ is not None
+            else nullcontext(ctx.options.context))
+        with source_cm as root:
+            copy_into(spec, root, rootfs, ignore=ignore, scratch=ctx.scratch)
+
     flags = []
     if from_:
         flags.append(f"--from={from_}")
@@ -365,7 +419,40 @@ def _copy(ctx: StepContext, state: StageState, ins: Copy | Add, _v: Vertex | Non
     if spec.chmod:
         flags.append(f"--chmod={spec.chmod}")
     text = " ".join([keyword, *flags, *sources, dest]) + " # buildkit"
-    _history(ctx, state, text, empty=not made)
+    _step(ctx, state, _v, material, work, text)
+
+
+def _copy_material(ctx: StepContext, spec: CopySpec, from_: str | None, heredocs: set[str],
+                   keyword: str, line: int) -> dict[str, Any] | None:
+    """What decides a COPY/ADD's result: its expanded flags and the content it reads
+    (a context hash, or the key of the stage or image it copies from); None for an ADD of a
+    URL without ``--checksum``, whose content can change at any time."""
+    urls = [s for s in spec.sources if s.startswith(("http://", "https://"))]
+    if urls and spec.checksum is None:
+        return None
+    fields = {k: v for k, v in asdict(spec).items() if k not in ("line", "file", "heredocs")}
+    fields["heredocs"] = [(n, hashlib.sha256(c).hexdigest()) for n, c in spec.heredocs]
+    local = [s for s in spec.sources if s not in heredocs and s not in urls]
+    if from_ is not None:
+        fields["from"] = ctx.source_key(from_, line)
+    elif local:
+        fields["content"] = sources_digest(ctx.options.context, local, ignore=ctx.ignore,
+                                           context=True, line=line, file=ctx.file,
+                                           instruction=keyword)
+    return {"op": keyword.lower(), **fields}
+
+
+def _mount_material(ctx: StepContext, mount: RunMount, line: int) -> dict[str, Any]:
+    """A RUN mount as its cache key sees it: secrets by id (never their value), caches by
+    id, binds by the content they expose."""
+    fields: dict[str, Any] = {"type": type(mount).__name__, **asdict(mount)}
+    if isinstance(mount, BindSpec | CacheMount) and mount.from_ is not None:
+        fields["from_"] = ctx.source_key(mount.from_, line)
+    elif isinstance(mount, BindSpec):
+        fields["content"] = sources_digest(ctx.options.context, [mount.source or "."],
+                                           ignore=ctx.ignore, context=True, line=line,
+                                           file=ctx.file, instruction="RUN --mount")
+    return fields
 
 
 _Handler = Callable[[StepContext, StageState, Instruction, Vertex | None], None]

@@ -49,7 +49,7 @@ class Solver:
             store=store, options=options, file=plan.file,
             escape=plan.dockerfile.directives.escape, ignore=ignore, sources=self.sources,
             scratch=scratch, global_args=dict(plan.global_args), created=self.created,
-            cancel=self.cancel)
+            cancel=self.cancel, source_key=self.source_key, use_cache=self.use_cache)
         self.multi = len(plan.dockerfile.stages) > 1
 
     def created(self) -> str:
@@ -124,6 +124,27 @@ class Solver:
                 step_vertex.done()
         return state
 
+    def use_cache(self, state: StageState) -> bool:
+        """Whether a step of ``state``'s stage may reuse the cache."""
+        if self.options.no_cache:
+            return False
+        names = {state.plan.display, str(state.plan.index)}
+        return not names & set(self.options.no_cache_filter)
+
+    def source_key(self, name: str, line: int) -> str:
+        """The cache identity of what ``COPY --from=name`` or ``--mount from=name`` reads:
+        the stage's final cache key, or the image's manifest digest."""
+        index = find_stage(self.plan.dockerfile, name)
+        if index is not None and index in self.futures:
+            return self.futures[index].result().cache_key
+        platform = self.options.platform or next(iter(self.plan.stages.values())).platform
+        try:
+            stored = self.images.resolve(name, platform)
+        except ImageNotFound as exc:
+            raise DockerfileError(f"--from={name}: no stage or image named {name!r} ({exc})",
+                                  line, self.plan.file) from None
+        return f"image:{stored.manifest.digest}"
+
     def _base(self, plan: StagePlan) -> StageState:
         host = host_architecture()
         if plan.platform.architecture != host and any(
@@ -137,17 +158,22 @@ class Solver:
             image = parent.to_image(self.created())
             state = StageState(plan, image, list(parent.layers), parent.chain)
             state.args = dict(parent.args)  # a stage built on a stage keeps its ARGs
+            state.cache_key = parent.cache_key
             return state
         ref = plan.base_image or "scratch"
         if ref == "scratch":
-            return StageState(plan, None, [], None)
+            state = StageState(plan, None, [], None)
+            state.cache_key = f"scratch:{platform_string(plan.platform)}"
+            return state
         try:
             stored = self.images.resolve(ref, plan.platform)
         except ImageNotFound as exc:
             raise DockerfileError(f"FROM {ref}: {exc}", plan.stage.from_.line,
                                   self.plan.file) from None
         layers, chain = self._unpack(stored.manifest, stored.image.rootfs.diff_ids)
-        return StageState(plan, stored.image, layers, chain)
+        state = StageState(plan, stored.image, layers, chain)
+        state.cache_key = f"image:{stored.manifest.digest}"
+        return state
 
     def _unpack(self, manifest_desc, diff_ids):  # type: ignore[no-untyped-def]
         manifest = load_manifest(self.store.content, manifest_desc)

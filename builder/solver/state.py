@@ -48,8 +48,10 @@ class StageState:
         self.base_config = config
         self.layers: list[Layer] = list(layers)
         self.history: list[History] = list(base.history or ()) if base is not None else []
+        self.inherited_history = len(self.history)
         self.chain = chain
         self.proxy: dict[str, str] = {}
+        self.cache_key = ""
 
     def arg_values(self) -> dict[str, str]:
         """Declared ARGs that have a value."""

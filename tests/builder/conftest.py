@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from builder.store import BuildStore
+from layerstore.assembly import assemble_image, history_entry
+from layerstore.diff import write_tree
+from layerstore.oci import Image, ImageConfig
 from tests.builder.bases import (
     DOCKER,
     BaseImageError,
@@ -172,3 +176,29 @@ def root(tmp_path: Path, commands_store: Path) -> Path:
     dest = tmp_path / "store"
     shutil.copytree(commands_store, dest, symlinks=True)
     return dest
+
+
+def seed_busybox(root: Path, rootfs: Path) -> None:
+    """Put ``busybox:latest`` (one layer made from ``rootfs``) into the store at ``root``."""
+    with BuildStore.open(root) as store:
+        layer = write_tree(rootfs, store.content)
+        image = Image(architecture="amd64", os="linux", config=ImageConfig(
+            env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",),
+            cmd=("sh",)), history=(history_entry("busybox rootfs"),))
+        stored = assemble_image(store.content, image, [layer])
+        store.images.put("busybox:latest", stored.manifest)
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
+    root = tmp_path_factory.mktemp("seed") / "store"
+    seed_busybox(root, busybox_rootfs)
+    return root
+
+
+@pytest.fixture
+def store_root(tmp_path: Path, seeded: Path) -> Path:
+    """A fresh store holding only busybox:latest."""
+    root = tmp_path / "store"
+    shutil.copytree(seeded, root, symlinks=True)
+    return root

@@ -13,37 +13,10 @@ import pytest
 
 from builder.cli import main
 from builder.store import BuildStore, unpack_layers, view_of
-from layerstore.assembly import StoredImage, assemble_image, history_entry, load_image
-from layerstore.diff import write_tree
-from layerstore.oci import Image, ImageConfig, Manifest
+from layerstore.assembly import StoredImage, load_image
+from layerstore.oci import Manifest
 from layerstore.snapshots.mount import mountinfo
 from layerstore.walk import load_manifest
-
-
-def seed_busybox(root: Path, rootfs: Path) -> None:
-    """Put ``busybox:latest`` (one layer made from ``rootfs``) into the store at ``root``."""
-    with BuildStore.open(root) as store:
-        layer = write_tree(rootfs, store.content)
-        image = Image(architecture="amd64", os="linux", config=ImageConfig(
-            env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",),
-            cmd=("sh",)), history=(history_entry("busybox rootfs"),))
-        stored = assemble_image(store.content, image, [layer])
-        store.images.put("busybox:latest", stored.manifest)
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Path:
-    root = tmp_path_factory.mktemp("seed") / "store"
-    seed_busybox(root, busybox_rootfs)
-    return root
-
-
-@pytest.fixture
-def store_root(tmp_path: Path, seeded: Path) -> Path:
-    """A fresh store holding only busybox:latest."""
-    root = tmp_path / "store"
-    shutil.copytree(seeded, root, symlinks=True)
-    return root
 
 
 def build(root: Path, context: Path, dockerfile: str, *args: str) -> int:

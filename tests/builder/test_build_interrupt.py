@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 from builder.store import BuildStore
-from tests.builder.test_build import ours, seeded, store_root  # noqa: F401 - fixtures
+from tests.builder.test_build import ours
 
 
-def test_ctrl_c_cleans_up(store_root: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_ctrl_c_cleans_up(store_root: Path, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started && sleep 60\n")
