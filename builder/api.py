@@ -28,6 +28,7 @@ class BuildResult:
     image: StoredImage
     tags: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    chain: str | None = None
 
 
 def host_platform() -> Platform:
@@ -66,4 +67,4 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
         created = timestamp()
     stored = export_image(store, state, created=created, labels=options.labels)
     name_image(store, stored, options.tags)
-    return BuildResult(stored, options.tags, tuple(warnings))
+    return BuildResult(stored, options.tags, tuple(warnings), state.chain)

@@ -12,6 +12,7 @@ from builder.commands.prune import cache_roots, execute, parse_size, plan, shrin
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
 from builder.options import BuildOptions
+from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
 from builder.runmounts import SecretSource, parse_secret_flag
 from builder.store import BuildStore
@@ -48,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-q", "--quiet", action="store_true",
                    help="print only the image ID (no progress)")
     p.add_argument("--iidfile", type=Path, help="write the image ID to this file")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="SPEC",
+                   help="also write the result: type=oci|docker,dest=FILE; type=local,dest=DIR; "
+                   "type=tar,dest=FILE; type=registry[,name=NAME] (repeatable)")
+    p.add_argument("--push", action="store_true",
+                   help="push the image to its registry (same as --output type=registry)")
+    p.add_argument("--metadata-file", type=Path,
+                   help="write the image digest and names as JSON (containerimage.digest)")
     p.set_defaults(command_module=sys.modules[__name__])
 
 
@@ -150,6 +158,9 @@ def _limit_cache(store: BuildStore) -> None:
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     options = options_from(args)
+    outputs = [parse_output(o) for o in args.output]
+    if args.push:
+        outputs.append(OutputSpec("image", push=True))
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         result = build(store, options, progress)
@@ -163,11 +174,20 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             for tag in result.tags:
                 v.log(f"naming to {tag}\n".encode())
             v.done()
+        if outputs:
+            v = progress.vertex("exporting outputs")
+            pushed = write_outputs(store, result.image, result.chain, result.tags, outputs,
+                                   push=None)
+            for name in pushed:
+                v.log(f"pushed {name}\n".encode())
+            v.done()
     finally:
         progress.close()
     _limit_cache(store)
     if args.iidfile:
         args.iidfile.write_text(image_id)
+    if args.metadata_file:
+        write_metadata(args.metadata_file, result.image, result.tags)
     if args.quiet:
         print(image_id)
     return 0

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         raise BuildError("refusing to write an image archive to a terminal: use -o FILE or "
                          "redirect the output")
     selected = [select(store, ref) for ref in args.images]
-    with _destination(args.output) as out:
+    with destination(args.output) as out:
         if args.format == "oci":
             write_oci_archive(out, store.content, [
                 LayoutEntry(s.name, s.image.target) for s in selected])
@@ -142,7 +142,7 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def _destination(path: Path | None) -> Iterator[BinaryIO]:
+def destination(path: Path | None) -> Iterator[BinaryIO]:
     """stdout, or ``path`` written through a temporary file renamed into place on success
     (a device or pipe given as ``path`` is written directly)."""
     if path is None:

@@ -280,3 +280,43 @@ def test_stdin_dockerfile_and_iidfile(store_root: Path, tmp_path: Path,
         stored = load_image(store.content, store.images.get("stdin:1").target)
     assert iid.read_text() == str(stored.config.digest)
     assert json.loads(stored.image.to_json())["config"]["Env"]
+
+
+def test_outputs_and_metadata_file(store_root: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("payload\n")
+    out = tmp_path / "out"
+    rc = build(store_root, ctx, "FROM busybox\nCOPY f /srv/f\nRUN chmod 640 /srv/f\n",
+               "-t", "outs:1", "--output", f"type=local,dest={out}/local",
+               "-o", f"type=oci,dest={out}/oci.tar", "-o", f"type=docker,dest={out}/d.tar",
+               "-o", f"type=tar,dest={out}/fs.tar", "--metadata-file", f"{out}/meta.json")
+    assert rc == 0
+    assert (out / "local/srv/f").read_text() == "payload\n"
+    assert (out / "local/srv/f").stat().st_mode & 0o777 == 0o640
+    assert (out / "local/bin/busybox").exists()
+    with tarfile.open(out / "oci.tar") as tar:
+        assert {"oci-layout", "index.json"} <= set(tar.getnames())
+    with tarfile.open(out / "d.tar") as tar:
+        assert "manifest.json" in tar.getnames()
+    with tarfile.open(out / "fs.tar") as tar:
+        assert "./srv/f" in tar.getnames()
+    meta = json.loads((out / "meta.json").read_text())
+    with BuildStore.open(store_root) as store:
+        assert meta["containerimage.digest"] == str(store.images.get("outs:1").target.digest)
+    assert meta["image.name"] == "outs:1"
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("type=nope", "unknown type 'nope'"),
+    ("type=local", "type=local needs dest=DIR"),
+    ("dest=x", "type= is missing"),
+])
+def test_bad_output_specs(store_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                          spec: str, message: str) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    assert build(store_root, ctx, "FROM busybox\n", "-o", spec) == 1
+    assert message in capsys.readouterr().err
