@@ -6,19 +6,26 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ContextError
+from builder.errors import BuildError, ContextError
 from builder.exporter import export_image, name_image
+from builder.frontend.convert import BuildPlan, unused_build_args
 from builder.frontend.convert import plan as make_plan
-from builder.frontend.convert import unused_build_args
 from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
 from builder.frontend.instructions import parse_dockerfile
 from builder.options import BuildOptions
 from builder.progress import Progress
+from builder.remotecache import (
+    CacheSource,
+    CacheSpec,
+    LayoutCache,
+    cache_manifest,
+    export_local,
+)
 from builder.solver.images import ImageResolver, LocalImages
 from builder.solver.scheduler import Solver
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, host_architecture, timestamp
-from layerstore.oci import Platform
+from layerstore.oci import Descriptor, Platform
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,31 @@ class BuildResult:
 def host_platform() -> Platform:
     """The platform RUN steps execute on."""
     return Platform(os="linux", architecture=host_architecture())
+
+
+def _base_chain(plan: BuildPlan, index: int) -> set[int]:
+    """The target stage and the stages it is built FROM (what mode=min exports)."""
+    out = {index}
+    base = plan.stages[index].base_stage
+    while base is not None:
+        out.add(base)
+        base = plan.stages[base].base_stage
+    return out
+
+
+def open_cache(store: BuildStore, spec: CacheSpec) -> CacheSource:
+    """A ``--cache-from`` source."""
+    if spec.type == "local":
+        return LayoutCache(Path(spec.path or "."))
+    raise BuildError(f"--cache-from type={spec.type} needs a registry client")
+
+
+def save_cache(store: BuildStore, spec: CacheSpec, manifest: Descriptor) -> None:
+    """Carry out one ``--cache-to``."""
+    if spec.type == "local":
+        export_local(store, manifest, Path(spec.path or "."))
+        return
+    raise BuildError(f"--cache-to type={spec.type} needs a registry client")
 
 
 def build(store: BuildStore, options: BuildOptions, progress: Progress,
@@ -54,10 +86,15 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     ignore_file = find_dockerignore(options.context, options.dockerfile_path or
                                     options.context / "Dockerfile")
     ignore = DockerIgnore.load(ignore_file)
+    remote = tuple(open_cache(store, spec) for spec in options.cache_from)
     with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
         solver = Solver(store, plan, options, progress, images or LocalImages(store), ignore,
-                        Path(scratch))
+                        Path(scratch), remote)
         state = solver.solve()
+    for spec in options.cache_to:
+        stages = None if spec.mode == "max" else _base_chain(plan, plan.target)
+        manifest = cache_manifest(store, solver.ctx.steplog.steps(stages))
+        save_cache(store, spec, manifest)
     epoch = options.source_date_epoch
     if epoch is not None:
         created = timestamp(epoch)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder.remotecache import CacheSpec
 from builder.runmounts import SecretSource
 from layerstore.oci import Platform
 
@@ -35,3 +36,5 @@ class BuildOptions:
     network: str = "default"
     no_cache: bool = False
     no_cache_filter: tuple[str, ...] = ()
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()

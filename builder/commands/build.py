@@ -14,6 +14,7 @@ from builder.frontend.convert import parse_platform
 from builder.options import BuildOptions
 from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
+from builder.remotecache import parse_cache_spec
 from builder.runmounts import SecretSource, parse_secret_flag
 from builder.store import BuildStore
 from layerstore.compression import check as check_compression
@@ -44,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
                    help="layer compression (default gzip)")
     p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--cache-from", action="append", default=[], metavar="SPEC",
+                   help="import build cache: type=registry,ref=R | type=local,src=DIR "
+                   "(repeatable)")
+    p.add_argument("--cache-to", action="append", default=[], metavar="SPEC",
+                   help="export the build cache: type=registry,ref=R[,mode=min|max] | "
+                   "type=local,dest=DIR[,mode=...]")
     p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
                    help="do not use the build cache for this stage (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -132,6 +139,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         platform=platform, compression=compression, source_date_epoch=epoch,
         labels=_pairs(args.label, "--label", False), network=args.network,
         no_cache=args.no_cache,
+        cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
+        cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
 
 

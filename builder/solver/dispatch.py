@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,13 @@ from builder.frontend.parser import Heredoc
 from builder.frontend.words import expand_heredoc, process_words
 from builder.options import BuildOptions
 from builder.progress import Vertex
+from builder.remotecache import CachedStep, CacheSource, StepLog
 from builder.runmounts import BindSpec, CacheMount, RunMount, parse_mount, run_mounts
 from builder.solver.cache import CacheRecord, cache_key
 from builder.solver.contenthash import sources_digest
 from builder.solver.state import StageState
 from builder.solver.steps import commit_change
-from builder.store import BuildStore, snapshot_exists
+from builder.store import BuildStore, snapshot_exists, unpack_layers
 from layerstore.oci import Healthcheck as HealthConfig
 
 FS_INSTRUCTIONS = (Run, Copy, Add, Workdir)
@@ -72,6 +73,8 @@ class StepContext:
     cancel: threading.Event
     source_key: Callable[[str, int], str]
     use_cache: Callable[[StageState], bool]
+    steplog: StepLog = field(default_factory=StepLog)
+    remote: tuple[CacheSource, ...] = ()
 
 
 def _go_list(args: tuple[str, ...] | list[str]) -> str:
@@ -100,12 +103,48 @@ def _history(ctx: StepContext, state: StageState, text: str) -> None:
     """Record a config-only instruction. It goes through the cache like a filesystem
     step, so a rebuild reuses its timestamp and gives the same image."""
     key = cache_key(state.cache_key, {"op": "config", "history": text})
-    record = ctx.store.cache.get(key) if ctx.use_cache(state) else None
-    if record is None:
-        record = CacheRecord(key, state.chain, None, ctx.created())
-        ctx.store.cache.put(record)
+    created = None
+    if ctx.use_cache(state):
+        record = ctx.store.cache.get(key)
+        if record is not None:
+            created = record.created
+        elif (remote := _remote_step(ctx, key)) is not None:
+            created = remote.created
+    if created is None:
+        created = ctx.created()
+    ctx.store.cache.put(CacheRecord(key, state.chain, None, created))
     state.cache_key = key
-    state.add_history(text, record.created, empty=True)
+    state.add_history(text, created, empty=True)
+    _log(ctx, state, key, created, True)
+
+
+def _log(ctx: StepContext, state: StageState, key: str, created: str, empty: bool) -> None:
+    ctx.steplog.add(CachedStep(key, tuple(state.layers), created, empty, state.plan.index))
+
+
+def _remote_step(ctx: StepContext, key: str) -> CachedStep | None:
+    for source in ctx.remote:
+        step = source.lookup(key)
+        if step is not None:
+            return step
+    return None
+
+
+def _from_remote(ctx: StepContext, state: StageState, key: str) -> CachedStep | None:
+    """Take a step from an imported cache: fetch the blobs of its layer stack and unpack
+    them (each layer once, by chainID)."""
+    step = _remote_step(ctx, key)
+    if step is None:
+        return None
+    for source in ctx.remote:
+        if source.lookup(key) is step:
+            source.fetch(ctx.store, step.layers)
+            break
+    if not step.empty:
+        state.layers = list(step.layers)
+        state.chain = unpack_layers(ctx.store, [x.descriptor for x in step.layers],
+                                    [x.diff_id for x in step.layers])
+    return step
 
 
 def _env(ctx: StepContext, state: StageState, ins: Env, _v: Vertex | None) -> None:
@@ -242,6 +281,17 @@ def _step(ctx: StepContext, state: StageState, vertex: Vertex | None,
                 state.chain = record.chain
             state.cache_key = key
             state.add_history(created_by, record.created, empty=record.layer is None)
+            _log(ctx, state, key, record.created, record.layer is None)
+            if vertex is not None:
+                vertex.cached()
+            return
+        remote = _from_remote(ctx, state, key)
+        if remote is not None:
+            ctx.store.cache.put(CacheRecord(key, state.chain, None if remote.empty
+                                            else state.layers[-1], remote.created))
+            state.cache_key = key
+            state.add_history(created_by, remote.created, empty=remote.empty)
+            _log(ctx, state, key, remote.created, remote.empty)
             if vertex is not None:
                 vertex.cached()
             return
@@ -255,6 +305,7 @@ def _step(ctx: StepContext, state: StageState, vertex: Vertex | None,
     else:
         state.cache_key = cache_key(state.cache_key, {"uncached": uuid.uuid4().hex})
     state.add_history(created_by, created, empty=not made)
+    _log(ctx, state, state.cache_key, created, not made)
 
 
 def _usable(store: BuildStore, record: CacheRecord) -> bool:

@@ -16,6 +16,7 @@ from builder.frontend.dockerignore import DockerIgnore
 from builder.frontend.instructions import Add, Copy, Instruction, Run, Workdir, parse_dockerfile
 from builder.options import BuildOptions
 from builder.progress import Progress, Vertex
+from builder.remotecache import CacheSource
 from builder.solver.dispatch import FS_INSTRUCTIONS, StepContext, dispatch
 from builder.solver.images import ImageNotFound, ImageResolver
 from builder.solver.state import StageState, merge_proxy
@@ -37,7 +38,7 @@ class Solver:
 
     def __init__(self, store: BuildStore, plan: BuildPlan, options: BuildOptions,
                  progress: Progress, images: ImageResolver, ignore: DockerIgnore,
-                 scratch: Path) -> None:
+                 scratch: Path, remote: tuple[CacheSource, ...] = ()) -> None:
         self.store = store
         self.plan = plan
         self.options = options
@@ -49,7 +50,8 @@ class Solver:
             store=store, options=options, file=plan.file,
             escape=plan.dockerfile.directives.escape, ignore=ignore, sources=self.sources,
             scratch=scratch, global_args=dict(plan.global_args), created=self.created,
-            cancel=self.cancel, source_key=self.source_key, use_cache=self.use_cache)
+            cancel=self.cancel, source_key=self.source_key, use_cache=self.use_cache,
+            remote=remote)
         self.multi = len(plan.dockerfile.stages) > 1
 
     def created(self) -> str:

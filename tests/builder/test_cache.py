@@ -149,3 +149,40 @@ def test_prune_keeps_the_cache_unless_all(store_root: Path, ctx: Path,
     assert main(["--root", str(store_root), "prune", "-f", "-a"]) == 0
     capfd.readouterr()
     assert ran(build(store_root, ctx, capfd)) == {"RAN-first", "RAN-second", "RAN-final"}
+
+
+def test_local_cache_export_lets_a_fresh_store_rebuild_nothing(
+        store_root: Path, seeded: Path, tmp_path: Path, ctx: Path,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    exported = tmp_path / "exported-cache"
+    build(store_root, ctx, capfd, "--cache-to", f"type=local,dest={exported},mode=max")
+    assert (exported / "index.json").exists()
+    runner_b = tmp_path / "runner-b"
+    shutil.copytree(seeded, runner_b, symlinks=True)
+    out = build(runner_b, ctx, capfd, "--cache-from", f"type=local,src={exported}")
+    assert ran(out) == set()
+    assert manifest(runner_b) == manifest(store_root)
+    (ctx / "app/a.txt").write_text("changed\n")
+    runner_c = tmp_path / "runner-c"
+    shutil.copytree(seeded, runner_c, symlinks=True)
+    out = build(runner_c, ctx, capfd, "--cache-from", f"type=local,src={exported}")
+    assert ran(out) == {"RAN-second", "RAN-final"}
+    with image_tree(runner_c, "c:1") as (tree, _):
+        assert (tree / "all").read_text() == "changed\nbeta\n"
+
+
+def test_min_mode_exports_only_the_target_stages(store_root: Path, seeded: Path,
+                                                 tmp_path: Path, ctx: Path,
+                                                 capfd: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    exported = tmp_path / "min-cache"
+    build(store_root, ctx, capfd, "--cache-to", f"type=local,dest={exported}")
+    runner_b = tmp_path / "runner-b"
+    shutil.copytree(seeded, runner_b, symlinks=True)
+    out = build(runner_b, ctx, capfd, "--cache-from", f"type=local,src={exported}")
+    # the final stage's steps are cached; the base stage is not exported in mode=min, so
+    # it runs again and (producing the same files) the final stage stays cached
+    assert "RAN-final" not in ran(out) and "RAN-first" in ran(out)

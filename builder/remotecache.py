@@ -1,0 +1,230 @@
+"""Sharing the build cache between machines: ``--cache-to`` and ``--cache-from``.
+
+A cache export is an OCI manifest whose config (media type :data:`CACHE_CONFIG_TYPE`) lists
+the steps of a build by cache key — each with the full layer stack its stage had after it,
+as indexes into the manifest's ``layers``, and its history timestamp — and whose layers are
+those layer blobs. ``type=local`` writes it into an OCI image layout directory,
+``type=registry`` pushes it as ``ref``. An importer reads only the manifest and config; a
+layer blob is fetched when a step that needs it is found.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from builder.errors import BuildError
+from builder.store import BuildStore
+from layerstore.content.copy import copy_blob, put_bytes
+from layerstore.content.local import LocalStore
+from layerstore.digest import Digest
+from layerstore.errors import LayerstoreError
+from layerstore.layerblob import Layer
+from layerstore.layout import LayoutEntry, entries, write_layout
+from layerstore.oci import Descriptor, Manifest, MediaType, describe
+from layerstore.walk import load_manifest, read_small
+
+CACHE_CONFIG_TYPE = "application/vnd.pybuild.buildcache.config.v1+json"
+CACHE_ARTIFACT_TYPE = "application/vnd.pybuild.buildcache.v1"
+LAYOUT_TAG = "cache"
+
+
+@dataclass(frozen=True)
+class CachedStep:
+    """One step as exported: its key, the stage's layers after it, when it was made."""
+
+    key: str
+    layers: tuple[Layer, ...]
+    created: str
+    empty: bool
+    stage: int = 0
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """One ``--cache-to`` / ``--cache-from`` value."""
+
+    type: str
+    ref: str | None = None
+    path: str | None = None
+    mode: str = "min"
+    attrs: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
+    """Parse ``type=registry,ref=R[,mode=min|max]``, ``type=local,dest=DIR`` (export) or
+    ``src=DIR`` (import), ``type=inline``; a bare value is a registry ref."""
+    flag = "--cache-to" if export else "--cache-from"
+    if "=" not in text:
+        return CacheSpec("registry", ref=text)
+    attrs: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise BuildError(f"{flag} {text!r}: {part!r} is not key=value")
+        attrs[key.strip().lower()] = value.strip()
+    kind = attrs.pop("type", "registry")
+    mode = attrs.pop("mode", "min")
+    if mode not in ("min", "max"):
+        raise BuildError(f"{flag} {text!r}: mode must be min or max")
+    if kind == "registry":
+        ref = attrs.pop("ref", None)
+        if not ref:
+            raise BuildError(f"{flag} {text!r}: type=registry needs ref=REPOSITORY:TAG")
+        return CacheSpec(kind, ref=ref, mode=mode, attrs=attrs)
+    if kind == "local":
+        path = attrs.pop("dest" if export else "src", None)
+        if not path:
+            raise BuildError(f"{flag} {text!r}: type=local needs "
+                             f"{'dest' if export else 'src'}=DIR")
+        return CacheSpec(kind, path=path, mode=mode, attrs=attrs)
+    if kind == "inline":
+        raise BuildError(f"{flag} {text!r}: type=inline is not supported; use type=registry "
+                         "or type=local")
+    raise BuildError(f"{flag} {text!r}: unknown type {kind!r} (registry, local)")
+
+
+class StepLog:
+    """The steps one build went through, hits and misses alike (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: dict[str, CachedStep] = {}
+
+    def add(self, step: CachedStep) -> None:
+        """Remember a step."""
+        with self._lock:
+            self._steps.setdefault(step.key, step)
+
+    def steps(self, stages: set[int] | None = None) -> list[CachedStep]:
+        """The steps of ``stages`` (all when None), in the order they were taken."""
+        with self._lock:
+            return [s for s in self._steps.values() if stages is None or s.stage in stages]
+
+
+def cache_manifest(store: BuildStore, steps: Sequence[CachedStep]) -> Descriptor:
+    """Store the cache config and manifest for ``steps``; return the manifest descriptor."""
+    layers: dict[str, tuple[int, Layer]] = {}
+    for step in steps:
+        for layer in step.layers:
+            layers.setdefault(str(layer.descriptor.digest), (len(layers), layer))
+    config = {
+        "layers": [{"digest": str(layer.descriptor.digest), "diff_id": str(layer.diff_id)}
+                   for _, layer in layers.values()],
+        "steps": [{"key": s.key, "created": s.created, "empty": s.empty,
+                   "layers": [layers[str(x.descriptor.digest)][0] for x in s.layers]}
+                  for s in steps],
+    }
+    raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    put_bytes(store.content, raw)
+    manifest = Manifest(config=describe(CACHE_CONFIG_TYPE, raw),
+                        layers=tuple(layer.descriptor for _, layer in layers.values()),
+                        media_type=MediaType.OCI_MANIFEST, artifact_type=CACHE_ARTIFACT_TYPE)
+    body = manifest.to_json()
+    put_bytes(store.content, body)
+    return describe(MediaType.OCI_MANIFEST, body)
+
+
+def parse_cache_config(raw: bytes, where: str) -> dict[str, CachedStep]:
+    """The steps of a cache config blob, by key."""
+    try:
+        doc: Any = json.loads(raw)
+        layers = [Layer(Descriptor(media_type=MediaType.OCI_LAYER_GZIP,
+                                   digest=Digest.parse(x["digest"]), size=0),
+                        Digest.parse(x["diff_id"]), 0) for x in doc["layers"]]
+        return {s["key"]: CachedStep(s["key"], tuple(layers[i] for i in s["layers"]),
+                                     s["created"], bool(s["empty"]))
+                for s in doc["steps"]}
+    except (ValueError, KeyError, TypeError, IndexError, LayerstoreError) as exc:
+        raise BuildError(f"{where}: not a pybuild build cache ({exc})") from None
+
+
+def _with_manifest_layers(steps: dict[str, CachedStep], manifest: Manifest
+                          ) -> dict[str, CachedStep]:
+    """Put the manifest's real layer descriptors (media type and size) into the steps."""
+    by_digest = {str(d.digest): d for d in manifest.layers}
+    out = {}
+    for key, step in steps.items():
+        layers = tuple(Layer(by_digest.get(str(x.descriptor.digest), x.descriptor), x.diff_id,
+                             0) for x in step.layers)
+        out[key] = CachedStep(key, layers, step.created, step.empty, step.stage)
+    return out
+
+
+class CacheSource(Protocol):
+    """Somewhere imported cache steps come from."""
+
+    def lookup(self, key: str) -> CachedStep | None:
+        """The step with ``key``, if the source has it."""
+        ...
+
+    def fetch(self, store: BuildStore, layers: Sequence[Layer]) -> None:
+        """Make sure the blobs of ``layers`` are in ``store``."""
+        ...
+
+
+class LayoutCache:
+    """``--cache-from type=local,src=DIR``: a cache export in an OCI layout directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._tmp = tempfile.TemporaryDirectory(prefix="pybuild-cache-")
+        try:
+            self._blobs = LocalStore(path, ingest_root=self._tmp.name)
+            found = [e for e in entries(path)
+                     if e.descriptor.media_type == MediaType.OCI_MANIFEST]
+            manifests = [load_manifest(self._blobs, e.descriptor) for e in found]
+        except (LayerstoreError, OSError) as exc:
+            raise BuildError(f"--cache-from {path}: cannot read the cache ({exc})") from None
+        self.steps: dict[str, CachedStep] = {}
+        for manifest in manifests:
+            if isinstance(manifest, Manifest) and manifest.config.media_type == \
+                    CACHE_CONFIG_TYPE:
+                raw = read_small(self._blobs, manifest.config)
+                self.steps.update(_with_manifest_layers(
+                    parse_cache_config(raw, f"--cache-from {path}"), manifest))
+
+    def lookup(self, key: str) -> CachedStep | None:
+        """See :class:`CacheSource`."""
+        return self.steps.get(key)
+
+    def fetch(self, store: BuildStore, layers: Sequence[Layer]) -> None:
+        """See :class:`CacheSource`."""
+        for layer in layers:
+            if not store.content.exists(layer.descriptor.digest):
+                copy_blob(self._blobs, store.content, layer.descriptor)
+
+
+class RegistryCache:
+    """``--cache-from type=registry,ref=R``: a cache export pushed to a registry. The
+    manifest and config are read at once; blobs are fetched with ``fetch_blob`` on demand."""
+
+    def __init__(self, ref: str, manifest: Manifest, config: bytes,
+                 fetch_blob: Callable[[Descriptor], None]) -> None:
+        self.ref = ref
+        self.steps = _with_manifest_layers(parse_cache_config(config, f"--cache-from {ref}"),
+                                           manifest)
+        self._fetch_blob = fetch_blob
+
+    def lookup(self, key: str) -> CachedStep | None:
+        """See :class:`CacheSource`."""
+        return self.steps.get(key)
+
+    def fetch(self, store: BuildStore, layers: Sequence[Layer]) -> None:
+        """See :class:`CacheSource`."""
+        for layer in layers:
+            if not store.content.exists(layer.descriptor.digest):
+                self._fetch_blob(layer.descriptor)
+
+
+def export_local(store: BuildStore, manifest: Descriptor, dest: Path) -> None:
+    """``--cache-to type=local,dest=DIR``."""
+    try:
+        write_layout(dest, store.content, [LayoutEntry(LAYOUT_TAG, manifest)])
+    except (LayerstoreError, OSError) as exc:
+        raise BuildError(f"--cache-to {dest}: cannot write the cache ({exc})") from None
