@@ -1,0 +1,124 @@
+"""Pulling an image: resolve the reference (an index for the wanted platform), then fetch
+the config and layers in parallel into a content store, each verified, and store the
+manifests last, so that a manifest is only ever stored with everything it names.
+
+For Docker Hub images the configured mirrors are tried first, in order; a mirror serves
+``docker.io/library/debian`` at ``MIRROR/v2/library/debian/…``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from layerstore.assembly import host_architecture
+from layerstore.content.copy import put_bytes
+from layerstore.content.store import ContentStore
+from layerstore.oci import Descriptor, Index, Manifest, Platform
+from registry.client.credentials import CredentialSource
+from registry.client.download import download_blob
+from registry.client.errors import ClientError, ProtocolError
+from registry.client.manifests import FetchedManifest, fetch_manifest, select_platform
+from registry.client.parallel import run_all
+from registry.client.progress import ProgressCallback
+from registry.client.reference import Reference, parse_reference
+from registry.client.settings import ClientSettings
+from registry.client.transport import Transport, mirror_registry
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """What a pull stored: ``target`` is what the reference resolved to (an index or a
+    manifest), ``manifest`` the image manifest for the platform (``parsed``) with its
+    ``config``; ``index`` is the index when the reference named one; ``source`` is the
+    URL the image came from (a mirror or the registry)."""
+
+    reference: Reference
+    target: Descriptor
+    manifest: Descriptor
+    parsed: Manifest
+    config: Descriptor
+    index: Descriptor | None
+    source: str
+
+
+def default_platform() -> Platform:
+    """linux on this machine's architecture."""
+    return Platform(architecture=host_architecture(), os="linux")
+
+
+def _unique(descriptors: list[Descriptor]) -> list[Descriptor]:
+    seen: set[str] = set()
+    out = []
+    for desc in descriptors:
+        if str(desc.digest) not in seen:
+            seen.add(str(desc.digest))
+            out.append(desc)
+    return out
+
+
+def pull_from(transport: Transport, ref: Reference, store: ContentStore, platform: Platform,
+              *, progress: ProgressCallback | None = None) -> Pulled:
+    """Pull ``ref`` through one transport (no mirrors)."""
+    repository = ref.repository
+    top = fetch_manifest(transport, repository, ref.manifest_reference, what=str(ref))
+    image: FetchedManifest = top
+    index = None
+    if isinstance(top.document, Index):
+        index = top.descriptor
+        entry = select_platform(top.document, platform, what=str(ref),
+                                digest=top.descriptor.digest)
+        image = fetch_manifest(transport, repository, str(entry.digest),
+                               what=f"{ref.name}@{entry.digest}", expected=entry)
+        if not isinstance(image.document, Manifest):
+            raise ProtocolError(f"{ref} on registry {transport.registry}: the index entry "
+                                f"for {platform} is itself an index ({entry.digest})",
+                                registry=transport.registry)
+        image = replace(image, descriptor=replace(image.descriptor, platform=entry.platform))
+    manifest = image.document
+    assert isinstance(manifest, Manifest)
+    blobs = _unique([manifest.config, *manifest.layers])
+    workers = transport.settings.max_concurrency
+    run_all([
+        lambda cancel, desc=desc: download_blob(transport, repository, desc, store,
+                                                progress=progress, cancel=cancel)
+        for desc in blobs], workers)
+    put_bytes(store, image.raw, image.descriptor.digest)
+    if index is not None:
+        put_bytes(store, top.raw, index.digest)
+    return Pulled(ref, top.descriptor if index is not None else image.descriptor,
+                  image.descriptor, manifest, manifest.config, index, transport.base_url)
+
+
+def pull(ref: Reference | str, store: ContentStore, platform: Platform | None = None,
+         settings: ClientSettings | None = None, *, progress: ProgressCallback | None = None,
+         credentials: CredentialSource | None = None,
+         transport: Transport | None = None) -> Pulled:
+    """Pull ``ref`` (a Reference or docker-style text) into ``store`` for ``platform``
+    (default: linux on this machine's architecture). Docker Hub images come from
+    ``settings.mirrors`` first. ``transport`` reuses an open connection to the registry
+    (then no mirror is tried). Raises ClientError subclasses: NotFound,
+    PlatformNotFound, Unauthorized, DigestMismatch, Unreachable, ProtocolError."""
+    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    settings = settings or (transport.settings if transport is not None else ClientSettings())
+    platform = platform or default_platform()
+    if transport is not None:
+        return pull_from(transport, ref, store, platform, progress=progress)
+    failures: list[str] = []
+    mirrors = settings.mirrors if ref.is_docker_hub else ()
+    for mirror in mirrors:
+        with Transport(mirror_registry(mirror), settings, credentials=credentials,
+                       url=mirror) as mirror_transport:
+            try:
+                return pull_from(mirror_transport, ref, store, platform, progress=progress)
+            except ClientError as exc:
+                failures.append(f"{mirror}: {exc}")
+    with Transport(ref.registry, settings, credentials=credentials) as own:
+        try:
+            return pull_from(own, ref, store, platform, progress=progress)
+        except ClientError as exc:
+            if failures:
+                exc.message += " (mirrors tried first: " + "; ".join(failures) + ")"
+            raise
+
+
+__all__ = ["Pulled", "default_platform", "pull", "pull_from"]
