@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import BuildError, ContextError
+from builder.errors import ContextError
 from builder.exporter import export_image, name_image
 from builder.frontend.convert import BuildPlan, unused_build_args
 from builder.frontend.convert import plan as make_plan
@@ -15,17 +15,14 @@ from builder.frontend.instructions import parse_dockerfile
 from builder.options import BuildOptions
 from builder.progress import Progress
 from builder.remotecache import (
-    CacheSource,
-    CacheSpec,
-    LayoutCache,
     cache_manifest,
-    export_local,
 )
-from builder.solver.images import ImageResolver, LocalImages
 from builder.solver.scheduler import Solver
 from builder.store import BuildStore
+from builder.transfer import RegistryAccess
 from layerstore.assembly import StoredImage, host_architecture, timestamp
-from layerstore.oci import Descriptor, Platform
+from layerstore.oci import Platform
+from registry.client import ClientSettings
 
 
 @dataclass(frozen=True)
@@ -53,23 +50,8 @@ def _base_chain(plan: BuildPlan, index: int) -> set[int]:
     return out
 
 
-def open_cache(store: BuildStore, spec: CacheSpec) -> CacheSource:
-    """A ``--cache-from`` source."""
-    if spec.type == "local":
-        return LayoutCache(Path(spec.path or "."))
-    raise BuildError(f"--cache-from type={spec.type} needs a registry client")
-
-
-def save_cache(store: BuildStore, spec: CacheSpec, manifest: Descriptor) -> None:
-    """Carry out one ``--cache-to``."""
-    if spec.type == "local":
-        export_local(store, manifest, Path(spec.path or "."))
-        return
-    raise BuildError(f"--cache-to type={spec.type} needs a registry client")
-
-
 def build(store: BuildStore, options: BuildOptions, progress: Progress,
-          images: ImageResolver | None = None) -> BuildResult:
+          access: RegistryAccess | None = None) -> BuildResult:
     """Build ``options`` into ``store`` and name the result; raises a
     :class:`~builder.errors.BuildError` (nothing is named) when any step fails."""
     if not options.context.is_dir():
@@ -86,15 +68,19 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     ignore_file = find_dockerignore(options.context, options.dockerfile_path or
                                     options.context / "Dockerfile")
     ignore = DockerIgnore.load(ignore_file)
-    remote = tuple(open_cache(store, spec) for spec in options.cache_from)
-    with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
-        solver = Solver(store, plan, options, progress, images or LocalImages(store), ignore,
-                        Path(scratch), remote)
-        state = solver.solve()
+    access = access or RegistryAccess(store, ClientSettings())
+    remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
+    try:
+        with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
+            solver = Solver(store, plan, options, progress, access.images, ignore,
+                            Path(scratch), remote)
+            state = solver.solve()
+    finally:
+        for source in remote:
+            source.close()
     for spec in options.cache_to:
         stages = None if spec.mode == "max" else _base_chain(plan, plan.target)
-        manifest = cache_manifest(store, solver.ctx.steplog.steps(stages))
-        save_cache(store, spec, manifest)
+        access.save_cache(spec, cache_manifest(store, solver.ctx.steplog.steps(stages)))
     epoch = options.source_date_epoch
     if epoch is not None:
         created = timestamp(epoch)

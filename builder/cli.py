@@ -16,7 +16,7 @@ from builder.store import BuildStore
 from layerstore.errors import LayerstoreError
 
 COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune",
-            "run")
+            "run", "login", "logout", "pull", "push")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -167,6 +167,10 @@ class CacheSource(Protocol):
         """Make sure the blobs of ``layers`` are in ``store``."""
         ...
 
+    def close(self) -> None:
+        """Release what the source holds open."""
+        ...
+
 
 class LayoutCache:
     """``--cache-from type=local,src=DIR``: a cache export in an OCI layout directory."""
@@ -199,14 +203,20 @@ class LayoutCache:
             if not store.content.exists(layer.descriptor.digest):
                 copy_blob(self._blobs, store.content, layer.descriptor)
 
+    def close(self) -> None:
+        """See :class:`CacheSource`."""
+        self._tmp.cleanup()
+
 
 class RegistryCache:
     """``--cache-from type=registry,ref=R``: a cache export pushed to a registry. The
     manifest and config are read at once; blobs are fetched with ``fetch_blob`` on demand."""
 
     def __init__(self, ref: str, manifest: Manifest, config: bytes,
-                 fetch_blob: Callable[[Descriptor], None]) -> None:
+                 fetch_blob: Callable[[Descriptor], None],
+                 close: Callable[[], None] | None = None) -> None:
         self.ref = ref
+        self.close = close or (lambda: None)
         self.steps = _with_manifest_layers(parse_cache_config(config, f"--cache-from {ref}"),
                                            manifest)
         self._fetch_blob = fetch_blob

@@ -17,6 +17,7 @@ from builder.progress import Progress
 from builder.remotecache import parse_cache_spec
 from builder.runmounts import SecretSource, parse_secret_flag
 from builder.store import BuildStore
+from builder.transfer import RegistryAccess, add_registry_flags, settings_from
 from layerstore.compression import check as check_compression
 from layerstore.errors import InvalidArgument
 
@@ -61,6 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "type=tar,dest=FILE; type=registry[,name=NAME] (repeatable)")
     p.add_argument("--push", action="store_true",
                    help="push the image to its registry (same as --output type=registry)")
+    p.add_argument("--pull", action="store_true",
+                   help="always pull the base images, even when they are stored locally")
+    add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
                    help="write the image digest and names as JSON (containerimage.digest)")
     p.set_defaults(command_module=sys.modules[__name__])
@@ -172,7 +176,10 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         outputs.append(OutputSpec("image", push=True))
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
-        result = build(store, options, progress)
+        access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
+                                warn=lambda m: print(f"WARNING: {m}", file=sys.stderr),
+                                always_pull=args.pull)
+        result = build(store, options, progress, access)
         image_id = str(result.image.config.digest)
         for warning in result.warnings:
             print(f"WARNING: {warning}", file=sys.stderr)
@@ -186,7 +193,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         if outputs:
             v = progress.vertex("exporting outputs")
             pushed = write_outputs(store, result.image, result.chain, result.tags, outputs,
-                                   push=None)
+                                   push=access.push)
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()

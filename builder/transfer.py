@@ -1,0 +1,225 @@
+"""The builder's use of the registry client: pulling base images, pushing results, and
+reporting blob transfers on the progress display."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from builder.errors import BuildError
+from builder.progress import Vertex
+from builder.remotecache import (
+    CACHE_CONFIG_TYPE,
+    CacheSource,
+    CacheSpec,
+    LayoutCache,
+    RegistryCache,
+    export_local,
+)
+from builder.solver.images import ImageNotFound, LocalImages
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage, load_image
+from layerstore.oci import Descriptor, Manifest, Platform
+from layerstore.walk import read_small
+from registry.client import (
+    BlobProgress,
+    ClientError,
+    ClientSettings,
+    InvalidReference,
+    NotFound,
+    Reference,
+    load_settings,
+    open_transport,
+    parse_reference,
+    pull,
+    push,
+)
+from registry.client.download import download_blob
+from registry.client.manifests import fetch_manifest
+
+
+def add_registry_flags(parser: argparse.ArgumentParser) -> None:
+    """``--insecure-registry`` and ``--registry-config``, shared by build, pull and push."""
+    parser.add_argument("--insecure-registry", action="append", default=[],
+                        metavar="HOST[:PORT]",
+                        help="allow plain HTTP and unverified TLS for this registry "
+                        "(repeatable)")
+    parser.add_argument("--registry-config", type=Path, metavar="FILE",
+                        help="daemon.json-style file with registry-mirrors and "
+                        "insecure-registries ($PYBUILD_DAEMON_CONFIG, default "
+                        "/etc/pybuild/daemon.json)")
+
+
+def settings_from(args: argparse.Namespace) -> ClientSettings:
+    """Client settings: the config file, then the command-line flags."""
+    try:
+        settings = load_settings(args.registry_config)
+        if args.insecure_registry:
+            settings = settings.with_changes(insecure_registries=(
+                *settings.insecure_registries, *args.insecure_registry))
+    except ClientError as exc:
+        raise BuildError(str(exc)) from None
+    return settings
+
+
+def local_name(ref: Reference) -> str | None:
+    """The name a pulled image gets in the local store (None for a digest-only ref)."""
+    return f"{ref.familiar_name()}:{ref.tag}" if ref.tag else None
+
+
+def reporter(vertex: Vertex | None) -> Callable[[BlobProgress], None]:
+    """A transfer callback that logs each blob's end to ``vertex``."""
+    def report(event: BlobProgress) -> None:
+        if vertex is not None and event.finished:
+            vertex.log(f"{event.digest.hex[:12]}: {event.state} ({event.total} bytes)\n"
+                       .encode())
+    return report
+
+
+class PullingImages:
+    """Image resolution for builds: the local store first, then the registry (always the
+    registry with ``always=True``, as ``--pull``). Each reference is resolved once per
+    build, however many stages name it."""
+
+    def __init__(self, store: BuildStore, settings: ClientSettings,
+                 vertex_for: Callable[[str], Vertex] | None = None,
+                 always: bool = False) -> None:
+        self.store = store
+        self.settings = settings
+        self.vertex_for = vertex_for
+        self.always = always
+        self._local = LocalImages(store)
+        self._lock = threading.Lock()
+        self._done: dict[tuple[str, str], StoredImage] = {}
+        self.pulled: list[str] = []
+
+    def resolve(self, ref: str, platform: Platform) -> StoredImage:
+        """See :class:`~builder.solver.images.ImageResolver`."""
+        try:
+            reference = parse_reference(ref)
+        except InvalidReference as exc:
+            raise ImageNotFound(str(exc)) from None
+        key = (str(reference), f"{platform.os}/{platform.architecture}")
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+            image = self._resolve(reference, platform)
+            self._done[key] = image
+            return image
+
+    def _resolve(self, reference: Reference, platform: Platform) -> StoredImage:
+        name = local_name(reference)
+        if not self.always:
+            try:
+                return self._local.resolve(str(reference.digest) if reference.digest and
+                                           not name else (name or str(reference)), platform)
+            except ImageNotFound:
+                pass
+        vertex = self.vertex_for(f"[internal] pull {reference}") if self.vertex_for else None
+        try:
+            pulled = pull(reference, self.store.content, platform, self.settings,
+                          progress=reporter(vertex))
+        except ClientError as exc:
+            if vertex is not None:
+                vertex.error(str(exc))
+            raise ImageNotFound(str(exc)) from None
+        if name is not None:
+            self.store.images.put(name, pulled.target)
+        self.pulled.append(str(reference))
+        if vertex is not None:
+            vertex.done()
+        return load_image(self.store.content, pulled.manifest)
+
+
+def push_image(store: BuildStore, manifest: Descriptor, name: str, settings: ClientSettings,
+               vertex: Vertex | None = None, mount_from: tuple[str, ...] = ()) -> str:
+    """Push a stored image to the registry ``name`` names; return the pushed digest.
+    ``mount_from``: repositories (``registry/repo`` names) whose blobs the registry may link
+    instead of receiving them again; those on another registry are passed over."""
+    try:
+        reference = parse_reference(name)
+        same = tuple(parse_reference(m).repository for m in mount_from
+                     if parse_reference(m).registry == reference.registry)
+        digest = push(store.content, manifest, reference, settings, mount_from=same,
+                      progress=reporter(vertex))
+    except ClientError as exc:
+        raise BuildError(f"push {name}: {exc}") from None
+    return str(digest)
+
+
+def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettings,
+                        warn: Callable[[str], None]) -> RegistryCache | None:
+    """``--cache-from type=registry,ref=R``: read the cache manifest and config (layers are
+    fetched when used). A cache that is not there yet is a warning, as with buildx."""
+    try:
+        ref = parse_reference(ref_text)
+        transport = open_transport(ref.registry, settings)
+    except ClientError as exc:
+        raise BuildError(f"--cache-from {ref_text}: {exc}") from None
+    try:
+        fetched = fetch_manifest(transport, ref.repository, ref.manifest_reference,
+                                 what=str(ref))
+        manifest = fetched.document
+        if not isinstance(manifest, Manifest) or manifest.config.media_type != \
+                CACHE_CONFIG_TYPE:
+            raise BuildError(f"--cache-from {ref_text}: {ref} is not a pybuild build cache")
+        download_blob(transport, ref.repository, manifest.config, store.content)
+        raw = read_small(store.content, manifest.config)
+    except NotFound:
+        transport.close()
+        warn(f"--cache-from {ref_text}: no cache there yet")
+        return None
+    except ClientError as exc:
+        transport.close()
+        raise BuildError(f"--cache-from {ref_text}: {exc}") from None
+
+    def fetch(desc: Descriptor) -> None:
+        try:
+            download_blob(transport, ref.repository, desc, store.content)
+        except ClientError as exc:
+            raise BuildError(f"--cache-from {ref_text}: {exc}") from None
+
+    return RegistryCache(str(ref), manifest, raw, fetch, close=transport.close)
+
+
+class RegistryAccess:
+    """Everything a build does with registries: base images, cache import and export,
+    pushes. ``vertex_for`` makes progress vertices; ``warn`` reports what does not stop the
+    build."""
+
+    def __init__(self, store: BuildStore, settings: ClientSettings, *,
+                 vertex_for: Callable[[str], Vertex] | None = None,
+                 warn: Callable[[str], None] = lambda _: None, always_pull: bool = False
+                 ) -> None:
+        self.store = store
+        self.settings = settings
+        self.vertex_for = vertex_for
+        self.warn = warn
+        self.images = PullingImages(store, settings, vertex_for, always_pull)
+
+    def open_cache(self, spec: CacheSpec) -> CacheSource | None:
+        """A ``--cache-from`` source (None when a registry cache is not there yet)."""
+        if spec.type == "local":
+            return LayoutCache(Path(spec.path or "."))
+        return open_registry_cache(self.store, spec.ref or "", self.settings, self.warn)
+
+    def save_cache(self, spec: CacheSpec, manifest: Descriptor) -> None:
+        """Carry out one ``--cache-to``."""
+        if spec.type == "local":
+            export_local(self.store, manifest, Path(spec.path or "."))
+            return
+        vertex = self.vertex_for(f"exporting cache to {spec.ref}") if self.vertex_for else None
+        push_image(self.store, manifest, spec.ref or "", self.settings, vertex)
+        if vertex is not None:
+            vertex.done()
+
+    def push(self, image: StoredImage, name: str) -> str:
+        """Push a built image (blobs of the images it was built from are mounted)."""
+        vertex = self.vertex_for(f"pushing {name}") if self.vertex_for else None
+        digest = push_image(self.store, image.manifest, name, self.settings, vertex,
+                            tuple(self.images.pulled))
+        if vertex is not None:
+            vertex.done()
+        return digest
