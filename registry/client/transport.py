@@ -88,6 +88,15 @@ def _root_cause(exc: BaseException) -> BaseException:
         exc = nxt
 
 
+_UNKNOWN_HOST = ("Name or service not known", "nodename nor servname",
+                 "No address associated with hostname")
+
+
+def _is_unknown_host(exc: BaseException) -> bool:
+    """A host name that does not resolve: retrying within seconds will not change that."""
+    return any(text in str(exc) for text in _UNKNOWN_HOST)
+
+
 def _is_tls_failure(exc: BaseException) -> bool:
     cause: BaseException | None = exc
     while cause is not None:
@@ -198,7 +207,7 @@ class Transport:
                  url: str = "") -> _T:
         """Run ``action`` (one HTTP exchange), retrying transport failures with backoff
         while the policy allows; Unreachable naming ``url`` when it gives up. TLS failures
-        are not retried."""
+        and unknown host names are not retried."""
         policy = self.settings.retry
         deadline = time.monotonic() + policy.total
         failures = 0
@@ -208,7 +217,8 @@ class Transport:
             except httpx.TransportError as exc:
                 failures += 1
                 delay = policy.delay(failures)
-                if (not retry or _is_tls_failure(exc) or failures >= policy.attempts
+                if (not retry or _is_tls_failure(exc) or _is_unknown_host(exc)
+                        or failures >= policy.attempts
                         or time.monotonic() + delay > deadline):
                     raise self.unreachable(exc, url or what, failures) from None
                 self._count("retries")
