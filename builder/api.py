@@ -22,7 +22,7 @@ from builder.store import BuildStore
 from builder.transfer import RegistryAccess
 from layerstore.assembly import StoredImage, host_architecture, timestamp
 from layerstore.oci import Platform
-from registry.client import ClientSettings
+from registry.client.settings import ClientSettings
 
 
 @dataclass(frozen=True)

@@ -23,21 +23,10 @@ from builder.store import BuildStore
 from layerstore.assembly import StoredImage, load_image
 from layerstore.oci import Descriptor, Manifest, Platform
 from layerstore.walk import read_small
-from registry.client import (
-    BlobProgress,
-    ClientError,
-    ClientSettings,
-    InvalidReference,
-    NotFound,
-    Reference,
-    load_settings,
-    open_transport,
-    parse_reference,
-    pull,
-    push,
-)
-from registry.client.download import download_blob
-from registry.client.manifests import fetch_manifest
+from registry.client.errors import ClientError, InvalidReference, NotFound
+from registry.client.progress import BlobProgress
+from registry.client.reference import Reference, parse_reference
+from registry.client.settings import ClientSettings, load_settings
 
 
 def add_registry_flags(parser: argparse.ArgumentParser) -> None:
@@ -117,6 +106,8 @@ class PullingImages:
                                            not name else (name or str(reference)), platform)
             except ImageNotFound:
                 pass
+        from registry.client.pull import pull
+
         vertex = self.vertex_for(f"[internal] pull {reference}") if self.vertex_for else None
         try:
             pulled = pull(reference, self.store.content, platform, self.settings,
@@ -138,6 +129,8 @@ def push_image(store: BuildStore, manifest: Descriptor, name: str, settings: Cli
     """Push a stored image to the registry ``name`` names; return the pushed digest.
     ``mount_from``: repositories (``registry/repo`` names) whose blobs the registry may link
     instead of receiving them again; those on another registry are passed over."""
+    from registry.client.push import push
+
     try:
         reference = parse_reference(name)
         same = tuple(parse_reference(m).repository for m in mount_from
@@ -153,6 +146,10 @@ def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettin
                         warn: Callable[[str], None]) -> RegistryCache | None:
     """``--cache-from type=registry,ref=R``: read the cache manifest and config (layers are
     fetched when used). A cache that is not there yet is a warning, as with buildx."""
+    from registry.client.download import download_blob
+    from registry.client.manifests import fetch_manifest
+    from registry.client.transport import open_transport
+
     try:
         ref = parse_reference(ref_text)
         transport = open_transport(ref.registry, settings)

@@ -9,7 +9,8 @@ import sys
 
 from builder.errors import BuildError
 from builder.store import BuildStore
-from registry.client import ClientError, load_settings, login
+from registry.client.errors import ClientError
+from registry.client.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -60,6 +61,8 @@ def _password(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Verify and store the credentials; print ``Login Succeeded``."""
+    from registry.client.login import login
+
     username = _username(args)
     password = _password(args)
     try:

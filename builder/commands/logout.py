@@ -7,7 +7,8 @@ import sys
 
 from builder.errors import BuildError
 from builder.store import BuildStore
-from registry.client import ClientError, load_settings, logout
+from registry.client.errors import ClientError
+from registry.client.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Erase the credentials and say so."""
+    from registry.client.login import logout
+
     try:
         registry, removed = logout(args.server, load_settings())
     except ClientError as exc:

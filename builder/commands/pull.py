@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from builder.api import host_platform
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
 from builder.progress import Progress
 from builder.store import BuildStore
 from builder.transfer import PullingImages, add_registry_flags, settings_from
-from registry.client import default_platform
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Pull and print the manifest digest."""
     try:
-        platform = parse_platform(args.platform) if args.platform else default_platform()
+        platform = parse_platform(args.platform) if args.platform else host_platform()
     except ValueError as exc:
         raise BuildError(f"--platform: {exc}") from None
     with Progress(args.progress) as progress:
