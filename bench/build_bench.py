@@ -292,6 +292,7 @@ def main() -> int:
                         help="where the stores and base archives go")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # time pybuild as installed: with .pyc
     wanted = {n for n in args.examples.split(",") if n}
     examples = [e for e in all_examples() if not wanted or e.name in wanted]
     tools = [t for t in args.tools.split(",") if t]

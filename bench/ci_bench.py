@@ -81,6 +81,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # time pybuild as installed: with .pyc
     wanted = {n for n in args.examples.split(",") if n}
     examples = [e for e in all_examples() if not wanted or e.name in wanted]
     with tempfile.TemporaryDirectory(prefix="pybuild-ci-bench-") as tmp:
