@@ -15,7 +15,9 @@ from builder.frontend.instructions import parse_dockerfile
 from builder.options import BuildOptions
 from builder.progress import Progress
 from builder.remotecache import (
+    INLINE_KEY,
     cache_manifest,
+    inline_cache,
 )
 from builder.solver.scheduler import Solver
 from builder.store import BuildStore
@@ -78,9 +80,14 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     finally:
         for source in remote:
             source.close()
+    extra = {}
     for spec in options.cache_to:
         stages = None if spec.mode == "max" else _base_chain(plan, plan.target)
-        access.save_cache(spec, cache_manifest(store, solver.ctx.steplog.steps(stages)))
+        steps = solver.ctx.steplog.steps(stages)
+        if spec.type == "inline":
+            extra[INLINE_KEY] = inline_cache(steps, state.layers)
+        else:
+            access.save_cache(spec, cache_manifest(store, steps))
     epoch = options.source_date_epoch
     if epoch is not None:
         created = timestamp(epoch)
@@ -88,6 +95,6 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
         created = state.history[-1].created  # a fully cached rebuild gives the same image
     else:
         created = timestamp()
-    stored = export_image(store, state, created=created, labels=options.labels)
+    stored = export_image(store, state, created=created, labels=options.labels, extra=extra)
     name_image(store, stored, options.tags)
     return BuildResult(stored, options.tags, tuple(warnings), state.chain)

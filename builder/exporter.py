@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from builder.solver.state import StageState
 from builder.store import BuildStore
@@ -10,11 +12,15 @@ from layerstore.assembly import StoredImage, assemble_image
 
 
 def export_image(store: BuildStore, state: StageState, *, created: str,
-                 labels: Mapping[str, str] | None = None) -> StoredImage:
-    """Store the stage's image config and an OCI manifest for its layers."""
+                 labels: Mapping[str, str] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> StoredImage:
+    """Store the stage's image config (with ``extra`` top-level fields) and an OCI manifest
+    for its layers."""
     if labels:
         state.labels.update(labels)
     image = state.to_image(created)
+    if extra:
+        image = replace(image, extra={**image.extra, **extra})
     return assemble_image(store.content, image, state.layers)
 
 

@@ -30,6 +30,8 @@ from layerstore.oci import Descriptor, Manifest, MediaType, describe
 from layerstore.walk import load_manifest, read_small
 
 CACHE_CONFIG_TYPE = "application/vnd.pybuild.buildcache.config.v1+json"
+#: The image-config key holding an inline cache (``--cache-to type=inline``).
+INLINE_KEY = "pybuild.buildcache.v1"
 CACHE_ARTIFACT_TYPE = "application/vnd.pybuild.buildcache.v1"
 LAYOUT_TAG = "cache"
 
@@ -84,8 +86,10 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
                              f"{'dest' if export else 'src'}=DIR")
         return CacheSpec(kind, path=path, mode=mode, attrs=attrs)
     if kind == "inline":
-        raise BuildError(f"{flag} {text!r}: type=inline is not supported; use type=registry "
-                         "or type=local")
+        if not export:
+            raise BuildError(f"{flag} {text!r}: read an inline cache with "
+                             "type=registry,ref=IMAGE")
+        return CacheSpec(kind, mode="min", attrs=attrs)
     raise BuildError(f"{flag} {text!r}: unknown type {kind!r} (registry, local)")
 
 
@@ -107,8 +111,8 @@ class StepLog:
             return [s for s in self._steps.values() if stages is None or s.stage in stages]
 
 
-def cache_manifest(store: BuildStore, steps: Sequence[CachedStep]) -> Descriptor:
-    """Store the cache config and manifest for ``steps``; return the manifest descriptor."""
+def _cache_document(steps: Sequence[CachedStep]) -> tuple[dict[str, Any], list[Layer]]:
+    """The cache config for ``steps`` and the distinct layers it indexes into."""
     layers: dict[str, tuple[int, Layer]] = {}
     for step in steps:
         for layer in step.layers:
@@ -120,10 +124,25 @@ def cache_manifest(store: BuildStore, steps: Sequence[CachedStep]) -> Descriptor
                    "layers": [layers[str(x.descriptor.digest)][0] for x in s.layers]}
                   for s in steps],
     }
+    return config, [layer for _, layer in layers.values()]
+
+
+def inline_cache(steps: Sequence[CachedStep], image_layers: Sequence[Layer]) -> dict[str, Any]:
+    """``--cache-to type=inline``: the steps whose layer stacks the image itself carries, as
+    a document for its config (:data:`INLINE_KEY`)."""
+    final = [str(x.descriptor.digest) for x in image_layers]
+    kept = [s for s in steps
+            if [str(x.descriptor.digest) for x in s.layers] == final[:len(s.layers)]]
+    return _cache_document(kept)[0]
+
+
+def cache_manifest(store: BuildStore, steps: Sequence[CachedStep]) -> Descriptor:
+    """Store the cache config and manifest for ``steps``; return the manifest descriptor."""
+    config, ordered = _cache_document(steps)
     raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     put_bytes(store.content, raw)
     manifest = Manifest(config=describe(CACHE_CONFIG_TYPE, raw),
-                        layers=tuple(layer.descriptor for _, layer in layers.values()),
+                        layers=tuple(layer.descriptor for layer in ordered),
                         media_type=MediaType.OCI_MANIFEST, artifact_type=CACHE_ARTIFACT_TYPE)
     body = manifest.to_json()
     put_bytes(store.content, body)
@@ -142,6 +161,17 @@ def parse_cache_config(raw: bytes, where: str) -> dict[str, CachedStep]:
                 for s in doc["steps"]}
     except (ValueError, KeyError, TypeError, IndexError, LayerstoreError) as exc:
         raise BuildError(f"{where}: not a pybuild build cache ({exc})") from None
+
+
+def inline_document(config: bytes, where: str) -> bytes:
+    """The cache document an image config carries under :data:`INLINE_KEY`."""
+    try:
+        doc = json.loads(config)
+        inline = doc[INLINE_KEY]
+    except (ValueError, KeyError, TypeError):
+        raise BuildError(f"{where}: the image carries no inline cache (build it with "
+                         "--cache-to type=inline)") from None
+    return json.dumps(inline).encode()
 
 
 def _with_manifest_layers(steps: dict[str, CachedStep], manifest: Manifest

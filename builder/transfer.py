@@ -17,6 +17,7 @@ from builder.remotecache import (
     LayoutCache,
     RegistryCache,
     export_local,
+    inline_document,
 )
 from builder.solver.images import ImageNotFound, LocalImages
 from builder.store import BuildStore
@@ -159,11 +160,13 @@ def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettin
         fetched = fetch_manifest(transport, ref.repository, ref.manifest_reference,
                                  what=str(ref))
         manifest = fetched.document
-        if not isinstance(manifest, Manifest) or manifest.config.media_type != \
-                CACHE_CONFIG_TYPE:
-            raise BuildError(f"--cache-from {ref_text}: {ref} is not a pybuild build cache")
+        if not isinstance(manifest, Manifest):
+            raise BuildError(f"--cache-from {ref_text}: {ref} is an index, not a pybuild "
+                             "build cache or an image with an inline cache")
         download_blob(transport, ref.repository, manifest.config, store.content)
         raw = read_small(store.content, manifest.config)
+        if manifest.config.media_type != CACHE_CONFIG_TYPE:
+            raw = inline_document(raw, f"--cache-from {ref_text}")
     except NotFound:
         transport.close()
         warn(f"--cache-from {ref_text}: no cache there yet")

@@ -109,7 +109,8 @@ class StageState:
             variant=self.platform.variant, created=created, author=self.author,
             os_version=base.os_version if base else None,
             config=config, history=tuple(self.history),
-            extra=dict(base.extra) if base else {},
+            extra={k: v for k, v in base.extra.items()
+                   if not k.startswith("pybuild.buildcache")} if base else {},
         )
 
 

@@ -185,3 +185,19 @@ def test_registry_errors_are_one_line(tmp_path: Path, capfd: pytest.CaptureFixtu
     assert pybuild(tmp_path / "s", "build", *args, str(ctx)) == 1
     err = capfd.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_inline_cache_travels_with_the_image(base_ref: str, logged_in: str, tmp_path: Path,
+                                             capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path, base_ref)
+    app = f"{logged_in}/team/inline:1"
+    _build(tmp_path / "a", ctx, capfd, "-t", app, "--push", "--cache-to", "type=inline")
+    with BuildStore.open(tmp_path / "a") as store:
+        from layerstore.assembly import load_image
+
+        config = load_image(store.content, store.images.get(app).target).image
+        assert "pybuild.buildcache.v1" in config.extra
+    out = _build(tmp_path / "b", ctx, capfd, "-t", app, "--cache-from",
+                 f"type=registry,ref={app}")
+    # mode=min: the final stage's steps come from the image; the build stage runs again
+    assert "RAN-final" not in _ran(out) and "RAN-compile" in _ran(out)
