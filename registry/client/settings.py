@@ -73,7 +73,7 @@ class ClientSettings:
     max_concurrency: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     monolithic_max: int = 8 * MIB
-    chunk_size: int = 8 * MIB
+    chunk_size: int = 512 * MIB
     timeout: float = 60.0
 
     def __post_init__(self) -> None:
