@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import fcntl
 import hashlib
 import os
@@ -33,6 +32,7 @@ from typing import Literal
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor.protocol import BindMount, TmpfsMount
+from builder.fileops.rootpath import resolve as resolve_path
 
 Sharing = Literal["shared", "private", "locked"]
 
@@ -419,7 +419,7 @@ class _Maker:
         root = self.root_of(from_)
         where = "the build context" if from_ is None else repr(from_)
         try:
-            path = _resolve_in(root, source)
+            path = resolve_path(root, source)
         except OSError as exc:
             raise self.error(f"{what} source {source!r} in {where}: {exc.strerror}") from None
         if not os.path.lexists(path):
@@ -484,7 +484,7 @@ class _Maker:
         directory = self.caches[_cache_key(spec.id)]
         if spec.from_ is None and spec.source.strip("/"):
             try:
-                directory = _resolve_in(directory, spec.source)
+                directory = resolve_path(directory, spec.source)
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise self.error(f"cache mount source {spec.source!r}: {exc.strerror}") \
@@ -556,32 +556,6 @@ def _open_lock(path: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-def _resolve_in(root: Path, path: str) -> Path:
-    """``path`` under ``root`` with every symlink on the way resolved as if ``root`` were
-    ``/``, so the result never leaves ``root``; missing components are kept as they are."""
-    pending = [p for p in reversed(path.split("/")) if p not in ("", ".")]
-    parts: list[str] = []
-    links = 0
-    while pending:
-        part = pending.pop()
-        if part == "..":
-            if parts:
-                parts.pop()
-            continue
-        candidate = root.joinpath(*parts, part)
-        if not candidate.is_symlink():
-            parts.append(part)
-            continue
-        links += 1
-        if links > _MAX_SYMLINKS:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-        link = os.readlink(candidate)
-        if link.startswith("/"):
-            parts = []
-        pending.extend(p for p in reversed(link.split("/")) if p not in ("", "."))
-    return root.joinpath(*parts)
 
 
 def _copy(source: Path, dest: Path, contents: bool = False) -> None:
