@@ -38,7 +38,6 @@ Sharing = Literal["shared", "private", "locked"]
 
 #: BuildKit refuses secrets larger than this.
 MAX_SECRET_SIZE = 500 * 1024
-_MAX_SYMLINKS = 40
 
 
 @dataclass(frozen=True)
