@@ -3,8 +3,9 @@
 For every example, in one run and against the same registry (ours, plain HTTP on loopback):
 
 * cold build and push: ``pybuild build --push`` in a fresh store holding only the base images,
-  against ``DOCKER_BUILDKIT=1 docker build --no-cache`` followed by ``docker push``; each push
-  goes to a new repository, so every blob is uploaded;
+  against ``DOCKER_BUILDKIT=1 docker build --no-cache`` followed by ``docker push``; every push
+  goes to a registry started empty for it, so every blob is uploaded (docker remembers where
+  it pushed a layer before and would otherwise mount it);
 * no-op rebuild: the same build again with everything cached (no push), for both.
 
 The median of ``--repeat`` runs is shown with the ratio pybuild/BuildKit.
@@ -13,12 +14,14 @@ The median of ``--repeat`` runs is shown with the ratio pybuild/BuildKit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +77,17 @@ def _buildkit_runs(example: Example, tag: str, workdir: Path) -> tuple[float, fl
     return cold, noop
 
 
+@contextlib.contextmanager
+def _registry(root: Path) -> Iterator[str]:
+    """An empty registry of ours for one push; yields HOST:PORT."""
+    registry = ours(root).start()
+    try:
+        yield registry.address
+    finally:
+        registry.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> int:
     """Set up the bases and a registry, time both tools on every example, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -86,47 +100,44 @@ def main() -> int:
     examples = [e for e in all_examples() if not wanted or e.name in wanted]
     with tempfile.TemporaryDirectory(prefix="pybuild-ci-bench-") as tmp:
         workdir = Path(tmp)
-        registry = ours(workdir / "registry").start()
         try:
             bases = make_base_images(workdir / "bases")
             load_into_docker(bases)
             tool = PybuildTool(bases, workdir)
         except (BaseImageError, CommandFailed) as exc:
-            registry.stop()
             print(f"setup failed: {exc}", file=sys.stderr)
             return 1
-        print(f"registry {registry.address}; {len(examples)} examples, median of "
-              f"{args.repeat}\n")
+        print(f"{len(examples)} examples, median of {args.repeat}, a fresh registry for "
+              "every push\n")
         header = (f"{'example':<14}{'pybuild push':>14}{'BuildKit+push':>15}{'ratio':>8}"
                   f"{'pybuild no-op':>15}{'BuildKit no-op':>16}{'ratio':>8}")
         print(header)
         print("-" * len(header))
         sums = [0.0, 0.0, 0.0, 0.0]
-        try:
-            for example in examples:
-                ours_runs, bk_runs = [], []
-                for n in range(args.repeat):
-                    repo = f"{registry.address}/bench/{example.name}"
-                    try:
-                        ours_runs.append(_pybuild_runs(tool, example, f"{repo}-pybuild-{n}:1",
-                                                       registry.address, workdir))
-                        bk_runs.append(_buildkit_runs(example, f"{repo}-buildkit-{n}:1",
-                                                      workdir))
-                    except CommandFailed as exc:
-                        print(f"{example.name}: failed: {exc}"[:2000])
-                        break
-                if not ours_runs or not bk_runs:
-                    continue
-                cold = statistics.median(r[0] for r in ours_runs)
-                noop = statistics.median(r[1] for r in ours_runs)
-                bk_cold = statistics.median(r[0] for r in bk_runs)
-                bk_noop = statistics.median(r[1] for r in bk_runs)
-                for i, value in enumerate((cold, bk_cold, noop, bk_noop)):
-                    sums[i] += value
-                print(f"{example.name:<14}{cold:>12.2f} s{bk_cold:>13.2f} s{cold / bk_cold:>7.2f}x"
-                      f"{noop:>13.2f} s{bk_noop:>14.2f} s{noop / bk_noop:>7.2f}x")
-        finally:
-            registry.stop()
+        for example in examples:
+            ours_runs, bk_runs = [], []
+            for n in range(args.repeat):
+                try:
+                    with _registry(workdir / f"registry-{example.name}-{n}-a") as address:
+                        ours_runs.append(_pybuild_runs(
+                            tool, example, f"{address}/bench/{example.name}:1", address,
+                            workdir))
+                    with _registry(workdir / f"registry-{example.name}-{n}-b") as address:
+                        bk_runs.append(_buildkit_runs(
+                            example, f"{address}/bench/{example.name}:1", workdir))
+                except CommandFailed as exc:
+                    print(f"{example.name}: failed: {exc}"[:2000])
+                    break
+            if not ours_runs or not bk_runs:
+                continue
+            cold = statistics.median(r[0] for r in ours_runs)
+            noop = statistics.median(r[1] for r in ours_runs)
+            bk_cold = statistics.median(r[0] for r in bk_runs)
+            bk_noop = statistics.median(r[1] for r in bk_runs)
+            for i, value in enumerate((cold, bk_cold, noop, bk_noop)):
+                sums[i] += value
+            print(f"{example.name:<14}{cold:>12.2f} s{bk_cold:>13.2f} s{cold / bk_cold:>7.2f}x"
+                  f"{noop:>13.2f} s{bk_noop:>14.2f} s{noop / bk_noop:>7.2f}x")
         print("-" * len(header))
         print(f"{'total':<14}{sums[0]:>12.2f} s{sums[1]:>13.2f} s{sums[0] / sums[1]:>7.2f}x"
               f"{sums[2]:>13.2f} s{sums[3]:>14.2f} s{sums[2] / sums[3]:>7.2f}x")
