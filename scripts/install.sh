@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   python3 python3-venv python3-pip ca-certificates curl
-  docker.io skopeo umoci podman buildah docker-registry
+  docker.io docker-compose skopeo umoci podman buildah docker-registry
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk hey
 )
 missing=()
