@@ -21,8 +21,6 @@ import hashlib
 import os
 import posixpath
 import re
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -33,6 +31,8 @@ from typing import Literal
 from builder.errors import BuildError, DockerfileError
 from builder.executor.protocol import BindMount, TmpfsMount
 from builder.fileops.rootpath import resolve as resolve_path
+from builder.frontend.dockerignore import DockerIgnore
+from builder.treecopy import copy_tree, filtered_tree, remove_tree
 
 Sharing = Literal["shared", "private", "locked"]
 
@@ -349,11 +349,13 @@ def parse_secret_flag(text: str) -> SecretSource:
 def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, context: Path,
                sources: Callable[[str], AbstractContextManager[Path]],
                secrets: Mapping[str, SecretSource], line: int | None,
-               file: str = "Dockerfile") -> Iterator[MountPlan]:
+               file: str = "Dockerfile", ignore: DockerIgnore | None = None
+               ) -> Iterator[MountPlan]:
     """Make everything the ``--mount`` specs of one RUN step need and yield the plan.
 
     ``sources(name)`` yields the root directory of a stage or image named by ``from=``;
-    bind sources without ``from=`` come from ``context``. Cache directories persist under
+    bind sources without ``from=`` come from ``context``, filtered by ``ignore`` (the
+    ``.dockerignore``) as BuildKit's context is. Cache directories persist under
     ``cache_root``; everything else is made in a private directory under ``scratch``, and
     it, the cache locks and the ``sources`` views are gone when the block ends, also on an
     exception. Errors that the Dockerfile caused are
@@ -361,8 +363,8 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
     with contextlib.ExitStack() as stack:
         scratch.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="pybuild-mounts-", dir=scratch))
-        stack.callback(_remove_tree, work)
-        maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file)
+        stack.callback(remove_tree, work)
+        maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file, ignore)
         mounts: list[BindMount | TmpfsMount] = []
         env: list[str] = []
         maker.take_caches([spec for spec in specs if isinstance(spec, CacheMount)])
@@ -385,7 +387,9 @@ class _Maker:
 
     def __init__(self, stack: contextlib.ExitStack, work: Path, cache_root: Path,
                  context: Path, sources: Callable[[str], AbstractContextManager[Path]],
-                 secrets: Mapping[str, SecretSource], line: int | None, file: str) -> None:
+                 secrets: Mapping[str, SecretSource], line: int | None, file: str,
+                 ignore: DockerIgnore | None = None) -> None:
+        self.ignore = ignore
         self.stack = stack
         self.work = work
         self.cache_root = cache_root
@@ -427,10 +431,16 @@ class _Maker:
 
     def bind(self, spec: BindSpec) -> BindMount:
         path = self.source_path(spec.from_, spec.source, "bind mount")
+        if spec.from_ is None and self.ignore is not None and self.ignore.patterns:
+            view = self.scratch_path("context")
+            rel = os.path.relpath(path, self.context)
+            filtered_tree(path, view, "" if rel == "." else rel, self.ignore,
+                           link=not spec.readwrite)
+            return BindMount(str(view), spec.target, readonly=not spec.readwrite)
         if not spec.readwrite:
             return BindMount(str(path), spec.target, readonly=True)
         copy = self.scratch_path("bind")
-        _copy(path, copy)
+        copy_tree(path, copy)
         return BindMount(str(copy), spec.target, readonly=False)
 
     def take_caches(self, specs: Sequence[CacheMount]) -> None:
@@ -475,7 +485,7 @@ class _Maker:
                     self.new_cache(spec, building)
                     building.rename(directory)
                 except BaseException:
-                    _remove_tree(building)
+                    remove_tree(building)
                     raise
         return directory
 
@@ -498,7 +508,7 @@ class _Maker:
             if not seed.is_dir():
                 raise self.error(f"cache mount source {spec.source!r} in {spec.from_!r} "
                                  "is not a directory")
-            _copy(seed, directory, contents=True)
+            copy_tree(seed, directory, contents=True)
         os.chown(directory, spec.uid, spec.gid)
         os.chmod(directory, spec.mode)
 
@@ -555,22 +565,3 @@ def _open_lock(path: Path) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-def _copy(source: Path, dest: Path, contents: bool = False) -> None:
-    """Copy like ``cp -a`` (owners, modes, times, links, xattrs): ``source`` to the new
-    ``dest``, or with ``contents`` what the directory ``source`` holds into ``dest``."""
-    args = [f"{source}/.", f"{dest}/"] if contents else [str(source), str(dest)]
-    done = subprocess.run(["cp", "-a", "--", *args], capture_output=True, check=False)
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip()
-        raise BuildError(f"cannot copy {str(source)!r}: {message}")
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove ``path`` and everything in it (root ignores the modes inside)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

@@ -202,7 +202,11 @@ class RegistryAccess:
     def open_cache(self, spec: CacheSpec) -> CacheSource | None:
         """A ``--cache-from`` source (None when a registry cache is not there yet)."""
         if spec.type == "local":
-            return LayoutCache(Path(spec.path or "."))
+            path = Path(spec.path or ".")
+            if not (path / "index.json").exists():
+                self.warn(f"--cache-from type=local,src={path}: no cache there yet")
+                return None
+            return LayoutCache(path)
         return open_registry_cache(self.store, spec.ref or "", self.settings, self.warn)
 
     def save_cache(self, spec: CacheSpec, manifest: Descriptor) -> None:

@@ -401,7 +401,8 @@ def _run(ctx: StepContext, state: StageState, ins: Run, vertex: Vertex | None) -
         with run_mounts(mounts, cache_root=ctx.store.cache_mounts, scratch=ctx.scratch,
                         context=ctx.options.context,
                         sources=lambda name: ctx.sources(name, ins.line),
-                        secrets=ctx.options.secrets, line=ins.line, file=ctx.file) as plan:
+                        secrets=ctx.options.secrets, line=ins.line, file=ctx.file,
+                        ignore=ctx.ignore) as plan:
             spec = RunSpec(args=args, env=env + plan.env, cwd=cwd, user=f"{ids.uid}:{ids.gid}",
                            groups=ids.additional_gids,
                            network=network,  # type: ignore[arg-type]

@@ -320,3 +320,25 @@ def test_bad_output_specs(store_root: Path, tmp_path: Path, capsys: pytest.Captu
     ctx.mkdir()
     assert build(store_root, ctx, "FROM busybox\n", "-o", spec) == 1
     assert message in capsys.readouterr().err
+
+
+def test_context_bind_mount_hides_dockerignored_files(store_root: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "sub").mkdir(parents=True)
+    (ctx / "keep.txt").write_text("keep\n")
+    (ctx / "secret.env").write_text("hidden\n")
+    (ctx / "sub/also.env").write_text("hidden\n")
+    (ctx / ".dockerignore").write_text("*.env\n**/*.env\n")
+    rc = build(store_root, ctx, (
+        "FROM busybox\n"
+        "RUN --mount=type=bind,target=/ctx test -e /ctx/keep.txt && test ! -e /ctx/secret.env "
+        "&& test ! -e /ctx/sub/also.env && echo ok > /checked\n"
+        "RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && test ! -e /ctx/secret.env\n"),
+        "-t", "bind:1", "--cache-from", f"type=local,src={tmp_path / 'no-cache-yet'}")
+    assert rc == 0, capsys.readouterr().err
+    assert "no cache there yet" in capsys.readouterr().err
+    assert not (ctx / "new").exists()
+    with image_tree(store_root, "bind:1") as (tree, _):
+        assert (tree / "checked").read_text() == "ok\n"
