@@ -258,6 +258,10 @@ def _parser() -> argparse.ArgumentParser:
         prog="registry gc",
         description="Delete blobs and manifests nothing refers to, and stale uploads.",
     )
+    parser.add_argument("--root", metavar="DIR",
+                        help="storage root of the registry (default /var/lib/registry)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML settings file ($REGISTRY_CONFIG) to read the root from")
     parser.add_argument("--dry-run", action="store_true",
                         help="report what would be deleted; change nothing")
     parser.add_argument("--delete-untagged", action="store_true",
