@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import re
@@ -98,7 +97,7 @@ _KEEP_ON_REMOUNT = (
 
 
 def _load_libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the C library this process already uses
     libc.mount.argtypes = (
         ctypes.c_char_p,
         ctypes.c_char_p,

@@ -21,7 +21,6 @@ directory, and whatever a crash leaves behind is a directory without a row, whic
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import fcntl
 import os
 import shutil
@@ -46,7 +45,7 @@ MAX_LAYERS = 500
 #: always holds full files and plain whiteouts that a layer diff can read as they are.
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL(None, use_errno=True)  # the C library this process already uses
 
 
 def _syncfs(path: Path) -> None:
