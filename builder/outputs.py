@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from builder.commands.common import LocalImage
 from builder.commands.save import (
@@ -124,13 +125,13 @@ def _copy_tree(store: BuildStore, chain: str | None, dest: Path) -> None:
         raise BuildError(f"cannot write the filesystem to {dest}: {done.stderr.strip()}")
 
 
-def _tar_tree(store: BuildStore, chain: str | None, out: object) -> None:
+def _tar_tree(store: BuildStore, chain: str | None, out: BinaryIO) -> None:
     with view_of(store, chain) as root:
         proc = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf",
                                  "-", "."], stdout=subprocess.PIPE)
         assert proc.stdout is not None
         while chunk := proc.stdout.read(1 << 20):
-            out.write(chunk)  # type: ignore[attr-defined]
+            out.write(chunk)
         if proc.wait() != 0:
             raise BuildError("cannot write the filesystem as a tar")
 

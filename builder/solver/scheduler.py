@@ -4,7 +4,7 @@ stages it builds on or reads from, so independent stages build in parallel."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import replace
@@ -22,8 +22,9 @@ from builder.solver.images import ImageNotFound, ImageResolver
 from builder.solver.state import StageState, merge_proxy
 from builder.store import BuildStore, unpack_layers, view_of
 from layerstore.assembly import host_architecture, timestamp
+from layerstore.digest import Digest
 from layerstore.layerblob import Layer
-from layerstore.oci import Manifest
+from layerstore.oci import Descriptor, Manifest
 from layerstore.walk import load_manifest
 
 _TAIL_LINES = 10
@@ -87,8 +88,9 @@ class Solver:
     def _stage(self, plan: StagePlan) -> StageState:
         steps = _fs_count(plan.stage.instructions) + 1
         label = f"{plan.display} " if self.multi or plan.stage.name else ""
-        vertex = self.progress.vertex(f"[{label}1/{steps}] FROM "
-                                      f"{plan.base_image or self.plan.stages[plan.base_stage or 0].display}")  # noqa: E501
+        base = plan.base_image if plan.base_stage is None else \
+            self.plan.stages[plan.base_stage].display
+        vertex = self.progress.vertex(f"[{label}1/{steps}] FROM {base}")
         try:
             state = self._base(plan)
         except BaseException as exc:
@@ -107,7 +109,7 @@ class Solver:
             if isinstance(ins, FS_INSTRUCTIONS):
                 number += 1
                 step_vertex = self.progress.vertex(
-                    f"[{label}{number}/{steps}] {_describe(ins, self.plan, state)}")
+                    f"[{label}{number}/{steps}] {_describe(ins)}")
             try:
                 dispatch(self.ctx, state, ins, step_vertex)
             except ExecError as exc:
@@ -177,7 +179,9 @@ class Solver:
         state.cache_key = f"image:{stored.manifest.digest}"
         return state
 
-    def _unpack(self, manifest_desc, diff_ids):  # type: ignore[no-untyped-def]
+    def _unpack(self, manifest_desc: Descriptor, diff_ids: Sequence[Digest]
+                ) -> tuple[list[Layer], str | None]:
+        """The layers of a stored image, unpacked into snapshots; and the top chainID."""
         manifest = load_manifest(self.store.content, manifest_desc)
         assert isinstance(manifest, Manifest)
         if len(manifest.layers) != len(diff_ids):
@@ -232,7 +236,7 @@ def _keyword(ins: Instruction) -> str:
     return type(ins).__name__.upper()
 
 
-def _describe(ins: Instruction, plan: BuildPlan, state: StageState) -> str:
+def _describe(ins: Instruction) -> str:
     if isinstance(ins, Run):
         text = ins.command.args[0] if not ins.command.exec_form else \
             "[" + ", ".join(f'"{a}"' for a in ins.command.args) + "]"

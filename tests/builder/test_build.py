@@ -24,10 +24,11 @@ def build(root: Path, context: Path, dockerfile: str, *args: str) -> int:
     return main(["--root", str(root), "build", "--progress=plain", *args, str(context)])
 
 
-def ours() -> set[str]:
-    """Mount points a build could have made (its views, snapshots and sandboxes)."""
-    marks = ("layerstore-mnt-", "pybuild-run-", "/store/")
-    return {m.mount_point for m in mountinfo() if any(k in m.mount_point for k in marks)}
+def ours(*roots: Path) -> set[str]:
+    """Mount points below ``roots``: where a build whose temporary directory and store lie
+    there could have mounted views, snapshots and sandboxes."""
+    prefixes = tuple(f"{r}/" for r in roots)
+    return {m.mount_point for m in mountinfo() if m.mount_point.startswith(prefixes)}
 
 
 @contextmanager
@@ -241,16 +242,21 @@ def test_bad_input_names_the_line(store_root: Path, tmp_path: Path,
 
 
 def test_failing_run_reports_exit_code_and_output_and_cleans_up(
-        store_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        store_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    before = ours()
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    before = ours(tmp_path)
     rc = build(store_root, ctx, "FROM busybox\nRUN echo ok > /ok\n"
                "RUN echo compiling; echo 'error: it broke' >&2; exit 3\n", "-t", "fail:1")
     err = capsys.readouterr().err
     assert rc == 1
     assert "Dockerfile:3:" in err and "exit code 3" in err and "error: it broke" in err
-    assert ours() == before
+    assert ours(tmp_path) == before
     with BuildStore.open(store_root) as store:
         assert [r.name for r in store.images.list()] == ["busybox:latest"]
         kinds = {info.kind.value for info in store.snapshots.walk()}

@@ -17,11 +17,13 @@ def test_ctrl_c_cleans_up(store_root: Path, tmp_path: Path) -> None:
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo started && sleep 60\n")
-    before = ours()
+    (tmp_path / "tmp").mkdir()
+    before = ours(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "builder.cli", "--root", str(store_root), "build",
          "--progress=plain", "-t", "int:1", str(ctx)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
     assert proc.stdout is not None
     seen = b""
     deadline = time.monotonic() + 60
@@ -36,7 +38,7 @@ def test_ctrl_c_cleans_up(store_root: Path, tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode != 0
     assert b"Traceback" not in seen + out
-    assert ours() == before
+    assert ours(tmp_path) == before
     with BuildStore.open(store_root) as store:
         assert {i.kind.value for i in store.snapshots.walk()} <= {"committed"}
         assert not list(store.tmp.iterdir())
