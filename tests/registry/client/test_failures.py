@@ -166,7 +166,8 @@ def test_chunked_upload_resumes_when_the_registry_comes_back(plain: RegistryProc
     layer_size = max(e.total for e in events)
     chunks = -(-layer_size // chunk)
     patches = requests_in_log(log, "PATCH", "/v2/team/resume/blobs/uploads/")
-    assert chunks <= len(patches) <= chunks + 2
+    # the killed server may die before logging the PATCH it was serving
+    assert chunks - 1 <= len(patches) <= chunks + 2
     fresh = LocalStore(tmp_path / "pulled")
     pulled = pull(ref, fresh, AMD64, settings)
     assert_same_blobs(images.store, fresh, pulled.manifest)
