@@ -24,7 +24,7 @@ from builder.solver.cache import BuildCache
 from layerstore.content.local import LocalStore
 from layerstore.diff import apply_layer
 from layerstore.digest import Digest, chain_ids
-from layerstore.errors import AlreadyExists, NotFound
+from layerstore.errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound
 from layerstore.images import ImageStore
 from layerstore.oci import Descriptor
 from layerstore.snapshots.mount import mounted
@@ -114,7 +114,7 @@ def unpack_layers(store: BuildStore, layers: Sequence[Descriptor],
     """
     chains = [str(c) for c in chain_ids(diff_ids)]
     if len(chains) != len(layers):
-        raise NotFound(f"image has {len(layers)} layers but {len(diff_ids)} diff_ids")
+        raise InvalidArgument(f"image has {len(layers)} layers but {len(diff_ids)} diff_ids")
     parent: str | None = None
     for layer, diff_id, chain in zip(layers, diff_ids, chains, strict=True):
         if not snapshot_exists(store, chain):
@@ -132,7 +132,7 @@ def _unpack_one(store: BuildStore, layer: Descriptor, diff_id: Digest, chain: st
     try:
         got = apply_layer(store.content, layer, store.snapshots.upperdir(key), overlay=True)
         if got != diff_id:
-            raise NotFound(f"layer {layer.digest}: uncompressed content hashes to {got}, "
+            raise DigestMismatch(f"layer {layer.digest}: uncompressed content hashes to {got}, "
                            f"the image config says {diff_id}")
         try:
             store.snapshots.commit(chain, key, layer_labels(layer, diff_id))

@@ -56,18 +56,25 @@ def _entry(relpath: str, path: str, st: os.stat_result) -> str:
 
 def _walk(h: hashlib._Hash, relpath: str, path: str, ignore: DockerIgnore | None,
           context: bool) -> None:
-    st = os.lstat(path)
-    h.update(_entry(relpath, path, st).encode("utf-8", "surrogateescape"))
-    if not stat.S_ISDIR(st.st_mode):
-        return
-    for name in sorted(os.listdir(path)):
-        child_rel = f"{relpath}/{name}" if relpath not in ("", ".") else name
-        child = os.path.join(path, name)
-        hidden = context and ignore is not None and ignore.excluded(child_rel)
-        if hidden and not (os.path.isdir(child) and not os.path.islink(child)
-                           and ignore is not None and ignore.must_descend(child_rel)):
+    """Hash ``path`` and everything below it in path order (a stack, not recursion: a
+    context may be deeper than Python's recursion limit)."""
+    stack = [(relpath, path)]
+    while stack:
+        rel, current = stack.pop()
+        st = os.lstat(current)
+        h.update(_entry(rel, current, st).encode("utf-8", "surrogateescape"))
+        if not stat.S_ISDIR(st.st_mode):
             continue
-        _walk(h, child_rel, child, ignore, context)
+        children = []
+        for name in sorted(os.listdir(current)):
+            child_rel = f"{rel}/{name}" if rel not in ("", ".") else name
+            child = os.path.join(current, name)
+            hidden = context and ignore is not None and ignore.excluded(child_rel)
+            if hidden and not (os.path.isdir(child) and not os.path.islink(child)
+                               and ignore is not None and ignore.must_descend(child_rel)):
+                continue
+            children.append((child_rel, child))
+        stack.extend(reversed(children))
 
 
 def sources_digest(root: Path, patterns: Iterable[str], *, ignore: DockerIgnore | None,

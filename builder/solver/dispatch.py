@@ -109,7 +109,7 @@ def _history(ctx: StepContext, state: StageState, text: str) -> None:
         if record is not None:
             created = record.created
         elif (remote := _remote_step(ctx, key)) is not None:
-            created = remote.created
+            created = remote[1].created
     if created is None:
         created = ctx.created()
     ctx.store.cache.put(CacheRecord(key, state.chain, None, created))
@@ -122,24 +122,23 @@ def _log(ctx: StepContext, state: StageState, key: str, created: str, empty: boo
     ctx.steplog.add(CachedStep(key, tuple(state.layers), created, empty, state.plan.index))
 
 
-def _remote_step(ctx: StepContext, key: str) -> CachedStep | None:
+def _remote_step(ctx: StepContext, key: str) -> tuple[CacheSource, CachedStep] | None:
+    """The first imported cache holding ``key``, with its step."""
     for source in ctx.remote:
         step = source.lookup(key)
         if step is not None:
-            return step
+            return source, step
     return None
 
 
 def _from_remote(ctx: StepContext, state: StageState, key: str) -> CachedStep | None:
     """Take a step from an imported cache: fetch the blobs of its layer stack and unpack
     them (each layer once, by chainID)."""
-    step = _remote_step(ctx, key)
-    if step is None:
+    found = _remote_step(ctx, key)
+    if found is None:
         return None
-    for source in ctx.remote:
-        if source.lookup(key) is step:
-            source.fetch(ctx.store, step.layers)
-            break
+    source, step = found
+    source.fetch(ctx.store, step.layers)
     if not step.empty:
         state.layers = list(step.layers)
         state.chain = unpack_layers(ctx.store, [x.descriptor for x in step.layers],

@@ -21,7 +21,7 @@ from builder.solver.dispatch import FS_INSTRUCTIONS, StepContext, dispatch
 from builder.solver.images import ImageNotFound, ImageResolver
 from builder.solver.state import StageState, merge_proxy
 from builder.store import BuildStore, unpack_layers, view_of
-from layerstore.assembly import host_architecture, timestamp
+from layerstore.assembly import StoredImage, host_architecture, timestamp
 from layerstore.digest import Digest
 from layerstore.layerblob import Layer
 from layerstore.oci import Descriptor, Manifest
@@ -141,13 +141,17 @@ class Solver:
         index = find_stage(self.plan.dockerfile, name)
         if index is not None and index in self.futures:
             return self.futures[index].result().cache_key
+        return f"image:{self._from_image(name, line).manifest.digest}"
+
+    def _from_image(self, name: str, line: int) -> StoredImage:
+        """The image a ``--from`` that names no stage refers to."""
         platform = self.options.platform or next(iter(self.plan.stages.values())).platform
         try:
-            stored = self.images.resolve(name, platform)
+            return self.images.resolve(name, platform)
         except ImageNotFound as exc:
-            raise DockerfileError(f"--from={name}: no stage or image named {name!r} ({exc})",
-                                  line, self.plan.file) from None
-        return f"image:{stored.manifest.digest}"
+            stages = ", ".join(s.name for s in self.plan.dockerfile.stages if s.name) or "none"
+            raise DockerfileError(f"--from={name}: no stage or image named {name!r} "
+                                  f"(stages: {stages}; {exc})", line, self.plan.file) from None
 
     def _base(self, plan: StagePlan) -> StageState:
         host = host_architecture()
@@ -216,13 +220,7 @@ class Solver:
             with view_of(self.store, state.chain) as root:
                 yield root
             return
-        platform = self.options.platform or next(iter(self.plan.stages.values())).platform
-        try:
-            stored = self.images.resolve(name, platform)
-        except ImageNotFound as exc:
-            stages = ", ".join(s.name for s in self.plan.dockerfile.stages if s.name) or "none"
-            raise DockerfileError(f"--from={name}: no stage or image named {name!r} "
-                                  f"(stages: {stages}; {exc})", line, self.plan.file) from None
+        stored = self._from_image(name, line)
         _, chain = self._unpack(stored.manifest, stored.image.rootfs.diff_ids)
         with view_of(self.store, chain) as root:
             yield root
