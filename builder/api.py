@@ -6,12 +6,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ContextError
+from builder.errors import ContextError, DockerfileError
 from builder.exporter import export_image, name_image
-from builder.frontend.convert import BuildPlan, unused_build_args
+from builder.frontend.convert import BuildPlan, platform_string, unused_build_args
 from builder.frontend.convert import plan as make_plan
 from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
-from builder.frontend.instructions import parse_dockerfile
+from builder.frontend.instructions import Run, parse_dockerfile
+from builder.graph.compile import BaseImages, compile_graph
+from builder.graph.plan import BuildGraph
 from builder.options import BuildOptions
 from builder.progress import Progress
 from builder.remotecache import (
@@ -50,6 +52,25 @@ def _base_chain(plan: BuildPlan, index: int) -> set[int]:
         out.add(base)
         base = plan.stages[base].base_stage
     return out
+
+
+def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
+    """Parse, plan and compile ``options``' Dockerfile into its op graph; ``images`` answers
+    for the base images of the stages the target needs (and only those)."""
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    host = host_platform()
+    plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
+                     build_platform=host, target_platform=options.platform or host,
+                     file=options.dockerfile_name)
+    for stage in plan.stages.values():
+        if stage.platform.architecture != host.architecture and any(
+                isinstance(i, Run) for i in stage.stage.instructions):
+            raise DockerfileError(
+                f"stage {stage.display} targets {platform_string(stage.platform)}: its RUN "
+                f"steps cannot execute on this {host.architecture} host (no emulation)",
+                stage.stage.from_.line, plan.file)
+    return compile_graph(plan, build_args=options.build_args, network=options.network,
+                         images=images, source_platform=options.platform)
 
 
 def build(store: BuildStore, options: BuildOptions, progress: Progress,

@@ -7,15 +7,17 @@ import os
 import sys
 from pathlib import Path
 
-from builder.api import build
+from builder.api import build, build_graph
 from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
+from builder.graph.render import render
 from builder.options import BuildOptions
 from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
 from builder.remotecache import parse_cache_spec
 from builder.runmounts import SecretSource, parse_secret_flag
+from builder.solver.images import ResolvedImages
 from builder.store import BuildStore
 from builder.transfer import RegistryAccess, add_registry_flags, settings_from
 from layerstore.compression import check as check_compression
@@ -64,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="push the image to its registry (same as --output type=registry)")
     p.add_argument("--pull", action="store_true",
                    help="always pull the base images, even when they are stored locally")
+    p.add_argument("--print-graph", action="store_true",
+                   help="print the op graph the build would run, and build nothing")
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
                    help="write the image digest and names as JSON (containerimage.digest)")
@@ -168,12 +172,29 @@ def _limit_cache(store: BuildStore) -> None:
                         extra_roots=cache_roots(store)))
 
 
+def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOptions) -> int:
+    """``--print-graph``: compile and print; base images are resolved (pulled if needed) for
+    their configs, nothing is built."""
+    progress = Progress("quiet" if args.quiet else args.progress)
+    try:
+        access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
+                                warn=lambda m: print(f"WARNING: {m}", file=sys.stderr),
+                                always_pull=args.pull)
+        graph = build_graph(options, ResolvedImages(access.images))
+    finally:
+        progress.close()
+    sys.stdout.write(render(graph))
+    return 0
+
+
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     options = options_from(args)
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    if args.print_graph:
+        return _print_graph(store, args, options)
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
