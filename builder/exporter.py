@@ -6,22 +6,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from builder.solver.state import StageState
+from builder.solver.results import StageResult
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, assemble_image
 
 
-def export_image(store: BuildStore, state: StageState, *, created: str,
+def export_image(store: BuildStore, result: StageResult, *, created: str,
                  labels: Mapping[str, str] | None = None,
                  extra: Mapping[str, Any] | None = None) -> StoredImage:
-    """Store the stage's image config (with ``extra`` top-level fields) and an OCI manifest
-    for its layers."""
-    if labels:
-        state.labels.update(labels)
-    image = state.to_image(created)
+    """Store the stage's image config (``labels`` added to its labels, ``extra`` top-level
+    fields added) and an OCI manifest for its layers."""
+    image = result.image(created)
+    if labels and image.config is not None:
+        merged = {**(image.config.labels or {}), **labels}
+        image = replace(image, config=replace(image.config, labels=dict(sorted(merged.items()))))
     if extra:
         image = replace(image, extra={**image.extra, **extra})
-    return assemble_image(store.content, image, state.layers)
+    return assemble_image(store.content, image, result.layers)
 
 
 def name_image(store: BuildStore, stored: StoredImage, tags: Sequence[str]) -> None:

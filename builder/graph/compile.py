@@ -139,7 +139,8 @@ class _Compiler:
             self.instruction(cursor, ins)
         return StageGraph(plan.index, plan.display, plan.platform, base, plan.base_stage,
                           base_image, f"FROM {base_title}", tuple(cursor.steps),
-                          cursor.config, line, frozenset(cursor.reads))
+                          cursor.config, line, frozenset(cursor.reads),
+                          plan.stage.name is not None)
 
     def triggers(self, triggers: tuple[str, ...], line: int) -> list[Instruction]:
         out: list[Instruction] = []

@@ -31,7 +31,8 @@ class StageGraph:
 
     ``base`` is an image or scratch source, or the ``root`` of stage ``base_stage``;
     ``base_image`` is the config of an image base (its history starts the stage's history).
-    ``reads`` are the stages it copies or mounts from."""
+    ``reads`` are the stages it copies or mounts from; ``named`` says whether it has an
+    ``AS`` name."""
 
     index: int
     display: str
@@ -44,6 +45,7 @@ class StageGraph:
     config: StageConfig
     from_line: int
     reads: frozenset[int] = frozenset()
+    named: bool = False
 
     @property
     def root(self) -> Op:
