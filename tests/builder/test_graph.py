@@ -15,6 +15,7 @@ from builder.graph.compile import compile_graph
 from builder.graph.ops import ContextSource, CopyOp, Exec, ImageSource
 from builder.graph.plan import BuildGraph
 from builder.graph.render import render
+from layerstore.errors import NotFound
 from layerstore.oci import Image, ImageConfig, Platform
 
 GOLDEN = Path(__file__).parent / "golden" / "graph"
@@ -143,7 +144,7 @@ def test_print_graph_builds_nothing(store_root: Path, tmp_path: Path,
     assert "copy on " in out and "mount cache /c id=/c" in out
     with BuildStore.open(store_root) as store:
         assert len(store.cache.records()) == before
-        with pytest.raises(Exception):  # noqa: B017
+        with pytest.raises(NotFound):
             store.images.get("graph-x")
 
 
