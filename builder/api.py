@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import ContextError, DockerfileError
+from builder.executor import Executor, NamespaceExecutor
 from builder.exporter import export_image, name_image
 from builder.frontend.convert import plan as make_plan
 from builder.frontend.convert import platform_string, unused_build_args
@@ -43,6 +46,12 @@ class BuildResult:
 def host_platform() -> Platform:
     """The platform RUN steps execute on."""
     return Platform(os="linux", architecture=host_architecture())
+
+
+def namespace_executor(output: Callable[[bytes], None] | None,
+                       cancel: threading.Event) -> Executor:
+    """The executor of RUN steps: a sandbox of namespaces (see :mod:`builder.executor`)."""
+    return NamespaceExecutor(output=output, cancel=cancel)
 
 
 def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
@@ -85,7 +94,7 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     try:
         with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
             solver = Solver(store, graph, options, progress, images, ignore, Path(scratch),
-                            remote)
+                            namespace_executor, remote)
             result = solver.solve()
     finally:
         for source in remote:

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar, cast
 
 from builder.errors import BuildError, DockerfileError, ExecError, ImageNotFound
-from builder.executor import Executor, NamespaceExecutor
 from builder.frontend.convert import platform_string
 from builder.frontend.dockerignore import DockerIgnore
 from builder.graph.ops import (
@@ -53,18 +53,19 @@ class BuildCancelled(BuildError):
     """Another stage failed, so this one stopped."""
 
 
-def namespace_executor(output: object, cancel: threading.Event) -> Executor:
-    """The default executor: a :class:`~builder.executor.NamespaceExecutor`."""
-    return NamespaceExecutor(output=output, cancel=cancel)  # type: ignore[arg-type]
+T = TypeVar("T")
 
 
 class Solver:
-    """Builds the stages of a :class:`BuildGraph` and returns the target stage's result."""
+    """Builds the stages of a :class:`BuildGraph` and returns the target stage's result.
+
+    RUN steps go to the :class:`~builder.executor.Executor` that ``executor`` makes for
+    each run (given where its output goes and the build's cancel event)."""
 
     def __init__(self, store: BuildStore, graph: BuildGraph, options: BuildOptions,
                  progress: Progress, images: ResolvedImages, ignore: DockerIgnore,
-                 scratch: Path, remote: tuple[CacheSource, ...] = (),
-                 executor: ExecutorFactory = namespace_executor) -> None:
+                 scratch: Path, executor: ExecutorFactory,
+                 remote: tuple[CacheSource, ...] = ()) -> None:
         self.store = store
         self.graph = graph
         self.options = options
@@ -182,7 +183,7 @@ class Solver:
 
     # -- ops ----------------------------------------------------------------------------
 
-    def _wait(self, future: Future[OpResult] | Future[StageResult]):  # type: ignore[no-untyped-def]
+    def _wait(self, future: Future[T]) -> T:
         """The future's result, giving up when the build is cancelled."""
         while True:
             try:
@@ -205,8 +206,7 @@ class Solver:
         """The result of ``op``, made here unless another thread makes or made it."""
         future, mine = self._claim(op)
         if not mine:
-            result: OpResult = self._wait(future)
-            return result
+            return self._wait(future)
         try:
             result = self._run(op, stage, use, vertex, command)
         except BaseException as exc:
@@ -222,15 +222,14 @@ class Solver:
             return self._source(op, line)
         owner = self._owner.get(op.digest, stage)
         if owner == stage:
-            return self._op(op, stage, True, None, "")  # type: ignore[arg-type]
+            return self._op(cast(FsOp, op), stage, True, None, "")
         with self._ops_changed:
             while op.digest not in self._ops:
                 if self.cancel.is_set():
                     raise BuildCancelled("cancelled")
                 self._ops_changed.wait(_POLL)
             future = self._ops[op.digest]
-        result: OpResult = self._wait(future)
-        return result
+        return self._wait(future)
 
     def _source(self, op: Op, line: int) -> OpResult:
         if isinstance(op, ScratchSource):
@@ -240,8 +239,7 @@ class Solver:
         assert isinstance(op, ImageSource)
         future, mine = self._claim(op)
         if not mine:
-            result: OpResult = self._wait(future)
-            return result
+            return self._wait(future)
         try:
             result = self._image(op, line)
         except BaseException as exc:
