@@ -1,0 +1,77 @@
+"""Builds through the op graph: shared ops run once, unused stages are never resolved, bad
+mounts fail before anything runs, cache keys follow the content ops read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.store import BuildStore
+from tests.builder.test_build import build, image_tree
+
+
+def _cache_keys(root: Path) -> set[str]:
+    with BuildStore.open(root) as store:
+        return {r.key for r in store.cache.records()}
+
+
+def test_op_shared_by_two_stages_runs_once(store_root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    shared = "RUN --mount=type=cache,target=/count,id=runs sh -c 'echo run >> /count/log'\n"
+    rc = build(store_root, ctx, (
+        "FROM busybox AS a\n" + shared + "RUN echo a > /a\n"
+        "FROM busybox AS b\n" + shared + "RUN echo b > /b\n"
+        "FROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n"
+        "RUN --mount=type=cache,target=/count,id=runs cp /count/log /runs\n"),
+        "-t", "shared:1", "--no-cache")
+    assert rc == 0
+    with image_tree(store_root, "shared:1") as (tree, _):
+        assert (tree / "runs").read_text() == "run\n"
+        assert (tree / "a").read_text() == "a\n" and (tree / "b").read_text() == "b\n"
+
+
+def test_unused_stage_base_is_never_resolved(store_root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    rc = build(store_root, ctx, (
+        "FROM registry.invalid/nowhere:1 AS docs\nRUN false\n"
+        "FROM busybox\nRUN echo ok > /ok\n"), "-t", "unused:1")
+    assert rc == 0
+    with image_tree(store_root, "unused:1") as (tree, _):
+        assert (tree / "ok").read_text() == "ok\n"
+
+
+def test_bad_mount_fails_before_anything_runs(store_root: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    before = _cache_keys(store_root)
+    rc = build(store_root, ctx, (
+        "FROM busybox\nRUN echo first > /first\n"
+        "RUN --mount=type=cache,target=/c,uid=nobody true\n"), "-t", "badmount:1")
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "Dockerfile:3: --mount=type=cache,target=/c,uid=nobody: invalid value 'nobody' " \
+        "for uid" in err
+    assert "RUN echo first" not in err
+    assert _cache_keys(store_root) == before  # not even the first RUN ran
+
+
+def test_bind_mount_source_content_is_in_the_key(store_root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "input.txt").write_text("one\n")
+    dockerfile = ("FROM busybox\n"
+                  "RUN --mount=type=bind,source=input.txt,target=/in cp /in /out\n")
+    assert build(store_root, ctx, dockerfile, "-t", "bind:1") == 0
+    assert build(store_root, ctx, dockerfile, "-t", "bind:2") == 0
+    (ctx / "input.txt").write_text("two\n")
+    assert build(store_root, ctx, dockerfile, "-t", "bind:3") == 0
+    with image_tree(store_root, "bind:2") as (tree, two):
+        assert (tree / "out").read_text() == "one\n"
+    with image_tree(store_root, "bind:1") as (_, one):
+        assert one.manifest.digest == two.manifest.digest  # cached
+    with image_tree(store_root, "bind:3") as (tree, _):
+        assert (tree / "out").read_text() == "two\n"
