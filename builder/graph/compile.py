@@ -38,6 +38,7 @@ from builder.graph.ops import (
     ExecMount,
     FsOp,
     ImageSource,
+    MergeOp,
     MkdirOp,
     Op,
     ScratchSource,
@@ -91,6 +92,7 @@ class _Stage:
 
     config: StageConfig
     root: Op
+    platform: Platform
     steps: list[Step] = field(default_factory=list)
     reads: set[int] = field(default_factory=set)
 
@@ -134,7 +136,7 @@ class _Compiler:
             base = ImageSource(ref, plan.platform)
             config = StageConfig.start(base_image, self.build_args)
             base_title = ref
-        cursor = _Stage(config, base)
+        cursor = _Stage(config, base, plan.platform)
         for ins in (*self.triggers(config.triggers, line), *plan.stage.instructions):
             self.instruction(cursor, ins)
         return StageGraph(plan.index, plan.display, plan.platform, base, plan.base_stage,
@@ -221,7 +223,7 @@ class _Compiler:
                   tuple(mounts), scripts, ins.line)
         return op, "RUN " + prefix + " ".join(args) + " # buildkit"
 
-    def copy(self, s: _Stage, ins: Copy | Add) -> tuple[CopyOp, str]:
+    def copy(self, s: _Stage, ins: Copy | Add) -> tuple[CopyOp | MergeOp, str]:
         keyword = "ADD" if isinstance(ins, Add) else "COPY"
         x = lambda w, what: self.x(s, w, ins.line, f"{keyword} {what}")  # noqa: E731
         names = {h.name for h in ins.heredocs}
@@ -243,8 +245,13 @@ class _Compiler:
         )
         urls = [src for src in sources if src.startswith(("http://", "https://"))]
         source = self.source(s, from_) if from_ is not None else ContextSource()
-        op = CopyOp(s.root, source, spec, cacheable=not urls or spec.checksum is not None,
-                    line=ins.line)
+        cacheable = not urls or spec.checksum is not None
+        op: CopyOp | MergeOp
+        if ins.link and dest.endswith("/") and _numeric_owner(spec.chown):
+            upper = CopyOp(ScratchSource(s.platform), source, spec, cacheable, ins.line)
+            op = MergeOp(s.root, upper, ins.line)
+        else:
+            op = CopyOp(s.root, source, spec, cacheable, ins.line)
         flags = []
         if from_:
             flags.append(f"--from={from_}")
@@ -260,6 +267,16 @@ class _Compiler:
         escape = self.scope.escape
         return tuple((h.name, (expand_heredoc(h.content, env, escape) if h.expand
                                else h.content).encode()) for h in docs)
+
+
+def _numeric_owner(chown: str | None) -> bool:
+    """Whether ``--chown`` needs no user database.
+
+    A ``COPY --link`` becomes a copy onto an empty filesystem merged onto the base when that
+    gives the same tree as a plain copy: its destination is a directory (ends in ``/``) and
+    its owner needs no names looked up (an empty filesystem has no ``/etc/passwd``).
+    Otherwise it is a plain copy."""
+    return chown is None or all(part.isdigit() for part in chown.split(":"))
 
 
 def _heredoc_name(source: str, names: set[str]) -> str | None:

@@ -152,7 +152,22 @@ class MkdirOp(Op):
         return (self.base,)
 
 
-FsOp = Exec | CopyOp | MkdirOp
+@dataclasses.dataclass(frozen=True)
+class MergeOp(Op):
+    """``COPY --link``: the layers ``upper`` made on an empty filesystem, stacked on
+    ``base`` as they are. ``upper``'s result does not depend on ``base``, so a changed base
+    reuses it (BuildKit's merge of a diff)."""
+
+    base: Op
+    upper: Op
+    line: int = dataclasses.field(default=0, compare=False)
+
+    def inputs(self) -> tuple[Op, ...]:
+        """See :class:`Op`."""
+        return (self.base, self.upper)
+
+
+FsOp = Exec | CopyOp | MkdirOp | MergeOp
 SourceOp = ScratchSource | ImageSource | ContextSource
 
 

@@ -16,6 +16,7 @@ from builder.graph.ops import (
     Exec,
     ExecMount,
     ImageSource,
+    MergeOp,
     MkdirOp,
     Op,
     ScratchSource,
@@ -86,6 +87,8 @@ def render_op(op: Op) -> list[str]:
         if not op.cacheable:
             flags.append("uncached")
         return [*lines, "    " + " ".join(flags)]
+    if isinstance(op, MergeOp):
+        return [f"{head} merge on {short(op.base)}: {short(op.upper)}"]
     assert isinstance(op, MkdirOp)
     return [f"{head} mkdir on {short(op.base)}: {op.path} user={op.user or '-'}"]
 

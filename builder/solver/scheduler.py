@@ -26,6 +26,7 @@ from builder.graph.ops import (
     CopyOp,
     FsOp,
     ImageSource,
+    MergeOp,
     Op,
     ScratchSource,
 )
@@ -215,14 +216,14 @@ class Solver:
         future.set_result(result)
         return result
 
-    def _input(self, op: Op, stage: int, line: int) -> OpResult:
+    def _input(self, op: Op, stage: int, line: int, use: bool) -> OpResult:
         """An input of an op of ``stage``: a source made now, or an op of another stage,
         waited for until that stage's thread has made it."""
         if isinstance(op, ImageSource | ScratchSource | ContextSource):
             return self._source(op, line)
         owner = self._owner.get(op.digest, stage)
         if owner == stage:
-            return self._op(cast(FsOp, op), stage, True, None, "")
+            return self._op(cast(FsOp, op), stage, use, None, "")
         with self._ops_changed:
             while op.digest not in self._ops:
                 if self.cancel.is_set():
@@ -269,10 +270,23 @@ class Solver:
                        for d, diff_id in zip(manifest.layers, diff_ids, strict=True))
         return OpResult(f"image:{stored.manifest.digest}", layers, chain)
 
+    def _merge(self, op: MergeOp, base: OpResult, upper: OpResult, key: str) -> OpResult:
+        """Stack the layers ``upper`` made on an empty filesystem onto ``base``."""
+        created = self.created()
+        if not upper.layers:
+            result = OpResult(key, base.layers, base.chain, created, True)
+        else:
+            layers = (*base.layers, *upper.layers)
+            chain = unpack_layers(self.store, [x.descriptor for x in layers],
+                                  [x.diff_id for x in layers])
+            result = OpResult(key, layers, chain, created, False)
+        self.cache.remember(result)
+        return result
+
     def _run(self, op: FsOp, stage: int, use: bool, vertex: Vertex | None,
              command: str) -> OpResult:
         """Make ``op``'s result: from a cache when its key is there, else by running it."""
-        inputs = [self._input(i, stage, op.line) for i in op.inputs()]
+        inputs = [self._input(i, stage, op.line, use) for i in op.inputs()]
         base = inputs[0]
         cacheable = not isinstance(op, CopyOp) or op.cacheable
         key = self.cache.key(op, inputs) if cacheable else None
@@ -280,6 +294,8 @@ class Solver:
             hit = self.cache.local(key, base) or self.cache.imported(key, base)
             if hit is not None:
                 return hit
+        if isinstance(op, MergeOp):
+            return self._merge(op, base, inputs[1], key or "")
         results = {i.digest: r for i, r in zip(op.inputs(), inputs, strict=True)}
 
         @contextmanager

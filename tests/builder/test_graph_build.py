@@ -75,3 +75,40 @@ def test_bind_mount_source_content_is_in_the_key(store_root: Path, tmp_path: Pat
         assert one.manifest.digest == two.manifest.digest  # cached
     with image_tree(store_root, "bind:3") as (tree, _):
         assert (tree / "out").read_text() == "two\n"
+
+
+def test_copy_link_layer_does_not_depend_on_the_base(store_root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    (ctx / "src").mkdir(parents=True)
+    (ctx / "src/app.txt").write_text("app\n")
+    template = ("FROM busybox\nRUN echo {} > /base\nWORKDIR /srv\n"
+                "COPY --link --chown=7:7 src/ /srv/app/\n")
+    assert build(store_root, ctx, template.format(1), "-t", "link:1") == 0
+    keys = _cache_keys(store_root)
+    assert build(store_root, ctx, template.format(2), "-t", "link:2") == 0
+    with image_tree(store_root, "link:1") as (tree, _):
+        assert (tree / "base").read_text() == "1\n"
+        assert (tree / "srv/app/app.txt").read_text() == "app\n"
+        assert (tree / "srv/app/app.txt").stat().st_uid == 7
+        assert (tree / "bin/busybox").exists()
+    with image_tree(store_root, "link:2") as (tree, _):
+        assert (tree / "base").read_text() == "2\n"
+        assert (tree / "srv/app/app.txt").read_text() == "app\n"
+    layers = [_layers(store_root, name) for name in ("link:1", "link:2")]
+    assert layers[0][-1] == layers[1][-1]  # the same COPY --link layer blob
+    assert layers[0][-3] != layers[1][-3]  # the RUN layers differ
+    # the copy onto an empty filesystem was reused, only the merge is new
+    new = _cache_keys(store_root) - keys
+    assert len(new) == 3  # RUN, WORKDIR and the merge; no new copy
+
+
+def _layers(root: Path, name: str) -> list[str]:
+    from layerstore.assembly import load_image
+    from layerstore.oci import Manifest
+    from layerstore.walk import load_manifest
+
+    with BuildStore.open(root) as store:
+        stored = load_image(store.content, store.images.get(name).target)
+        manifest = load_manifest(store.content, stored.manifest)
+        assert isinstance(manifest, Manifest)
+        return [str(d.digest) for d in manifest.layers]
