@@ -272,10 +272,11 @@ class _Compiler:
 def _numeric_owner(chown: str | None) -> bool:
     """Whether ``--chown`` needs no user database.
 
-    A ``COPY --link`` becomes a copy onto an empty filesystem merged onto the base when that
-    gives the same tree as a plain copy: its destination is a directory (ends in ``/``) and
-    its owner needs no names looked up (an empty filesystem has no ``/etc/passwd``).
-    Otherwise it is a plain copy."""
+    A ``COPY --link`` becomes a copy onto an empty filesystem merged onto the base when its
+    destination is a directory (ends in ``/``, so a file or symlink of the base cannot change
+    where things land) and its owner needs no names looked up (an empty filesystem has no
+    ``/etc/passwd``); as with BuildKit, parent directories the copy creates come from the
+    empty filesystem. Otherwise it is a plain copy."""
     return chown is None or all(part.isdigit() for part in chown.split(":"))
 
 
