@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ContextError, DockerfileError
+from builder.errors import BuildError, ContextError, DockerfileError
 from builder.executor import Executor, NamespaceExecutor
 from builder.exporter import export_image, name_image
+from builder.frontend.convert import BuildPlan, platform_string, unused_build_args
 from builder.frontend.convert import plan as make_plan
-from builder.frontend.convert import platform_string, unused_build_args
 from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
 from builder.frontend.instructions import Run, parse_dockerfile
 from builder.graph.compile import BaseImages, compile_graph
@@ -69,8 +71,29 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
                 f"stage {stage.display} targets {platform_string(stage.platform)}: its RUN "
                 f"steps cannot execute on this {host.architecture} host (no emulation)",
                 stage.stage.from_.line, plan.file)
+    if isinstance(images, ResolvedImages):
+        _prefetch(plan, images)
     return compile_graph(plan, build_args=options.build_args, network=options.network,
                          images=images, source_platform=options.platform)
+
+
+def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:
+    """Resolve (pull) the base images of the needed stages side by side; the compiler then
+    finds them resolved. A failure is left for the compiler to report at its FROM line."""
+    wanted = {(s.base_image, s.platform.os, s.platform.architecture, s.platform.variant):
+              (s.base_image, s.platform) for s in plan.stages.values()
+              if s.base_stage is None and s.base_image and s.base_image != "scratch"}
+    if len(wanted) < 2:
+        return
+
+    def fetch(ref: str, platform: Platform) -> None:
+        with contextlib.suppress(BuildError):
+            images.resolve(ref, platform)
+
+    with ThreadPoolExecutor(max_workers=min(4, len(wanted)),
+                            thread_name_prefix="pull") as pool:
+        for future in [pool.submit(fetch, ref, p) for ref, p in wanted.values()]:
+            future.result()
 
 
 def build(store: BuildStore, options: BuildOptions, progress: Progress,
