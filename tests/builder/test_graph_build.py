@@ -112,3 +112,15 @@ def _layers(root: Path, name: str) -> list[str]:
         manifest = load_manifest(store.content, stored.manifest)
         assert isinstance(manifest, Manifest)
         return [str(d.digest) for d in manifest.layers]
+
+
+def test_step_shared_by_stages_is_exported_with_each() -> None:
+    from builder.remotecache import CachedStep, StepLog
+
+    log = StepLog()
+    log.add(CachedStep("k1", (), "t", True, stage=0))
+    log.add(CachedStep("k1", (), "t", True, stage=2))
+    log.add(CachedStep("k2", (), "t", True, stage=1))
+    assert [s.key for s in log.steps({2})] == ["k1"]
+    assert [s.key for s in log.steps({1})] == ["k2"]
+    assert [s.key for s in log.steps()] == ["k1", "k2"]
