@@ -47,9 +47,9 @@ def _mount(m: ExecMount) -> str:
     if isinstance(spec, TmpfsSpec):
         return f"tmpfs {spec.target}" + (f" size={spec.size}" if spec.size else "")
     assert isinstance(spec, SecretSpec)
-    return (f"secret id={spec.id} target={spec.target} env={spec.env} "
-            f"required={str(spec.required).lower()} mode={spec.mode:o} uid={spec.uid} "
-            f"gid={spec.gid}")
+    where = "".join(f" {k}={v}" for k, v in (("target", spec.target), ("env", spec.env)) if v)
+    return (f"secret id={spec.id}{where} required={str(spec.required).lower()} "
+            f"mode={spec.mode:o} uid={spec.uid} gid={spec.gid}")
 
 
 def render_op(op: Op) -> list[str]:
