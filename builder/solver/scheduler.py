@@ -10,6 +10,7 @@ the rest.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Iterator
@@ -94,10 +95,11 @@ class Solver:
     def solve(self) -> StageResult:
         """Build every stage of the graph; the first failure cancels the rest and is
         raised."""
-        with ThreadPoolExecutor(max_workers=len(self.graph.stages),
+        with ThreadPoolExecutor(max_workers=len(self.graph.stages) + 1,
                                 thread_name_prefix="stage") as pool:
             for index, stage in self.graph.stages.items():
                 self.stages[index] = pool.submit(self._stage, stage)
+            pool.submit(self._prefetch)
             try:
                 wait(self.stages.values(), return_when=FIRST_EXCEPTION)
             except BaseException:
@@ -114,6 +116,19 @@ class Solver:
                 assert first is not None
                 raise first
         return self.stages[self.graph.target].result()
+
+    def _prefetch(self) -> None:
+        """Resolve and unpack the images steps read (``COPY --from=image``, ``--mount
+        from=image``) while the stages run; a failure is raised to the step that reads
+        the image."""
+        for stage in self.graph.stages.values():
+            for step in stage.steps:
+                for source in step.op.inputs()[1:] if step.op is not None else ():
+                    if self.cancel.is_set():
+                        return
+                    if isinstance(source, ImageSource):
+                        with contextlib.suppress(Exception):
+                            self._source(source, step.line)
 
     # -- one stage ----------------------------------------------------------------------
 

@@ -124,3 +124,25 @@ def test_step_shared_by_stages_is_exported_with_each() -> None:
     assert [s.key for s in log.steps({2})] == ["k1"]
     assert [s.key for s in log.steps({1})] == ["k2"]
     assert [s.key for s in log.steps()] == ["k1", "k2"]
+
+
+def test_copy_from_a_missing_image_names_its_line(store_root: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    rc = build(store_root, ctx, "FROM busybox\nRUN true\nCOPY --from=ghost:1 /x /x\n",
+               "-t", "ghost:1")
+    assert rc != 0
+    assert "Dockerfile:3: --from=ghost:1: no stage or image named 'ghost:1'" in \
+        capsys.readouterr().err
+
+
+def test_copy_from_an_image_while_stages_run(store_root: Path, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    rc = build(store_root, ctx, "FROM scratch AS a\nCOPY --from=busybox /bin/busybox /bb\n"
+               "FROM busybox\nRUN echo b > /b\nCOPY --from=a /bb /bin/bb\n"
+               "COPY --from=busybox /bin/busybox /bin/bb2\n", "-t", "fromimg:1")
+    assert rc == 0
+    with image_tree(store_root, "fromimg:1") as (tree, _):
+        assert (tree / "bin/bb").read_bytes() == (tree / "bin/bb2").read_bytes()
