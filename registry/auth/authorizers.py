@@ -67,6 +67,12 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _description(text: str) -> str:
+    """``text`` as an RFC 6750 ``error_description``: printable ASCII without ``"`` and
+    ``\\``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:500]
+
+
 class Logins:
     """Checks passwords and refresh tokens, throttled per user and client address
     (:mod:`registry.auth.throttle`), and knows each user's principal."""
@@ -158,13 +164,16 @@ class TokenAuthorizer:
         """The token endpoint's URL as this client should reach it."""
         return self.realm or absolute_url(request, "/token")
 
-    def _challenge(self, request: Request, scopes: Sequence[Scope], error: str = "") -> str:
+    def _challenge(self, request: Request, scopes: Sequence[Scope], error: str = "",
+                   description: str = "") -> str:
         parts = [f'Bearer realm="{_quote(self.realm_for(request))}"',
                  f'service="{_quote(self.service)}"']
         if scopes:
             parts.append(f'scope="{" ".join(str(s) for s in scopes)}"')
         if error:
             parts.append(f'error="{error}"')
+        if description:
+            parts.append(f'error_description="{_description(description)}"')
         return ",".join(parts)
 
     def unauthorized(self, request: Request, scopes: Sequence[Scope], message: str,
@@ -200,9 +209,11 @@ class TokenAuthorizer:
         else:
             message, detail = f"access denied: {found.reason}", [found.record()]
         if who.anonymous or found is None:
+            # Docker shows a challenge's error_description rather than the body's message.
+            description = "" if found is None else message
             return RegistryError(DENIED, message, status=401, detail=detail,
                                  headers={"WWW-Authenticate": self._challenge(
-                                     request, scopes, "insufficient_scope")})
+                                     request, scopes, "insufficient_scope", description)})
         return RegistryError(DENIED, message, detail=detail)
 
     def visible(self, identity: Identity, repository: str) -> bool:
