@@ -4,7 +4,9 @@
 endpoint: no or a bad token is 401 UNAUTHORIZED with a ``WWW-Authenticate: Bearer
 realm=…,service=…,scope=…`` challenge; a valid token that lacks an action is DENIED, with
 status 401 and ``error="insufficient_scope"`` when asking again could help (the rules would
-grant it, or the token is anonymous) and 403 when it could not.
+grant it, or the token is anonymous) and 403 when it could not. A DENIED error names the
+repository, the action and why (:mod:`registry.auth.explain`) in its message and detail,
+and in the challenge's ``error_description`` when the rules refuse.
 
 :class:`BasicAuthorizer` checks HTTP basic credentials on every request against the same
 users and rules (verified credentials are remembered for a minute, until the users change);
