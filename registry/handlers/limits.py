@@ -29,14 +29,24 @@ def free_bytes(path: Path) -> int:
 
 
 def _refuse(ctx: Context, message: str, detail: dict[str, object]) -> RegistryError:
+    # Closing the connection stops the server from reading (and dropping) the rest.
     return RegistryError(SIZE_INVALID, message, status=TOO_LARGE,
-                         detail={"repository": ctx.name, **detail})
+                         detail={"repository": ctx.name, **detail},
+                         headers={"Connection": "close"})
+
+
+def _announced(ctx: Context) -> int | None:
+    """``Content-Length`` however long (the handlers' reader ignores absurdly long ones)."""
+    value = ctx.request.headers.get("content-length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def check_upload_size(ctx: Context, length: int | None, start: int | None = None) -> None:
     """Refuse (413 SIZE_INVALID) an upload to ``ctx.name`` announcing ``length`` more bytes
     from offset ``start`` when the blob would exceed ``max_blob_bytes`` or the bytes the
     store's free space less ``min_free_bytes``; ``length`` ``None`` or 0 passes."""
+    if length is None:
+        length = _announced(ctx)
     if not length:
         return
     settings: Settings = ctx.services.settings

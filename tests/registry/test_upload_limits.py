@@ -57,7 +57,11 @@ def raw_request(proc: RegistryProcess, method: str, path: str, headers: dict[str
             chunk = s.recv(65536)
             assert chunk, "connection closed in the middle of the answer"
             rest += chunk
-        return Answer(int(lines[0].split()[1]), fields, rest[:length])
+        status = int(lines[0].split()[1])
+        if status == 413:
+            assert fields.get("connection") == "close"
+            assert s.recv(65536) == b"", "the server keeps reading the refused body"
+        return Answer(status, fields, rest[:length])
 
 
 def ingest_bytes(root: Path) -> int:
@@ -142,7 +146,30 @@ def test_more_than_the_free_space_is_refused(tmp_path: Path) -> None:
             r = c.post("/v2/limits/free/blobs/uploads/")
             assert r.status_code == 202
     with ours(root) as proc:
-        answer = raw_request(proc, "POST", "/v2/limits/free/blobs/uploads/?digest="
-                             + sha256(b"x"), {"Content-Length": str(10**17)})
-        assert answer.status == 413
-        assert "bytes free beyond min_free_bytes = 1073741824" in str(answer.error()["message"])
+        for announced in (10**17, 10**19 - 1):
+            answer = raw_request(proc, "POST", "/v2/limits/free/blobs/uploads/?digest="
+                                 + sha256(b"x"), {"Content-Length": str(announced)})
+            assert answer.status == 413
+            assert "bytes free beyond min_free_bytes = 1073741824" in str(
+                answer.error()["message"])
+            assert answer.error()["detail"]["announced"] == announced  # type: ignore[index]
+
+
+def test_an_httpx_client_streaming_a_terabyte_gets_the_answer(
+        limited: tuple[RegistryProcess, Path]) -> None:
+    proc, root = limited
+    before = ingest_bytes(root)
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(1024):
+            sent += 64 * 1024
+            yield b"x" * (64 * 1024)
+
+    with httpx.Client(base_url=proc.url, timeout=30) as c:
+        r = c.post("/v2/limits/stream/blobs/uploads/", params={"digest": sha256(b"x")},
+                   content=body(), headers={"Content-Length": str(TERABYTE)})
+    assert r.status_code == 413 and r.json()["errors"][0]["code"] == "SIZE_INVALID"
+    assert sent < 64 * 1024 * 1024
+    assert ingest_bytes(root) == before
