@@ -188,9 +188,11 @@ def policy_summary(settings: Settings) -> str:
     if settings.authorizer:
         return f"access: decided by the authorizer {settings.authorizer}"
     if settings.auth_mode == "none":
-        return ("access: open (auth none): every client may pull, push and delete every "
-                "repository; the access rules are not used")
-    return f"access: {summary(_policy_of(settings))}"
+        actions = "pull" if settings.read_only else (
+            "pull, push and delete" if settings.delete_enabled else "pull and push")
+        return (f"access: open (auth none): every client may {actions} every repository; "
+                "the access rules are not used")
+    return f"access: {summary(_policy_of(settings))} (registry policy show prints it)"
 
 
 def _policy(settings: Settings, args: argparse.Namespace) -> int:

@@ -70,8 +70,7 @@ def summary(policy: AccessPolicy) -> str:
         parts.append(f"admins {', '.join(policy.admins)}")
     if policy.groups:
         parts.append(f"{len(policy.groups)} group{'s' if len(policy.groups) != 1 else ''}")
-    return (f"explicit policy ({'; '.join(parts)}): only what a rule grants is allowed "
-            "(registry policy show lists it)")
+    return f"explicit policy ({'; '.join(parts)}): only what a rule grants is allowed"
 
 
 def _grantees(rule: AccessRule) -> str:
@@ -105,7 +104,7 @@ def render(policy: AccessPolicy, who: Principal | None = None) -> list[str]:
                          for r in policy.rules])
         lines.append("anything else: nothing")
         return lines
-    lines.append(_who(who) if who.subject is not None else "anonymous clients")
+    lines.append(_who(who))
     if policy.is_admin(who):
         lines += _table([("**", ",".join(ACTIONS), "admin")])
         return lines

@@ -190,3 +190,10 @@ def test_policy_show(tmp_path: Path) -> None:
     stranger = registry_cli("policy", "show", "--root", str(root), "--user", "zed")
     assert stranger.returncode == 0 and "no user 'zed'" in stranger.stderr
     assert "user zed" in stranger.stdout
+
+
+def test_an_open_registry_says_so_when_it_starts(tmp_path: Path) -> None:
+    with ours(tmp_path / "root", env={"REGISTRY_DELETE_ENABLED": "false"}) as proc:
+        log = proc.log()
+    assert ("access: open (auth none): every client may pull and push every repository; the "
+            "access rules are not used") in log
