@@ -13,12 +13,14 @@ from builder.commands.prune import cache_roots, execute, parse_size, plan, shrin
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
 from builder.options import BuildOptions
+from builder.outputformat import build_compression, codec_level, convert_image
 from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
 from builder.remotecache import parse_cache_spec
 from builder.runmounts import SecretSource, parse_secret_flag
 from builder.store import BuildStore
 from builder.transfer import RegistryAccess, add_registry_flags, settings_from
+from layerstore.assembly import StoredImage
 from layerstore.compression import check as check_compression
 from layerstore.errors import InvalidArgument
 from layerstore.oci import Platform
@@ -169,6 +171,29 @@ def target_platform(text: str) -> Platform:
     return platform
 
 
+def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
+                             ) -> BuildOptions:
+    """Build the layers the way the outputs ask (the first one that names a compression)."""
+    compression, level = build_compression([o.layers for o in outputs if o.type != "docker"],
+                                           options.compression)
+    return replace(options, compression=compression,
+                   compression_level=codec_level(compression, level))
+
+
+def _output_image(store: BuildStore, image: StoredImage, out: OutputSpec,
+                  built_with: str, tags: tuple[str, ...]) -> StoredImage:
+    """The image as ``out`` writes it. A docker archive holds uncompressed layer tars, so
+    only an image or OCI output is converted; an image output not pushed names the
+    converted image locally."""
+    if out.type not in ("image", "oci") or out.layers.is_default:
+        return image
+    converted = convert_image(store.content, image, out.layers, built_with)
+    if out.type == "image" and not out.push:
+        for name in out.names or tags:
+            store.images.put(name, converted.manifest)
+    return converted
+
+
 DEFAULT_CACHE_LIMIT = "20GB"
 AUTO_PRUNE_GRACE = 3600.0
 
@@ -195,6 +220,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
@@ -213,8 +239,12 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             v.done()
         if outputs:
             v = progress.vertex("exporting outputs")
-            pushed = write_outputs(store, result.image, result.chain, result.tags, outputs,
-                                   push=access.push)
+            pushed = []
+            for out in outputs:
+                image = _output_image(store, result.image, out, options.compression,
+                                      result.tags)
+                pushed += write_outputs(store, image, result.chain, result.tags, [out],
+                                        push=access.push)
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()

@@ -295,6 +295,7 @@ def _step(ctx: StepContext, state: StageState, vertex: Vertex | None,
                 vertex.cached()
             return
     made = commit_change(ctx.store, state, work, compression=ctx.options.compression,
+                         level=ctx.options.compression_level,
                          source_date_epoch=ctx.options.source_date_epoch)
     created = ctx.created()
     if key is not None:
