@@ -5,5 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 echo "== ruff check"
 .venv/bin/ruff check .
+echo "== mypy layerstore (strict)"
+.venv/bin/mypy layerstore
 echo "== pytest"
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
