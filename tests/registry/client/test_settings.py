@@ -12,6 +12,8 @@ import pytest
 from registry.client import ClientSettings, ConfigurationError, load_settings
 from registry.client.transport import tls_context
 
+pytestmark = pytest.mark.unit
+
 
 def test_load_a_daemon_json(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
