@@ -25,6 +25,7 @@ from builder.commands.save import (
     write_oci_archive,
 )
 from builder.errors import BuildError
+from builder.outputformat import LayerFormat, check_attributes, parse_layer_format
 from builder.store import BuildStore, view_of
 from layerstore.assembly import StoredImage
 from layerstore.docker_archive import write_docker_archive
@@ -35,13 +36,15 @@ TYPES = ("docker", "oci", "local", "tar", "registry", "image")
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One ``--output``: its type, destination, image names and remaining attributes."""
+    """One ``--output``: its type, destination, image names, remaining attributes and the
+    layer format they ask for."""
 
     type: str
     dest: str | None = None
     names: tuple[str, ...] = ()
     push: bool = False
     attrs: dict[str, str] = field(default_factory=dict)
+    layers: LayerFormat = field(default_factory=LayerFormat)
 
 
 def parse_output(text: str) -> OutputSpec:
@@ -62,6 +65,8 @@ def parse_output(text: str) -> OutputSpec:
     dest = attrs.pop("dest", None)
     names = tuple(n for n in attrs.pop("name", "").split(",") if n)
     push = attrs.pop("push", "false").lower() in ("1", "true", "yes")
+    check_attributes(kind, attrs, f"--output {text!r}")
+    layers = parse_layer_format(attrs, f"--output {text!r}")
     if kind == "registry":
         kind, push = "image", True
     if kind in ("local",) and not dest:
@@ -69,7 +74,7 @@ def parse_output(text: str) -> OutputSpec:
     if kind in ("docker", "oci") and not dest:
         raise BuildError(f"--output {text!r}: type={kind} needs dest=FILE (the image is "
                          "stored locally anyway)")
-    return OutputSpec(kind, dest, names, push, attrs)
+    return OutputSpec(kind, dest, names, push, attrs, layers)
 
 
 Pusher = Callable[[StoredImage, str], str]

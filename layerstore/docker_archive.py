@@ -193,7 +193,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 def _add_layer(tar: tarfile.TarFile, store: ContentStore, digest: Digest, diff_id: Digest,
                name: str) -> None:
     with tempfile.TemporaryFile() as spool:
-        hasher = DigestingWriter(spool)  # type: ignore[arg-type]
+        hasher = DigestingWriter(spool)
         with store.reader(digest) as blob:
             plain = decompress_reader(blob)
             while chunk := plain.read(CHUNK):

@@ -130,7 +130,7 @@ def run_spec(image: LocalImage, rootfs: Path, argv: tuple[str, ...],
     if not workdir.startswith("/"):
         raise BuildError(f"the working directory {workdir!r} must be an absolute path")
     return RunSpec(args=argv, env=env, cwd=workdir, user=f"{user.uid}:{user.gid}",
-                   groups=user.additional_gids,
+                   groups=user.process_groups,
                    hostname=hostname, network=args.network)
 
 

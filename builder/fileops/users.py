@@ -36,6 +36,15 @@ class ResolvedUser:
     gid: int
     additional_gids: tuple[int, ...] = ()
 
+    @property
+    def process_groups(self) -> tuple[int, ...]:
+        """The supplementary groups a process of this user runs with: the primary gid first
+        (unless already listed), then the additional gids, as BuildKit and docker set them
+        (``id`` prints ``groups=1000`` for a user whose only group is gid 1000)."""
+        if self.gid in self.additional_gids:
+            return self.additional_gids
+        return (self.gid, *self.additional_gids)
+
 
 @dataclass(frozen=True)
 class PasswdEntry:

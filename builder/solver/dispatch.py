@@ -295,6 +295,7 @@ def _step(ctx: StepContext, state: StageState, vertex: Vertex | None,
                 vertex.cached()
             return
     made = commit_change(ctx.store, state, work, compression=ctx.options.compression,
+                         level=ctx.options.compression_level,
                          source_date_epoch=ctx.options.source_date_epoch)
     created = ctx.created()
     if key is not None:
@@ -403,7 +404,7 @@ def _run(ctx: StepContext, state: StageState, ins: Run, vertex: Vertex | None) -
                         secrets=ctx.options.secrets, line=ins.line, file=ctx.file,
                         ignore=ctx.ignore) as plan:
             spec = RunSpec(args=args, env=env + plan.env, cwd=cwd, user=f"{ids.uid}:{ids.gid}",
-                           groups=ids.additional_gids,
+                           groups=ids.process_groups,
                            network=network,  # type: ignore[arg-type]
                            extra_mounts=(*extra, *plan.mounts))
             result = NamespaceExecutor(output=output, cancel=ctx.cancel).run(spec, rootfs)

@@ -24,7 +24,8 @@ def _empty_upper(upper: Path) -> bool:
 
 
 def commit_change(store: BuildStore, state: StageState, work: Callable[[Path], None], *,
-                  compression: str, source_date_epoch: int | None) -> bool:
+                  compression: str, source_date_epoch: int | None,
+                  level: int | None = None) -> bool:
     """Run ``work(rootfs)`` on a writable snapshot of the stage's filesystem and commit what
     it changed as a new layer; return False (and add nothing) when nothing changed.
 
@@ -40,7 +41,7 @@ def commit_change(store: BuildStore, state: StageState, work: Callable[[Path], N
         if _empty_upper(upper):
             return False
         layer = write_upper(upper, store.content, compression,
-                            source_date_epoch=source_date_epoch)
+                            source_date_epoch=source_date_epoch, level=level)
         chain = (str(layer.diff_id) if state.chain is None else
                  str(chain_ids([Digest.parse(state.chain), layer.diff_id])[-1]))
         with contextlib.suppress(AlreadyExists):

@@ -194,7 +194,7 @@ class RootResolver:
                 if p in good or (p.startswith(prefix) and self._real(p, good, bad))]
 
     def _real(self, path: str, good: set[str], bad: set[str]) -> bool:
-        chain = []
+        chain: list[str] = []
         current = path
         while current not in good:
             if current in bad or len(current) <= len(self.root):

@@ -153,7 +153,7 @@ def _describe(m: Mount, target: str) -> str:
 def _fail(action: str, err: int) -> MountError:
     name = errno.errorcode.get(err, str(err))
     exc = MountError(f"{action} failed: {os.strerror(err)} ({name})")
-    exc.errno = err  # type: ignore[attr-defined]  # lets callers test for a specific errno
+    exc.errno = err
     return exc
 
 

@@ -32,6 +32,8 @@ from registry.auth.users import UserError, UserStore, hash_password, verify_pass
 from registry.config import ConfigError, Settings, load_settings
 from registry.errors import RegistryError
 
+pytestmark = pytest.mark.unit
+
 # Rules.
 
 
