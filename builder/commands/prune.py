@@ -22,6 +22,7 @@ from layerstore.assembly import load_image
 from layerstore.content.store import ContentStore
 from layerstore.digest import Digest, chain_ids
 from layerstore.errors import FailedPrecondition, LayerstoreError, NotFound, Unavailable
+from layerstore.mountinfo import mountinfo
 from layerstore.oci import Descriptor, MediaType
 from layerstore.snapshots.snapshotter import Kind, SnapshotInfo
 from layerstore.walk import children
@@ -281,17 +282,13 @@ def _mounted(store: BuildStore, keys: list[str]) -> set[str]:
     roots: set[tuple[int, int]] = set()
     dev = os.stat(store.snapshots.root).st_dev
     device = f"{os.major(dev)}:{os.minor(dev)}"
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        lines = f.read().splitlines()
-    for line in lines:
-        fields = line.split()
-        sep = fields.index("-")
-        if fields[sep + 1] == "overlay" and len(fields) > sep + 3:
-            uppers.update(_unescape(o[len("upperdir="):]) for o in fields[sep + 3].split(",")
-                          if o.startswith("upperdir="))
-        elif fields[2] == device:
+    for mi in mountinfo():
+        upper = mi.super_option("upperdir") if mi.fstype == "overlay" else None
+        if upper is not None:
+            uppers.add(upper)
+        elif mi.device == device:
             try:
-                st = os.stat(_unescape(fields[4]))
+                st = os.stat(mi.mount_point)
             except OSError:
                 continue
             roots.add((st.st_dev, st.st_ino))
@@ -305,17 +302,3 @@ def _mounted(store: BuildStore, keys: list[str]) -> set[str]:
         if str(upper) in uppers or (st.st_dev, st.st_ino) in roots:
             busy.add(key)
     return busy
-
-
-def _unescape(text: str) -> str:
-    """Undo mountinfo's octal escapes (``\\040`` for a space)."""
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and text[i + 1:i + 4].isdigit():
-            out.append(chr(int(text[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
