@@ -31,6 +31,7 @@ from pathlib import Path
 from builder.errors import BuildError
 from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
 from layerstore import syscalls
+from layerstore.rootpath import resolve as resolve_path
 from layerstore.syscalls import (
     MS_BIND,
     MS_NODEV,
@@ -102,17 +103,12 @@ def _parse_user(user: str) -> tuple[int, int]:
 
 
 def _inside(rootfs: Path, path: str) -> Path:
-    """``path`` (absolute, container view) under ``rootfs``; refuses symlinks and ``..`` on
-    the way so a mount can never land outside the rootfs."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise BuildError(f"mount target {path!r} must not contain '..'")
-    current = rootfs
-    for part in parts:
-        current = current / part
-        if current.is_symlink():
-            raise BuildError(f"mount target {path!r} crosses a symlink in the rootfs")
-    return current
+    """``path`` (absolute, container view) under ``rootfs``, every component resolved inside
+    the rootfs (:func:`layerstore.rootpath.resolve`), so a mount never lands outside it."""
+    try:
+        return resolve_path(rootfs, path)
+    except OSError as exc:
+        raise BuildError(f"mount target {path!r}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)

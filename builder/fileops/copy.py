@@ -39,11 +39,11 @@ from pathlib import Path
 from builder.errors import BuildError, DockerfileError
 from builder.fileops.chmod import ModeSpec, parse_chmod
 from builder.fileops.download import download, is_git_source, is_url, parse_checksum
-from builder.fileops.rootpath import clean, relative_to_root, resolve
 from builder.fileops.sources import Source, contains_wildcards, select_sources
 from builder.fileops.unpack import is_archive, unpack
 from builder.fileops.users import resolve_chown
 from builder.frontend.dockerignore import DockerIgnore, IgnorePattern
+from layerstore.rootpath import clean, relative_to_root, resolve
 
 __all__ = ["CopySpec", "copy_into"]
 
