@@ -9,10 +9,8 @@ run ends, so nothing the command wrote is kept.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,8 +21,7 @@ from builder.executor import NamespaceExecutor, RunSpec
 from builder.fileops.users import read_passwd, resolve_user
 from builder.store import BuildStore, temp_key, unpack_layers
 from layerstore.assembly import host_architecture
-from layerstore.errors import NotFound
-from layerstore.snapshots.mount import mounted
+from layerstore.snapshots.session import mounted_snapshot
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -71,20 +68,10 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         print(f"WARNING: image {args.image} is for {platform.architecture}; this machine is "
               f"{host_architecture()}", file=sys.stderr)
     chain = unpack_layers(store, image.layers, platform.rootfs.diff_ids)
-    key = temp_key("active")
-    mounts = store.snapshots.prepare(key, chain)
-    try:
-        target = Path(tempfile.mkdtemp(prefix="run-", dir=store.tmp))
-        try:
-            with mounted(mounts, target) as rootfs:
-                spec = run_spec(image, rootfs, argv, args)
-                result = NamespaceExecutor().run(spec, rootfs)
-        finally:
-            with contextlib.suppress(OSError):
-                target.rmdir()
-    finally:
-        with contextlib.suppress(NotFound):
-            store.snapshots.remove(key)
+    with mounted_snapshot(store.snapshots, temp_key("active"), chain,
+                          temp_dir=store.tmp) as rootfs:
+        spec = run_spec(image, rootfs, argv, args)
+        result = NamespaceExecutor().run(spec, rootfs)
     return result.exit_code
 
 

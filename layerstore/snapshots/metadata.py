@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from layerstore.errors import (
     AlreadyExists,
@@ -76,7 +77,7 @@ class SnapshotRecord:
         )
 
 
-def _record(row: tuple) -> SnapshotRecord:
+def _record(row: tuple[Any, ...]) -> SnapshotRecord:
     sid, name, kind, parent_id, parent, labels, created, updated = row
     return SnapshotRecord(
         id=sid,
