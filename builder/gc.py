@@ -216,9 +216,9 @@ def _mounted(store: BuildStore, keys: list[str]) -> set[str]:
     dev = os.stat(store.snapshots.root).st_dev
     device = f"{os.major(dev)}:{os.minor(dev)}"
     for mi in mountinfo():
-        upper = mi.super_option("upperdir") if mi.fstype == "overlay" else None
-        if upper is not None:
-            uppers.add(upper)
+        upperdir = mi.super_option("upperdir") if mi.fstype == "overlay" else None
+        if upperdir is not None:
+            uppers.add(upperdir)
         elif mi.device == device:
             try:
                 st = os.stat(mi.mount_point)

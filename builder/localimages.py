@@ -125,8 +125,8 @@ def find_image(store: BuildStore, ref: str) -> LocalImage:
             raise BuildError(f"image ID prefix {ref!r} is ambiguous: it matches "
                              f"{', '.join(sorted(i[7:19] for i in ids))}")
         if found:
-            names = tuple(sorted(n for img in found for n in img.names))
-            return LocalImage(names, found[0].target, found[0].stored, found[0].layers)
+            all_names = tuple(sorted(n for img in found for n in img.names))
+            return LocalImage(all_names, found[0].target, found[0].stored, found[0].layers)
         if ref.startswith("sha256:"):
             raise BuildError(f"no image with ID {ref}")
     try:
