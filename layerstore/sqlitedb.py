@@ -21,12 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from layerstore.errors import FailedPrecondition, InvalidArgument
+from layerstore.errors import FailedPrecondition, InvalidArgument, Unavailable
 
-__all__ = ["BUSY_TIMEOUT", "Schema", "connect", "migrate", "open_database", "schema_version"]
+__all__ = ["BUSY_TIMEOUT", "Schema", "connect", "is_busy", "migrate", "open_database",
+           "schema_version"]
 
 #: Seconds a statement waits for another connection's write lock before failing.
 BUSY_TIMEOUT = 30.0
+_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,18 @@ def connect(
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.DatabaseError as err:
         conn.close()
+        if is_busy(err):
+            raise Unavailable(f"{what} {str(path)!r} is busy: {err}") from None
         raise InvalidArgument(f"cannot use {str(path)!r} as the {what}: {err}") from None
     if mode != "wal":
         conn.close()
         raise FailedPrecondition(f"{what} {str(path)!r} cannot use WAL mode (got {mode!r})")
     return conn
+
+
+def is_busy(err: sqlite3.Error) -> bool:
+    """Whether ``err`` means another connection holds a lock (SQLITE_BUSY, SQLITE_LOCKED)."""
+    return getattr(err, "sqlite_errorcode", None) in _BUSY_CODES
 
 
 def schema_version(conn: sqlite3.Connection) -> int | None:
@@ -138,6 +147,8 @@ def open_database(
         migrate(conn, schema, path=path)
     except sqlite3.DatabaseError as err:
         conn.close()
+        if is_busy(err):
+            raise Unavailable(f"{schema.what} {str(path)!r} is busy: {err}") from None
         raise InvalidArgument(f"cannot use {str(path)!r} as the {schema.what}: {err}") from None
     except BaseException:
         conn.close()

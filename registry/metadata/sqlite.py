@@ -48,7 +48,6 @@ __all__ = ["HOT_QUERIES", "SCHEMA_VERSION", "ConnectionSettings", "SqliteMetadat
 
 SCHEMA_VERSION = 1
 _MIN_SQLITE = (3, 37, 0)  # STRICT tables
-_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 _SCHEMA_V1 = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT",
@@ -132,10 +131,6 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced and remembers the process it belongs to."""
 
     generation: int = 0
-
-
-def _is_busy(err: sqlite3.Error) -> bool:
-    return getattr(err, "sqlite_errorcode", None) in _BUSY_CODES
 
 
 @functools.lru_cache(maxsize=8192)
@@ -518,7 +513,7 @@ class SqliteMetadataStore:
         try:
             sqlitedb.migrate(self._conn(), _SCHEMA, path=self._path)
         except sqlite3.OperationalError as err:
-            if _is_busy(err):
+            if sqlitedb.is_busy(err):
                 raise self._busy(err) from err
             raise
 
@@ -536,7 +531,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as err:
-            if _is_busy(err):
+            if sqlitedb.is_busy(err):
                 raise self._busy(err) from err
             raise
 
@@ -545,7 +540,7 @@ class SqliteMetadataStore:
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.OperationalError as err:
-            if _is_busy(err):
+            if sqlitedb.is_busy(err):
                 raise self._busy(err) from err
             raise
 
