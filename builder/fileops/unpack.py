@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from builder.errors import DockerfileError
-from layerstore.archive.reader import Applier, TarReader
+from layerstore.archive.reader import Applier, TarReader, is_tar_header
 from layerstore.compression import decompress_reader
 from layerstore.errors import LayerstoreError
 
@@ -34,20 +34,6 @@ BLOCK = 512
 def _decompressed(path: Path) -> Iterator[BinaryIO]:
     with open(path, "rb") as raw:
         yield decompress_reader(raw)
-
-
-def _valid_header(block: bytes) -> bool:
-    """True when ``block`` is a tar header with a correct checksum."""
-    if len(block) < BLOCK or block == bytes(BLOCK):
-        return False
-    field = block[148:156].split(b"\x00", 1)[0].strip(b" ")
-    try:
-        stored = int(field, 8)
-    except ValueError:
-        return False
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
-    return stored in (unsigned, signed)
 
 
 def is_archive(path: Path) -> bool:
@@ -64,7 +50,7 @@ def is_archive(path: Path) -> bool:
                 head += data
     except Exception:  # any decompression failure means "not an archive", as in BuildKit
         return False
-    return _valid_header(head)
+    return is_tar_header(head)
 
 
 def unpack(archive: Path, dest: Path, *, owner: tuple[int, int] | None = None,

@@ -112,6 +112,17 @@ def _parse_pax(data: bytes, offset: int) -> dict[str, bytes]:
     return records
 
 
+def is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a (non-zero) tar header block with a correct checksum."""
+    if len(block) < BLOCK or block[:BLOCK] == _ZERO_BLOCK:
+        return False
+    try:
+        TarReader._check_sum(block[:BLOCK], 0)
+    except InvalidArgument:
+        return False
+    return True
+
+
 class TarReader:
     """Iterates the entries of a tar stream; bodies are read with :meth:`copy_body`.
 
