@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import ContextError
-from builder.exporter import export_image, name_image
+from builder.exporters.image import export_image, name_image
 from builder.frontend.convert import BuildPlan, unused_build_args
 from builder.frontend.convert import plan as make_plan
 from builder.frontend.dockerignore import DockerIgnore, find_dockerignore

@@ -30,9 +30,9 @@ from typing import Literal
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor.protocol import BindMount, TmpfsMount
-from builder.fileops.rootpath import resolve as resolve_path
 from builder.frontend.dockerignore import DockerIgnore
 from builder.treecopy import copy_tree, filtered_tree, remove_tree
+from layerstore.rootpath import resolve as resolve_path
 
 Sharing = Literal["shared", "private", "locked"]
 

@@ -9,9 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from builder.api import build, host_platform
-from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
+from builder.commands.prune import parse_size
+from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
+from builder.gc import auto_prune
 from builder.options import BuildOptions
 from builder.outputformat import build_compression, codec_level, convert_image
 from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
@@ -19,7 +21,7 @@ from builder.progress import Progress
 from builder.remotecache import parse_cache_spec
 from builder.runmounts import SecretSource, parse_secret_flag
 from builder.store import BuildStore
-from builder.transfer import RegistryAccess, add_registry_flags, settings_from
+from builder.transfer import RegistryAccess
 from layerstore.assembly import StoredImage
 from layerstore.compression import check as check_compression
 from layerstore.errors import InvalidArgument
@@ -207,11 +209,7 @@ def _limit_cache(store: BuildStore) -> None:
         limit = parse_size(text)
     except argparse.ArgumentTypeError as exc:
         raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
-    if store.cache.total_size() <= limit:
-        return
-    shrink_cache(store, limit)
-    execute(store, plan(store, blobs=True, grace=AUTO_PRUNE_GRACE,
-                        extra_roots=cache_roots(store)))
+    auto_prune(store, limit, AUTO_PRUNE_GRACE)
 
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:

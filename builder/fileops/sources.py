@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import DockerfileError
-from builder.fileops.rootpath import resolve, split
 from builder.frontend.dockerignore import DockerIgnore
+from layerstore.rootpath import resolve, split
 
 __all__ = ["BadPattern", "Source", "contains_wildcards", "list_directory", "match",
            "select_sources"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import DockerfileError
-from builder.fileops.rootpath import resolve
+from layerstore.rootpath import resolve
 
 __all__ = ["GroupEntry", "PasswdEntry", "ResolvedUser", "read_group", "read_passwd",
            "resolve_chown", "resolve_user"]
