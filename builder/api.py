@@ -12,7 +12,7 @@ from pathlib import Path
 
 from builder.errors import BuildError, ContextError, DockerfileError
 from builder.executor import Executor, NamespaceExecutor
-from builder.exporter import export_image, name_image
+from builder.exporters.image import export_image, name_image
 from builder.frontend.convert import BuildPlan, platform_string, unused_build_args
 from builder.frontend.convert import plan as make_plan
 from builder.frontend.dockerignore import DockerIgnore, find_dockerignore

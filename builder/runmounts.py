@@ -27,7 +27,6 @@ from pathlib import Path
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor.protocol import BindMount, TmpfsMount
-from builder.fileops.rootpath import resolve as resolve_path
 from builder.frontend.dockerignore import DockerIgnore
 from builder.graph.mounts import (
     BindSpec,
@@ -39,6 +38,7 @@ from builder.graph.mounts import (
     parse_mount,
 )
 from builder.treecopy import copy_tree, filtered_tree, remove_tree
+from layerstore.rootpath import resolve as resolve_path
 
 __all__ = [
     "MAX_SECRET_SIZE", "BindSpec", "CacheMount", "MountPlan", "RunMount", "SecretSource",

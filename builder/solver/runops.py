@@ -109,7 +109,7 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
                         sources=lambda name: views(by_name[name]), secrets=ws.secrets,
                         line=op.line, file=ws.file, ignore=ws.ignore) as plan:
             spec = RunSpec(args=op.args, env=op.env + plan.env, cwd=op.cwd,
-                           user=f"{ids.uid}:{ids.gid}", groups=ids.additional_gids,
+                           user=f"{ids.uid}:{ids.gid}", groups=ids.process_groups,
                            network=op.network,  # type: ignore[arg-type]
                            extra_mounts=(*scripts, *plan.mounts))
             result = ws.executor(output, ws.cancel).run(spec, rootfs)

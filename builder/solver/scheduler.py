@@ -323,7 +323,8 @@ class Solver:
             lambda rootfs: run_op(self.workspace, op, rootfs, views, command,
                                   vertex.log if vertex is not None else None),
             compression=self.options.compression,
-            source_date_epoch=self.options.source_date_epoch)
+            source_date_epoch=self.options.source_date_epoch,
+            level=self.options.compression_level)
         created = self.created()
         layers = base.layers if layer is None else (*base.layers, layer)
         if key is None:

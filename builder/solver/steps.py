@@ -24,11 +24,12 @@ def _empty_upper(upper: Path) -> bool:
 
 
 def commit_change(store: BuildStore, parent: str | None, work: Callable[[Path], None], *,
-                  compression: str, source_date_epoch: int | None
-                  ) -> tuple[Layer | None, str | None]:
+                  compression: str, source_date_epoch: int | None,
+                  level: int | None = None) -> tuple[Layer | None, str | None]:
     """Run ``work(rootfs)`` on a writable snapshot of ``parent`` (a committed chainID, None
-    for an empty filesystem) and commit what it changed as a new layer; return the layer and
-    the new chainID, or None and ``parent`` when nothing changed.
+    for an empty filesystem) and commit what it changed as a new layer (``compression`` at
+    ``level``); return the layer and the new chainID, or None and ``parent`` when nothing
+    changed.
 
     The new snapshot is named by the chainID of the resulting layer stack, so a stack built
     twice (or unpacked from an image) is stored once. On any failure the snapshot is removed.
@@ -42,7 +43,7 @@ def commit_change(store: BuildStore, parent: str | None, work: Callable[[Path], 
         if _empty_upper(upper):
             return None, parent
         layer = write_upper(upper, store.content, compression,
-                            source_date_epoch=source_date_epoch)
+                            source_date_epoch=source_date_epoch, level=level)
         chain = (str(layer.diff_id) if parent is None else
                  str(chain_ids([Digest.parse(parent), layer.diff_id])[-1]))
         with contextlib.suppress(AlreadyExists):
