@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from builder.errors import DockerfileError
 from builder.frontend.convert import expand
@@ -161,9 +162,10 @@ def _maintainer(s: Scope, c: StageConfig, ins: Maintainer) -> Result:
     return replace(c, author=author), f"MAINTAINER {author}"
 
 
-_Handler = Callable[[Scope, StageConfig, Instruction], Result]
-CONFIG_STEPS: dict[type, _Handler] = {
+_Handler = Callable[[Scope, StageConfig, Any], Result]
+#: The config-only instructions, each with the function that applies it.
+CONFIG_STEPS: dict[type[Instruction], _Handler] = {
     Env: _env, Arg: _arg, Label: _label, Expose: _expose, Volume: _volume, User: _user,
     Stopsignal: _stopsignal, Shell: _shell, Healthcheck: _healthcheck, Cmd: _cmd,
     Entrypoint: _entrypoint, Onbuild: _onbuild, Maintainer: _maintainer,
-}  # type: ignore[dict-item]  # fmt: skip
+}

@@ -19,6 +19,7 @@ from builder.errors import DockerfileError, ExecError
 from builder.executor import BindMount, Executor, RunSpec
 from builder.fileops import ResolvedUser, copy_into, resolve_path, resolve_user
 from builder.frontend.dockerignore import DockerIgnore
+from builder.graph.mounts import BindSpec, CacheMount
 from builder.graph.ops import ContextSource, CopyOp, Exec, FsOp, MkdirOp, Op
 from builder.runmounts import SecretSource, run_mounts
 
@@ -59,8 +60,10 @@ def run_op(ws: Workspace, op: FsOp, rootfs: Path, views: Views, command: str,
             copy_into(op.spec, root, rootfs,
                       ignore=ws.ignore if isinstance(op.source, ContextSource) else None,
                       scratch=ws.scratch)
-    else:
+    elif isinstance(op, MkdirOp):
         _mkdir(ws, op, rootfs)
+    else:
+        raise TypeError(f"{type(op).__name__} is not run on a root filesystem")
 
 
 def user_ids(rootfs: Path, user: str, line: int, file: str) -> ResolvedUser:
@@ -95,10 +98,11 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
           output: Callable[[bytes], None] | None) -> None:
     ids = user_ids(rootfs, op.user, op.line, ws.file)
     by_name = {m.spec.from_: m.source for m in op.mounts
-               if getattr(m.spec, "from_", None) is not None and m.source is not None}
+               if isinstance(m.spec, BindSpec | CacheMount) and m.spec.from_ is not None
+               and m.source is not None}
     ws.scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="run-", dir=ws.scratch) as tmp:
-        scripts = []
+        scripts: list[BindMount] = []
         for script in op.scripts:
             path = Path(tmp) / f"heredoc-{len(scripts)}"
             path.write_text(script.content)
