@@ -17,7 +17,7 @@ from builder.store import BuildStore
 class Command(Protocol):
     """What every module in this package provides."""
 
-    def register(self, sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def register(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         """Add the command's parser to ``sub``."""
         ...
 

@@ -21,7 +21,7 @@ from layerstore.oci import History
 CREATED_BY_WIDTH = 45
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``history`` to the subcommands."""
     parser = sub.add_parser(
         "history", help="show the history of an image",

@@ -20,7 +20,7 @@ from builder.store import BuildStore
 from layerstore.images import split_name
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``images`` to the subcommands."""
     parser = sub.add_parser(
         "images", help="list images",

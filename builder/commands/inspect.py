@@ -18,7 +18,7 @@ CONFIG_FIELDS = ("User", "ExposedPorts", "Env", "Entrypoint", "Cmd", "Volumes", 
                  "Labels", "StopSignal", "Healthcheck", "OnBuild", "Shell")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``inspect`` to the subcommands."""
     parser = sub.add_parser(
         "inspect", help="show the details of images",

@@ -13,7 +13,7 @@ from builder.store import BuildStore
 from layerstore.layout import REF_NAME
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``load`` to the subcommands."""
     parser = sub.add_parser(
         "load", help="load images from a tar archive",

@@ -13,7 +13,7 @@ from registry.client.errors import ClientError
 from registry.client.settings import load_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``login`` to the subcommands."""
     parser = sub.add_parser(
         "login", help="log in to a registry",

@@ -11,7 +11,7 @@ from registry.client.errors import ClientError
 from registry.client.settings import load_settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``logout`` to the subcommands."""
     parser = sub.add_parser(
         "logout", help="log out from a registry",

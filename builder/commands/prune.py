@@ -11,7 +11,7 @@ from builder.gc import prune
 from builder.store import BuildStore
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``prune`` to the subcommands."""
     parser = sub.add_parser(
         "prune", help="remove what no named image needs",

@@ -14,7 +14,7 @@ from builder.store import BuildStore
 from builder.transfer import PullingImages
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``pull``."""
     p = sub.add_parser("pull", help="pull an image from a registry",
                        description="Download NAME (docker's reference syntax: debian, "

@@ -12,7 +12,7 @@ from builder.store import BuildStore
 from builder.transfer import push_image
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``push``."""
     p = sub.add_parser("push", help="push an image to a registry",
                        description="Upload NAME (blobs the registry has are skipped) to the "

@@ -11,7 +11,7 @@ from builder.store import BuildStore
 from layerstore.errors import LayerstoreError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``rmi`` to the subcommands."""
     parser = sub.add_parser(
         "rmi", help="remove image names",

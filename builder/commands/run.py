@@ -13,7 +13,7 @@ from builder.store import BuildStore
 from layerstore.assembly import host_architecture
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``run`` to the subcommands."""
     parser = sub.add_parser(
         "run", help="run a command in a new container",

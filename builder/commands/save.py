@@ -19,7 +19,7 @@ from builder.store import BuildStore
 from layerstore.layout import REF_NAME, LayoutEntry
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``save`` to the subcommands."""
     parser = sub.add_parser(
         "save", help="save images to a tar archive",

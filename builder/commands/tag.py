@@ -9,7 +9,7 @@ from builder.commands.common import check_name, familiar_name, find_image
 from builder.store import BuildStore
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``tag`` to the subcommands."""
     parser = sub.add_parser(
         "tag", help="name an image",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from builder.errors import DockerfileError, ImageNotFound
 from builder.fileops import CopySpec
@@ -47,7 +47,12 @@ from builder.graph.ops import (
 from builder.graph.plan import BuildGraph, StageGraph, Step
 from layerstore.oci import Image, Platform
 
+if TYPE_CHECKING:
+    from builder.executor.protocol import Network
+
 __all__ = ["BaseImages", "compile_graph", "describe"]
+
+_NETWORKS: dict[str, Network] = {"default": "default", "none": "none", "host": "host"}
 
 
 class BaseImages(Protocol):
@@ -198,11 +203,11 @@ class _Compiler:
 
     def run(self, s: _Stage, ins: Run) -> tuple[Exec, str]:
         c = s.config
-        network = self.x(s, ins.network, ins.line, "RUN --network") if ins.network else \
+        asked = self.x(s, ins.network, ins.line, "RUN --network") if ins.network else \
             self.network
-        if network not in ("default", "none", "host"):
-            raise self.fail(f"RUN --network={network}: expected default, none or host",
-                            ins.line)
+        network = _NETWORKS.get(asked)
+        if network is None:
+            raise self.fail(f"RUN --network={asked}: expected default, none or host", ins.line)
         if ins.security not in (None, "sandbox"):
             raise self.fail(f"RUN --security={ins.security} is not supported (only sandbox)",
                             ins.line)

@@ -19,7 +19,7 @@ from typing import Literal
 from builder.errors import DockerfileError
 
 Sharing = Literal["shared", "private", "locked"]
-
+_SHARING: dict[str, Sharing] = {"shared": "shared", "private": "private", "locked": "locked"}
 
 
 @dataclass(frozen=True)
@@ -186,10 +186,10 @@ def parse_mount(text: str, *, line: int | None, file: str = "Dockerfile",
         return BindSpec(target, options.get("source", "/"), from_, writable is True)
     if kind == "tmpfs":
         return TmpfsSpec(target, value_of.size())
-    sharing = options.get("sharing", "shared").lower()
-    if sharing not in ("shared", "private", "locked"):
+    sharing = _SHARING.get(options.get("sharing", "shared").lower())
+    if sharing is None:
         raise fail(f"invalid sharing {options['sharing']!r} (expected shared, private or locked)")
-    return CacheMount(target, options.get("id", ""), sharing,  # type: ignore[arg-type]
+    return CacheMount(target, options.get("id", ""), sharing,
                       from_, options.get("source", "/"), value_of.mode(0o755),
                       value_of.number("uid"), value_of.number("gid"), writable is False)
 

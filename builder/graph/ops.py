@@ -12,11 +12,14 @@ import dataclasses
 import hashlib
 import json
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.fileops import CopySpec
 from builder.graph.mounts import BindSpec, RunMount
 from layerstore.oci import Platform
+
+if TYPE_CHECKING:
+    from builder.executor.protocol import Network
 
 #: Fields that say where something was written, not what it does.
 _NOT_DIGESTED = frozenset({"line", "file"})
@@ -110,7 +113,7 @@ class Exec(Op):
     env: tuple[str, ...]
     cwd: str
     user: str
-    network: str
+    network: Network
     mounts: tuple[ExecMount, ...] = ()
     scripts: tuple[Script, ...] = ()
     line: int = dataclasses.field(default=0, compare=False)

@@ -4,15 +4,15 @@ in-memory blobs, and blobs copied from another store."""
 from __future__ import annotations
 
 import uuid
-from typing import BinaryIO
 
+from layerstore.compression import ByteSource
 from layerstore.content.store import ContentStore
 from layerstore.digest import CHUNK, Digest
 from layerstore.errors import DigestMismatch, InvalidArgument
 from layerstore.oci import Descriptor
 
 
-def write_stream(store: ContentStore, stream: BinaryIO, *, expected: Digest | None = None,
+def write_stream(store: ContentStore, stream: ByteSource, *, expected: Digest | None = None,
                  size: int | None = None, ref: str | None = None) -> Digest:
     """Copy ``stream`` into an ingest in 1 MiB reads and commit it; return the digest.
 

@@ -145,7 +145,10 @@ def _read_htpasswd(path: Path) -> dict[str, User]:
     return users
 
 
-def _signature(path: Path | None) -> tuple[int, int, int] | None:
+_Signature = tuple[int, int, int] | None
+
+
+def _signature(path: Path | None) -> _Signature:
     if path is None:
         return None
     try:
@@ -163,7 +166,7 @@ class UserStore:
         self.path = directory / USERS_FILE
         self.htpasswd = htpasswd
         self._lock = threading.Lock()
-        self._seen: tuple[Any, Any] | None = None
+        self._seen: tuple[_Signature, _Signature] | None = None
         self._users: dict[str, User] = {}
         self.generation = 0
 
@@ -171,7 +174,8 @@ class UserStore:
         seen = (_signature(self.path), _signature(self.htpasswd))
         with self._lock:
             if seen != self._seen:
-                users = _read_htpasswd(self.htpasswd) if seen[1] is not None else {}
+                users = (_read_htpasswd(self.htpasswd)
+                         if self.htpasswd is not None and seen[1] is not None else {})
                 users.update(_read_users(self.path))
                 self._users, self._seen = users, seen
                 self.generation += 1

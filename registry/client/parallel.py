@@ -25,9 +25,9 @@ def run_all(jobs: Sequence[Job[_T]], workers: int) -> list[_T]:
         futures = [pool.submit(job, cancel) for job in jobs]
         try:
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in futures if f in done and f.exception() is not None]
-            if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+            errors = [e for f in futures if f in done and (e := f.exception()) is not None]
+            if errors:
+                raise errors[0]
         except BaseException:
             cancel.set()
             for future in futures:
@@ -36,4 +36,4 @@ def run_all(jobs: Sequence[Job[_T]], workers: int) -> list[_T]:
         return [f.result() for f in futures]
 
 
-__all__ = ["run_all"]
+__all__ = ["Job", "run_all"]

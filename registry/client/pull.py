@@ -18,7 +18,7 @@ from registry.client.credentials import CredentialSource
 from registry.client.download import download_blob
 from registry.client.errors import ClientError, ProtocolError
 from registry.client.manifests import FetchedManifest, fetch_manifest, select_platform
-from registry.client.parallel import run_all
+from registry.client.parallel import Job, run_all
 from registry.client.progress import ProgressCallback
 from registry.client.reference import Reference, parse_reference
 from registry.client.settings import ClientSettings
@@ -78,10 +78,12 @@ def pull_from(transport: Transport, ref: Reference, store: ContentStore, platfor
     assert isinstance(manifest, Manifest)
     blobs = _unique([manifest.config, *manifest.layers])
     workers = transport.settings.max_concurrency
-    run_all([
-        lambda cancel, desc=desc: download_blob(transport, repository, desc, store,
-                                                progress=progress, cancel=cancel)
-        for desc in blobs], workers)
+
+    def job(desc: Descriptor) -> Job[bool]:
+        return lambda cancel: download_blob(transport, repository, desc, store,
+                                            progress=progress, cancel=cancel)
+
+    run_all([job(desc) for desc in blobs], workers)
     put_bytes(store, image.raw, image.descriptor.digest)
     if index is not None:
         put_bytes(store, top.raw, index.digest)

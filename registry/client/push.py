@@ -22,7 +22,7 @@ from registry.client.catalog import head_manifest
 from registry.client.credentials import CredentialSource
 from registry.client.errors import ClientError, DigestMismatch, NotFound
 from registry.client.manifests import put_manifest
-from registry.client.parallel import run_all
+from registry.client.parallel import Job, run_all
 from registry.client.progress import ProgressCallback
 from registry.client.reference import Reference, parse_reference
 from registry.client.settings import ClientSettings
@@ -115,11 +115,12 @@ def push_with(transport: Transport, store: ContentStore, manifest: Descriptor,
                            f"in the local store nor in {ref.name} on the registry",
                            registry=ref.registry)
     blobs = list(plan.blobs.values())
-    run_all([
-        lambda cancel, desc=desc: upload_blob(transport, repository, desc, store,
-                                              scopes=scopes, mount_from=sources,
-                                              progress=progress, cancel=cancel)
-        for desc in blobs], transport.settings.max_concurrency)
+
+    def job(desc: Descriptor) -> Job[str]:
+        return lambda cancel: upload_blob(transport, repository, desc, store, scopes=scopes,
+                                          mount_from=sources, progress=progress, cancel=cancel)
+
+    run_all([job(desc) for desc in blobs], transport.settings.max_concurrency)
     *children, (top, raw) = plan.manifests
     for desc, child_raw in children:
         put_manifest(transport, repository, str(desc.digest), desc.media_type, child_raw,

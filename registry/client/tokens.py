@@ -48,7 +48,7 @@ def request_token(transport: Transport, challenge: Challenge, scopes: Sequence[s
         params.extend(("scope", s) for s in scopes)
         auth = (creds.username, creds.password) if creds is not None and creds.username \
             else None
-        return client.get(realm, params=params, auth=auth)
+        return client.get(realm, params=tuple(params), auth=auth)
 
     started = time.monotonic()
     response = transport.retrying(ask, "token", url=realm)

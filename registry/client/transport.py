@@ -348,6 +348,7 @@ class Transport:
         challenge = self._pick(parse_challenges(response.headers.get_list("www-authenticate")))
         if challenge is None:
             return response
+        retry_with: str | None
         if challenge.scheme == "bearer":
             refused = authorization[7:] if authorization and authorization.startswith(
                 "Bearer ") else None

@@ -14,7 +14,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
 
@@ -32,7 +32,7 @@ from registry.client.progress import (
     ProgressCallback,
     report,
 )
-from registry.client.transport import RETRY_STATUSES, Transport
+from registry.client.transport import RETRY_STATUSES, Body, Transport
 
 OCTET_STREAM = "application/octet-stream"
 _RANGE_RE = re.compile(r"^(?:bytes[= ])?\s*\d+-(\d+)")
@@ -85,9 +85,12 @@ class BlobUpload:
             raise Cancelled(f"upload of {self.what} stopped")
 
     def _request(self, method: str, path: str, *, ok: Sequence[int], retry: bool = True,
-                 **kwargs: object) -> httpx.Response:
+                 params: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None,
+                 body: Body | None = None) -> httpx.Response:
         return self.transport.request(method, path, what=self.what, scopes=self.scopes,
-                                      ok=ok, retry=retry, **kwargs)  # type: ignore[arg-type]
+                                      params=params, headers=headers, body=body,
+                                      ok=ok, retry=retry)
 
     def exists(self) -> bool:
         """HEAD the blob in the repository."""
