@@ -27,8 +27,8 @@ else
 fi
 echo "== ruff check"
 .venv/bin/ruff check .
-echo "== mypy layerstore (strict)"
-.venv/bin/mypy layerstore
+echo "== mypy layerstore (strict), builder"
+.venv/bin/mypy layerstore builder
 echo "== pytest"
 if [ "$unit" = 1 ]; then
   exec .venv/bin/python -m pytest -p no:cacheprovider -m unit "$@"
