@@ -5,26 +5,19 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from builder import buildkey
 from builder.errors import ContextError
-from builder.exporter import export_image, name_image
-from builder.frontend.convert import BuildPlan, unused_build_args
-from builder.frontend.convert import plan as make_plan
-from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
-from builder.frontend.instructions import parse_dockerfile
 from builder.options import BuildOptions
 from builder.progress import Progress
-from builder.remotecache import (
-    INLINE_KEY,
-    cache_manifest,
-    inline_cache,
-)
-from builder.solver.scheduler import Solver
 from builder.store import BuildStore
-from builder.transfer import RegistryAccess
 from layerstore.assembly import StoredImage, host_architecture, timestamp
 from layerstore.oci import Platform
-from registry.client.settings import ClientSettings
+
+if TYPE_CHECKING:
+    from builder.frontend.convert import BuildPlan
+    from builder.transfer import RegistryAccess
 
 
 @dataclass(frozen=True)
@@ -58,8 +51,37 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     :class:`~builder.errors.BuildError` (nothing is named) when any step fails."""
     if not options.context.is_dir():
         raise ContextError(f"build context {options.context} is not a directory")
-    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
     host = host_platform()
+    if access is None:
+        from builder.transfer import RegistryAccess
+        from registry.client.settings import ClientSettings
+
+        access = RegistryAccess(store, ClientSettings())
+    key = buildkey.compute(store, options, host) if buildkey.eligible(options) else None
+    if key is not None and (hit := buildkey.lookup(store, key, access.images, progress)):
+        for tag in options.tags:  # as exporter.name_image, without importing the exporter
+            store.images.put(tag, hit.image.manifest)
+        return BuildResult(hit.image, options.tags, hit.warnings, hit.chain)
+    first_step = len(progress.steps())
+    result = _build(store, options, progress, access, host)
+    if key is not None:
+        buildkey.record(store, key, result.image, result.chain, result.warnings,
+                        access.images, progress.steps()[first_step:])
+    return result
+
+
+def _build(store: BuildStore, options: BuildOptions, progress: Progress,
+           access: RegistryAccess, host: Platform) -> BuildResult:
+    """The build itself: plan, solve, export and name."""
+    from builder.exporter import export_image, name_image
+    from builder.frontend.convert import plan as make_plan
+    from builder.frontend.convert import unused_build_args
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.frontend.instructions import parse_dockerfile
+    from builder.remotecache import INLINE_KEY, cache_manifest, inline_cache
+    from builder.solver.scheduler import Solver
+
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
     plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
                      build_platform=host, target_platform=options.platform or host,
                      file=options.dockerfile_name)
@@ -70,7 +92,6 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     ignore_file = find_dockerignore(options.context, options.dockerfile_path or
                                     options.context / "Dockerfile")
     ignore = DockerIgnore.load(ignore_file)
-    access = access or RegistryAccess(store, ClientSettings())
     remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
     try:
         with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:

@@ -83,6 +83,7 @@ class PullingImages:
         self._local = LocalImages(store)
         self._lock = threading.Lock()
         self._done: dict[tuple[str, str], StoredImage] = {}
+        self._platforms: dict[tuple[str, str], Platform] = {}
         self.pulled: list[str] = []
 
     def resolve(self, ref: str, platform: Platform) -> StoredImage:
@@ -97,7 +98,13 @@ class PullingImages:
                 return self._done[key]
             image = self._resolve(reference, platform)
             self._done[key] = image
+            self._platforms[key] = platform
             return image
+
+    def resolved(self) -> list[tuple[str, Platform, StoredImage]]:
+        """Every reference resolved so far, with the platform asked for and the image."""
+        with self._lock:
+            return [(key[0], self._platforms[key], image) for key, image in self._done.items()]
 
     def _resolve(self, reference: Reference, platform: Platform) -> StoredImage:
         name = local_name(reference)
