@@ -6,20 +6,18 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.api import build
-from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
 from builder.errors import BuildError
-from builder.frontend.convert import parse_platform
 from builder.options import BuildOptions
-from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
-from builder.remotecache import parse_cache_spec
-from builder.runmounts import SecretSource, parse_secret_flag
 from builder.store import BuildStore
-from builder.transfer import RegistryAccess, add_registry_flags, settings_from
-from layerstore.compression import check as check_compression
-from layerstore.errors import InvalidArgument
+from builder.transfer import add_registry_flags
+
+if TYPE_CHECKING:
+    from builder.runmounts import SecretSource
+
+# The rest is imported where it is used: a fully cached rebuild needs little of it.
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -108,6 +106,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"cannot read the Dockerfile {dockerfile_path}: {exc}") from None
     build_args = _pairs(args.build_arg, "--build-arg", True)
     secrets: dict[str, SecretSource] = {}
+    if args.secret:
+        from builder.runmounts import parse_secret_flag
     for item in args.secret:
         secret = parse_secret_flag(item)
         secrets[secret.id] = secret
@@ -121,10 +121,15 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
                              "seconds") from None
     platform = None
     if args.platform:
+        from builder.frontend.convert import parse_platform
+
         try:
             platform = parse_platform(args.platform)
         except ValueError as exc:
             raise BuildError(f"--platform: {exc}") from None
+    from layerstore.compression import check as check_compression
+    from layerstore.errors import InvalidArgument
+
     try:
         compression = check_compression(args.compression)
     except InvalidArgument as exc:
@@ -136,6 +141,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             split_name(tag)
         except InvalidArgument as exc:
             raise BuildError(f"-t {tag}: {exc}") from None
+    if args.cache_from or args.cache_to:
+        from builder.remotecache import parse_cache_spec
     return BuildOptions(
         context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
@@ -156,6 +163,8 @@ def _limit_cache(store: BuildStore) -> None:
     """Keep the build cache under ``$PYBUILD_CACHE_MAX`` (default 20GB): past it, the least
     recently used steps are forgotten and what only they held is removed (anything younger
     than an hour stays, for builds running at the same time)."""
+    from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
+
     text = os.environ.get("PYBUILD_CACHE_MAX") or DEFAULT_CACHE_LIMIT
     try:
         limit = parse_size(text)
@@ -170,7 +179,12 @@ def _limit_cache(store: BuildStore) -> None:
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
+    from builder.api import build
+    from builder.transfer import RegistryAccess, settings_from
+
     options = options_from(args)
+    if args.output or args.push:
+        from builder.outputs import OutputSpec, parse_output, write_outputs
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
@@ -203,6 +217,8 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     if args.iidfile:
         args.iidfile.write_text(image_id)
     if args.metadata_file:
+        from builder.outputs import write_metadata
+
         write_metadata(args.metadata_file, result.image, result.tags)
     if args.quiet:
         print(image_id)
