@@ -41,6 +41,7 @@ FORMAT = 1
 """Bumped whenever what a build makes from the same inputs changes."""
 
 _URL = re.compile(r"(?i)\b(?:https?|git)://|git@")
+_CONTINUATION = re.compile(r"[\\`][ \t]*\r?\n")
 _FROM_STEP = re.compile(r"^\[[^\]]*\] FROM ")
 
 
@@ -64,12 +65,25 @@ class Shortcut:
     warnings: tuple[str, ...]
 
 
+def _may_add_url(text: str, values: Sequence[str]) -> bool:
+    """Whether an ADD (or ONBUILD ADD) in ``text`` may name a URL: one written in it, or a
+    variable while a URL appears anywhere in the file or the build args."""
+    url_anywhere = bool(_URL.search(text)) or any(_URL.search(v) for v in values)
+    for line in _CONTINUATION.sub(" ", text).splitlines():
+        words = line.split(None, 2)
+        if words and words[0].upper() == "ONBUILD":
+            words = words[1:]
+        if words and words[0].upper() == "ADD" and (
+                _URL.search(line) or ("$" in line and url_anywhere)):
+            return True
+    return False
+
+
 def eligible(options: BuildOptions) -> bool:
     """Whether a build with these options may take the short cut at all."""
     if options.no_cache or options.no_cache_filter or options.cache_to:
         return False
-    texts = [options.dockerfile_text, *options.build_args.values()]
-    return not any(_URL.search(t) for t in texts)
+    return not _may_add_url(options.dockerfile_text, list(options.build_args.values()))
 
 
 def _stat_cache_path(store: BuildStore, context: Path) -> Path:
@@ -186,7 +200,7 @@ def record(store: BuildStore, key: str, image: StoredImage, chain: str | None,
     resolved = []
     for ref, platform, stored in resolved_fn():
         config = stored.image.config
-        if config is not None and any(_URL.search(t) for t in config.on_build or ()):
+        if config is not None and _may_add_url("\n".join(config.on_build or ()), ()):
             return
         resolved.append(Resolved(ref, platform.os, platform.architecture, platform.variant,
                                  str(stored.manifest.digest)))

@@ -186,3 +186,20 @@ def test_pull_re_resolves_a_changed_base(seeded: Path, tmp_path: Path,
     assert ran(build(consumer, ctx, capfd, "-t", "c:1", "--pull", *flags)) == {"RAN-one"}
     with image_tree(consumer, "c:1") as (tree, _):
         assert (tree / "seen").read_text() == "v2\n"
+
+
+def test_add_of_a_url_never_takes_the_short_cut() -> None:
+    from builder.buildkey import eligible
+    from builder.options import BuildOptions
+
+    def options(text: str, **args: str) -> BuildOptions:
+        return BuildOptions(context=Path("."), dockerfile_text=text, build_args=args)
+
+    assert eligible(options("FROM b\nHEALTHCHECK CMD wget -q http://127.0.0.1/\n"))
+    assert not eligible(options("FROM b\nADD https://example.com/x /x\n"))
+    assert not eligible(options("FROM b\nadd \\\n  https://example.com/x /x\n"))
+    assert not eligible(options("FROM b\nARG U=https://example.com/x\nADD $U /x\n"))
+    assert not eligible(options("FROM b\nADD $U /x\n", U="https://example.com/x"))
+    assert not eligible(options("FROM b\nONBUILD ADD http://example.com/x /x\n"))
+    assert not eligible(BuildOptions(context=Path("."), dockerfile_text="FROM b\n",
+                                     no_cache=True))
