@@ -177,12 +177,28 @@ def _limit_cache(store: BuildStore) -> None:
                         extra_roots=cache_roots(store)))
 
 
+def _import_in_background(module: str) -> None:
+    """Import ``module`` on a thread of its own: the build's subprocesses and system calls
+    leave the interpreter idle, so the push client is ready when the image is."""
+    import contextlib
+    import importlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the import where it is needed reports it
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name=f"import {module}", daemon=True).start()
+
+
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     from builder.api import build
     from builder.transfer import RegistryAccess, settings_from
 
     options = options_from(args)
+    if args.push or any("registry" in o or "push" in o for o in args.output):
+        _import_in_background("registry.client.push")
     if args.output or args.push:
         from builder.outputs import OutputSpec, parse_output, write_outputs
     outputs = [parse_output(o) for o in args.output]
