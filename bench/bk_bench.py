@@ -151,7 +151,7 @@ class Pybuild:
     def cold(self, case: Case, registry: str, n: int) -> Measured:
         """See :class:`Tool`."""
         shutil.rmtree(self.root, ignore_errors=True)
-        run(["cp", "-a", str(self.template.template), str(self.root)], timeout=TIMEOUT)
+        self.template.copy_to(self.root)
         parts = []
         if case.parent is not None:
             dockerfile, context, tag = case.parent
