@@ -157,6 +157,7 @@ class _Operation:
         self.chown: tuple[int, int] | None = None
         self.exclude: DockerIgnore | None = None
         self.inodes: dict[tuple[int, int], str] = {}
+        self.use_range = True  # until copy_file_range is refused between these filesystems
 
     # -- planning ---------------------------------------------------------------------
 
@@ -395,9 +396,10 @@ class _Operation:
             if linked is not None:
                 os.link(linked, dst, follow_symlinks=False)
             else:
-                _copy_content(src, dst)
+                self._copy_file(src, dst, st, owner)
                 if st.st_nlink > 1:
                     self.inodes[key] = dst
+                return
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(src), dst)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or \
@@ -406,6 +408,45 @@ class _Operation:
         else:
             raise DockerfileError(f"cannot copy {src!r}: unsupported file type")
         self._metadata(src, dst, st, owner)
+
+    def _copy_file(self, src: str, dst: str, st: os.stat_result,
+                   owner: tuple[int, int] | None) -> None:
+        """A new regular file ``dst``: the bytes of ``src`` (inside the kernel), then owner,
+        mode, times and xattrs as :meth:`_metadata` sets them, all through the open files
+        (no path lookups in the overlay for them)."""
+        uid, gid = self.chown or owner or (st.st_uid, st.st_gid)
+        bits = stat.S_IMODE(st.st_mode)
+        if self.mode is not None:
+            bits = self.mode.apply(bits, is_dir=False)
+        in_fd = os.open(src, _READ_FLAGS)
+        try:
+            out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
+            try:
+                self._copy_bytes(in_fd, out_fd)
+                os.fchown(out_fd, uid, gid)
+                os.fchmod(out_fd, bits)
+                os.utime(out_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+                _copy_xattrs(in_fd, out_fd)
+            finally:
+                os.close(out_fd)
+        finally:
+            os.close(in_fd)
+
+    def _copy_bytes(self, in_fd: int, out_fd: int) -> None:
+        """Copy from ``in_fd`` to ``out_fd`` until the end, inside the kernel."""
+        while True:
+            if self.use_range:
+                try:
+                    copied = os.copy_file_range(in_fd, out_fd, _CHUNK)
+                except OSError as exc:
+                    if exc.errno not in _NO_COPY_RANGE:
+                        raise
+                    self.use_range = False
+                    continue
+            else:
+                copied = os.sendfile(out_fd, in_fd, None, _CHUNK)
+            if copied == 0:
+                break
 
     def _metadata(self, src: str, dst: str, st: os.stat_result,
                   owner: tuple[int, int] | None) -> None:
@@ -451,43 +492,19 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _copy_content(src: str, dst: str) -> None:
-    """Copy the bytes of ``src`` to the new file ``dst`` inside the kernel."""
-    in_fd = os.open(src, _READ_FLAGS)
+def _copy_xattrs(src: str | int, dst: str | int) -> None:
+    """Copy extended attributes (paths, not following symlinks, or open files); ones the
+    destination refuses are skipped, as in BuildKit."""
+    follow = not isinstance(src, str)
     try:
-        out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
-        try:
-            use_range = True
-            while True:
-                if use_range:
-                    try:
-                        copied = os.copy_file_range(in_fd, out_fd, _CHUNK)
-                    except OSError as exc:
-                        if exc.errno not in _NO_COPY_RANGE:
-                            raise
-                        use_range = False
-                        continue
-                else:
-                    copied = os.sendfile(out_fd, in_fd, None, _CHUNK)
-                if copied == 0:
-                    break
-        finally:
-            os.close(out_fd)
-    finally:
-        os.close(in_fd)
-
-
-def _copy_xattrs(src: str, dst: str) -> None:
-    """Copy extended attributes; ones the destination refuses are skipped, as in BuildKit."""
-    try:
-        keys = os.listxattr(src, follow_symlinks=False)
+        keys = os.listxattr(src, follow_symlinks=follow)
     except OSError:
         return
     for key in keys:
         if key.startswith("trusted.overlay."):
             continue
         try:
-            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False),
-                        follow_symlinks=False)
+            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=follow),
+                        follow_symlinks=follow)
         except OSError:
             continue
