@@ -7,18 +7,10 @@ import argparse
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from builder.progress import Vertex
-from builder.remotecache import (
-    CACHE_CONFIG_TYPE,
-    CacheSource,
-    CacheSpec,
-    LayoutCache,
-    RegistryCache,
-    export_local,
-    inline_document,
-)
 from builder.solver.images import ImageNotFound, LocalImages
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, load_image
@@ -28,6 +20,9 @@ from registry.client.errors import ClientError, InvalidReference, NotFound
 from registry.client.progress import BlobProgress
 from registry.client.reference import Reference, parse_reference
 from registry.client.settings import ClientSettings, load_settings
+
+if TYPE_CHECKING:  # the cache modules are imported when a cache is used
+    from builder.remotecache import CacheSource, CacheSpec, RegistryCache
 
 
 def add_registry_flags(parser: argparse.ArgumentParser) -> None:
@@ -172,6 +167,8 @@ def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettin
                              "build cache or an image with an inline cache")
         download_blob(transport, ref.repository, manifest.config, store.content)
         raw = read_small(store.content, manifest.config)
+        from builder.remotecache import CACHE_CONFIG_TYPE, inline_document
+
         if manifest.config.media_type != CACHE_CONFIG_TYPE:
             raw = inline_document(raw, f"--cache-from {ref_text}")
     except NotFound:
@@ -187,6 +184,8 @@ def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettin
             download_blob(transport, ref.repository, desc, store.content)
         except ClientError as exc:
             raise BuildError(f"--cache-from {ref_text}: {exc}") from None
+
+    from builder.remotecache import RegistryCache
 
     return RegistryCache(str(ref), manifest, raw, fetch, close=transport.close)
 
@@ -213,12 +212,16 @@ class RegistryAccess:
             if not (path / "index.json").exists():
                 self.warn(f"--cache-from type=local,src={path}: no cache there yet")
                 return None
+            from builder.remotecache import LayoutCache
+
             return LayoutCache(path)
         return open_registry_cache(self.store, spec.ref or "", self.settings, self.warn)
 
     def save_cache(self, spec: CacheSpec, manifest: Descriptor) -> None:
         """Carry out one ``--cache-to``."""
         if spec.type == "local":
+            from builder.remotecache import export_local
+
             export_local(self.store, manifest, Path(spec.path or "."))
             return
         vertex = self.vertex_for(f"exporting cache to {spec.ref}") if self.vertex_for else None

@@ -156,6 +156,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
 
 
 DEFAULT_CACHE_LIMIT = "20GB"
+DEFAULT_CACHE_BYTES = 20 * 1000**3  # DEFAULT_CACHE_LIMIT, without importing the parser
 AUTO_PRUNE_GRACE = 3600.0
 
 
@@ -163,15 +164,19 @@ def _limit_cache(store: BuildStore) -> None:
     """Keep the build cache under ``$PYBUILD_CACHE_MAX`` (default 20GB): past it, the least
     recently used steps are forgotten and what only they held is removed (anything younger
     than an hour stays, for builds running at the same time)."""
-    from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
+    text = os.environ.get("PYBUILD_CACHE_MAX")
+    limit = DEFAULT_CACHE_BYTES
+    if text:
+        from builder.commands.prune import parse_size
 
-    text = os.environ.get("PYBUILD_CACHE_MAX") or DEFAULT_CACHE_LIMIT
-    try:
-        limit = parse_size(text)
-    except argparse.ArgumentTypeError as exc:
-        raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
+        try:
+            limit = parse_size(text)
+        except argparse.ArgumentTypeError as exc:
+            raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
     if store.cache.total_size() <= limit:
         return
+    from builder.commands.prune import cache_roots, execute, plan, shrink_cache
+
     shrink_cache(store, limit)
     execute(store, plan(store, blobs=True, grace=AUTO_PRUNE_GRACE,
                         extra_roots=cache_roots(store)))

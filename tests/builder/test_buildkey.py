@@ -203,3 +203,10 @@ def test_add_of_a_url_never_takes_the_short_cut() -> None:
     assert not eligible(options("FROM b\nONBUILD ADD http://example.com/x /x\n"))
     assert not eligible(BuildOptions(context=Path("."), dockerfile_text="FROM b\n",
                                      no_cache=True))
+
+
+def test_default_cache_limit_in_bytes_matches_its_text() -> None:
+    from builder.commands.build import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_LIMIT
+    from builder.commands.prune import parse_size
+
+    assert parse_size(DEFAULT_CACHE_LIMIT) == DEFAULT_CACHE_BYTES
