@@ -383,6 +383,12 @@ class _Operation:
     def _copy_leaf(self, src: str, dst: str, st: os.stat_result,
                    owner: tuple[int, int] | None) -> None:
         """Copy a file, symlink or special file to ``dst`` (replacing a non-directory)."""
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            try:  # the usual case: nothing there yet (the exclusive create says so)
+                self._copy_file(src, dst, st, owner)
+                return
+            except FileExistsError:
+                pass
         existing = _lstat(Path(dst))
         if existing is not None:
             if stat.S_ISDIR(existing.st_mode):
