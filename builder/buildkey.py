@@ -220,3 +220,23 @@ def record(store: BuildStore, key: str, image: StoredImage, chain: str | None,
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def forget_missing(store: BuildStore) -> int:
+    """Remove the entries whose image manifest is no longer stored (after a prune);
+    returns how many."""
+    from layerstore.digest import Digest
+    from layerstore.errors import LayerstoreError
+
+    removed = 0
+    directory = store.root / "buildkeys"
+    for path in directory.glob("*.json") if directory.is_dir() else ():
+        try:
+            digest = Digest.parse(json.loads(path.read_bytes())["manifest"]["digest"])
+            if store.content.exists(digest):
+                continue
+        except (OSError, ValueError, KeyError, TypeError, LayerstoreError):  # unreadable: goes too
+            pass
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -210,3 +210,14 @@ def test_default_cache_limit_in_bytes_matches_its_text() -> None:
     from builder.commands.prune import parse_size
 
     assert parse_size(DEFAULT_CACHE_LIMIT) == DEFAULT_CACHE_BYTES
+
+
+def test_prune_forgets_entries_of_removed_images(store_root: Path, ctx: Path,
+                                                 capfd: pytest.CaptureFixture[str]) -> None:
+    build(store_root, ctx, capfd, "-t", "k:1")
+    assert entries(store_root) == 1
+    assert main(["--root", str(store_root), "rmi", "k:1"]) == 0
+    assert main(["--root", str(store_root), "prune", "-f", "-a"]) == 0
+    capfd.readouterr()
+    assert entries(store_root) == 0
+    assert ran(build(store_root, ctx, capfd, "-t", "k:1")) == {"RAN-two"}
