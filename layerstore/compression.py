@@ -10,9 +10,6 @@ from __future__ import annotations
 import io
 from typing import BinaryIO, Literal, Protocol
 
-import zstandard
-from isal import igzip, isal_zlib
-
 from layerstore.errors import InvalidArgument
 
 Compression = Literal["gzip", "zstd", "none"]
@@ -90,10 +87,14 @@ def compress_writer(sink: BinaryIO, compression: str, level: int | None = None) 
     """A writer that compresses into ``sink``; ``close()`` finishes the stream."""
     compression = check(compression)
     if compression == "gzip":
+        from isal import isal_zlib  # the codecs load when first used (start-up time)
+
         gz = isal_zlib.compressobj(DEFAULT_GZIP_LEVEL if level is None else level,
                                    isal_zlib.DEFLATED, 31)
         return _StreamCompressor(sink, gz)
     if compression == "zstd":
+        import zstandard
+
         zs = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL if level is None else level)
         return _StreamCompressor(sink, zs.compressobj())
     return _PlainWriter(sink)
@@ -127,8 +128,12 @@ def decompress_reader(stream: BinaryIO, compression: str | None = None) -> Binar
         compression = detect(head)
         stream = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)  # type: ignore[arg-type]
     if compression == "gzip":
+        from isal import igzip
+
         return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
     if compression == "zstd":
+        import zstandard
+
         return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
             stream, read_across_frames=True
         )
