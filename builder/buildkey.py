@@ -18,6 +18,7 @@ change at any time), never take the short cut.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -213,13 +214,14 @@ def record(store: BuildStore, key: str, image: StoredImage, chain: str | None,
         "steps": [[n, s] for n, s in steps if not n.startswith("[internal]")],
     }
     path = _entry_path(store, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
+    try:  # a cache: failing to keep the entry fails nothing
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(doc, separators=(",", ":")))
         os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def forget_missing(store: BuildStore) -> int:

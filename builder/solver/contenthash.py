@@ -14,6 +14,7 @@ timestamp tick as the hashing could otherwise keep all four values (git's racy-c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -96,14 +97,15 @@ class StatCache:
         """Write the entries of files seen since this cache was opened (when they differ)."""
         if self.path is None or self._new == self._old:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps({"format": _FORMAT, "files": self._new},
                                       separators=(",", ":")))
             os.replace(tmp, self.path)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def _entry(relpath: str, path: str, st: os.stat_result,
