@@ -143,11 +143,18 @@ class PybuildTool:
                     raise BaseImageError(f"{base.name}: not a single-platform image")
                 unpack_layers(store, manifest.layers, base.stored.image.rootfs.diff_ids)
 
+    def copy_to(self, root: Path) -> None:
+        """A fresh store at ``root`` from the template, flushed to disk: a warm store's
+        files are not dirty, and the first overlay unmount of a build would otherwise sync
+        the whole copy (overlayfs syncs its upper filesystem on unmount)."""
+        run(["cp", "-a", str(self.template), str(root)], timeout=TIMEOUT)
+        run(["sync", "-f", str(root)], timeout=TIMEOUT)
+
     def build(self, example: Example, tag: str) -> Measured:
         """A cold build of the example (its parent first)."""
         root = self.workdir / "pybuild-root"
         shutil.rmtree(root, ignore_errors=True)
-        run(["cp", "-a", str(self.template), str(root)], timeout=TIMEOUT)
+        self.copy_to(root)
         try:
             parts = []
             if example.parent is not None:

@@ -37,7 +37,6 @@ from tests.builder.examples import (  # noqa: E402
     all_examples,
     buildkit_argv,
     pybuild_argv,
-    run,
 )
 
 TIMEOUT = 900
@@ -47,7 +46,7 @@ def _pybuild_runs(tool: PybuildTool, example: Example, tag: str, registry: str,
                   workdir: Path) -> tuple[float, float]:
     root = workdir / "pybuild-root"
     shutil.rmtree(root, ignore_errors=True)
-    run(["cp", "-a", str(tool.template), str(root)], timeout=TIMEOUT)
+    tool.copy_to(root)
     try:
         parts = []
         if example.parent is not None:

@@ -6,33 +6,25 @@ import contextlib
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from builder import buildkey
 from builder.errors import BuildError, ContextError, DockerfileError
-from builder.executor import Executor, NamespaceExecutor
-from builder.exporters.image import export_image, name_image
-from builder.frontend.convert import BuildPlan, platform_string, unused_build_args
-from builder.frontend.convert import plan as make_plan
-from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
-from builder.frontend.instructions import Run, parse_dockerfile
-from builder.graph.compile import BaseImages, compile_graph
-from builder.graph.plan import BuildGraph
 from builder.options import BuildOptions
 from builder.progress import Progress
-from builder.remotecache import (
-    INLINE_KEY,
-    cache_manifest,
-    inline_cache,
-)
-from builder.solver.images import ResolvedImages
-from builder.solver.scheduler import Solver
 from builder.store import BuildStore
-from builder.transfer import RegistryAccess
 from layerstore.assembly import StoredImage, host_architecture, timestamp
 from layerstore.oci import Platform
-from registry.client.settings import ClientSettings
+
+if TYPE_CHECKING:
+    from builder.executor import Executor
+    from builder.frontend.convert import BuildPlan
+    from builder.graph.compile import BaseImages
+    from builder.graph.plan import BuildGraph
+    from builder.solver.images import ResolvedImages
+    from builder.transfer import RegistryAccess
 
 
 @dataclass(frozen=True)
@@ -53,12 +45,20 @@ def host_platform() -> Platform:
 def namespace_executor(output: Callable[[bytes], None] | None,
                        cancel: threading.Event) -> Executor:
     """The executor of RUN steps: a sandbox of namespaces (see :mod:`builder.executor`)."""
+    from builder.executor import NamespaceExecutor
+
     return NamespaceExecutor(output=output, cancel=cancel)
 
 
 def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     """Parse, plan and compile ``options``' Dockerfile into its op graph; ``images`` answers
     for the base images of the stages the target needs (and only those)."""
+    from builder.frontend.convert import plan as make_plan
+    from builder.frontend.convert import platform_string
+    from builder.frontend.instructions import Run, parse_dockerfile
+    from builder.graph.compile import compile_graph
+    from builder.solver.images import ResolvedImages
+
     dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
     host = host_platform()
     plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
@@ -80,6 +80,8 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
 def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:
     """Resolve (pull) the base images of the needed stages side by side; the compiler then
     finds them resolved. A failure is left for the compiler to report at its FROM line."""
+    from concurrent.futures import ThreadPoolExecutor
+
     wanted = {(s.base_image, s.platform.os, s.platform.architecture, s.platform.variant):
               (s.base_image, s.platform) for s in plan.stages.values()
               if s.base_stage is None and s.base_image and s.base_image != "scratch"}
@@ -99,10 +101,41 @@ def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:
 def build(store: BuildStore, options: BuildOptions, progress: Progress,
           access: RegistryAccess | None = None) -> BuildResult:
     """Build ``options`` into ``store`` and name the result; raises a
-    :class:`~builder.errors.BuildError` (nothing is named) when any step fails."""
+    :class:`~builder.errors.BuildError` (nothing is named) when any step fails.
+
+    An unchanged rebuild (see :mod:`builder.buildkey`) answers with the stored image."""
     if not options.context.is_dir():
         raise ContextError(f"build context {options.context} is not a directory")
-    access = access or RegistryAccess(store, ClientSettings())
+    host = host_platform()
+    if access is None:
+        from builder.transfer import RegistryAccess
+        from registry.client.settings import ClientSettings
+
+        access = RegistryAccess(store, ClientSettings())
+    key = buildkey.compute(store, options, host) if buildkey.eligible(options) else None
+    if key is not None and (hit := buildkey.lookup(store, key, access.images, progress)):
+        for tag in options.tags:  # as exporters.image.name_image, without importing it
+            store.images.put(tag, hit.image.manifest)
+        return BuildResult(hit.image, options.tags, hit.warnings, hit.chain)
+    first_step = len(progress.steps())
+    result = _build(store, options, progress, access)
+    if key is not None:
+        buildkey.record(store, key, result.image, result.chain, result.warnings,
+                        access.images, progress.steps()[first_step:])
+    return result
+
+
+def _build(store: BuildStore, options: BuildOptions, progress: Progress,
+           access: RegistryAccess) -> BuildResult:
+    """The build itself: compile, solve, export and name."""
+    from builder.exporters.image import export_image, name_image
+    from builder.frontend.convert import unused_build_args
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.frontend.instructions import parse_dockerfile
+    from builder.remotecache import INLINE_KEY, cache_manifest, inline_cache
+    from builder.solver.images import ResolvedImages
+    from builder.solver.scheduler import Solver
+
     images = ResolvedImages(access.images)
     graph = build_graph(options, images)
     warnings = []

@@ -20,13 +20,15 @@ COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load
             "run", "login", "logout", "pull", "push")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line parser; with ``only``, just that subcommand is registered (its
+    module alone is imported, which keeps start-up short)."""
     parser = argparse.ArgumentParser(
         prog="pybuild", description="Build container images from Dockerfiles; manage them.")
     parser.add_argument("--root", type=Path,
                         help="store directory ($PYBUILD_ROOT, default /var/lib/pybuild)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"builder.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -47,10 +49,18 @@ def _with_default_command(argv: list[str]) -> list[str]:
     return argv
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand ``argv`` names (after the global options), or None."""
+    i = 0
+    while i < len(argv) and (argv[i] == "--root" or argv[i].startswith("--root=")):
+        i += 2 if argv[i] == "--root" else 1
+    return argv[i] if i < len(argv) and argv[i] in COMMANDS else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``pybuild``."""
-    args = _parser().parse_args(_with_default_command(list(sys.argv[1:] if argv is None
-                                                            else argv)))
+    words = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    args = _parser(_command_of(words)).parse_args(words)
     try:
         with BuildStore.open(args.root) as store:
             status = int(args.command_module.run(args, store))

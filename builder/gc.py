@@ -202,6 +202,10 @@ def execute(store: BuildStore, todo: Plan) -> Outcome:
         except (NotFound, Unavailable):
             continue
         removed.append(Removed("ingest", ref, size))
+    if todo.blobs:
+        from builder.buildkey import forget_missing
+
+        forget_missing(store)
     return Outcome(tuple(removed))
 
 

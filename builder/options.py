@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.remotecache import CacheSpec
-from builder.runmounts import SecretSource
-from layerstore.oci import Platform
+if TYPE_CHECKING:
+    from builder.remotecache import CacheSpec
+    from builder.runmounts import SecretSource
+    from layerstore.oci import Platform
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,11 @@ class Progress:
             self._board.plain(vertex, [], header=True)
             return vertex
 
+    def steps(self) -> tuple[tuple[str, str], ...]:
+        """The name and status of every step started so far, in order."""
+        with self._board.lock:
+            return tuple((v.name, v.status) for v in self._board.vertices)
+
     def close(self) -> None:
         """End the display: tty mode replaces the live view by a final summary, with the
         last output of each failed step; plain mode only prints what is left of unfinished

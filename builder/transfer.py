@@ -6,18 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from builder.progress import Vertex
-from builder.remotecache import (
-    CACHE_CONFIG_TYPE,
-    CacheSource,
-    CacheSpec,
-    LayoutCache,
-    RegistryCache,
-    export_local,
-    inline_document,
-)
 from builder.solver.images import ImageNotFound, LocalImages
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, load_image
@@ -27,6 +19,9 @@ from registry.client.errors import ClientError, InvalidReference, NotFound
 from registry.client.progress import BlobProgress
 from registry.client.reference import Reference, parse_reference
 from registry.client.settings import ClientSettings
+
+if TYPE_CHECKING:  # the cache modules are imported when a cache is used
+    from builder.remotecache import CacheSource, CacheSpec, RegistryCache
 
 
 def local_name(ref: Reference) -> str | None:
@@ -58,6 +53,7 @@ class PullingImages:
         self._local = LocalImages(store)
         self._lock = threading.Lock()
         self._done: dict[tuple[str, str], StoredImage] = {}
+        self._platforms: dict[tuple[str, str], Platform] = {}
         self.pulled: list[str] = []
 
     def resolve(self, ref: str, platform: Platform) -> StoredImage:
@@ -72,7 +68,13 @@ class PullingImages:
                 return self._done[key]
             image = self._resolve(reference, platform)
             self._done[key] = image
+            self._platforms[key] = platform
             return image
+
+    def resolved(self) -> list[tuple[str, Platform, StoredImage]]:
+        """Every reference resolved so far, with the platform asked for and the image."""
+        with self._lock:
+            return [(key[0], self._platforms[key], image) for key, image in self._done.items()]
 
     def _resolve(self, reference: Reference, platform: Platform) -> StoredImage:
         name = local_name(reference)
@@ -140,6 +142,8 @@ def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettin
                              "build cache or an image with an inline cache")
         download_blob(transport, ref.repository, manifest.config, store.content)
         raw = read_small(store.content, manifest.config)
+        from builder.remotecache import CACHE_CONFIG_TYPE, inline_document
+
         if manifest.config.media_type != CACHE_CONFIG_TYPE:
             raw = inline_document(raw, f"--cache-from {ref_text}")
     except NotFound:
@@ -155,6 +159,8 @@ def open_registry_cache(store: BuildStore, ref_text: str, settings: ClientSettin
             download_blob(transport, ref.repository, desc, store.content)
         except ClientError as exc:
             raise BuildError(f"--cache-from {ref_text}: {exc}") from None
+
+    from builder.remotecache import RegistryCache
 
     return RegistryCache(str(ref), manifest, raw, fetch, close=transport.close)
 
@@ -181,12 +187,16 @@ class RegistryAccess:
             if not (path / "index.json").exists():
                 self.warn(f"--cache-from type=local,src={path}: no cache there yet")
                 return None
+            from builder.remotecache import LayoutCache
+
             return LayoutCache(path)
         return open_registry_cache(self.store, spec.ref or "", self.settings, self.warn)
 
     def save_cache(self, spec: CacheSpec, manifest: Descriptor) -> None:
         """Carry out one ``--cache-to``."""
         if spec.type == "local":
+            from builder.remotecache import export_local
+
             export_local(self.store, manifest, Path(spec.path or "."))
             return
         vertex = self.vertex_for(f"exporting cache to {spec.ref}") if self.vertex_for else None

@@ -10,9 +10,6 @@ from __future__ import annotations
 import io
 from typing import BinaryIO, Literal, Protocol, cast
 
-import zstandard
-from isal import igzip, isal_zlib
-
 from layerstore.errors import InvalidArgument
 
 Compression = Literal["gzip", "zstd", "none"]
@@ -102,10 +99,14 @@ def compress_writer(sink: ByteSink, compression: str, level: int | None = None) 
     """A writer that compresses into ``sink``; ``close()`` finishes the stream."""
     compression = check(compression)
     if compression == "gzip":
+        from isal import isal_zlib  # the codecs load when first used (start-up time)
+
         gz = isal_zlib.compressobj(DEFAULT_GZIP_LEVEL if level is None else level,
                                    isal_zlib.DEFLATED, 31)
         return _StreamCompressor(sink, gz)
     if compression == "zstd":
+        import zstandard
+
         zs = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL if level is None else level)
         return _StreamCompressor(sink, zs.compressobj())
     return _PlainWriter(sink)
@@ -142,10 +143,14 @@ def decompress_reader(stream: ByteSource, compression: str | None = None) -> Bin
     else:
         source = cast(BinaryIO, stream)  # the decompressors below only call read()
     if compression == "gzip":
+        from isal import igzip
+
         # isal's igzip module carries no annotations; GzipFile is a binary reader
         gz = igzip.IGzipFile(fileobj=source, mode="rb")  # type: ignore[no-untyped-call]
         return cast(BinaryIO, gz)
     if compression == "zstd":
+        import zstandard
+
         return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if compression == "none":
         return source

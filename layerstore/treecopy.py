@@ -20,8 +20,16 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["Inodes", "SkipRule", "copy_content", "copy_leaf", "copy_metadata", "copy_tree",
-           "copy_xattrs"]
+__all__ = [
+    "Inodes",
+    "SkipRule",
+    "copy_content",
+    "copy_leaf",
+    "copy_metadata",
+    "copy_new_file",
+    "copy_tree",
+    "copy_xattrs",
+]
 
 _CHUNK = 1 << 24
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -42,38 +50,65 @@ def copy_content(src: str, dst: str) -> None:
     try:
         out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
         try:
-            use_range = True
-            while True:
-                if use_range:
-                    try:
-                        copied = os.copy_file_range(in_fd, out_fd, _CHUNK)
-                    except OSError as exc:
-                        if exc.errno not in _NO_COPY_RANGE:
-                            raise
-                        use_range = False
-                        continue
-                else:
-                    copied = os.sendfile(out_fd, in_fd, None, _CHUNK)
-                if copied == 0:
-                    break
+            _copy_bytes(in_fd, out_fd)
         finally:
             os.close(out_fd)
     finally:
         os.close(in_fd)
 
 
-def copy_xattrs(src: str, dst: str) -> None:
-    """Copy extended attributes; overlayfs ones and ones ``dst`` refuses are skipped."""
+def copy_new_file(src: str, dst: str, st: os.stat_result, owner: tuple[int, int],
+                  mode: int) -> None:
+    """Create ``dst`` (it must not exist: ``FileExistsError``) with the bytes of ``src``,
+    then ``owner``, ``mode``, ``st``'s times and ``src``'s xattrs, all set through the open
+    files: no path lookups after the create (which an overlay makes costly)."""
+    in_fd = os.open(src, _READ_FLAGS)
     try:
-        keys = os.listxattr(src, follow_symlinks=False)
+        out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
+        try:
+            _copy_bytes(in_fd, out_fd)
+            os.fchown(out_fd, *owner)
+            os.fchmod(out_fd, mode)
+            os.utime(out_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+            copy_xattrs(in_fd, out_fd)
+        finally:
+            os.close(out_fd)
+    finally:
+        os.close(in_fd)
+
+
+def _copy_bytes(in_fd: int, out_fd: int) -> None:
+    """Copy from ``in_fd`` to ``out_fd`` until the end, inside the kernel."""
+    use_range = True
+    while True:
+        if use_range:
+            try:
+                copied = os.copy_file_range(in_fd, out_fd, _CHUNK)
+            except OSError as exc:
+                if exc.errno not in _NO_COPY_RANGE:
+                    raise
+                use_range = False
+                continue
+        else:
+            copied = os.sendfile(out_fd, in_fd, None, _CHUNK)
+        if copied == 0:
+            break
+
+
+def copy_xattrs(src: str | int, dst: str | int) -> None:
+    """Copy extended attributes (of paths, not following symlinks, or of open files);
+    overlayfs ones and ones ``dst`` refuses are skipped."""
+    follow = not isinstance(src, str)
+    try:
+        keys = os.listxattr(src, follow_symlinks=follow)
     except OSError:
         return
     for key in keys:
         if key.startswith(_OVERLAY_XATTR):
             continue
         try:
-            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False),
-                        follow_symlinks=False)
+            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=follow),
+                        follow_symlinks=follow)
         except OSError:
             continue
 

@@ -7,28 +7,21 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.api import build, build_graph, host_platform
-from builder.commands.prune import parse_size
 from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
-from builder.frontend.convert import parse_platform
-from builder.gc import auto_prune
-from builder.graph.render import render
 from builder.options import BuildOptions
-from builder.outputformat import build_compression, codec_level, convert_image
-from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
-from builder.remotecache import parse_cache_spec
-from builder.runmounts import SecretSource, parse_secret_flag
-from builder.solver.images import ResolvedImages
 from builder.store import BuildStore
-from builder.transfer import RegistryAccess
-from layerstore.assembly import StoredImage
-from layerstore.compression import check as check_compression
-from layerstore.errors import InvalidArgument
-from layerstore.oci import Platform
 
+if TYPE_CHECKING:
+    from builder.outputs import OutputSpec
+    from builder.runmounts import SecretSource
+    from layerstore.assembly import StoredImage
+    from layerstore.oci import Platform
+
+# The rest is imported where it is used: a fully cached rebuild needs little of it.
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``build``."""
@@ -118,6 +111,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"cannot read the Dockerfile {dockerfile_path}: {exc}") from None
     build_args = _pairs(args.build_arg, "--build-arg", True)
     secrets: dict[str, SecretSource] = {}
+    if args.secret:
+        from builder.runmounts import parse_secret_flag
     for item in args.secret:
         secret = parse_secret_flag(item)
         secrets[secret.id] = secret
@@ -130,6 +125,9 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a whole number of "
                              "seconds") from None
     platform = target_platform(args.platform) if args.platform else None
+    from layerstore.compression import check as check_compression
+    from layerstore.errors import InvalidArgument
+
     try:
         compression = check_compression(args.compression)
     except InvalidArgument as exc:
@@ -141,6 +139,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             split_name(tag)
         except InvalidArgument as exc:
             raise BuildError(f"-t {tag}: {exc}") from None
+    if args.cache_from or args.cache_to:
+        from builder.remotecache import parse_cache_spec
     return BuildOptions(
         context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
@@ -159,6 +159,9 @@ def target_platform(text: str) -> Platform:
     Builds are single-platform and run on the host, so a list of platforms or a foreign
     operating system or architecture is refused rather than mislabelled.
     """
+    from builder.api import host_platform
+    from builder.frontend.convert import parse_platform
+
     if "," in text:
         raise BuildError(f"--platform {text}: building for several platforms at once is not "
                          "supported; give one os/arch")
@@ -180,6 +183,10 @@ def target_platform(text: str) -> Platform:
 def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
                              ) -> BuildOptions:
     """Build the layers the way the outputs ask (the first one that names a compression)."""
+    from dataclasses import replace
+
+    from builder.outputformat import build_compression, codec_level
+
     compression, level = build_compression([o.layers for o in outputs if o.type != "docker"],
                                            options.compression)
     return replace(options, compression=compression,
@@ -193,6 +200,8 @@ def _output_image(store: BuildStore, image: StoredImage, out: OutputSpec,
     converted image locally."""
     if out.type not in ("image", "oci") or out.layers.is_default:
         return image
+    from builder.outputformat import convert_image
+
     converted = convert_image(store.content, image, out.layers, built_with)
     if out.type == "image" and not out.push:
         for name in out.names or tags:
@@ -201,6 +210,7 @@ def _output_image(store: BuildStore, image: StoredImage, out: OutputSpec,
 
 
 DEFAULT_CACHE_LIMIT = "20GB"
+DEFAULT_CACHE_BYTES = 20 * 1000**3  # DEFAULT_CACHE_LIMIT, without importing the parser
 AUTO_PRUNE_GRACE = 3600.0
 
 
@@ -208,17 +218,43 @@ def _limit_cache(store: BuildStore) -> None:
     """Keep the build cache under ``$PYBUILD_CACHE_MAX`` (default 20GB): past it, the least
     recently used steps are forgotten and what only they held is removed (anything younger
     than an hour stays, for builds running at the same time)."""
-    text = os.environ.get("PYBUILD_CACHE_MAX") or DEFAULT_CACHE_LIMIT
-    try:
-        limit = parse_size(text)
-    except argparse.ArgumentTypeError as exc:
-        raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
+    text = os.environ.get("PYBUILD_CACHE_MAX")
+    limit = DEFAULT_CACHE_BYTES
+    if text:
+        from builder.commands.prune import parse_size
+
+        try:
+            limit = parse_size(text)
+        except argparse.ArgumentTypeError as exc:
+            raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
+    if store.cache.total_size() <= limit:
+        return
+    from builder.gc import auto_prune
+
     auto_prune(store, limit, AUTO_PRUNE_GRACE)
 
+
+def _import_in_background(module: str) -> None:
+    """Import ``module`` on a thread of its own: the build's subprocesses and system calls
+    leave the interpreter idle, so the push client is ready when the image is."""
+    import contextlib
+    import importlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the import where it is needed reports it
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name=f"import {module}", daemon=True).start()
 
 def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOptions) -> int:
     """``--print-graph``: compile and print; base images are resolved (pulled if needed) for
     their configs, nothing is built."""
+    from builder.api import build_graph
+    from builder.graph.render import render
+    from builder.solver.images import ResolvedImages
+    from builder.transfer import RegistryAccess
+
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
@@ -233,7 +269,14 @@ def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOpti
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
+    from builder.api import build
+    from builder.transfer import RegistryAccess
+
     options = options_from(args)
+    if args.push or any("registry" in o or "push" in o for o in args.output):
+        _import_in_background("registry.client.push")
+    if args.output or args.push:
+        from builder.outputs import OutputSpec, parse_output, write_outputs
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
@@ -273,6 +316,8 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     if args.iidfile:
         args.iidfile.write_text(image_id)
     if args.metadata_file:
+        from builder.outputs import write_metadata
+
         write_metadata(args.metadata_file, result.image, result.tags)
     if args.quiet:
         print(image_id)

@@ -379,6 +379,12 @@ class _Operation:
     def _copy_leaf(self, src: str, dst: str, st: os.stat_result,
                    owner: tuple[int, int] | None) -> None:
         """Copy a file, symlink or special file to ``dst`` (replacing a non-directory)."""
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            try:  # the usual case: nothing there yet (the exclusive create says so)
+                self._copy_file(src, dst, st, owner)
+                return
+            except FileExistsError:
+                pass
         existing = _lstat(Path(dst))
         if existing is not None:
             if stat.S_ISDIR(existing.st_mode):
@@ -392,6 +398,16 @@ class _Operation:
                 raise DockerfileError(f"cannot copy {src!r}: unsupported file type") from None
             raise
         self._metadata(src, dst, st, owner)
+
+    def _copy_file(self, src: str, dst: str, st: os.stat_result,
+                   owner: tuple[int, int] | None) -> None:
+        """A new regular file ``dst`` with the bytes, owner, mode, times and xattrs
+        :meth:`_metadata` would give it, set through the open files."""
+        bits = stat.S_IMODE(st.st_mode)
+        if self.mode is not None:
+            bits = self.mode.apply(bits, is_dir=False)
+        treecopy.copy_new_file(src, dst, st, self.chown or owner or (st.st_uid, st.st_gid),
+                               bits)
 
     def _metadata(self, src: str, dst: str, st: os.stat_result,
                   owner: tuple[int, int] | None) -> None:
