@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The rest is imported where it is used: a fully cached rebuild needs little of it.
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``build``."""
     p = sub.add_parser("build", help="build an image from a Dockerfile",
                        description="Build an image from a Dockerfile and a context directory.")
