@@ -32,7 +32,7 @@ from registry.errors import UNSUPPORTED, RegistryError, error_response, internal
 from registry.handlers import V2App
 from registry.handlers.base import ROUTE_KEY, Services
 from registry.handlers.misc import health, metrics
-from registry.metadata.sqlite import SqliteMetadataStore
+from registry.metadata.backends import open_metadata
 from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
 
@@ -130,9 +130,9 @@ def load_authorizer(settings: Settings) -> Authorizer:
 
 
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
-    """Open the stores under ``settings.root`` and build what the handlers share."""
+    """Open the stores of ``settings`` and build what the handlers share."""
     content = LocalStore(settings.content_root)
-    metadata = SqliteMetadataStore(settings.metadata_path)
+    metadata = open_metadata(settings)
     blobs = BlobService(content, metadata, settings.root,
                         cache_bytes=settings.manifest_cache_bytes)
     return Services(settings=settings, metadata=metadata, blobs=blobs,

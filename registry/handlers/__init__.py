@@ -21,6 +21,7 @@ from registry.auth.access import CATALOG, DELETE, PULL, PUSH
 from registry.auth.access import Scope as AccessScope
 from registry.errors import (
     TOOMANYREQUESTS,
+    UNAVAILABLE,
     UNSUPPORTED,
     RegistryError,
     error_response,
@@ -28,6 +29,7 @@ from registry.errors import (
 )
 from registry.handlers import blobs, catalog, manifests, misc, referrers, tags, uploads
 from registry.handlers.base import ROUTE_KEY, Context, Endpoint, Services, match_v2
+from registry.metadata.store import MetadataUnavailable
 from registry.names import check_name
 
 log = logging.getLogger("registry.handlers")
@@ -119,6 +121,11 @@ class V2App:
             response = await dispatch(request, self.services)
         except RegistryError as err:
             response = error_response(err)
+        except MetadataUnavailable as exc:
+            log.error("answering %s %s: %s", request.method, scope["path"], exc)
+            response = error_response(RegistryError(
+                UNAVAILABLE, "the registry's metadata database is unavailable; retry",
+                headers={"Retry-After": "1"}))
         except Unavailable as exc:
             response = error_response(RegistryError(
                 TOOMANYREQUESTS, f"the registry is busy: {exc}; retry",

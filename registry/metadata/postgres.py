@@ -40,6 +40,8 @@ __all__ = ["HOT_QUERIES", "PostgresMetadataStore", "redact"]
 
 T = TypeVar("T")
 _RETRIES = 5
+_FAILING_WAIT = 1.0  # seconds to wait for a connection while the database is failing
+_FAILING_FOR = 5.0  # how long after a failure the short wait applies
 
 _MANIFEST_COLUMNS = (
     "m.digest, m.media_type, m.size, m.subject, m.artifact_type, m.annotations, m.refs, "
@@ -161,6 +163,7 @@ class PostgresMetadataStore:
         self._guard = threading.Lock()
         self._closed = False
         self._inherited: list[psycopg_pool.ConnectionPool] = []
+        self._failed_at = 0.0
         with self._direct() as conn:
             if migrate:
                 migrations.migrate(conn)
@@ -408,7 +411,7 @@ class PostgresMetadataStore:
         """A pooled autocommit connection, for collaborators that keep their own tables in
         the same database (advisory locks, users); its failures are ``MetadataUnavailable``."""
         try:
-            with self._current_pool().connection() as conn:
+            with self._pooled() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as err:
             raise self._unavailable(err) from err
@@ -445,7 +448,52 @@ class PostgresMetadataStore:
                     self._pid = os.getpid()
         return self._pool
 
+    @contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection. While the database is failing, wait only briefly for one, so
+        that requests answer 503 at once instead of queueing; if none comes, probe the
+        database directly: still down raises with the probe's cause, back up replaces the
+        pool (whose reconnection attempts may be backing off for a long time)."""
+        failing = time.monotonic() - self._failed_at < _FAILING_FOR
+        pool = self._current_pool()
+        try:
+            conn_cm = pool.connection(timeout=_FAILING_WAIT if failing else self._timeout)
+            conn = conn_cm.__enter__()
+        except psycopg_pool.PoolTimeout:
+            if not failing:
+                raise
+            self._probe()
+            self._replace_pool(pool)
+            conn_cm = self._current_pool().connection(timeout=_FAILING_WAIT)
+            conn = conn_cm.__enter__()
+        try:
+            yield conn
+        except BaseException as exc:
+            if not conn_cm.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            conn_cm.__exit__(None, None, None)
+            self._failed_at = 0.0
+
+    def _probe(self) -> None:
+        """Connect once outside the pool; ``MetadataUnavailable`` with the cause if that
+        fails."""
+        self._failed_at = time.monotonic()
+        try:
+            psycopg.connect(self._url, connect_timeout=max(1, round(_FAILING_WAIT))).close()
+        except psycopg.Error as err:
+            raise self._unavailable(err) from None
+
+    def _replace_pool(self, failed: psycopg_pool.ConnectionPool) -> None:
+        with self._guard:
+            if self._pool is not failed or self._closed:
+                return
+            self._pool = self._open_pool()
+        failed.close(timeout=0)
+
     def _unavailable(self, err: BaseException) -> MetadataUnavailable:
+        if not isinstance(err, pg_errors.QueryCanceled):
+            self._failed_at = time.monotonic()
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return MetadataUnavailable(f"metadata_url {redact(self._url)}: {cause}")
 
@@ -453,10 +501,11 @@ class PostgresMetadataStore:
         """Every row one read statement gives (retried once on a broken connection)."""
         for attempt in (0, 1):
             try:
-                with self._current_pool().connection() as conn:
+                with self._pooled() as conn:
                     return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
             except psycopg.OperationalError as err:
                 if attempt == 0 and not isinstance(err, pg_errors.QueryCanceled):
+                    self._failed_at = time.monotonic()
                     continue
                 raise self._unavailable(err) from err
             except psycopg_pool.PoolTimeout as err:
@@ -468,7 +517,7 @@ class PostgresMetadataStore:
         serialization conflict."""
         for attempt in range(_RETRIES):
             try:
-                with self._current_pool().connection() as conn, conn.transaction():
+                with self._pooled() as conn, conn.transaction():
                     return body(conn)
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as err:
                 if attempt == _RETRIES - 1:

@@ -8,14 +8,17 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.registry.pg import metadata_env, postgres  # noqa: F401 - fixtures
 from tests.registry.server import Api, RegistryServer
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A registry with two worker processes shared by the whole session."""
+def registry(tmp_path_factory: pytest.TempPathFactory,
+             metadata_env: dict[str, str]) -> Iterator[RegistryServer]:  # noqa: F811
+    """A registry with two worker processes shared by the whole session (its metadata on
+    PostgreSQL with ``PYBUILD_TEST_METADATA=postgres``)."""
     root = tmp_path_factory.mktemp("registry") / "root"
-    server = RegistryServer(root, workers=2,
+    server = RegistryServer(root, workers=2, env=metadata_env,
                             log_path=tmp_path_factory.mktemp("logs") / "registry.log")
     server.start()
     yield server

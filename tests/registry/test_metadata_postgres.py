@@ -19,27 +19,13 @@ from layerstore.errors import FailedPrecondition, InvalidArgument
 from registry.metadata import migrate
 from registry.metadata.postgres import HOT_QUERIES, PostgresMetadataStore, redact
 from registry.metadata.store import MetadataStore, MetadataUnavailable
-from registry.testing.engines import PostgresEngine, recorded, running
+from registry.testing.engines import PostgresEngine, recorded
 from registry.testing.metadata_suite import REPO, MetadataStoreSuite, blob, manifest
 from registry.testing.processes import free_port
+from tests.registry.pg import ENGINE_ENV
 
 TIMEOUT = 300
-ENGINE_ENV = "PYBUILD_TEST_POSTGRES_DIR"
 _stores: list[PostgresMetadataStore] = []
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresEngine]:
-    """One throwaway PostgreSQL for the session (child processes find it through
-    ``$PYBUILD_TEST_POSTGRES_DIR``)."""
-    directory = tmp_path_factory.mktemp("postgres-engine")
-    with running(directory, rgw=False) as engines:
-        assert engines.postgres is not None
-        os.environ[ENGINE_ENV] = str(directory)
-        try:
-            yield engines.postgres
-        finally:
-            os.environ.pop(ENGINE_ENV, None)
 
 
 @pytest.fixture(autouse=True)

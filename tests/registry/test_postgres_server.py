@@ -1,0 +1,118 @@
+"""``registry migrate`` and ``registry serve`` with ``metadata_url`` on a real PostgreSQL:
+the schema is made at start, an unreachable database stops the start with one line, a
+database lost at run time answers 503 with the spec's error JSON, and two server processes
+on different roots share tags and manifests through it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from registry.testing.engines import PostgresEngine
+from registry.testing.processes import free_port
+from tests.registry.server import REPO_ROOT, Api, RegistryServer
+
+TIMEOUT = 240
+
+
+@pytest.fixture(autouse=True)
+def deadline() -> Iterator[None]:
+    """Fail a case that runs longer than TIMEOUT seconds instead of hanging the session."""
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _registry(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "registry.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=REPO_ROOT,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), **env})
+
+
+def test_migrate_command(tmp_path: Path, postgres: PostgresEngine) -> None:
+    env = {"REGISTRY_METADATA_URL": postgres.create_database("migrate_cmd")}
+    first = _registry("migrate", "--root", str(tmp_path), env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == (
+        f"registry migrate: metadata_url postgresql://registry:***@127.0.0.1:"
+        f"{postgres.port}/migrate_cmd: schema version 1")
+    assert postgres.password not in first.stdout
+    again = _registry("migrate", "--root", str(tmp_path), env=env)
+    assert again.returncode == 0 and again.stdout == first.stdout
+
+
+def test_serve_exits_at_once_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    url = f"postgresql://registry:secret@127.0.0.1:{free_port()}/registry"
+    started = time.monotonic()
+    proc = _registry("serve", "--root", str(tmp_path), "--addr", f"127.0.0.1:{free_port()}",
+                     env={"REGISTRY_METADATA_URL": url})
+    assert time.monotonic() - started < 60
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("registry: metadata_url postgresql://registry:***@127.0.0.1:")
+    assert "Connection refused" in lines[0] and "secret" not in lines[0]
+
+
+def test_bad_metadata_url_is_a_config_error(tmp_path: Path) -> None:
+    proc = _registry("serve", "--root", str(tmp_path), env={"REGISTRY_METADATA_URL": "x://y"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("registry: metadata_url must be empty (SQLite under root) "
+                                   "or a postgresql:// URL, not 'x://y'")
+
+
+def test_database_lost_at_run_time_answers_503(tmp_path: Path,
+                                               postgres: PostgresEngine) -> None:
+    url = postgres.create_database("lost_at_run_time")
+    with RegistryServer(tmp_path / "root", workers=1,
+                        env={"REGISTRY_METADATA_URL": url}) as server, server.client() as c:
+        pushed = Api(c).image("pg/app", "v1")
+        assert c.get(f"/v2/pg/app/manifests/{pushed.digest}").status_code == 200
+        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+            admin.execute('ALTER DATABASE "lost_at_run_time" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = 'lost_at_run_time'")
+            try:
+                for path in ("/v2/pg/app/manifests/v1", "/v2/pg/app/tags/list",
+                             "/v2/_catalog"):
+                    response = c.get(path)
+                    assert response.status_code == 503, (path, response.text)
+                    assert response.headers["content-type"] == "application/json"
+                    errors = json.loads(response.text)["errors"]
+                    assert [e["code"] for e in errors] == ["UNAVAILABLE"]
+                    assert "metadata" in errors[0]["message"]
+                health = c.get("/healthz")
+                assert health.status_code == 503 and "metadata" in health.json()
+            finally:
+                admin.execute('ALTER DATABASE "lost_at_run_time" ALLOW_CONNECTIONS true')
+        assert c.get("/v2/pg/app/manifests/v1").status_code == 200
+        assert "Traceback" not in server.log()
+
+
+def test_two_servers_share_the_metadata(tmp_path: Path, postgres: PostgresEngine) -> None:
+    url = postgres.create_database("two_servers")
+    env = {"REGISTRY_METADATA_URL": url}
+    with RegistryServer(tmp_path / "a", env=env) as a, RegistryServer(tmp_path / "b", env=env
+                                                                      ) as b:
+        with a.client() as ca:
+            Api(ca).image("shared/app", "v1")
+            Api(ca).image("shared/app", "v2")
+        with b.client() as cb:
+            assert cb.get("/v2/shared/app/tags/list").json()["tags"] == ["v1", "v2"]
+            assert cb.get("/v2/_catalog").json()["repositories"] == ["shared/app"]
+            assert cb.delete("/v2/shared/app/manifests/v1").status_code == 202
+        with a.client() as ca:
+            assert ca.get("/v2/shared/app/tags/list").json()["tags"] == ["v2"]
