@@ -381,6 +381,12 @@ class PostgresMetadataStore:
                           "WHERE uuid = %s", (uuid,))
         return _upload(rows[0]) if rows else None
 
+    def update_upload(self, uuid: str, labels: Mapping[str, str]) -> bool:
+        """Replace the labels of an open upload session; whether it exists."""
+        value = _mapping(labels, "upload labels") or Jsonb({})
+        return self._write(lambda conn: conn.execute(
+            "UPDATE uploads SET labels = %s WHERE uuid = %s", (value, uuid)).rowcount > 0)
+
     def end_upload(self, uuid: str) -> bool:
         """Forget an upload session; whether it existed."""
         return self._write(lambda conn: conn.execute(

@@ -18,7 +18,7 @@ import pytest
 from layerstore.errors import FailedPrecondition, InvalidArgument
 from registry.metadata import migrate
 from registry.metadata.postgres import HOT_QUERIES, PostgresMetadataStore, redact
-from registry.metadata.store import MetadataStore, MetadataUnavailable
+from registry.metadata.store import MetadataStore, MetadataUnavailable, UploadRecord
 from registry.testing.engines import PostgresEngine, recorded
 from registry.testing.metadata_suite import REPO, MetadataStoreSuite, blob, manifest
 from registry.testing.processes import free_port
@@ -64,6 +64,19 @@ class TestPostgresMetadataStore(MetadataStoreSuite):
 
     def make_store(self, tmp_path: Path) -> MetadataStore:
         return open_store(tmp_path)
+
+
+def test_update_upload_replaces_labels(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.start_upload(UploadRecord("u-1", REPO, 5.0, {"old": "1"}))
+    state = {"upload_id": "2~abc", "parts": '[[1,"\\"e1\\"",5242880]]', "offset": "7"}
+    assert store.update_upload("u-1", state)
+    assert store.get_upload("u-1") == UploadRecord("u-1", REPO, 5.0, state)
+    assert store.update_upload("u-1", {})
+    assert store.get_upload("u-1") == UploadRecord("u-1", REPO, 5.0, {})
+    assert not store.update_upload("never", {"x": "y"})
+    store.end_upload("u-1")
+    assert not store.update_upload("u-1", state)
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
