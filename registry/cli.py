@@ -126,7 +126,7 @@ def serve(settings: Settings, options: dict[str, Any] | None = None) -> int:
 def _gc(settings: Settings, argv: list[str]) -> int:
     from registry import gc
 
-    return gc.run_cli(settings.root, argv)
+    return gc.run_cli(settings.root, argv, metadata_url=settings.metadata_url)
 
 
 def prepare_metadata(settings: Settings) -> str:

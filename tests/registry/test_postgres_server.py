@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from registry.metadata.pglocks import GC_LOCK
 from registry.testing.engines import PostgresEngine
 from registry.testing.processes import free_port
 from tests.registry.server import REPO_ROOT, Api, RegistryServer
@@ -116,3 +117,32 @@ def test_two_servers_share_the_metadata(tmp_path: Path, postgres: PostgresEngine
             assert cb.delete("/v2/shared/app/manifests/v1").status_code == 202
         with a.client() as ca:
             assert ca.get("/v2/shared/app/tags/list").json()["tags"] == ["v2"]
+
+
+def test_gc_uses_the_database_and_runs_once_at_a_time(tmp_path: Path,
+                                                     postgres: PostgresEngine) -> None:
+    url = postgres.create_database("gc_on_postgres")
+    env = {"REGISTRY_METADATA_URL": url}
+    root = tmp_path / "root"
+    with RegistryServer(root, env=env) as server, server.client() as c:
+        kept = Api(c).image("gc/app", "kept")
+        gone = Api(c).image("gc/app", "gone", seed="other")
+        assert c.delete(f"/v2/gc/app/manifests/{gone.digest}").status_code == 202
+        collect = ("gc", "--root", str(root), "--grace", "0")
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (GC_LOCK,))
+            held = _registry(*collect, env=env)
+            assert held.returncode == 1
+            assert held.stderr.strip().startswith(
+                "registry gc: another garbage collection is running on metadata_url "
+                "postgresql://registry:***@")
+            other.execute("SELECT pg_advisory_unlock(%s)", (GC_LOCK,))
+        done = _registry(*collect, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "blobs: deleted 3 " in done.stdout, done.stdout
+        layers = json.loads(kept.body)["layers"]
+        for digest in [kept.digest, json.loads(kept.body)["config"]["digest"],
+                       *(layer["digest"] for layer in layers)]:
+            kind = "manifests" if digest == kept.digest else "blobs"
+            assert c.get(f"/v2/gc/app/{kind}/{digest}").status_code == 200, digest
+        assert c.get(f"/v2/gc/app/manifests/{gone.digest}").status_code == 404
