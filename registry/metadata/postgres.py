@@ -116,6 +116,13 @@ def _mapping(value: Mapping[str, str] | None, what: str) -> Jsonb | None:
     return Jsonb(plain)
 
 
+def _has_nul(args: Sequence[Any] | Mapping[str, Any]) -> bool:
+    """Whether a key holds a NUL character: PostgreSQL text cannot, so nothing stored can
+    match it (and sending it would be an error)."""
+    values = args.values() if isinstance(args, Mapping) else args
+    return any(isinstance(v, str) and "\x00" in v for v in values)
+
+
 def _limit(n: int | None) -> int | None:
     if n is not None and (type(n) is not int or n < 0):
         raise InvalidArgument(f"n must be a non-negative int, not {n!r}")
@@ -234,6 +241,8 @@ class PostgresMetadataStore:
 
     def unlink_blob(self, repository: str, digest: Digest) -> bool:
         """Remove a blob link; whether there was one."""
+        if _has_nul([repository, digest]):
+            return False
         return self._write(lambda conn: conn.execute(
             "DELETE FROM blob_links WHERE repo = %s AND digest = %s",
             (repository, str(digest))).rowcount > 0)
@@ -244,6 +253,8 @@ class PostgresMetadataStore:
 
     def forget_blob(self, digest: Digest) -> None:
         """Remove every link to ``digest``."""
+        if _has_nul([str(digest)]):
+            return
         self._write(lambda conn: conn.execute("DELETE FROM blob_links WHERE digest = %s",
                                               (str(digest),)))
 
@@ -310,6 +321,8 @@ class PostgresMetadataStore:
 
     def delete_manifest(self, repository: str, digest: Digest) -> bool:
         """Remove a manifest and (by the cascading key) every tag pointing at it."""
+        if _has_nul([repository, digest]):
+            return False
         return self._write(lambda conn: conn.execute(
             "DELETE FROM manifests WHERE repo = %s AND digest = %s",
             (repository, str(digest))).rowcount > 0)
@@ -341,6 +354,8 @@ class PostgresMetadataStore:
 
     def delete_tag(self, repository: str, tag: str) -> bool:
         """Remove one tag; whether it existed."""
+        if _has_nul([repository, tag]):
+            return False
         return self._write(lambda conn: conn.execute(
             "DELETE FROM tags WHERE repo = %s AND tag = %s", (repository, tag)).rowcount > 0)
 
@@ -383,12 +398,16 @@ class PostgresMetadataStore:
 
     def update_upload(self, uuid: str, labels: Mapping[str, str]) -> bool:
         """Replace the labels of an open upload session; whether it exists."""
+        if _has_nul([uuid]):
+            return False
         value = _mapping(labels, "upload labels") or Jsonb({})
         return self._write(lambda conn: conn.execute(
             "UPDATE uploads SET labels = %s WHERE uuid = %s", (value, uuid)).rowcount > 0)
 
     def end_upload(self, uuid: str) -> bool:
         """Forget an upload session; whether it existed."""
+        if _has_nul([uuid]):
+            return False
         return self._write(lambda conn: conn.execute(
             "DELETE FROM uploads WHERE uuid = %s", (uuid,)).rowcount > 0)
 
@@ -505,6 +524,8 @@ class PostgresMetadataStore:
 
     def _read(self, sql: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         """Every row one read statement gives (retried once on a broken connection)."""
+        if _has_nul(args):
+            return []
         for attempt in (0, 1):
             try:
                 with self._pooled() as conn:

@@ -207,6 +207,19 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
     assert store.linked_blobs() == set()
 
 
+def test_keys_with_nul_match_nothing(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.put_manifest(REPO, manifest("m"), ("v1",))
+    assert store.resolve(REPO, "\x00") is None
+    assert store.resolve("a\x00b", "v1") is None
+    with pytest.raises(InvalidArgument, match="NUL"):
+        store.tags(REPO, last="\x00")
+    assert store.get_upload("\x00") is None
+    assert not store.delete_tag(REPO, "v\x001")
+    assert not store.end_upload("\x00")
+    assert store.tags(REPO) == ["v1"]
+
+
 def test_closed_store_refuses_calls(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     store.link_blob(REPO, blob("a"), 1)
