@@ -175,23 +175,29 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    from registry.auth.authorizers import auth_directory
-    from registry.auth.users import UserError, UserStore
+    from layerstore.errors import LayerstoreError
+    from registry.auth.shared_state import open_user_store
+    from registry.auth.users import UserError
 
-    store = UserStore(auth_directory(settings.root), settings.htpasswd)
+    try:
+        store = open_user_store(settings, migrate=True)
+    except LayerstoreError as exc:
+        print(f"registry user: {exc}", file=sys.stderr)
+        return 1
+    where = getattr(store, "location", store.path)
     try:
         if args.user_command == "add":
             password = _read_password(args.password_stdin)
             store.add(args.name, password, args.group, replace=args.replace)
-            print(f"registry: user {args.name!r} saved in {store.path}")
+            print(f"registry: user {args.name!r} saved in {where}")
         elif args.user_command == "list":
             for user in store.users():
                 groups = ",".join(user.groups) or "-"
                 print(f"{user.name}\t{groups}\t{user.source}")
         elif not store.remove(args.name):
-            print(f"registry: no user {args.name!r} in {store.path}", file=sys.stderr)
+            print(f"registry: no user {args.name!r} in {where}", file=sys.stderr)
             return 1
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, ValueError, OSError, LayerstoreError) as exc:
         print(f"registry user: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from registry.metadata import migrate
 from registry.metadata.pglocks import GC_LOCK
 from registry.testing.engines import PostgresEngine
 from registry.testing.processes import free_port
@@ -37,9 +38,10 @@ def deadline() -> Iterator[None]:
     signal.signal(signal.SIGALRM, previous)
 
 
-def _registry(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _registry(*args: str, env: dict[str, str],
+              input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "registry.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=REPO_ROOT,
+                          text=True, timeout=120, cwd=REPO_ROOT, input=input,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), **env})
 
 
@@ -49,7 +51,7 @@ def test_migrate_command(tmp_path: Path, postgres: PostgresEngine) -> None:
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == (
         f"registry migrate: metadata_url postgresql://registry:***@127.0.0.1:"
-        f"{postgres.port}/migrate_cmd: schema version 1")
+        f"{postgres.port}/migrate_cmd: schema version {migrate.latest_version()}")
     assert postgres.password not in first.stdout
     again = _registry("migrate", "--root", str(tmp_path), env=env)
     assert again.returncode == 0 and again.stdout == first.stdout
@@ -146,3 +148,42 @@ def test_gc_uses_the_database_and_runs_once_at_a_time(tmp_path: Path,
             kind = "manifests" if digest == kept.digest else "blobs"
             assert c.get(f"/v2/gc/app/{kind}/{digest}").status_code == 200, digest
         assert c.get(f"/v2/gc/app/manifests/{gone.digest}").status_code == 404
+
+
+def test_users_and_signing_key_are_shared(tmp_path: Path, postgres: PostgresEngine) -> None:
+    env = {"REGISTRY_METADATA_URL": postgres.create_database("shared_auth")}
+    added = _registry("user", "add", "alice", "--password-stdin", "--root",
+                      str(tmp_path / "a"), env=env, input="alice-password\n")
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.strip() == (
+        "registry: user 'alice' saved in metadata_url postgresql://registry:***@127.0.0.1:"
+        f"{postgres.port}/shared_auth")
+    listed = _registry("user", "list", "--root", str(tmp_path / "b"), env=env)
+    assert listed.stdout.split() == ["alice", "-", "users"]
+    assert not (tmp_path / "a" / "auth" / "users.json").exists()
+    args = ("--auth", "token")
+    env["REGISTRY_ACCESS"] = json.dumps(
+        [{"repository": "**", "users": ["alice"], "actions": ["pull", "push"]}])
+    with RegistryServer(tmp_path / "a", args=args, env=env) as a, \
+            RegistryServer(tmp_path / "b", args=args, env=env) as b:
+        with a.client() as c:
+            got = c.get("/token", params={"service": "pybuild-registry",
+                                          "scope": "repository:shared/app:pull,push"},
+                        auth=("alice", "alice-password"))
+            assert got.status_code == 200, got.text
+            assert c.get("/token", params={"service": "pybuild-registry"},
+                         auth=("alice", "wrong")).status_code == 401
+        token = got.json()["token"]
+        with b.client(headers={"Authorization": f"Bearer {token[:-4]}AAAA"}) as c:
+            assert c.get("/v2/shared/app/tags/list").status_code == 401
+        with b.client(headers={"Authorization": f"Bearer {token}"}) as c:
+            assert c.get("/v2/").status_code == 200
+            Api(c).image("shared/app", "v1")
+        with a.client(headers={"Authorization": f"Bearer {token}"}) as c:
+            assert c.get("/v2/shared/app/tags/list").json()["tags"] == ["v1"]
+        removed = _registry("user", "del", "alice", "--root", str(tmp_path / "c"), env=env)
+        assert removed.returncode == 0, removed.stderr
+        time.sleep(1.5)  # each process re-reads the users at most once a second
+        with b.client() as c:
+            assert c.get("/token", params={"service": "pybuild-registry"},
+                         auth=("alice", "alice-password")).status_code == 401
