@@ -32,7 +32,9 @@ from registry.errors import UNSUPPORTED, RegistryError, error_response, internal
 from registry.handlers import V2App
 from registry.handlers.base import ROUTE_KEY, Services
 from registry.handlers.misc import health, metrics
+from registry.locking import use_cluster_lock
 from registry.metadata.backends import open_metadata
+from registry.metadata.pglocks import cluster_lock_for
 from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
 
@@ -133,6 +135,7 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
     """Open the stores of ``settings`` and build what the handlers share."""
     content = LocalStore(settings.content_root)
     metadata = open_metadata(settings)
+    use_cluster_lock(cluster_lock_for(metadata))
     blobs = BlobService(content, metadata, settings.root,
                         cache_bytes=settings.manifest_cache_bytes)
     return Services(settings=settings, metadata=metadata, blobs=blobs,

@@ -40,8 +40,8 @@ from layerstore.content.local import LocalStore
 from layerstore.content.store import ContentStore, Info
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound, Unavailable
-from registry.locking import sweep_lock
-from registry.metadata.pglocks import single_collector
+from registry.locking import sweep_lock, use_cluster_lock
+from registry.metadata.pglocks import cluster_lock_for, single_collector
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, MetadataStore
 
@@ -298,6 +298,7 @@ def run_cli(root: Path, argv: list[str], *, metadata_url: str = "") -> int:
     try:
         meta = _open_metadata(root, metadata_url)
         try:
+            use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
                 report = collect(
                     LocalStore(root / CONTENT_DIR), meta, lock_root=root,

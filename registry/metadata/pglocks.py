@@ -8,12 +8,13 @@ holder dies or its connection breaks, PostgreSQL releases the lock by itself.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from layerstore.errors import Unavailable
 from registry.metadata.store import MetadataStore
 
 GC_LOCK = 0x7079_6763_6C6B  # pg_advisory_lock key of the garbage collector
+SWEEP_LOCK = 0x7079_7377_6570  # held shared by pushes, exclusive by a sweep
 
 
 class LockHeld(Unavailable):
@@ -39,3 +40,40 @@ def single_collector(store: MetadataStore) -> Iterator[None]:
             yield
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (GC_LOCK,))
+
+
+class AdvisorySweepLock:
+    """The GC lock of :mod:`registry.locking` across hosts: a session-level advisory lock,
+    shared by pushes between "the blob exists" and "it is linked", exclusive by a sweep.
+    Waiting for it is bounded by the store's statement timeout (then
+    ``MetadataUnavailable``)."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+
+    @contextmanager
+    def _held(self, kind: str) -> Iterator[None]:
+        from registry.metadata.postgres import PostgresMetadataStore
+
+        assert isinstance(self.store, PostgresMetadataStore)
+        with self.store.connection() as conn:
+            conn.execute(f"SELECT pg_advisory_lock{kind}(%s)", (SWEEP_LOCK,))
+            try:
+                yield
+            finally:
+                conn.execute(f"SELECT pg_advisory_unlock{kind}(%s)", (SWEEP_LOCK,))
+
+    def shared(self) -> AbstractContextManager[None]:
+        """Hold it shared (a push)."""
+        return self._held("_shared")
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Hold it exclusive (a sweep)."""
+        return self._held("")
+
+
+def cluster_lock_for(store: MetadataStore) -> AdvisorySweepLock | None:
+    """The cross-host GC lock of ``store``'s database; ``None`` for a local store."""
+    from registry.metadata.postgres import PostgresMetadataStore
+
+    return AdvisorySweepLock(store) if isinstance(store, PostgresMetadataStore) else None

@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +18,10 @@ import psycopg
 import pytest
 
 from registry.metadata import migrate
-from registry.metadata.pglocks import GC_LOCK
+from registry.metadata.pglocks import GC_LOCK, SWEEP_LOCK
 from registry.testing.engines import PostgresEngine
 from registry.testing.processes import free_port
-from tests.registry.server import REPO_ROOT, Api, RegistryServer
+from tests.registry.server import REPO_ROOT, Api, RegistryServer, sha256
 
 TIMEOUT = 240
 
@@ -187,3 +188,29 @@ def test_users_and_signing_key_are_shared(tmp_path: Path, postgres: PostgresEngi
         with b.client() as c:
             assert c.get("/token", params={"service": "pybuild-registry"},
                          auth=("alice", "alice-password")).status_code == 401
+
+
+def test_pushes_wait_for_a_sweep_on_any_host(tmp_path: Path, postgres: PostgresEngine) -> None:
+    url = postgres.create_database("sweep_lock")
+    with RegistryServer(tmp_path / "root", env={"REGISTRY_METADATA_URL": url}) as server, \
+            server.client() as c, psycopg.connect(url, autocommit=True) as sweeper:
+        Api(c).blob("locked/app", b"before")
+        sweeper.execute("SELECT pg_advisory_lock(%s)", (SWEEP_LOCK,))
+        result: list[int] = []
+        pusher = threading.Thread(target=lambda: result.append(
+            c.post("/v2/locked/app/blobs/uploads/", params={"digest": sha256(b"during")},
+                   content=b"during").status_code))
+        pusher.start()
+        try:
+            waiting = (0,)
+            while waiting == (0,) and pusher.is_alive():
+                waiting = sweeper.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND NOT granted").fetchone() or (0,)
+                time.sleep(0.05)
+            assert waiting != (0,) and not result
+        finally:
+            sweeper.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK,))
+        pusher.join(60)
+        assert result == [201]
+        assert c.head(f"/v2/locked/app/blobs/{sha256(b'during')}").status_code == 200
