@@ -131,3 +131,11 @@ def error_response(err: RegistryError) -> Response:
 def internal_error_response() -> Response:
     """The 500 answer for an unexpected exception (the traceback goes to the log only)."""
     return error_response(RegistryError(UNKNOWN, "internal server error; see the registry log"))
+
+
+def unavailable_response() -> Response:
+    """The 503 answer while the metadata database cannot be used (the cause goes to the
+    log only)."""
+    return error_response(RegistryError(
+        UNAVAILABLE, "the registry's metadata database is unavailable; retry",
+        headers={"Retry-After": "1"}))

@@ -36,7 +36,8 @@ _stores_guard = threading.Lock()
 
 @functools.cache
 def _store(url: str, migrate: bool) -> PostgresMetadataStore:
-    return PostgresMetadataStore(url, migrate=migrate, min_size=1, max_size=4)
+    return PostgresMetadataStore(url, migrate=migrate, min_size=1, max_size=4,
+                                 check_connections=True)
 
 
 def shared_store(settings: Settings, *, migrate: bool = False) -> PostgresMetadataStore:

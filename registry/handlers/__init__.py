@@ -21,11 +21,11 @@ from registry.auth.access import CATALOG, DELETE, PULL, PUSH
 from registry.auth.access import Scope as AccessScope
 from registry.errors import (
     TOOMANYREQUESTS,
-    UNAVAILABLE,
     UNSUPPORTED,
     RegistryError,
     error_response,
     internal_error_response,
+    unavailable_response,
 )
 from registry.handlers import blobs, catalog, manifests, misc, referrers, tags, uploads
 from registry.handlers.base import ROUTE_KEY, Context, Endpoint, Services, match_v2
@@ -123,9 +123,7 @@ class V2App:
             response = error_response(err)
         except MetadataUnavailable as exc:
             log.error("answering %s %s: %s", request.method, scope["path"], exc)
-            response = error_response(RegistryError(
-                UNAVAILABLE, "the registry's metadata database is unavailable; retry",
-                headers={"Retry-After": "1"}))
+            response = unavailable_response()
         except Unavailable as exc:
             response = error_response(RegistryError(
                 TOOMANYREQUESTS, f"the registry is busy: {exc}; retry",

@@ -42,6 +42,7 @@ T = TypeVar("T")
 _RETRIES = 5
 _FAILING_WAIT = 1.0  # seconds to wait for a connection while the database is failing
 _FAILING_FOR = 5.0  # how long after a failure the short wait applies
+_POOL_WAIT = 5.0  # at most this long for a pooled connection (longer: overloaded or down)
 
 _MANIFEST_COLUMNS = (
     "m.digest, m.media_type, m.size, m.subject, m.artifact_type, m.annotations, m.refs, "
@@ -153,11 +154,13 @@ class PostgresMetadataStore:
 
     def __init__(self, url: str, *, migrate: bool = True, min_size: int = 1,
                  max_size: int = 16, timeout: float = 30.0,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 10.0, check_connections: bool = False) -> None:
         """Connect to the database at ``url`` (``postgresql://user:password@host:port/db``),
         apply the missing migrations (``migrate``) or check that the schema is current, and
-        open a pool of ``min_size``..``max_size`` connections. ``timeout`` bounds both the
-        wait for a pooled connection and every statement (seconds).
+        open a pool of ``min_size``..``max_size`` connections. ``timeout`` bounds every
+        statement (seconds); the wait for a pooled connection is at most 5 s.
+        ``check_connections`` checks each pooled connection before handing it out (one more
+        round trip; for callers of :meth:`connection`, which is not retried).
 
         ``MetadataUnavailable`` (naming the URL without its password and the cause) if the
         database cannot be reached; ``FailedPrecondition`` if its schema does not fit."""
@@ -167,6 +170,7 @@ class PostgresMetadataStore:
         self._timeout = float(timeout)
         self._connect_timeout = connect_timeout
         self._sizes = (min_size, max_size)
+        self._check = check_connections
         self._guard = threading.Lock()
         self._closed = False
         self._inherited: list[psycopg_pool.ConnectionPool] = []
@@ -455,6 +459,7 @@ class PostgresMetadataStore:
         return psycopg_pool.ConnectionPool(
             self._url, min_size=self._sizes[0], max_size=self._sizes[1], open=True,
             timeout=self._timeout, name="registry-metadata",
+            check=psycopg_pool.ConnectionPool.check_connection if self._check else None,
             kwargs={"autocommit": True, "application_name": "registry",
                     "connect_timeout": max(1, round(self._connect_timeout)),
                     "options": f"-c statement_timeout={int(self._timeout * 1000)}"},
@@ -482,7 +487,8 @@ class PostgresMetadataStore:
         failing = time.monotonic() - self._failed_at < _FAILING_FOR
         pool = self._current_pool()
         try:
-            conn_cm = pool.connection(timeout=_FAILING_WAIT if failing else self._timeout)
+            conn_cm = pool.connection(
+                timeout=_FAILING_WAIT if failing else min(self._timeout, _POOL_WAIT))
             conn = conn_cm.__enter__()
         except psycopg_pool.PoolTimeout:
             if not failing:

@@ -182,6 +182,19 @@ def test_users_and_signing_key_are_shared(tmp_path: Path, postgres: PostgresEngi
             Api(c).image("shared/app", "v1")
         with a.client(headers={"Authorization": f"Bearer {token}"}) as c:
             assert c.get("/v2/shared/app/tags/list").json()["tags"] == ["v1"]
+        with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+            admin.execute('ALTER DATABASE "shared_auth" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = 'shared_auth'")
+            try:
+                time.sleep(1.5)  # past the users cache
+                with a.client() as c:
+                    lost = c.get("/token", params={"service": "pybuild-registry"},
+                                 auth=("alice", "alice-password"))
+                assert lost.status_code == 503, lost.text
+                assert [e["code"] for e in lost.json()["errors"]] == ["UNAVAILABLE"]
+            finally:
+                admin.execute('ALTER DATABASE "shared_auth" ALLOW_CONNECTIONS true')
         removed = _registry("user", "del", "alice", "--root", str(tmp_path / "c"), env=env)
         assert removed.returncode == 0, removed.stderr
         time.sleep(1.5)  # each process re-reads the users at most once a second
