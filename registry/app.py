@@ -35,6 +35,9 @@ from registry.handlers.misc import health, metrics
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
+from registry.storage.driverblobs import DriverBlobService
+from registry.storage.errors import BackendMisconfigured, BackendUnavailable
+from registry.storage.s3 import S3Driver, S3Options
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -129,12 +132,36 @@ def load_authorizer(settings: Settings) -> Authorizer:
     return factory(settings)
 
 
+def s3_driver(settings: Settings) -> S3Driver:
+    """The S3 driver the ``s3_*`` settings describe (credentials: the AWS chain)."""
+    return S3Driver(S3Options(
+        bucket=settings.s3_bucket, endpoint=settings.s3_endpoint, region=settings.s3_region,
+        prefix=settings.s3_prefix, path_style=settings.s3_path_style,
+        redirect=settings.s3_redirect))
+
+
+def check_storage(settings: Settings) -> None:
+    """Reach the storage backend once; ConfigError naming the setting and the cause."""
+    if settings.storage != "s3":
+        return
+    try:
+        s3_driver(settings).check()
+    except BackendMisconfigured as exc:
+        raise ConfigError(str(exc)) from None
+    except BackendUnavailable as exc:
+        raise ConfigError(f"s3.endpoint {settings.s3_endpoint or 'AWS'}: {exc}") from None
+
+
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
     """Open the stores under ``settings.root`` and build what the handlers share."""
-    content = LocalStore(settings.content_root)
     metadata = SqliteMetadataStore(settings.metadata_path)
-    blobs = BlobService(content, metadata, settings.root,
-                        cache_bytes=settings.manifest_cache_bytes)
+    blobs: BlobService | DriverBlobService
+    if settings.storage == "s3":
+        blobs = DriverBlobService(s3_driver(settings), metadata,
+                                  cache_bytes=settings.manifest_cache_bytes)
+    else:
+        blobs = BlobService(LocalStore(settings.content_root), metadata, settings.root,
+                            cache_bytes=settings.manifest_cache_bytes)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     authorizer=authorizer or load_authorizer(settings),
                     metrics=Metrics(settings.metrics_dir))

@@ -185,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         return _user(settings, args)
     logging.config.dictConfig(log_config(settings.log_level))
     try:
-        from registry.app import load_authorizer
+        from registry.app import check_storage, load_authorizer
 
         load_authorizer(settings)
+        check_storage(settings)
         options = _tls_options(settings)
         if settings.auth_mode != "none" and not settings.authorizer:
             print(f"registry: auth {settings.auth_mode}; users in "

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from layerstore.content.copy import put_bytes
 from layerstore.digest import Digest
 from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
@@ -35,6 +34,7 @@ from registry.handlers.base import (
 from registry.metadata.store import ManifestRecord, MetadataStore
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.storage.blobs import run_blocking
+from registry.storage.errors import BlobUnknown
 
 MANIFEST_TYPES = MediaType.MANIFESTS | MediaType.INDEXES
 _UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
@@ -126,8 +126,8 @@ async def get(ctx: Context) -> Response:
     record = _resolve(ctx)
     try:
         body = await ctx.services.blobs.read_small(record.digest)
-    except RegistryError as err:
-        if err.code is BLOB_UNKNOWN:
+    except (RegistryError, BlobUnknown) as err:
+        if isinstance(err, BlobUnknown) or err.code is BLOB_UNKNOWN:
             raise RegistryError(MANIFEST_UNKNOWN, f"manifest {record.digest} of "
                                 f"{ctx.name!r} has no content") from None
         raise
@@ -260,7 +260,7 @@ async def put(ctx: Context) -> Response:
         if problems:
             first, *more = problems
             raise RegistryError(first.code, first.message, detail=first.detail, more=more)
-        put_bytes(services.blobs.content, body, expected=record.digest)
+        services.blobs.store_small(record.digest, body)
         services.metadata.put_manifest(name, record, tuple(tags))
 
     await services.blobs.run_guarded(store)

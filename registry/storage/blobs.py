@@ -30,8 +30,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
+from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore, ContentWriter
 from layerstore.digest import CHUNK, Digest
 from layerstore.errors import DigestMismatch, LayerstoreError, NotFound, Unavailable
@@ -63,6 +64,12 @@ async def run_blocking(fn: Callable[..., T], *args: object) -> T:
     """Run a blocking call in the default thread pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(fn, *args))
+
+
+def _open_at(path: Path, start: int) -> BinaryIO:
+    f = open(path, "rb")  # noqa: SIM115 - the response closes it
+    f.seek(start)
+    return f
 
 
 def ingest_ref(upload_id: str) -> str:
@@ -245,6 +252,23 @@ class BlobService:
             raise RegistryError(BLOB_UNKNOWN,
                                 f"blob {digest} of repository {repository!r} has no content",
                                 detail={"digest": str(digest)}) from None
+
+    def blob_location(self, repository: str, digest: Digest) -> str | None:
+        """Local files are served by the registry itself: never a redirect."""
+        return None
+
+    async def open_blob(self, repository: str, digest: Digest, start: int) -> BinaryIO:
+        """The blob's file, positioned at ``start``; BLOB_UNKNOWN if it is gone."""
+        path = self.file(repository, digest)
+        try:
+            return await run_blocking(_open_at, path, start)
+        except FileNotFoundError:
+            raise RegistryError(BLOB_UNKNOWN, f"blob {digest} of {repository!r} has no content",
+                                detail={"digest": str(digest)}) from None
+
+    def store_small(self, digest: Digest, data: bytes) -> None:
+        """Store verified bytes (a manifest) as blob ``digest`` unless it is there."""
+        put_bytes(self.content, data, expected=digest)
 
     async def delete(self, repository: str, digest: Digest) -> None:
         """Unlink a blob from ``repository`` (the bytes go when garbage collection finds
