@@ -37,6 +37,7 @@ from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
 from registry.storage.driverblobs import DriverBlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
+from registry.storage.manifests import ManifestService
 from registry.storage.s3 import S3Driver, S3Options
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
@@ -163,6 +164,7 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
         blobs = BlobService(LocalStore(settings.content_root), metadata, settings.root,
                             cache_bytes=settings.manifest_cache_bytes)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
+                    manifests=ManifestService(metadata, blobs),
                     authorizer=authorizer or load_authorizer(settings),
                     metrics=Metrics(settings.metrics_dir))
 

@@ -154,6 +154,11 @@ def from_storage_error(err: storage.StorageError) -> RegistryError:
     if isinstance(err, storage.OffsetMismatch):
         return RegistryError(RANGE_INVALID, message, detail={"offset": err.offset},
                              headers={"Range": f"0-{max(err.offset - 1, 0)}"})
+    if isinstance(err, storage.ManifestReferencesMissing):
+        first, *more = (
+            ErrorEntry(MANIFEST_BLOB_UNKNOWN if p.found is None else MANIFEST_INVALID, str(p),
+                       {"digest": p.digest}) for p in err.problems)
+        return RegistryError(first.code, first.message, detail=first.detail, more=more)
     if isinstance(err, storage.UploadBusy):
         return RegistryError(TOOMANYREQUESTS, message, detail={"uuid": err.upload_id},
                              headers={"Retry-After": "1"})

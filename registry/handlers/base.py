@@ -33,6 +33,7 @@ from registry.storage.blobs import BlobService
 from registry.storage.driver import Reader
 from registry.storage.driverblobs import DriverBlobService
 from registry.storage.errors import StorageError
+from registry.storage.manifests import ManifestService
 
 OCTET_STREAM = "application/octet-stream"
 MAX_PAGE = 1000
@@ -46,6 +47,7 @@ class Services:
     settings: Settings
     metadata: MetadataStore
     blobs: BlobService | DriverBlobService
+    manifests: ManifestService
     authorizer: Authorizer
     metrics: Metrics
 

@@ -223,6 +223,13 @@ class BlobService:
         self._commits.mkdir(parents=True, exist_ok=True)
         self._slots: dict[str, _Slot] = {}
 
+    def storage_problem(self) -> str | None:
+        """Why the content store cannot take writes, if it cannot."""
+        content = self._root / "content"
+        if not os.access(content, os.W_OK):
+            return f"content store {str(content)!r} is not writable"
+        return None
+
     # Committed blobs.
 
     def size(self, repository: str, digest: Digest) -> int | None:

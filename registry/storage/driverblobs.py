@@ -19,7 +19,12 @@ from layerstore.digest import Digest
 from registry.metadata.store import MetadataStore, UploadRecord
 from registry.storage.blobs import ContentCache
 from registry.storage.driver import Reader, StorageDriver
-from registry.storage.errors import BackendUnavailable, BlobUnknown, PathNotFound
+from registry.storage.errors import (
+    BackendUnavailable,
+    BlobUnknown,
+    PathNotFound,
+    StorageError,
+)
 from registry.storage.paths import blob_path
 from registry.storage.uploads import DriverUpload, DriverUploads, run_blocking
 
@@ -35,6 +40,14 @@ class DriverBlobService:
         self.metadata = metadata
         self.uploads = DriverUploads(driver, metadata, wait=wait)
         self._cache = ContentCache(cache_bytes)
+
+    def storage_problem(self) -> str | None:
+        """Why the backend cannot be used right now, if it cannot (one listing call)."""
+        try:
+            self.driver.list("")
+        except StorageError as exc:
+            return f"{self.driver.name} storage: {exc}"
+        return None
 
     # Committed blobs.
 

@@ -93,3 +93,28 @@ class UploadBusy(StorageError):
     def __init__(self, message: str, upload_id: str) -> None:
         super().__init__(message)
         self.upload_id = upload_id
+
+
+class MissingReference(StorageError):
+    """One blob or child manifest a pushed manifest needs that the repository lacks
+    (``found`` is ``None``) or holds with another size."""
+
+    def __init__(self, kind: str, digest: str, repository: str, declared: int,
+                 found: int | None) -> None:
+        if found is None:
+            message = f"{kind} {digest} is unknown to repository {repository!r}; push it first"
+        else:
+            message = (f"{kind} {digest} has {found} bytes in repository {repository!r}, "
+                       f"not the {declared} the manifest says")
+        super().__init__(message)
+        self.kind = kind
+        self.digest = digest
+        self.found = found
+
+
+class ManifestReferencesMissing(StorageError):
+    """A pushed manifest needs blobs or manifests the repository does not hold."""
+
+    def __init__(self, problems: tuple[MissingReference, ...]) -> None:
+        super().__init__(str(problems[0]))
+        self.problems = problems

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.registry.rgw import rgw  # noqa: F401 - used with PYBUILD_TEST_STORAGE=s3
 from tests.registry.server import Api, RegistryServer
+
+STORAGE_ENV = "PYBUILD_TEST_STORAGE"
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A registry with two worker processes shared by the whole session."""
+def registry(tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest) -> Iterator[RegistryServer]:
+    """A registry with two worker processes shared by the whole session; with
+    ``PYBUILD_TEST_STORAGE=s3`` its blobs live on a real Ceph RGW."""
     root = tmp_path_factory.mktemp("registry") / "root"
-    server = RegistryServer(root, workers=2,
+    env: dict[str, str] = {}
+    if os.environ.get(STORAGE_ENV) == "s3":
+        engine = request.getfixturevalue("rgw")
+        env = {**engine.settings(), "REGISTRY_S3_PREFIX": f"api-{uuid.uuid4().hex[:8]}"}
+    server = RegistryServer(root, workers=2, env=env,
                             log_path=tmp_path_factory.mktemp("logs") / "registry.log")
     server.start()
     yield server
