@@ -89,3 +89,22 @@ def test_s3_unreachable_endpoint_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(BackendMisconfigured) as info:
         driver.check()
     assert info.value.setting == "s3.endpoint"
+
+
+def test_filesystem_driver_sees_a_content_store_root(tmp_path: Path) -> None:
+    """The filesystem driver over ``<root>/content`` finds the blobs a registry root written
+    by the layerstore content store holds, where the blob paths say."""
+    from layerstore.content.copy import put_bytes
+    from layerstore.content.local import LocalStore
+    from layerstore.digest import Digest
+    from registry.storage.paths import blob_path
+    from registry.testing.driver_suite import read_all
+
+    store = LocalStore(tmp_path / "root" / "content")
+    data = b"a blob from an existing root" * 1000
+    digest = Digest.from_bytes(data)
+    put_bytes(store, data, expected=digest)
+    driver = FilesystemDriver(tmp_path / "root" / "content")
+    assert driver.stat(blob_path(digest)).size == len(data)
+    assert read_all(driver, blob_path(digest), 5) == data[5:]
+    assert blob_path(digest) in [info.path for info in driver.walk("blobs")]
