@@ -34,11 +34,11 @@ from registry.handlers.base import ROUTE_KEY, Services
 from registry.handlers.misc import health, metrics
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metrics import Metrics
+from registry.storage.backends import s3_driver
 from registry.storage.blobs import BlobService
 from registry.storage.driverblobs import DriverBlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
 from registry.storage.manifests import ManifestService
-from registry.storage.s3 import S3Driver, S3Options
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -133,14 +133,6 @@ def load_authorizer(settings: Settings) -> Authorizer:
     return factory(settings)
 
 
-def s3_driver(settings: Settings) -> S3Driver:
-    """The S3 driver the ``s3_*`` settings describe (credentials: the AWS chain)."""
-    return S3Driver(S3Options(
-        bucket=settings.s3_bucket, endpoint=settings.s3_endpoint, region=settings.s3_region,
-        prefix=settings.s3_prefix, path_style=settings.s3_path_style,
-        redirect=settings.s3_redirect))
-
-
 def check_storage(settings: Settings) -> None:
     """Reach the storage backend once; ConfigError naming the setting and the cause."""
     if settings.storage != "s3":
@@ -159,7 +151,8 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
     blobs: BlobService | DriverBlobService
     if settings.storage == "s3":
         blobs = DriverBlobService(s3_driver(settings), metadata,
-                                  cache_bytes=settings.manifest_cache_bytes)
+                                  cache_bytes=settings.manifest_cache_bytes,
+                                  lock_root=settings.root)
     else:
         blobs = BlobService(LocalStore(settings.content_root), metadata, settings.root,
                             cache_bytes=settings.manifest_cache_bytes)

@@ -123,7 +123,7 @@ def serve(settings: Settings, options: dict[str, Any] | None = None) -> int:
 def _gc(settings: Settings, argv: list[str]) -> int:
     from registry import gc
 
-    return gc.run_cli(settings.root, argv)
+    return gc.run_cli(settings.root, argv, settings)
 
 
 def _read_password(from_stdin: bool) -> str:

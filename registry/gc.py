@@ -39,9 +39,13 @@ from layerstore.content.local import LocalStore
 from layerstore.content.store import ContentStore, Info
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound, Unavailable
+from registry.config import Settings
 from registry.locking import sweep_lock
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, MetadataStore
+from registry.storage.backends import storage_driver
+from registry.storage.errors import StorageError
+from registry.storage.sweeping import DriverContent
 
 CONTENT_DIR = "content"
 METADATA_FILE = "metadata.db"
@@ -273,9 +277,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_cli(root: Path, argv: list[str]) -> int:
+def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> int:
     """``registry gc`` on the registry at ``root``: parse ``argv``, collect, print a summary;
-    the exit status (0 done, 1 failed, 2 bad arguments)."""
+    the exit status (0 done, 1 failed, 2 bad arguments). With ``settings`` of
+    ``storage = "s3"`` the blobs are those of the bucket."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
@@ -286,14 +291,17 @@ def run_cli(root: Path, argv: list[str]) -> int:
     try:
         meta = SqliteMetadataStore(root / METADATA_FILE)
         try:
+            content: ContentStore | DriverContent = LocalStore(root / CONTENT_DIR)
+            if settings is not None and settings.storage != "filesystem":
+                content = DriverContent(storage_driver(settings), meta)
             report = collect(
-                LocalStore(root / CONTENT_DIR), meta, lock_root=root, dry_run=args.dry_run,
+                content, meta, lock_root=root, dry_run=args.dry_run,  # type: ignore[arg-type]
                 delete_untagged=args.delete_untagged, grace_seconds=args.grace,
                 upload_max_age=args.upload_max_age,
             )
         finally:
             meta.close()
-    except LayerstoreError as err:
+    except (LayerstoreError, StorageError) as err:
         print(f"registry gc: {err}", file=sys.stderr)
         return 1
     print(report.summary())

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import TypeVar
 
 from layerstore.digest import Digest
+from registry.locking import push_guard
 from registry.metadata.store import MetadataStore, UploadRecord
 from registry.storage.blobs import ContentCache
 from registry.storage.driver import Reader, StorageDriver
@@ -35,10 +38,12 @@ class DriverBlobService:
     """Blobs as repositories see them, and their upload sessions (module docstring)."""
 
     def __init__(self, driver: StorageDriver, metadata: MetadataStore, *,
-                 cache_bytes: int = 64 << 20, wait: float = 5.0) -> None:
+                 cache_bytes: int = 64 << 20, wait: float = 5.0,
+                 lock_root: Path | None = None) -> None:
         self.driver = driver
         self.metadata = metadata
-        self.uploads = DriverUploads(driver, metadata, wait=wait)
+        self._lock_root = lock_root
+        self.uploads = DriverUploads(driver, metadata, wait=wait, guard=self.guard)
         self._cache = ContentCache(cache_bytes)
 
     def storage_problem(self) -> str | None:
@@ -116,14 +121,22 @@ class DriverBlobService:
                 return
         self.driver.put_content(path, data)
 
+    def guard(self) -> AbstractContextManager[None]:
+        """The push side of the GC lock under ``lock_root`` (none without one)."""
+        return push_guard(self._lock_root) if self._lock_root is not None else nullcontext()
+
     async def run_guarded(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in a thread (garbage collection of a shared bucket runs offline)."""
-        return await run_blocking(fn)
+        """Run ``fn`` in a thread while holding :meth:`guard` (no garbage collection sweep
+        can delete content between its checks and its links)."""
+        def guarded() -> T:
+            with self.guard():
+                return fn()
+        return await run_blocking(guarded)
 
     async def mount(self, repository: str, digest: Digest, source: str | None) -> int | None:
         """Link ``digest`` into ``repository`` if ``source`` has it (without a source: if
         the registry holds it); its size, or ``None``. No bytes are copied."""
-        return await run_blocking(self._mount, repository, digest, source)
+        return await self.run_guarded(lambda: self._mount(repository, digest, source))
 
     def _mount(self, repository: str, digest: Digest, source: str | None) -> int | None:
         try:

@@ -25,6 +25,7 @@ import contextlib
 import time
 import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -180,9 +181,11 @@ class DriverUploads:
     """Upload sessions of every repository over one driver (see the module docstring)."""
 
     def __init__(self, driver: StorageDriver, metadata: MetadataStore, *,
-                 wait: float = 5.0) -> None:
+                 wait: float = 5.0,
+                 guard: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
         self.driver = driver
         self.metadata = metadata
+        self._guard = guard
         self.running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wait = wait
@@ -290,13 +293,14 @@ class DriverUploads:
         """Move verified bytes into place (unless the blob is there already), link the
         blob, end the session."""
         target = blob_path(digest)
-        try:
-            exists = self.driver.stat(target).size == size
-        except PathNotFound:
-            exists = False
-        if not exists:
-            self.driver.move(upload_path(record.uuid), target)
-        self.metadata.link_blob(record.repository, digest, size)
+        with self._guard():
+            try:
+                exists = self.driver.stat(target).size == size
+            except PathNotFound:
+                exists = False
+            if not exists:
+                self.driver.move(upload_path(record.uuid), target)
+            self.metadata.link_blob(record.repository, digest, size)
         self.metadata.end_upload(record.uuid)
         with contextlib.suppress(PathNotFound):
             self.driver.delete(upload_dir(record.uuid))

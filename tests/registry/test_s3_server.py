@@ -300,3 +300,61 @@ def test_skopeo_pushes_and_pulls(replicas, busybox_rootfs: Path, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr
     index = json.loads((out / "index.json").read_text())
     assert index["manifests"][0]["digest"] == str(image.manifest.digest)
+
+
+def test_gc_sweeps_the_bucket(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+    env = s3_env(rgw)
+    prefix = env["REGISTRY_S3_PREFIX"]
+    root = tmp_path / "root"
+    server = RegistryServer(root, env=env).start()
+    try:
+        with server.client() as http:
+            api = Api(http)
+            kept = api.image("s3/gc", "v1")
+            loose = api.blob("s3/gc", payload(70_000, "loose"))
+            path = httpx.URL(http.post("/v2/s3/gc/blobs/uploads/").headers["Location"]).path
+            assert http.patch(path, content=payload(6 * MIB + 1, "stale")).status_code == 202
+    finally:
+        server.stop()
+    assert [k for k in keys(rgw, prefix) if "/uploads/" in k or "/_pending/" in k]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "AWS_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "registry.cli", "gc", "--root", str(root), "--grace", "0",
+         "--upload-max-age", "0"], env={**clean, **env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "uploads: purged 1" in proc.stdout, proc.stdout
+    stored = keys(rgw, prefix)
+    assert f"{prefix}/blobs/sha256/{loose[7:]}" not in stored
+    assert f"{prefix}/blobs/sha256/{kept.digest[7:]}" in stored
+    assert not [k for k in stored if "/uploads/" in k or "/_pending/" in k]
+    server = RegistryServer(root, env=env).start()
+    try:
+        with server.client() as http:
+            assert http.get(f"/v2/s3/gc/manifests/{kept.digest}").content == kept.body
+            assert http.head(f"/v2/s3/gc/blobs/{loose}").status_code == 404
+    finally:
+        server.stop()
+
+
+def test_upload_survives_a_restart(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+    env = s3_env(rgw)
+    root = tmp_path / "root"
+    data = payload(7 * MIB + 5, "restart")
+    server = RegistryServer(root, env=env).start()
+    try:
+        with server.client() as http:
+            path = httpx.URL(http.post("/v2/s3/restart/blobs/uploads/").headers["Location"]).path
+            assert http.patch(path, content=data[:5 * MIB + 3]).status_code == 202
+    finally:
+        server.stop()
+    server = RegistryServer(root, env=env).start()
+    try:
+        with server.client() as http:
+            assert http.get(path).headers["Range"] == f"0-{5 * MIB + 2}"
+            r = http.put(path, params={"digest": sha256(data)}, content=data[5 * MIB + 3:],
+                         headers={"Content-Range": f"{5 * MIB + 3}-{len(data) - 1}"})
+            assert r.status_code == 201, r.text
+            assert http.get(f"/v2/s3/restart/blobs/{sha256(data)}").content == data
+    finally:
+        server.stop()
