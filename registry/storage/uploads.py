@@ -109,7 +109,7 @@ class DriverUpload:
             running = None
         if running is None and offset == 0:
             running = _Running(0)
-        writer = await run_blocking(self._writer)
+        writer: FileWriter | None = None  # opened with the first bytes (a PUT may have none)
         received = 0
         buffer = bytearray()
         healthy = False
@@ -118,9 +118,13 @@ class DriverUpload:
                 buffer += chunk
                 received += len(chunk)
                 if len(buffer) >= CHUNK:
+                    if writer is None:
+                        writer = await run_blocking(self._writer)
                     await run_blocking(self._write, writer, bytes(buffer), running)
                     buffer = bytearray()
             if buffer:
+                if writer is None:
+                    writer = await run_blocking(self._writer)
                 await run_blocking(self._write, writer, bytes(buffer), running)
             healthy = True
         except StorageError:
@@ -129,8 +133,10 @@ class DriverUpload:
             healthy = True  # the client went away: keep what arrived
             raise
         finally:
-            if healthy:
+            if healthy and writer is not None:
                 await run_blocking(self._pause, writer, running)
+            elif running is not None and writer is None:
+                self._service.running[uuid] = running
         if length is not None and received != length:
             raise SizeMismatch(
                 f"upload {uuid} to {self.record.repository!r}: the request declared {length} "
@@ -149,6 +155,9 @@ class DriverUpload:
         labels = {**self.labels, **writer.state()}
         labels[SIZE] = str(writer.size)
         if not self._service.metadata.update_upload(self.record.uuid, labels):
+            # Cancelled meanwhile: drop what this request added (a multipart upload too).
+            with contextlib.suppress(StorageError):
+                writer.cancel()
             with contextlib.suppress(StorageError):
                 self._service.driver.delete(upload_dir(self.record.uuid))
             raise self._service.ended(self.record)
@@ -257,10 +266,22 @@ class DriverUploads:
                running: _Running | None) -> int:
         """See :meth:`DriverUpload.commit`."""
         driver, path = self.driver, upload_path(record.uuid)
-        writer = (driver.writer(path, append=True, state=labels) if SIZE in labels
-                  else driver.writer(path))
-        size = writer.size
-        writer.commit()
+        try:
+            writer = (driver.writer(path, append=True, state=labels) if SIZE in labels
+                      else driver.writer(path))
+            size = writer.size
+            writer.commit()
+        except PathNotFound:
+            # A commit interrupted before its journal completed the content already (the
+            # multipart upload and the pending bytes are gone): go on from the object.
+            size = labels_offset(labels)
+            try:
+                if driver.stat(path).size != size:
+                    raise PathNotFound(path)
+            except PathNotFound:
+                self.discard(record, {})
+                raise self.ended(record) from None
+            running = None
         if (running is not None and running.offset == size
                 and digest.algorithm == RUNNING_HASH):
             actual = Digest(RUNNING_HASH, running.hasher.hexdigest())

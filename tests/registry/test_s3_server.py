@@ -358,3 +358,34 @@ def test_upload_survives_a_restart(rgw: RgwEngine, tmp_path: Path) -> None:  # n
             assert http.get(f"/v2/s3/restart/blobs/{sha256(data)}").content == data
     finally:
         server.stop()
+
+
+def test_commit_interrupted_after_completing_the_upload(rgw: RgwEngine,  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    """A crash between completing the multipart upload and the commit journal leaves the
+    whole upload object; the next closing PUT verifies and publishes it."""
+    from registry.metadata.sqlite import SqliteMetadataStore
+    from registry.storage.paths import upload_path
+    from tests.registry.rgw import s3_driver
+
+    env = s3_env(rgw)
+    root = tmp_path / "root"
+    data = payload(6 * MIB + 99, "interrupted")
+    server = RegistryServer(root, env=env).start()
+    try:
+        with server.client() as http:
+            path = httpx.URL(http.post("/v2/s3/crash/blobs/uploads/").headers["Location"]).path
+            assert http.patch(path, content=data).status_code == 202
+            upload_id = path.rsplit("/", 1)[-1]
+            meta = SqliteMetadataStore(root / "metadata.db")
+            record = meta.get_upload(upload_id)
+            meta.close()
+            assert record is not None and record.labels["buffered"] != "0"
+            driver = s3_driver(rgw, prefix=env["REGISTRY_S3_PREFIX"])
+            driver.writer(upload_path(upload_id), append=True, state=record.labels).commit()
+            r = http.put(path, params={"digest": sha256(data)})
+            assert r.status_code == 201, r.text
+            assert http.get(f"/v2/s3/crash/blobs/{sha256(data)}").content == data
+            assert http.get(path).status_code == 404
+    finally:
+        server.stop()
