@@ -12,6 +12,11 @@ the committed upload object is read back and hashed. hashlib cannot export a run
 and the alternatives (a hash written in Python, or copying OpenSSL's context structures)
 are slower or fragile, so re-reading is the fallback.
 
+One process never lets two requests work on one session at once; two processes do not
+coordinate (a client sends a session's requests one after another, as distribution also
+assumes). A request that fails half-way may leave an unfinished multipart upload that no
+session names: give the bucket a lifecycle rule that aborts incomplete multipart uploads.
+
 Commit: the writer completes ``uploads/<uuid>/data``, the digest is checked, the labels get
 ``committing=<digest>`` (a journal), the object is moved to ``blobs/<alg>/<hex>`` (where it
 appears whole or not at all), linked, and the session ends. A request that finds the
