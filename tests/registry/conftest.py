@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.registry.rgw import rgw  # noqa: F401 - used with PYBUILD_TEST_STORAGE=s3
+from tests.registry.rgw import rgw, storage_env  # noqa: F401 - rgw: for storage_env
 from tests.registry.server import Api, RegistryServer
-
-STORAGE_ENV = "PYBUILD_TEST_STORAGE"
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +18,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory,
     """A registry with two worker processes shared by the whole session; with
     ``PYBUILD_TEST_STORAGE=s3`` its blobs live on a real Ceph RGW."""
     root = tmp_path_factory.mktemp("registry") / "root"
-    env: dict[str, str] = {}
-    if os.environ.get(STORAGE_ENV) == "s3":
-        engine = request.getfixturevalue("rgw")
-        env = {**engine.settings(), "REGISTRY_S3_PREFIX": f"api-{uuid.uuid4().hex[:8]}"}
-    server = RegistryServer(root, workers=2, env=env,
+    server = RegistryServer(root, workers=2, env=storage_env(request),
                             log_path=tmp_path_factory.mktemp("logs") / "registry.log")
     server.start()
     yield server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -47,3 +49,15 @@ def s3_driver(engine: RgwEngine, **kwargs: object) -> S3Driver:
 def rgw_environment(engine: RgwEngine) -> dict[str, str]:
     """The environment of a registry serving from ``engine`` (settings and credentials)."""
     return dict(engine.settings())
+
+
+STORAGE_ENV = "PYBUILD_TEST_STORAGE"
+
+
+def storage_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment that puts a test registry's blobs where ``PYBUILD_TEST_STORAGE``
+    says: nothing for the filesystem, a fresh prefix of the session's RGW for ``s3``."""
+    if os.environ.get(STORAGE_ENV) != "s3":
+        return {}
+    engine: RgwEngine = request.getfixturevalue("rgw")
+    return {**engine.settings(), "REGISTRY_S3_PREFIX": f"t-{uuid.uuid4().hex[:10]}"}

@@ -22,7 +22,6 @@ import pytest
 from registry.testing.engines import REGION, RgwEngine
 from registry.testing.processes import free_port
 from tests.peers import require
-from tests.registry.rgw import rgw  # noqa: F401 - the session fixture
 from tests.registry.server import REPO_ROOT, Api, RegistryServer, sha256, sha512
 
 MIB = 1024 * 1024
@@ -66,7 +65,7 @@ def keys(engine: RgwEngine, prefix: str, bucket: str | None = None) -> list[str]
 
 
 @pytest.fixture(scope="module")
-def replicas(rgw: RgwEngine, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+def replicas(rgw: RgwEngine, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[tuple[RegistryServer, RegistryServer, dict[str, str]]]:
     """Two ``registry serve`` processes on one bucket prefix and one metadata store."""
     root = tmp_path_factory.mktemp("s3") / "root"
@@ -88,7 +87,7 @@ def payload(size: int, seed: str = "") -> bytes:
     return bytes(out[:size])
 
 
-def test_chunks_on_two_replicas_make_one_blob(replicas, rgw: RgwEngine) -> None:  # noqa: F811
+def test_chunks_on_two_replicas_make_one_blob(replicas, rgw: RgwEngine) -> None:
     a, b, env = replicas
     repo = f"s3/{uuid.uuid4().hex[:8]}"
     data = payload(13 * MIB + 12345, "replicas")
@@ -137,7 +136,7 @@ def test_running_hash_and_read_back_agree(replicas) -> None:
                 "Content-Length"] == str(len(data))
 
 
-def test_digest_mismatch_stores_nothing(replicas, rgw: RgwEngine) -> None:  # noqa: F811
+def test_digest_mismatch_stores_nothing(replicas, rgw: RgwEngine) -> None:
     a, b, env = replicas
     repo = f"s3/{uuid.uuid4().hex[:8]}"
     data = payload(5 * MIB + 3, "bad")
@@ -178,7 +177,7 @@ def test_api_on_s3(replicas) -> None:
         assert client.get(f"/v2/{repo}/blobs/{sha256(small)}").content == small
 
 
-def test_mount_copies_no_bytes(replicas, rgw: RgwEngine) -> None:  # noqa: F811
+def test_mount_copies_no_bytes(replicas, rgw: RgwEngine) -> None:
     a, _, env = replicas
     source, target = f"s3/{uuid.uuid4().hex[:8]}", f"s3/{uuid.uuid4().hex[:8]}"
     data = payload(300_000, "mount")
@@ -195,7 +194,7 @@ def test_mount_copies_no_bytes(replicas, rgw: RgwEngine) -> None:  # noqa: F811
         assert r.status_code == 202
 
 
-def test_redirect_sends_clients_to_presigned_urls(rgw: RgwEngine, tmp_path: Path  # noqa: F811
+def test_redirect_sends_clients_to_presigned_urls(rgw: RgwEngine, tmp_path: Path
                                                   ) -> None:
     env = s3_env(rgw, REGISTRY_S3_REDIRECT="true")
     server = RegistryServer(tmp_path / "root", env=env).start()
@@ -225,7 +224,7 @@ def _serve(env: dict[str, str], root: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
 
 
-def test_unknown_bucket_stops_serve_at_once(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+def test_unknown_bucket_stops_serve_at_once(rgw: RgwEngine, tmp_path: Path) -> None:
     proc = _serve(s3_env(rgw, REGISTRY_S3_BUCKET="no-such-bucket"), tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -234,7 +233,7 @@ def test_unknown_bucket_stops_serve_at_once(rgw: RgwEngine, tmp_path: Path) -> N
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_bad_credentials_stop_serve_at_once(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+def test_bad_credentials_stop_serve_at_once(rgw: RgwEngine, tmp_path: Path) -> None:
     proc = _serve(s3_env(rgw, AWS_SECRET_ACCESS_KEY="wrong-secret"), tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -251,7 +250,7 @@ def test_unreachable_endpoint_stops_serve_at_once(tmp_path: Path) -> None:
     assert len(lines) == 1 and "s3.endpoint" in lines[0], proc.stderr
 
 
-def test_backend_failure_answers_503(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+def test_backend_failure_answers_503(rgw: RgwEngine, tmp_path: Path) -> None:
     bucket = f"gone-{uuid.uuid4().hex[:8]}"
     client = bucket_client(rgw)
     client.create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
@@ -302,7 +301,7 @@ def test_skopeo_pushes_and_pulls(replicas, busybox_rootfs: Path, tmp_path: Path)
     assert index["manifests"][0]["digest"] == str(image.manifest.digest)
 
 
-def test_gc_sweeps_the_bucket(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+def test_gc_sweeps_the_bucket(rgw: RgwEngine, tmp_path: Path) -> None:
     env = s3_env(rgw)
     prefix = env["REGISTRY_S3_PREFIX"]
     root = tmp_path / "root"
@@ -337,7 +336,7 @@ def test_gc_sweeps_the_bucket(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: 
         server.stop()
 
 
-def test_upload_survives_a_restart(rgw: RgwEngine, tmp_path: Path) -> None:  # noqa: F811
+def test_upload_survives_a_restart(rgw: RgwEngine, tmp_path: Path) -> None:
     env = s3_env(rgw)
     root = tmp_path / "root"
     data = payload(7 * MIB + 5, "restart")
@@ -360,7 +359,7 @@ def test_upload_survives_a_restart(rgw: RgwEngine, tmp_path: Path) -> None:  # n
         server.stop()
 
 
-def test_commit_interrupted_after_completing_the_upload(rgw: RgwEngine,  # noqa: F811
+def test_commit_interrupted_after_completing_the_upload(rgw: RgwEngine,
                                                         tmp_path: Path) -> None:
     """A crash between completing the multipart upload and the commit journal leaves the
     whole upload object; the next closing PUT verifies and publishes it."""

@@ -13,7 +13,7 @@ from registry.storage.filesystem import FilesystemDriver
 from registry.storage.s3 import S3Driver, S3Options
 from registry.testing.driver_suite import StorageDriverSuite, unique_prefix
 from registry.testing.engines import RgwEngine
-from tests.registry.rgw import rgw, s3_driver  # noqa: F401 - the session fixture
+from tests.registry.rgw import s3_driver
 
 # The same ``tmp_path`` reopens the same namespace, so the engine is kept on the class.
 _ENGINE: dict[str, RgwEngine] = {}
@@ -32,7 +32,7 @@ class TestS3Driver(StorageDriverSuite):
     redirect = False
 
     @pytest.fixture(autouse=True)
-    def _engine(self, rgw: RgwEngine) -> None:  # noqa: F811
+    def _engine(self, rgw: RgwEngine) -> None:
         _ENGINE["rgw"] = rgw
 
     def make_driver(self, tmp_path: Path) -> StorageDriver:
@@ -52,7 +52,7 @@ class TestS3DriverRedirect(TestS3Driver):
         assert url is not None and "X-Amz-Signature=" in url
 
 
-def test_s3_check_names_an_unknown_bucket(rgw: RgwEngine) -> None:  # noqa: F811
+def test_s3_check_names_an_unknown_bucket(rgw: RgwEngine) -> None:
     driver = s3_driver(rgw, bucket="no-such-bucket-here")
     with pytest.raises(BackendMisconfigured) as info:
         driver.check()
@@ -60,7 +60,7 @@ def test_s3_check_names_an_unknown_bucket(rgw: RgwEngine) -> None:  # noqa: F811
     assert "no-such-bucket-here" in str(info.value)
 
 
-def test_s3_check_names_refused_credentials(rgw: RgwEngine) -> None:  # noqa: F811
+def test_s3_check_names_refused_credentials(rgw: RgwEngine) -> None:
     import boto3
 
     client = boto3.session.Session(aws_access_key_id="WRONGKEY000000000000",
