@@ -126,7 +126,7 @@ def serve(settings: Settings, options: dict[str, Any] | None = None) -> int:
 def _gc(settings: Settings, argv: list[str]) -> int:
     from registry import gc
 
-    return gc.run_cli(settings.root, argv, metadata_url=settings.metadata_url)
+    return gc.run_cli(settings.root, argv, settings)
 
 
 def prepare_metadata(settings: Settings) -> str:
@@ -228,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))
     try:
-        from registry.app import load_authorizer
+        from registry.app import check_storage, load_authorizer
 
         load_authorizer(settings)
+        check_storage(settings)
         options = _tls_options(settings)
         if settings.auth_mode != "none" and not settings.authorizer:
             print(f"registry: auth {settings.auth_mode}; users in "

@@ -94,6 +94,15 @@ class Settings:
     admins: tuple[str, ...] = ()
     login_max_failures: int = 10
     login_lockout: int = 60
+    # Storage backend (see STORAGE_FIELDS): ``storage`` is ``filesystem`` (blobs under
+    # ``root/content``) or ``s3``; the ``[s3]`` table of the file sets the ``s3_*`` fields.
+    storage: str = "filesystem"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_path_style: bool = False
+    s3_redirect: bool = False
     # --- Scale-out backing (replicas sharing one database); see check_scaleout below.
     metadata_url: str = ""
 
@@ -120,6 +129,7 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.token_realm and not self.token_realm.startswith(("https://", "http://")):
             raise ConfigError(f"token_realm must be an http(s) URL, not {self.token_realm!r}")
+        _check_storage(self)
 
     @property
     def tls_enabled(self) -> bool:
@@ -166,6 +176,39 @@ class Settings:
         return cls(**_coerce_all(json.loads(text), "handed-over settings"))
 
 
+# Storage backend settings.
+
+STORAGE_BACKENDS = ("filesystem", "s3")
+STORAGE_FIELDS: dict[str, Any] = {
+    "storage": str, "s3_endpoint": str, "s3_region": str, "s3_bucket": str,
+    "s3_prefix": str, "s3_path_style": bool, "s3_redirect": bool,
+}
+
+
+def _check_storage(settings: Settings) -> None:
+    if settings.storage not in STORAGE_BACKENDS:
+        raise ConfigError(f"storage must be one of {', '.join(STORAGE_BACKENDS)}, "
+                          f"not {settings.storage!r}")
+    if settings.storage == "s3" and not settings.s3_bucket:
+        raise ConfigError("storage = \"s3\" needs s3.bucket (REGISTRY_S3_BUCKET)")
+    if settings.s3_endpoint and not settings.s3_endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"s3.endpoint must be an http(s) URL, not {settings.s3_endpoint!r}")
+    if settings.s3_prefix.startswith("/") or settings.s3_prefix.endswith("/"):
+        raise ConfigError(f"s3.prefix must not start or end with '/': {settings.s3_prefix!r}")
+
+
+def _flatten_tables(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """Turn the ``[s3]`` table of a settings file into ``s3_*`` settings."""
+    table = doc.pop("s3", None)
+    if table is None:
+        return doc
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: s3 must be a table ([s3]), not {table!r}")
+    for key, value in table.items():
+        doc[f"s3_{key}"] = value
+    return doc
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -196,6 +239,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "refresh_ttl": int, "token_issuer": str, "token_service": str, "token_realm": str,
     "htpasswd": "path?", "access": parse_rules, "groups": parse_groups,
     "admins": parse_admins, "login_max_failures": int, "login_lockout": int,
+    **STORAGE_FIELDS,
 }
 
 
@@ -287,7 +331,8 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r}: not valid TOML: {exc}") from None
-    return _coerce_all(doc, f"config file {str(path)!r}")
+    source = f"config file {str(path)!r}"
+    return _coerce_all(_flatten_tables(doc, source), source)
 
 
 def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:

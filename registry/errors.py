@@ -15,6 +15,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from registry.storage import errors as storage
+
 JSON_TYPE = "application/json"
 
 
@@ -51,6 +53,7 @@ PAGINATION_NUMBER_INVALID = ErrorCode(
 )
 UNKNOWN = ErrorCode("UNKNOWN", 500, "unknown error")
 UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "service unavailable")
+RETRY_AFTER = "5"
 
 CODES: Mapping[str, ErrorCode] = {
     c.code: c
@@ -139,3 +142,42 @@ def unavailable_response() -> Response:
     return error_response(RegistryError(
         UNAVAILABLE, "the registry's metadata database is unavailable; retry",
         headers={"Retry-After": "1"}))
+
+
+def from_storage_error(err: storage.StorageError) -> RegistryError:
+    """The OCI error for a storage failure: the one place storage errors become codes.
+
+    A backend failure (or a driver error no service should have let through) is
+    UNAVAILABLE, a 503 with ``Retry-After``: the client may retry, the request was fine.
+    """
+    message = str(err)
+    if isinstance(err, storage.BlobUnknown):
+        return RegistryError(BLOB_UNKNOWN, message, detail={"digest": err.digest})
+    if isinstance(err, storage.UploadUnknown):
+        return RegistryError(BLOB_UPLOAD_UNKNOWN, message, detail={"uuid": err.upload_id})
+    if isinstance(err, storage.DigestMismatch):
+        return RegistryError(DIGEST_INVALID, message, detail={"digest": err.digest})
+    if isinstance(err, storage.SizeMismatch):
+        return RegistryError(SIZE_INVALID, message, detail=err.detail)
+    if isinstance(err, storage.OffsetMismatch):
+        return RegistryError(RANGE_INVALID, message, detail={"offset": err.offset},
+                             headers={"Range": f"0-{max(err.offset - 1, 0)}"})
+    if isinstance(err, storage.ManifestReferencesMissing):
+        first, *more = (
+            ErrorEntry(MANIFEST_BLOB_UNKNOWN if p.found is None else MANIFEST_INVALID, str(p),
+                       {"digest": p.digest}) for p in err.problems)
+        return RegistryError(first.code, first.message, detail=first.detail, more=more)
+    if isinstance(err, storage.UploadBusy):
+        return RegistryError(TOOMANYREQUESTS, message, detail={"uuid": err.upload_id},
+                             headers={"Retry-After": "1"})
+    return RegistryError(UNAVAILABLE, f"storage backend unavailable: {message}; retry",
+                         headers={"Retry-After": RETRY_AFTER})
+
+
+def as_registry_error(err: Exception) -> RegistryError:
+    """``err`` itself if it is a RegistryError, else its storage mapping."""
+    if isinstance(err, RegistryError):
+        return err
+    if isinstance(err, storage.StorageError):
+        return from_storage_error(err)
+    raise TypeError(f"not a registry or storage error: {err!r}")

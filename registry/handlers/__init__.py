@@ -24,6 +24,7 @@ from registry.errors import (
     UNSUPPORTED,
     RegistryError,
     error_response,
+    from_storage_error,
     internal_error_response,
     unavailable_response,
 )
@@ -31,6 +32,7 @@ from registry.handlers import blobs, catalog, manifests, misc, referrers, tags, 
 from registry.handlers.base import ROUTE_KEY, Context, Endpoint, Services, match_v2
 from registry.metadata.store import MetadataUnavailable
 from registry.names import check_name
+from registry.storage.errors import BackendMisconfigured, BackendUnavailable, StorageError
 
 log = logging.getLogger("registry.handlers")
 
@@ -124,6 +126,11 @@ class V2App:
         except MetadataUnavailable as exc:
             log.error("answering %s %s: %s", request.method, scope["path"], exc)
             response = unavailable_response()
+        except StorageError as err:
+            if isinstance(err, BackendUnavailable | BackendMisconfigured):
+                log.error("storage backend failed answering %s %s: %s", request.method,
+                          scope["path"], err)
+            response = error_response(from_storage_error(err))
         except Unavailable as exc:
             response = error_response(RegistryError(
                 TOOMANYREQUESTS, f"the registry is busy: {exc}; retry",

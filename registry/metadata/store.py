@@ -144,6 +144,12 @@ class MetadataStore(Protocol):
         """An open upload session."""
         ...
 
+    def update_upload(self, uuid: str, labels: Mapping[str, str]) -> bool:
+        """Replace the labels of an open upload session (where a storage backend keeps the
+        state a later request, in any process, resumes the upload from); whether the session
+        exists."""
+        ...
+
     def end_upload(self, uuid: str) -> bool:
         """Forget an upload session (completed or cancelled); whether it existed."""
         ...
