@@ -297,7 +297,10 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
-    if not root.is_dir():
+    shared = settings is not None and settings.metadata_url and settings.storage != "filesystem"
+    if shared:
+        root.mkdir(parents=True, exist_ok=True)  # only for the local lock file
+    elif not root.is_dir():
         print(f"registry gc: no registry at {str(root)!r}", file=sys.stderr)
         return 1
     try:
