@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from layerstore.digest import Digest
@@ -462,8 +463,13 @@ class PostgresMetadataStore:
             check=psycopg_pool.ConnectionPool.check_connection if self._check else None,
             kwargs={"autocommit": True, "application_name": "registry",
                     "connect_timeout": max(1, round(self._connect_timeout)),
-                    "options": f"-c statement_timeout={int(self._timeout * 1000)}"},
+                    "options": self._options()},
         )
+
+    def _options(self) -> str:
+        """The URL's own ``options`` (a ``search_path``, say) plus the statement timeout."""
+        given = str(conninfo_to_dict(self._url).get("options") or "")
+        return f"{given} -c statement_timeout={int(self._timeout * 1000)}".strip()
 
     def _current_pool(self) -> psycopg_pool.ConnectionPool:
         if self._closed:

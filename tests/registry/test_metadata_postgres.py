@@ -5,6 +5,7 @@ transaction, a forked child."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from layerstore.errors import FailedPrecondition, InvalidArgument
 from registry.metadata import migrate
@@ -45,16 +47,36 @@ def deadline(postgres: PostgresEngine) -> Iterator[None]:
             _stores.pop().close()
 
 
-def database_url(tmp_path: Path) -> str:
-    """The database of one test case (made on first use; the same for every process)."""
+def _engine() -> PostgresEngine:
     engines = recorded(Path(os.environ[ENGINE_ENV]))
     assert engines is not None and engines.postgres is not None
-    name = "t_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:24]
-    return engines.postgres.create_database(name)
+    return engines.postgres
 
 
-def open_store(tmp_path: Path, **kwargs: object) -> PostgresMetadataStore:
-    store = PostgresMetadataStore(database_url(tmp_path), **kwargs)  # type: ignore[arg-type]
+def _name(tmp_path: Path) -> str:
+    return "t_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:24]
+
+
+def database_url(tmp_path: Path) -> str:
+    """The store of one test case: a schema of its own in the shared ``suite`` database,
+    chosen by the URL's ``search_path`` (made on first use; the same for every process)."""
+    base = _engine().create_database("suite")
+    with psycopg.connect(base, autocommit=True) as conn, \
+            contextlib.suppress(psycopg.errors.UniqueViolation,
+                                psycopg.errors.DuplicateSchema):
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+            sql.Identifier(_name(tmp_path))))
+    return f"{base}?options=-csearch_path%3D{_name(tmp_path)}"
+
+
+def own_database_url(tmp_path: Path) -> str:
+    """A database of the test case's own (for cases that cut a whole database off)."""
+    return _engine().create_database(_name(tmp_path))
+
+
+def open_store(tmp_path: Path, url: str | None = None, **kwargs: object
+               ) -> PostgresMetadataStore:
+    store = PostgresMetadataStore(url or database_url(tmp_path), **kwargs)  # type: ignore[arg-type]
     _stores.append(store)
     return store
 
@@ -87,7 +109,7 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
         rows = conn.execute("SELECT version, name FROM schema_version ORDER BY version")
         assert [(m.version, m.name) for m in migrate.migrations()] == rows.fetchall()
         tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
         assert {"schema_version", "repositories", "blob_links", "manifests", "tags",
                 "uploads"} <= tables
         conn.execute("INSERT INTO schema_version (version, name) VALUES (99, 'future')")
@@ -146,11 +168,11 @@ def test_redact() -> None:
 
 def test_server_gone_at_run_time_is_unavailable(tmp_path: Path,
                                                 postgres: PostgresEngine) -> None:
-    store = open_store(tmp_path)
+    store = open_store(tmp_path, own_database_url(tmp_path))
     store.link_blob(REPO, blob("a"), 1)
     with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
         # Kill every session of the database, then forbid new ones.
-        name = database_url(tmp_path).rsplit("/", 1)[1]
+        name = _name(tmp_path)
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                       "WHERE datname = %s", (name,))
