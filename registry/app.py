@@ -28,11 +28,20 @@ from layerstore.content.local import LocalStore
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
-from registry.errors import UNSUPPORTED, RegistryError, error_response, internal_error_response
+from registry.errors import (
+    UNSUPPORTED,
+    RegistryError,
+    error_response,
+    internal_error_response,
+    unavailable_response,
+)
 from registry.handlers import V2App
 from registry.handlers.base import ROUTE_KEY, Services
 from registry.handlers.misc import health, metrics
-from registry.metadata.sqlite import SqliteMetadataStore
+from registry.locking import use_cluster_lock
+from registry.metadata.backends import open_metadata
+from registry.metadata.pglocks import cluster_lock_for
+from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
 from registry.storage.backends import s3_driver
 from registry.storage.blobs import BlobService
@@ -83,6 +92,10 @@ class AccessMiddleware:
 
         try:
             await self.app(scope, counting_receive, stamping_send)
+        except MetadataUnavailable as exc:
+            log.error("answering %s %s: %s", scope["method"], scope["path"], exc)
+            if status == 0:
+                await unavailable_response()(scope, counting_receive, stamping_send)
         except Exception:
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             if status == 0:
@@ -146,8 +159,9 @@ def check_storage(settings: Settings) -> None:
 
 
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
-    """Open the stores under ``settings.root`` and build what the handlers share."""
-    metadata = SqliteMetadataStore(settings.metadata_path)
+    """Open the stores of ``settings`` and build what the handlers share."""
+    metadata = open_metadata(settings)
+    use_cluster_lock(cluster_lock_for(metadata))
     blobs: BlobService | DriverBlobService
     if settings.storage == "s3":
         blobs = DriverBlobService(s3_driver(settings), metadata,

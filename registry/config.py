@@ -62,6 +62,10 @@ class Settings:
     and in an optional bcrypt ``htpasswd`` file; ``access``, ``groups`` and ``admins`` are
     the rules of :mod:`registry.auth.rules`. ``login_max_failures`` failed logins from one
     client within ``login_lockout`` seconds lock it out for that long.
+
+    Scale-out: ``metadata_url`` names a PostgreSQL database (``postgresql://user:password@
+    host:port/db``) that holds the metadata instead of SQLite under ``root``, so that any
+    number of replicas can share it; empty keeps SQLite.
     """
 
     addr: str = "127.0.0.1:5000"
@@ -90,6 +94,8 @@ class Settings:
     admins: tuple[str, ...] = ()
     login_max_failures: int = 10
     login_lockout: int = 60
+    # --- Scale-out backing (replicas sharing one database); see check_scaleout below.
+    metadata_url: str = ""
     # Storage backend (see STORAGE_FIELDS): ``storage`` is ``filesystem`` (blobs under
     # ``root/content``) or ``s3``; the ``[s3]`` table of the file sets the ``s3_*`` fields.
     storage: str = "filesystem"
@@ -101,6 +107,7 @@ class Settings:
     s3_redirect: bool = False
 
     def __post_init__(self) -> None:
+        check_scaleout(self)
         object.__setattr__(self, "root", Path(self.root))
         split_addr(self.addr)
         if self.workers < 1:
@@ -234,6 +241,22 @@ _FIELD_TYPES: dict[str, Any] = {
     "admins": parse_admins, "login_max_failures": int, "login_lockout": int,
     **STORAGE_FIELDS,
 }
+
+
+# --- Scale-out backing settings.
+_FIELD_TYPES.update({"metadata_url": str})
+METADATA_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def check_scaleout(settings: Settings) -> None:
+    """ConfigError unless the scale-out settings are well formed."""
+    url = settings.metadata_url
+    if not isinstance(url, str):
+        raise ConfigError(f"metadata_url must be a string, not {url!r}")
+    if url and not url.startswith(METADATA_URL_SCHEMES):
+        raise ConfigError("metadata_url must be empty (SQLite under root) or a "
+                          f"postgresql:// URL, not {url.split('@')[-1]!r}")
+# --- End of scale-out backing settings.
 
 
 def _coerce_special(name: str, kind: Any, value: Any, source: str) -> Any:

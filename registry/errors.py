@@ -173,3 +173,11 @@ def as_registry_error(err: Exception) -> RegistryError:
     if isinstance(err, storage.StorageError):
         return from_storage_error(err)
     raise TypeError(f"not a registry or storage error: {err!r}")
+
+
+def unavailable_response() -> Response:
+    """The 503 answer while the metadata database cannot be used (the cause goes to the
+    log only)."""
+    return error_response(RegistryError(
+        UNAVAILABLE, "the registry's metadata database is unavailable; retry",
+        headers={"Retry-After": "1"}))

@@ -24,6 +24,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from layerstore.digest import Digest
+from layerstore.errors import Unavailable
+
+
+class MetadataUnavailable(Unavailable):
+    """The metadata database cannot be used right now (unreachable, restarting, timed out);
+    the message names the setting and the cause. The server answers it with 503."""
 
 
 @dataclass(frozen=True)

@@ -311,8 +311,9 @@ def _create_registry_database(engine: PostgresEngine) -> None:
 
 
 def stop_postgres(engine: PostgresEngine) -> None:
-    """Stop the cluster (fast shutdown by its PID) and remove a temp-dir home it had."""
-    stop_pids([engine.pid], signal.SIGINT)
+    """Stop the cluster by its PID and remove a temp-dir home it had. The shutdown is
+    PostgreSQL's *immediate* one (SIGQUIT, no checkpoint): the data is thrown away."""
+    stop_pids([engine.pid], signal.SIGQUIT)
     home = Path(engine.data_dir).parent
     if home.name.startswith("pybuild-postgres-") and home.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(home, ignore_errors=True)
