@@ -94,6 +94,8 @@ class Settings:
     admins: tuple[str, ...] = ()
     login_max_failures: int = 10
     login_lockout: int = 60
+    # --- Scale-out backing (replicas sharing one database); see check_scaleout below.
+    metadata_url: str = ""
     # Storage backend (see STORAGE_FIELDS): ``storage`` is ``filesystem`` (blobs under
     # ``root/content``) or ``s3``; the ``[s3]`` table of the file sets the ``s3_*`` fields.
     storage: str = "filesystem"
@@ -103,8 +105,6 @@ class Settings:
     s3_prefix: str = ""
     s3_path_style: bool = False
     s3_redirect: bool = False
-    # --- Scale-out backing (replicas sharing one database); see check_scaleout below.
-    metadata_url: str = ""
 
     def __post_init__(self) -> None:
         check_scaleout(self)

@@ -136,14 +136,6 @@ def internal_error_response() -> Response:
     return error_response(RegistryError(UNKNOWN, "internal server error; see the registry log"))
 
 
-def unavailable_response() -> Response:
-    """The 503 answer while the metadata database cannot be used (the cause goes to the
-    log only)."""
-    return error_response(RegistryError(
-        UNAVAILABLE, "the registry's metadata database is unavailable; retry",
-        headers={"Retry-After": "1"}))
-
-
 def from_storage_error(err: storage.StorageError) -> RegistryError:
     """The OCI error for a storage failure: the one place storage errors become codes.
 
@@ -181,3 +173,11 @@ def as_registry_error(err: Exception) -> RegistryError:
     if isinstance(err, storage.StorageError):
         return from_storage_error(err)
     raise TypeError(f"not a registry or storage error: {err!r}")
+
+
+def unavailable_response() -> Response:
+    """The 503 answer while the metadata database cannot be used (the cause goes to the
+    log only)."""
+    return error_response(RegistryError(
+        UNAVAILABLE, "the registry's metadata database is unavailable; retry",
+        headers={"Retry-After": "1"}))

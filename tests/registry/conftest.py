@@ -17,11 +17,11 @@ from tests.registry.server import Api, RegistryServer
 def registry(tmp_path_factory: pytest.TempPathFactory,
              request: pytest.FixtureRequest,
              metadata_env: dict[str, str]) -> Iterator[RegistryServer]:  # noqa: F811
-    """A registry with two worker processes shared by the whole session; with
-    ``PYBUILD_TEST_STORAGE=s3`` its blobs live on a real Ceph RGW, with
-    ``PYBUILD_TEST_METADATA=postgres`` its metadata on a real PostgreSQL."""
+    """A registry with two worker processes shared by the whole session; its metadata on
+    PostgreSQL with ``PYBUILD_TEST_METADATA=postgres``, its blobs on a real Ceph RGW with
+    ``PYBUILD_TEST_STORAGE=s3``."""
     root = tmp_path_factory.mktemp("registry") / "root"
-    server = RegistryServer(root, workers=2, env={**storage_env(request), **metadata_env},
+    server = RegistryServer(root, workers=2, env={**metadata_env, **storage_env(request)},
                             log_path=tmp_path_factory.mktemp("logs") / "registry.log")
     server.start()
     yield server

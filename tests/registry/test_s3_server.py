@@ -313,6 +313,9 @@ def test_gc_sweeps_the_bucket(rgw: RgwEngine, tmp_path: Path) -> None:
             loose = api.blob("s3/gc", payload(70_000, "loose"))
             path = httpx.URL(http.post("/v2/s3/gc/blobs/uploads/").headers["Location"]).path
             assert http.patch(path, content=payload(6 * MIB + 1, "stale")).status_code == 202
+            # A short chunk always leaves pending bytes (a part needs 5 MiB).
+            assert http.patch(path, content=b"x", headers={
+                "Content-Range": f"{6 * MIB + 1}-{6 * MIB + 1}"}).status_code == 202
     finally:
         server.stop()
     assert [k for k in keys(rgw, prefix) if "/uploads/" in k or "/_pending/" in k]
@@ -374,7 +377,10 @@ def test_commit_interrupted_after_completing_the_upload(rgw: RgwEngine,
     try:
         with server.client() as http:
             path = httpx.URL(http.post("/v2/s3/crash/blobs/uploads/").headers["Location"]).path
-            assert http.patch(path, content=data).status_code == 202
+            assert http.patch(path, content=data[:-99]).status_code == 202
+            # A short chunk always leaves pending bytes (a part needs 5 MiB).
+            assert http.patch(path, content=data[-99:], headers={
+                "Content-Range": f"{len(data) - 99}-{len(data) - 1}"}).status_code == 202
             upload_id = path.rsplit("/", 1)[-1]
             meta = SqliteMetadataStore(root / "metadata.db")
             record = meta.get_upload(upload_id)
@@ -388,3 +394,37 @@ def test_commit_interrupted_after_completing_the_upload(rgw: RgwEngine,
             assert http.get(path).status_code == 404
     finally:
         server.stop()
+
+
+def test_stateless_replicas_on_s3_and_postgresql(rgw: RgwEngine, postgres,
+                                                 tmp_path: Path) -> None:
+    """Two servers that share no disk (each its own root), only the bucket and a PostgreSQL
+    database: an upload's chunks and its closing PUT alternate between them, and each
+    serves what the other stored."""
+    env = {**s3_env(rgw), "REGISTRY_METADATA_URL": postgres.create_database("scaleout")}
+    a = RegistryServer(tmp_path / "a", env=env).start()
+    b = RegistryServer(tmp_path / "b", env=env).start()
+    try:
+        data = payload(11 * MIB + 3, "scale-out")
+        with a.client() as ca, b.client() as cb:
+            repo = "s3/scaleout"
+            path = httpx.URL(ca.post(f"/v2/{repo}/blobs/uploads/").headers["Location"]).path
+            pos = 0
+            for i, size in enumerate((4 * MIB, 5 * MIB + 1, 2 * MIB + 2)):
+                client = (cb, ca)[i % 2]
+                r = client.patch(path, content=data[pos:pos + size], headers={
+                    "Content-Range": f"{pos}-{pos + size - 1}"})
+                assert r.status_code == 202, r.text
+                pos += size
+            assert ca.get(path).headers["Range"] == f"0-{pos - 1}"
+            r = cb.put(path, params={"digest": sha256(data)})
+            assert r.status_code == 201, r.text
+            assert ca.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
+            pushed = Api(cb).image(repo, "v1")
+            assert ca.get(f"/v2/{repo}/manifests/v1").content == pushed.body
+            assert ca.get(f"/v2/{repo}/tags/list").json()["tags"] == ["v1"]
+        assert not (tmp_path / "a" / "content" / "blobs").exists()
+        assert not (tmp_path / "a" / "metadata.db").exists()
+    finally:
+        a.stop()
+        b.stop()
