@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import ContextError
-from builder.exporter import export_image, name_image
-from builder.frontend.convert import BuildPlan, unused_build_args
+from builder.errors import BuildError, ContextError, DockerfileError
+from builder.executor import Executor, NamespaceExecutor
+from builder.exporters.image import export_image, name_image
+from builder.frontend.convert import BuildPlan, platform_string, unused_build_args
 from builder.frontend.convert import plan as make_plan
 from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
-from builder.frontend.instructions import parse_dockerfile
+from builder.frontend.instructions import Run, parse_dockerfile
+from builder.graph.compile import BaseImages, compile_graph
+from builder.graph.plan import BuildGraph
 from builder.options import BuildOptions
 from builder.progress import Progress
 from builder.remotecache import (
@@ -19,6 +26,7 @@ from builder.remotecache import (
     cache_manifest,
     inline_cache,
 )
+from builder.solver.images import ResolvedImages
 from builder.solver.scheduler import Solver
 from builder.store import BuildStore
 from builder.transfer import RegistryAccess
@@ -42,14 +50,50 @@ def host_platform() -> Platform:
     return Platform(os="linux", architecture=host_architecture())
 
 
-def _base_chain(plan: BuildPlan, index: int) -> set[int]:
-    """The target stage and the stages it is built FROM (what mode=min exports)."""
-    out = {index}
-    base = plan.stages[index].base_stage
-    while base is not None:
-        out.add(base)
-        base = plan.stages[base].base_stage
-    return out
+def namespace_executor(output: Callable[[bytes], None] | None,
+                       cancel: threading.Event) -> Executor:
+    """The executor of RUN steps: a sandbox of namespaces (see :mod:`builder.executor`)."""
+    return NamespaceExecutor(output=output, cancel=cancel)
+
+
+def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
+    """Parse, plan and compile ``options``' Dockerfile into its op graph; ``images`` answers
+    for the base images of the stages the target needs (and only those)."""
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    host = host_platform()
+    plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
+                     build_platform=host, target_platform=options.platform or host,
+                     file=options.dockerfile_name)
+    for stage in plan.stages.values():
+        if stage.platform.architecture != host.architecture and any(
+                isinstance(i, Run) for i in stage.stage.instructions):
+            raise DockerfileError(
+                f"stage {stage.display} targets {platform_string(stage.platform)}: its RUN "
+                f"steps cannot execute on this {host.architecture} host (no emulation)",
+                stage.stage.from_.line, plan.file)
+    if isinstance(images, ResolvedImages):
+        _prefetch(plan, images)
+    return compile_graph(plan, build_args=options.build_args, network=options.network,
+                         images=images, source_platform=options.platform)
+
+
+def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:
+    """Resolve (pull) the base images of the needed stages side by side; the compiler then
+    finds them resolved. A failure is left for the compiler to report at its FROM line."""
+    wanted = {(s.base_image, s.platform.os, s.platform.architecture, s.platform.variant):
+              (s.base_image, s.platform) for s in plan.stages.values()
+              if s.base_stage is None and s.base_image and s.base_image != "scratch"}
+    if len(wanted) < 2:
+        return
+
+    def fetch(ref: str, platform: Platform) -> None:
+        with contextlib.suppress(BuildError):
+            images.resolve(ref, platform)
+
+    with ThreadPoolExecutor(max_workers=min(4, len(wanted)),
+                            thread_name_prefix="pull") as pool:
+        for future in [pool.submit(fetch, ref, p) for ref, p in wanted.values()]:
+            future.result()
 
 
 def build(store: BuildStore, options: BuildOptions, progress: Progress,
@@ -58,43 +102,41 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     :class:`~builder.errors.BuildError` (nothing is named) when any step fails."""
     if not options.context.is_dir():
         raise ContextError(f"build context {options.context} is not a directory")
-    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
-    host = host_platform()
-    plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
-                     build_platform=host, target_platform=options.platform or host,
-                     file=options.dockerfile_name)
+    access = access or RegistryAccess(store, ClientSettings())
+    images = ResolvedImages(access.images)
+    graph = build_graph(options, images)
     warnings = []
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
     unused = unused_build_args(dockerfile, options.build_args)
     if unused:
         warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
     ignore_file = find_dockerignore(options.context, options.dockerfile_path or
                                     options.context / "Dockerfile")
     ignore = DockerIgnore.load(ignore_file)
-    access = access or RegistryAccess(store, ClientSettings())
     remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
     try:
         with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
-            solver = Solver(store, plan, options, progress, access.images, ignore,
-                            Path(scratch), remote)
-            state = solver.solve()
+            solver = Solver(store, graph, options, progress, images, ignore, Path(scratch),
+                            namespace_executor, remote)
+            result = solver.solve()
     finally:
         for source in remote:
             source.close()
     extra = {}
     for spec in options.cache_to:
-        stages = None if spec.mode == "max" else _base_chain(plan, plan.target)
-        steps = solver.ctx.steplog.steps(stages)
+        stages = None if spec.mode == "max" else graph.base_chain(graph.target)
+        steps = solver.steplog.steps(stages)
         if spec.type == "inline":
-            extra[INLINE_KEY] = inline_cache(steps, state.layers)
+            extra[INLINE_KEY] = inline_cache(steps, result.layers)
         else:
             access.save_cache(spec, cache_manifest(store, steps))
     epoch = options.source_date_epoch
     if epoch is not None:
         created = timestamp(epoch)
-    elif len(state.history) > state.inherited_history and state.history[-1].created:
-        created = state.history[-1].created  # a fully cached rebuild gives the same image
+    elif len(result.history) > result.inherited and result.history[-1].created:
+        created = result.history[-1].created  # a fully cached rebuild gives the same image
     else:
         created = timestamp()
-    stored = export_image(store, state, created=created, labels=options.labels, extra=extra)
+    stored = export_image(store, result, created=created, labels=options.labels, extra=extra)
     name_image(store, stored, options.tags)
-    return BuildResult(stored, options.tags, tuple(warnings), state.chain)
+    return BuildResult(stored, options.tags, tuple(warnings), result.chain)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -52,13 +53,32 @@ def main(argv: list[str] | None = None) -> int:
                                                             else argv)))
     try:
         with BuildStore.open(args.root) as store:
-            return int(args.command_module.run(args, store))
+            status = int(args.command_module.run(args, store))
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print("pybuild: interrupted", file=sys.stderr)
         return 130
     except (BuildError, LayerstoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away (``pybuild images | head -1``), end quietly.
+
+    Whatever is still buffered cannot be delivered; pointing stdout at /dev/null keeps the
+    interpreter's final flush from printing a second BrokenPipeError. The exit status is
+    the shell's for a process ended by SIGPIPE (128 + 13), as docker's is.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

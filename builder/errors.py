@@ -29,6 +29,10 @@ class ExpansionError(BuildError):
     """A word could not be expanded (bad substitution, unmatched quote, ``${V:?msg}``)."""
 
 
+class ImageNotFound(BuildError):
+    """No image answers to a reference."""
+
+
 class ExecError(BuildError):
     """A RUN command exited with a non-zero status; ``tail`` is the end of its output."""
 

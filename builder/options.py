@@ -18,7 +18,8 @@ class BuildOptions:
     ``dockerfile_text`` is the Dockerfile's content and ``dockerfile_name`` how errors name it;
     ``dockerfile_path`` (None when read from stdin) is where ``<Dockerfile>.dockerignore`` is
     looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
-    history, making builds reproducible.
+    history, making builds reproducible. ``compression_level`` is the compressor's own level
+    for new layers (None: its default).
     """
 
     context: Path
@@ -31,6 +32,7 @@ class BuildOptions:
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     platform: Platform | None = None
     compression: str = "gzip"
+    compression_level: int | None = None
     source_date_epoch: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str = "default"

@@ -10,38 +10,45 @@ and ``-`` is ``type=tar`` on stdout.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-from builder.commands.common import LocalImage
-from builder.commands.save import (
+from builder.errors import BuildError
+from builder.exporters import (
+    Pusher,
     Selected,
     destination,
     docker_images,
+    export_local,
+    export_registry,
+    export_tar,
+    write_docker_archive,
     write_oci_archive,
 )
-from builder.errors import BuildError
-from builder.store import BuildStore, view_of
+from builder.localimages import LocalImage
+from builder.outputformat import LayerFormat, check_attributes, parse_layer_format
+from builder.store import BuildStore
 from layerstore.assembly import StoredImage
-from layerstore.docker_archive import write_docker_archive
 from layerstore.layout import LayoutEntry
+
+__all__ = ["TYPES", "OutputSpec", "Pusher", "parse_output", "write_metadata", "write_outputs"]
 
 TYPES = ("docker", "oci", "local", "tar", "registry", "image")
 
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One ``--output``: its type, destination, image names and remaining attributes."""
+    """One ``--output``: its type, destination, image names, remaining attributes and the
+    layer format they ask for."""
 
     type: str
     dest: str | None = None
     names: tuple[str, ...] = ()
     push: bool = False
     attrs: dict[str, str] = field(default_factory=dict)
+    layers: LayerFormat = field(default_factory=LayerFormat)
 
 
 def parse_output(text: str) -> OutputSpec:
@@ -62,6 +69,8 @@ def parse_output(text: str) -> OutputSpec:
     dest = attrs.pop("dest", None)
     names = tuple(n for n in attrs.pop("name", "").split(",") if n)
     push = attrs.pop("push", "false").lower() in ("1", "true", "yes")
+    check_attributes(kind, attrs, f"--output {text!r}")
+    layers = parse_layer_format(attrs, f"--output {text!r}")
     if kind == "registry":
         kind, push = "image", True
     if kind in ("local",) and not dest:
@@ -69,16 +78,13 @@ def parse_output(text: str) -> OutputSpec:
     if kind in ("docker", "oci") and not dest:
         raise BuildError(f"--output {text!r}: type={kind} needs dest=FILE (the image is "
                          "stored locally anyway)")
-    return OutputSpec(kind, dest, names, push, attrs)
-
-
-Pusher = Callable[[StoredImage, str], str]
+    return OutputSpec(kind, dest, names, push, attrs, layers)
 
 
 def write_outputs(store: BuildStore, image: StoredImage, chain: str | None,
                   tags: Sequence[str], outputs: Sequence[OutputSpec],
                   push: Pusher | None = None) -> list[str]:
-    """Carry out every output; returns the names pushed."""
+    """Carry out every output with :mod:`builder.exporters`; returns the names pushed."""
     pushed: list[str] = []
     for out in outputs:
         names = out.names or tuple(tags)
@@ -93,17 +99,12 @@ def write_outputs(store: BuildStore, image: StoredImage, chain: str | None,
                 write_docker_archive(f, store.content, docker_images(
                     [Selected(local, n) for n in names] or [Selected(local, None)]))
         elif out.type == "local":
-            _copy_tree(store, chain, Path(out.dest or "."))
+            export_local(store, chain, Path(out.dest or "."))
         elif out.type == "tar":
             with destination(_path(out.dest)) as f:
-                _tar_tree(store, chain, f)
+                export_tar(store, chain, f)
         elif out.type == "image" and out.push and push is not None:
-            if not names:
-                raise BuildError("nothing to push: give -t NAME or --output "
-                                 "type=registry,name=NAME")
-            for name in names:
-                push(image, name)
-                pushed.append(name)
+            pushed.extend(export_registry(image, names, push))
     return pushed
 
 
@@ -114,26 +115,6 @@ def _path(dest: str | None) -> Path | None:
                              "redirect the output")
         return None
     return Path(dest)
-
-
-def _copy_tree(store: BuildStore, chain: str | None, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    with view_of(store, chain) as root:
-        done = subprocess.run(["cp", "-a", f"{root}/.", str(dest)], capture_output=True,
-                              text=True, timeout=3600)
-    if done.returncode != 0:
-        raise BuildError(f"cannot write the filesystem to {dest}: {done.stderr.strip()}")
-
-
-def _tar_tree(store: BuildStore, chain: str | None, out: BinaryIO) -> None:
-    with view_of(store, chain) as root:
-        proc = subprocess.Popen(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf",
-                                 "-", "."], stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(1 << 20):
-            out.write(chunk)
-        if proc.wait() != 0:
-            raise BuildError("cannot write the filesystem as a tar")
 
 
 def write_metadata(path: Path, image: StoredImage, names: Sequence[str]) -> None:

@@ -99,16 +99,19 @@ class StepLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._steps: dict[str, CachedStep] = {}
+        self._stages: dict[str, set[int]] = {}
 
     def add(self, step: CachedStep) -> None:
-        """Remember a step."""
+        """Remember a step (a step several stages share is kept once, for all of them)."""
         with self._lock:
             self._steps.setdefault(step.key, step)
+            self._stages.setdefault(step.key, set()).add(step.stage)
 
     def steps(self, stages: set[int] | None = None) -> list[CachedStep]:
         """The steps of ``stages`` (all when None), in the order they were taken."""
         with self._lock:
-            return [s for s in self._steps.values() if stages is None or s.stage in stages]
+            return [s for s in self._steps.values()
+                    if stages is None or self._stages[s.key] & stages]
 
 
 def _cache_document(steps: Sequence[CachedStep]) -> tuple[dict[str, Any], list[Layer]]:

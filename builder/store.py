@@ -27,8 +27,8 @@ from layerstore.digest import Digest, chain_ids
 from layerstore.errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound
 from layerstore.images import ImageStore
 from layerstore.oci import Descriptor
-from layerstore.snapshots.mount import mounted
 from layerstore.snapshots.overlay import OverlaySnapshotter
+from layerstore.snapshots.session import mounted_snapshot
 
 DEFAULT_ROOT = "/var/lib/pybuild"
 
@@ -158,10 +158,5 @@ def _remove_quietly(store: BuildStore, key: str) -> None:
 def view_of(store: BuildStore, chain: str | None) -> Iterator[Path]:
     """Mount a read-only view of committed snapshot ``chain`` (an empty tree for None) and
     yield its root; the view is unmounted and removed afterwards."""
-    key = temp_key("view")
-    mounts = store.snapshots.view(key, chain)
-    try:
-        with mounted(mounts) as root:
-            yield root
-    finally:
-        _remove_quietly(store, key)
+    with mounted_snapshot(store.snapshots, temp_key("view"), chain, readonly=True) as root:
+        yield root

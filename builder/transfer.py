@@ -3,7 +3,6 @@ reporting blob transfers on the progress display."""
 
 from __future__ import annotations
 
-import argparse
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,31 +26,7 @@ from layerstore.walk import read_small
 from registry.client.errors import ClientError, InvalidReference, NotFound
 from registry.client.progress import BlobProgress
 from registry.client.reference import Reference, parse_reference
-from registry.client.settings import ClientSettings, load_settings
-
-
-def add_registry_flags(parser: argparse.ArgumentParser) -> None:
-    """``--insecure-registry`` and ``--registry-config``, shared by build, pull and push."""
-    parser.add_argument("--insecure-registry", action="append", default=[],
-                        metavar="HOST[:PORT]",
-                        help="allow plain HTTP and unverified TLS for this registry "
-                        "(repeatable)")
-    parser.add_argument("--registry-config", type=Path, metavar="FILE",
-                        help="daemon.json-style file with registry-mirrors and "
-                        "insecure-registries ($PYBUILD_DAEMON_CONFIG, default "
-                        "/etc/pybuild/daemon.json)")
-
-
-def settings_from(args: argparse.Namespace) -> ClientSettings:
-    """Client settings: the config file, then the command-line flags."""
-    try:
-        settings = load_settings(args.registry_config)
-        if args.insecure_registry:
-            settings = settings.with_changes(insecure_registries=(
-                *settings.insecure_registries, *args.insecure_registry))
-    except ClientError as exc:
-        raise BuildError(str(exc)) from None
-    return settings
+from registry.client.settings import ClientSettings
 
 
 def local_name(ref: Reference) -> str | None:

@@ -8,7 +8,7 @@ Output is reproducible: the gzip header carries no name and a zero mtime.
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, cast
 
 import zstandard
 from isal import igzip, isal_zlib
@@ -33,6 +33,18 @@ class _CompressObj(Protocol):
     def flush(self) -> bytes: ...
 
 
+class ByteSink(Protocol):
+    """Where compressed bytes go: anything with ``write``."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+class ByteSource(Protocol):
+    """Where compressed bytes come from: anything with ``read``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class Writer(Protocol):
     """A byte sink: ``write`` then ``close`` (which flushes but leaves the sink open)."""
 
@@ -54,13 +66,13 @@ def check(compression: str) -> Compression:
         raise InvalidArgument(
             f"unknown compression {compression!r} (use one of {', '.join(COMPRESSIONS)})"
         )
-    return compression  # type: ignore[return-value]
+    return compression
 
 
 class _StreamCompressor:
     """Feeds a zlib-style compressor object (``compress``/``flush``) into a sink."""
 
-    def __init__(self, sink: BinaryIO, compressor: _CompressObj) -> None:
+    def __init__(self, sink: ByteSink, compressor: _CompressObj) -> None:
         self._sink = sink
         self._z = compressor
 
@@ -75,7 +87,7 @@ class _StreamCompressor:
 
 
 class _PlainWriter:
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: ByteSink) -> None:
         self._sink = sink
 
     def write(self, data: bytes) -> int:
@@ -86,7 +98,7 @@ class _PlainWriter:
         pass
 
 
-def compress_writer(sink: BinaryIO, compression: str, level: int | None = None) -> Writer:
+def compress_writer(sink: ByteSink, compression: str, level: int | None = None) -> Writer:
     """A writer that compresses into ``sink``; ``close()`` finishes the stream."""
     compression = check(compression)
     if compression == "gzip":
@@ -102,7 +114,7 @@ def compress_writer(sink: BinaryIO, compression: str, level: int | None = None) 
 class _Prefixed(io.RawIOBase):
     """A raw reader that yields ``prefix`` and then the rest of ``stream``."""
 
-    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+    def __init__(self, prefix: bytes, stream: ByteSource) -> None:
         self._prefix = prefix
         self._stream = stream
 
@@ -120,26 +132,29 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def decompress_reader(stream: BinaryIO, compression: str | None = None) -> BinaryIO:
+def decompress_reader(stream: ByteSource, compression: str | None = None) -> BinaryIO:
     """A readable of the decompressed bytes of ``stream``, detecting gzip/zstd if not told."""
+    source: BinaryIO
     if compression is None:
         head = stream.read(8)
         compression = detect(head)
-        stream = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)  # type: ignore[arg-type]
+        source = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
+    else:
+        source = cast(BinaryIO, stream)  # the decompressors below only call read()
     if compression == "gzip":
-        return igzip.IGzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        # isal's igzip module carries no annotations; GzipFile is a binary reader
+        gz = igzip.IGzipFile(fileobj=source, mode="rb")  # type: ignore[no-untyped-call]
+        return cast(BinaryIO, gz)
     if compression == "zstd":
-        return zstandard.ZstdDecompressor().stream_reader(  # type: ignore[return-value]
-            stream, read_across_frames=True
-        )
+        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
     if compression == "none":
-        return stream
+        return source
     if compression == "bzip2":
         import bz2
 
-        return bz2.BZ2File(stream)  # type: ignore[return-value]
+        return cast(BinaryIO, bz2.BZ2File(source))
     if compression == "xz":
         import lzma
 
-        return lzma.LZMAFile(stream)  # type: ignore[return-value]
+        return cast(BinaryIO, lzma.LZMAFile(source))
     raise InvalidArgument(f"unknown compression {compression!r}")

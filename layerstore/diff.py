@@ -27,7 +27,7 @@ from typing import BinaryIO
 from layerstore.archive import whiteout as wh
 from layerstore.archive.reader import Applier, TarReader
 from layerstore.archive.writer import TarWriter, all_xattrs, children, read_xattrs, walk
-from layerstore.compression import decompress_reader
+from layerstore.compression import ByteSource, decompress_reader
 from layerstore.content.store import ContentStore
 from layerstore.digest import Digest, new_hasher
 from layerstore.errors import (
@@ -284,7 +284,7 @@ class _VerifyingReader:
         return Digest(self._algorithm, self._hasher.hexdigest())
 
 
-def _extract(stream: BinaryIO, root: Path | str, overlay: bool) -> Digest:
+def _extract(stream: ByteSource, root: Path | str, overlay: bool) -> Digest:
     target = _tree_root(root, "extraction root")
     reader = TarReader(decompress_reader(stream))
     Applier(os.fsdecode(target), overlay=overlay).apply(reader)
@@ -304,7 +304,7 @@ def apply_layer(store: ContentStore, descriptor: Descriptor, root: Path, *,
     with store.reader(descriptor.digest) as raw:
         blob = _VerifyingReader(raw, descriptor.digest.algorithm)
         try:
-            diff_id = _extract(blob, root, overlay)  # type: ignore[arg-type]
+            diff_id = _extract(blob, root, overlay)
         except LayerstoreError as exc:
             blob.drain()
             if blob.digest() != descriptor.digest:

@@ -6,7 +6,6 @@ the config blobs and the *uncompressed* layer tars, each under ``blobs/sha256/<h
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 import tarfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from layerstore.archive.writer import RECORD_SIZE, TarWriter
 from layerstore.assembly import StoredImage
 from layerstore.compression import decompress_reader
 from layerstore.content.copy import put_bytes
@@ -46,35 +46,36 @@ def write_docker_archive(dest: Path | BinaryIO, store: ContentStore,
     manifests: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
     written: set[str] = set()
-    with tarfile.open(fileobj=dest, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add_dir(tar, "blobs")
-        _add_dir(tar, "blobs/sha256")
-        for item in images:
-            stored, tags = item.image, item.tags
-            layer_paths = []
-            config_path = f"blobs/sha256/{stored.config.digest.hex}"
-            if config_path not in written:
-                _add_bytes(tar, config_path, read_small(store, stored.config))
-                written.add(config_path)
-            manifest = load_manifest(store, stored.manifest)
-            if not isinstance(manifest, Manifest):
-                raise InvalidArgument(f"{stored.manifest.digest} is an index, not an image")
-            for desc, diff_id in zip(manifest.layers, stored.image.rootfs.diff_ids, strict=True):
-                path = f"blobs/sha256/{diff_id.hex}"
-                if path not in written:
-                    _add_layer(tar, store, desc.digest, diff_id, path)
-                    written.add(path)
-                layer_paths.append(path)
-            normalized = []
-            for tag in tags:
-                repo, t = split_name(tag)
-                normalized.append(f"{repo}:{t}")
-                if layer_paths:
-                    repositories.setdefault(repo, {})[t] = Path(layer_paths[-1]).name
-            manifests.append({"Config": config_path, "RepoTags": normalized or None,
-                              "Layers": layer_paths})
-        _add_bytes(tar, "manifest.json", json.dumps(manifests).encode())
-        _add_bytes(tar, "repositories", json.dumps(repositories).encode())
+    tar = TarWriter(dest.write)
+    tar.add_directory(b"blobs")
+    tar.add_directory(b"blobs/sha256")
+    for item in images:
+        stored, tags = item.image, item.tags
+        layer_paths = []
+        config_path = f"blobs/sha256/{stored.config.digest.hex}"
+        if config_path not in written:
+            tar.add_data(config_path.encode(), read_small(store, stored.config))
+            written.add(config_path)
+        manifest = load_manifest(store, stored.manifest)
+        if not isinstance(manifest, Manifest):
+            raise InvalidArgument(f"{stored.manifest.digest} is an index, not an image")
+        for desc, diff_id in zip(manifest.layers, stored.image.rootfs.diff_ids, strict=True):
+            path = f"blobs/sha256/{diff_id.hex}"
+            if path not in written:
+                _add_layer(tar, store, desc.digest, diff_id, path)
+                written.add(path)
+            layer_paths.append(path)
+        normalized = []
+        for tag in tags:
+            repo, t = split_name(tag)
+            normalized.append(f"{repo}:{t}")
+            if layer_paths:
+                repositories.setdefault(repo, {})[t] = Path(layer_paths[-1]).name
+        manifests.append({"Config": config_path, "RepoTags": normalized or None,
+                          "Layers": layer_paths})
+    tar.add_data(b"manifest.json", json.dumps(manifests).encode())
+    tar.add_data(b"repositories", json.dumps(repositories).encode())
+    tar.close(record_size=RECORD_SIZE)
 
 
 def _regular_members(tar: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
@@ -176,24 +177,10 @@ def _import_layer(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], pat
         raise DigestMismatch(f"{where}: layer {path}: {exc} (from the config)") from None
 
 
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    tar.addfile(info)
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _add_layer(tar: tarfile.TarFile, store: ContentStore, digest: Digest, diff_id: Digest,
+def _add_layer(tar: TarWriter, store: ContentStore, digest: Digest, diff_id: Digest,
                name: str) -> None:
     with tempfile.TemporaryFile() as spool:
-        hasher = DigestingWriter(spool)  # type: ignore[arg-type]
+        hasher = DigestingWriter(spool)
         with store.reader(digest) as blob:
             plain = decompress_reader(blob)
             while chunk := plain.read(CHUNK):
@@ -202,7 +189,4 @@ def _add_layer(tar: tarfile.TarFile, store: ContentStore, digest: Digest, diff_i
             raise DigestMismatch(f"layer {digest} decompresses to {hasher.digest()}, "
                                  f"the config says {diff_id}")
         spool.seek(0)
-        info = tarfile.TarInfo(name)
-        info.size = hasher.size
-        info.mode = 0o644
-        tar.addfile(info, spool)
+        tar.add_data(name.encode(), spool, hasher.size)

@@ -44,4 +44,6 @@ class UnsafeLayer(LayerstoreError):
 
 
 class MountError(LayerstoreError):
-    """A mount or unmount system call failed."""
+    """A mount or unmount system call failed; ``errno`` is the system error number."""
+
+    errno: int | None = None

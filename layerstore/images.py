@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,17 @@ from pathlib import Path
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, NotFound
 from layerstore.oci import Descriptor, MediaType
+from layerstore.sqlitedb import Schema, open_database
+
+# Version 1 is the schema written before versions were recorded, hence IF NOT EXISTS.
+SCHEMA = Schema(
+    what="image store",
+    version=1,
+    create=(
+        "CREATE TABLE IF NOT EXISTS images (name TEXT PRIMARY KEY, descriptor TEXT NOT NULL,"
+        " created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+    ),
+)
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
@@ -53,17 +63,12 @@ class ImageRecord:
 
 
 class ImageStore:
-    """Names of local images, kept in a sqlite database (one file, WAL mode)."""
+    """Names of local images, kept in a sqlite database (see :mod:`layerstore.sqlitedb`)."""
 
     def __init__(self, path: Path) -> None:
+        """Open (creating if needed) the image store database at ``path``."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS images (name TEXT PRIMARY KEY, descriptor TEXT NOT NULL,"
-            " created_at REAL NOT NULL, updated_at REAL NOT NULL)"
-        )
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         """Close the database."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import MISSING, field, fields
+from dataclasses import MISSING, Field, field, fields
 from typing import Any, ClassVar, Self
 
 from layerstore.digest import Digest
@@ -39,6 +39,7 @@ class JSONModel:
 
     extra: dict[str, Any]
     _hints: ClassVar[dict[type, dict[str, Any]]] = {}
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     @classmethod
     def _field_types(cls) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class JSONModel:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object for this value, unknown fields included."""
         out: dict[str, Any] = dict(self.extra)
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in fields(self):
             if "key" not in f.metadata:
                 continue
             value = getattr(self, f.name)
@@ -75,7 +76,7 @@ class JSONModel:
         hints = cls._field_types()
         kwargs: dict[str, Any] = {}
         known: set[str] = set()
-        for f in fields(cls):  # type: ignore[arg-type]
+        for f in fields(cls):
             if "key" not in f.metadata:
                 continue
             k = f.metadata["key"]

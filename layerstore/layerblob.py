@@ -108,7 +108,7 @@ class LayerBlobWriter:
         self._media_type = layer_media_type(check(compression), docker_media_type)
         self._ingest = store.writer(f"layer-{uuid.uuid4().hex}")
         self._blob = _BlobSink(self._ingest)
-        self._compressor = _Background(compress_writer(self._blob, compression, level))  # type: ignore[arg-type]
+        self._compressor = _Background(compress_writer(self._blob, compression, level))
         self._diff = new_hasher("sha256")
         self._size = 0
         self._state = "open"

@@ -2,17 +2,21 @@
 
 :func:`write_layout` exports images from a content store into a layout directory (adding to
 one that exists, replacing entries of the same ref name, as skopeo does);
+:func:`write_layout_archive` streams the same as one tar (``oci-archive:``);
 :func:`read_layout` imports a layout's images into a content store, verifying every blob.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+from layerstore.archive.writer import RECORD_SIZE, TarWriter
 from layerstore.content.copy import copy_blob
 from layerstore.content.local import LocalStore
 from layerstore.content.store import ContentStore
@@ -23,6 +27,8 @@ from layerstore.walk import reachable
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"
+#: The annotation containerd, BuildKit and docker put the full image name in.
+IMAGE_NAME_ANNOTATION = "io.containerd.image.name"
 
 
 @dataclass(frozen=True)
@@ -101,3 +107,39 @@ def read_layout(path: Path, store: ContentStore, ref_name: str | None = None) ->
             for desc in reachable(src, entry.descriptor):
                 copy_blob(src, store, desc)
     return wanted
+
+
+def write_layout_archive(dest: BinaryIO, store: ContentStore,
+                         images: Sequence[LayoutEntry]) -> None:
+    """Stream an OCI image layout holding ``images`` (and every blob they reach) as a tar.
+
+    Each named entry is annotated with its name as ``org.opencontainers.image.ref.name`` and
+    ``io.containerd.image.name``. Blobs are read from the store as they are written.
+    """
+    blobs: dict[str, Descriptor] = {}
+    for entry in images:
+        for desc in reachable(store, entry.descriptor):
+            blobs.setdefault(str(desc.digest), desc)
+    manifests = []
+    for entry in images:
+        annotations = dict(entry.descriptor.annotations or {})
+        if entry.ref_name:
+            annotations[REF_NAME] = entry.ref_name
+            annotations[IMAGE_NAME_ANNOTATION] = entry.ref_name
+        manifests.append(Descriptor(
+            media_type=entry.descriptor.media_type, digest=entry.descriptor.digest,
+            size=entry.descriptor.size, annotations=annotations or None,
+            platform=entry.descriptor.platform))
+    index = Index(manifests=tuple(manifests), media_type=MediaType.OCI_INDEX)
+    tar = TarWriter(dest.write)
+    tar.add_data(b"oci-layout", f'{{"imageLayoutVersion":"{LAYOUT_VERSION}"}}'.encode())
+    tar.add_data(b"index.json", index.to_json())
+    tar.add_directory(b"blobs")
+    for algorithm in sorted({d.digest.algorithm for d in blobs.values()}):
+        tar.add_directory(f"blobs/{algorithm}".encode())
+    for key in sorted(blobs):
+        digest = blobs[key].digest
+        with store.reader(digest) as blob:
+            tar.add_data(f"blobs/{digest.algorithm}/{digest.hex}".encode(), blob,
+                         os.fstat(blob.fileno()).st_size)
+    tar.close(record_size=RECORD_SIZE)

@@ -1,7 +1,8 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
-manages the users that ``--auth basic|token`` let in; ``registry migrate`` creates or
-upgrades the metadata database's schema (``serve`` does too, before its workers start)."""
+manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
+access policy, or what one user may do where; ``registry migrate`` creates or upgrades the
+metadata database's schema (``serve`` does too, before its workers start)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import logging.config
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from registry.config import HANDOFF_ENV, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from registry.auth.rules import AccessPolicy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     remove = user_sub.add_parser("del", help="remove a user")
     _common(remove)
     remove.add_argument("name")
+    policy = sub.add_parser("policy", help="show the access policy")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    show = policy_sub.add_parser(
+        "show", help="print the access rules, or what one user may do where")
+    _common(show)
+    who = show.add_mutually_exclusive_group()
+    who.add_argument("--user", metavar="NAME", help="what this user may do where")
+    who.add_argument("--anonymous", action="store_true",
+                     help="what clients without credentials may do where")
     _common(sub.add_parser(
         "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
@@ -203,6 +216,56 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_of(settings: Settings) -> AccessPolicy:
+    from registry.auth.rules import AccessPolicy
+
+    return AccessPolicy(settings.access, settings.admins, settings.groups)
+
+
+def policy_summary(settings: Settings) -> str:
+    """The effective access policy in a line (printed when the server starts)."""
+    from registry.auth.explain import summary
+
+    if settings.authorizer:
+        return f"access: decided by the authorizer {settings.authorizer}"
+    if settings.auth_mode == "none":
+        actions = "pull" if settings.read_only else (
+            "pull, push and delete" if settings.delete_enabled else "pull and push")
+        return (f"access: open (auth none): every client may {actions} every repository; "
+                "the access rules are not used")
+    return f"access: {summary(_policy_of(settings))} (registry policy show prints it)"
+
+
+def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    from registry.auth.authorizers import auth_directory
+    from registry.auth.explain import render
+    from registry.auth.users import UserError, UserStore
+
+    policy = _policy_of(settings)
+    if settings.auth == "none" or settings.authorizer:
+        print(f"note: {policy_summary(settings)}")
+    elif settings.auth_mode == "none":
+        print("note: this policy applies when the server authenticates (auth token, the "
+              "default with --tls, or basic); without auth every client may do everything")
+    who = None
+    if args.anonymous:
+        who = policy.principal(None)
+    elif args.user is not None:
+        store = UserStore(auth_directory(settings.root), settings.htpasswd)
+        try:
+            user = store.get(args.user)
+        except UserError as exc:
+            print(f"registry policy: {exc}", file=sys.stderr)
+            return 2
+        if user is None:
+            print(f"registry policy: no user {args.user!r} in {store.path}"
+                  f"{' or ' + str(settings.htpasswd) if settings.htpasswd else ''}; "
+                  "showing what it would get", file=sys.stderr)
+        who = policy.principal(args.user, user.groups if user is not None else ())
+    print("\n".join(render(policy, who)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``registry``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -211,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command == "user":
+    if args.command in ("user", "policy"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -224,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gc(settings, rest)
     if args.command == "user":
         return _user(settings, args)
+    if args.command == "policy":
+        return _policy(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))
@@ -237,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"registry: auth {settings.auth_mode}; users in "
                   f"{settings.root / 'auth' / 'users.json'} (registry user add NAME "
                   f"--root {settings.root})", flush=True)
+        print(f"registry: {policy_summary(settings)}", flush=True)
     except ConfigError as exc:
         print(f"registry: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ ENV_PREFIX = "REGISTRY_"
 CONFIG_ENV = "REGISTRY_CONFIG"
 HANDOFF_ENV = "PYBUILD_REGISTRY_SETTINGS"
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -60,8 +61,14 @@ class Settings:
     their ``iss``/``aud``, ``token_realm`` the token endpoint's URL (empty: ``/token`` of
     the host the client reached). Users live in ``root/auth/users.json`` (``registry user``)
     and in an optional bcrypt ``htpasswd`` file; ``access``, ``groups`` and ``admins`` are
-    the rules of :mod:`registry.auth.rules`. ``login_max_failures`` failed logins from one
-    client within ``login_lockout`` seconds lock it out for that long.
+    the rules of :mod:`registry.auth.rules`. ``login_max_failures`` failed logins of one
+    user from one client address within ``login_lockout`` seconds lock that user out from
+    that address for that long; ``login_user_max_failures`` failed logins of one user from
+    any addresses lock it out everywhere (:mod:`registry.auth.throttle`).
+
+    Uploads: a blob upload announcing (``Content-Length``, ``Content-Range``) more than
+    ``max_blob_bytes`` (0: no limit) or more than the store's free space less
+    ``min_free_bytes`` is refused at once with 413 SIZE_INVALID.
 
     Scale-out: ``metadata_url`` names a PostgreSQL database (``postgresql://user:password@
     host:port/db``) that holds the metadata instead of SQLite under ``root``, so that any
@@ -94,6 +101,11 @@ class Settings:
     admins: tuple[str, ...] = ()
     login_max_failures: int = 10
     login_lockout: int = 60
+    # Login throttling per user, and upload limits (registry.handlers.limits).
+    login_user_max_failures: int = 100
+    max_blob_bytes: int = 0
+    min_free_bytes: int = GIB
+    # End of login throttling and upload limits.
     # --- Scale-out backing (replicas sharing one database); see check_scaleout below.
     metadata_url: str = ""
     # Storage backend (see STORAGE_FIELDS): ``storage`` is ``filesystem`` (blobs under
@@ -129,6 +141,7 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.token_realm and not self.token_realm.startswith(("https://", "http://")):
             raise ConfigError(f"token_realm must be an http(s) URL, not {self.token_realm!r}")
+        _check_limits(self)
         _check_storage(self)
 
     @property
@@ -241,6 +254,22 @@ _FIELD_TYPES: dict[str, Any] = {
     "admins": parse_admins, "login_max_failures": int, "login_lockout": int,
     **STORAGE_FIELDS,
 }
+
+
+# Login throttling per user, and upload limits.
+_FIELD_TYPES.update({"login_user_max_failures": int, "max_blob_bytes": int,
+                     "min_free_bytes": int})
+
+
+def _check_limits(settings: Settings) -> None:
+    if settings.login_user_max_failures < 1:
+        raise ConfigError("login_user_max_failures must be at least 1, not "
+                          f"{settings.login_user_max_failures}")
+    for name, zero in (("max_blob_bytes", "no limit"), ("min_free_bytes", "no margin")):
+        value = getattr(settings, name)
+        if value < 0:
+            raise ConfigError(f"{name} must not be negative (0: {zero}), not {value}")
+# End of login throttling and upload limits.
 
 
 # --- Scale-out backing settings.

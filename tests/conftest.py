@@ -1,4 +1,5 @@
-"""Shared fixtures: root check, the Docker engine, locally made base root filesystems."""
+"""Shared fixtures: the root check (all but the ``unit`` tier need root), the Docker engine,
+locally made base root filesystems."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from layerstore.testing.rootfs import make_busybox_rootfs
 from tests.peers import Dockerd, require
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    if os.geteuid() != 0:
-        raise pytest.UsageError("the test suite needs root (real mounts and namespaces)")
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Without root only the unit tier (tests marked ``unit``: pure code, no mounts,
+    namespaces, Docker engine or peers) can run; refuse a selection holding anything else."""
+    if os.geteuid() == 0:
+        return
+    heavy = [item.nodeid for item in session.items if item.get_closest_marker("unit") is None]
+    if heavy:
+        raise pytest.UsageError(
+            f"{len(heavy)} selected tests need root (real mounts, namespaces and peers), "
+            f"{heavy[0]} first; as another user run only the unit tier: "
+            "bash scripts/test.sh --unit (pytest -m unit)")
 
 
 @pytest.fixture(scope="session")

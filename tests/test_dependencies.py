@@ -5,6 +5,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
     "layerstore": ("registry", "builder"),
@@ -47,3 +51,22 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text("import os\nfrom registry.client import push\n")
     assert (2, "registry.client") in _imports(sample)
+
+
+#: The ``pybuild`` entry point parses argv and dispatches to the commands.
+_BUILDER_ENTRY_POINTS = {"builder/cli.py"}
+
+
+def test_builder_library_stays_below_its_commands() -> None:
+    """Only ``builder/commands/`` (and the entry point) parse argv: nothing else in builder
+    imports ``builder.commands`` or ``argparse``."""
+    bad = []
+    for path in sorted((ROOT / "builder").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("builder/commands/") or rel in _BUILDER_ENTRY_POINTS:
+            continue
+        for line, name in _imports(path):
+            if name == "argparse" or name == "builder.commands" \
+                    or name.startswith("builder.commands."):
+                bad.append(f"{rel}:{line} imports {name}")
+    assert not bad, "the builder library imports its command layer:\n" + "\n".join(bad)

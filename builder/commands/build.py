@@ -5,21 +5,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from builder.api import build
-from builder.commands.prune import cache_roots, execute, parse_size, plan, shrink_cache
+from builder.api import build, build_graph, host_platform
+from builder.commands.prune import parse_size
+from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
+from builder.gc import auto_prune
+from builder.graph.render import render
 from builder.options import BuildOptions
+from builder.outputformat import build_compression, codec_level, convert_image
 from builder.outputs import OutputSpec, parse_output, write_metadata, write_outputs
 from builder.progress import Progress
 from builder.remotecache import parse_cache_spec
 from builder.runmounts import SecretSource, parse_secret_flag
+from builder.solver.images import ResolvedImages
 from builder.store import BuildStore
-from builder.transfer import RegistryAccess, add_registry_flags, settings_from
+from builder.transfer import RegistryAccess
+from layerstore.assembly import StoredImage
 from layerstore.compression import check as check_compression
 from layerstore.errors import InvalidArgument
+from layerstore.oci import Platform
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -38,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a secret for RUN --mount=type=secret (src=PATH or env=VAR)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="set an image label")
-    p.add_argument("--platform", help="target platform os/arch (only the host's can RUN)")
+    p.add_argument("--platform", help="target platform os/arch (this machine's only)")
     p.add_argument("--network", choices=("default", "none", "host"), default="default",
                    help="network mode of RUN steps (default: default)")
     p.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"), default="auto",
@@ -64,6 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="push the image to its registry (same as --output type=registry)")
     p.add_argument("--pull", action="store_true",
                    help="always pull the base images, even when they are stored locally")
+    p.add_argument("--print-graph", action="store_true",
+                   help="print the op graph the build would run, and build nothing")
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
                    help="write the image digest and names as JSON (containerimage.digest)")
@@ -119,12 +129,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         except ValueError:
             raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a whole number of "
                              "seconds") from None
-    platform = None
-    if args.platform:
-        try:
-            platform = parse_platform(args.platform)
-        except ValueError as exc:
-            raise BuildError(f"--platform: {exc}") from None
+    platform = target_platform(args.platform) if args.platform else None
     try:
         compression = check_compression(args.compression)
     except InvalidArgument as exc:
@@ -148,6 +153,53 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
 
 
+def target_platform(text: str) -> Platform:
+    """The ``--platform`` value as a platform this machine can build for.
+
+    Builds are single-platform and run on the host, so a list of platforms or a foreign
+    operating system or architecture is refused rather than mislabelled.
+    """
+    if "," in text:
+        raise BuildError(f"--platform {text}: building for several platforms at once is not "
+                         "supported; give one os/arch")
+    try:
+        platform = parse_platform(text)
+    except ValueError as exc:
+        raise BuildError(f"--platform {text}: {exc}") from None
+    aliases = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
+    platform = replace(platform, architecture=aliases.get(platform.architecture,
+                                                          platform.architecture))
+    host = host_platform()
+    if (platform.os, platform.architecture) != (host.os, host.architecture):
+        raise BuildError(f"--platform {text}: cannot build for {platform.os}/"
+                         f"{platform.architecture} on this {host.os}/{host.architecture} "
+                         "machine (no emulation or cross-building)")
+    return platform
+
+
+def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
+                             ) -> BuildOptions:
+    """Build the layers the way the outputs ask (the first one that names a compression)."""
+    compression, level = build_compression([o.layers for o in outputs if o.type != "docker"],
+                                           options.compression)
+    return replace(options, compression=compression,
+                   compression_level=codec_level(compression, level))
+
+
+def _output_image(store: BuildStore, image: StoredImage, out: OutputSpec,
+                  built_with: str, tags: tuple[str, ...]) -> StoredImage:
+    """The image as ``out`` writes it. A docker archive holds uncompressed layer tars, so
+    only an image or OCI output is converted; an image output not pushed names the
+    converted image locally."""
+    if out.type not in ("image", "oci") or out.layers.is_default:
+        return image
+    converted = convert_image(store.content, image, out.layers, built_with)
+    if out.type == "image" and not out.push:
+        for name in out.names or tags:
+            store.images.put(name, converted.manifest)
+    return converted
+
+
 DEFAULT_CACHE_LIMIT = "20GB"
 AUTO_PRUNE_GRACE = 3600.0
 
@@ -161,11 +213,22 @@ def _limit_cache(store: BuildStore) -> None:
         limit = parse_size(text)
     except argparse.ArgumentTypeError as exc:
         raise BuildError(f"PYBUILD_CACHE_MAX: {exc}") from None
-    if store.cache.total_size() <= limit:
-        return
-    shrink_cache(store, limit)
-    execute(store, plan(store, blobs=True, grace=AUTO_PRUNE_GRACE,
-                        extra_roots=cache_roots(store)))
+    auto_prune(store, limit, AUTO_PRUNE_GRACE)
+
+
+def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOptions) -> int:
+    """``--print-graph``: compile and print; base images are resolved (pulled if needed) for
+    their configs, nothing is built."""
+    progress = Progress("quiet" if args.quiet else args.progress)
+    try:
+        access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
+                                warn=lambda m: print(f"WARNING: {m}", file=sys.stderr),
+                                always_pull=args.pull)
+        graph = build_graph(options, ResolvedImages(access.images))
+    finally:
+        progress.close()
+    sys.stdout.write(render(graph))
+    return 0
 
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
@@ -174,6 +237,9 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    if args.print_graph:
+        return _print_graph(store, args, options)
+    options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
@@ -192,8 +258,12 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             v.done()
         if outputs:
             v = progress.vertex("exporting outputs")
-            pushed = write_outputs(store, result.image, result.chain, result.tags, outputs,
-                                   push=access.push)
+            pushed = []
+            for out in outputs:
+                image = _output_image(store, result.image, out, options.compression,
+                                      result.tags)
+                pushed += write_outputs(store, image, result.chain, result.tags, [out],
+                                        push=access.push)
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()

@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from builder.api import host_platform
+from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
 from builder.frontend.convert import parse_platform
 from builder.progress import Progress
 from builder.store import BuildStore
-from builder.transfer import PullingImages, add_registry_flags, settings_from
+from builder.transfer import PullingImages
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from builder.commands.common import find_image
+from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.progress import Progress
 from builder.store import BuildStore
-from builder.transfer import add_registry_flags, push_image, settings_from
+from builder.transfer import push_image
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

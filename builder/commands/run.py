@@ -1,32 +1,16 @@
-"""``pybuild run``: run a command in a throwaway container made from an image.
-
-The image's layers are unpacked into committed snapshots (shared with builds), an active
-snapshot is prepared on top and mounted, and the command runs in the builder's namespace
-sandbox with that mount as its root. The active snapshot is removed afterwards, however the
-run ends, so nothing the command wrote is kept.
-"""
+"""``pybuild run``: run a command in a throwaway container made from an image (see
+:mod:`builder.containers`)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
-import uuid
-from collections.abc import Sequence
-from pathlib import Path
 
-from builder.commands.common import LocalImage, find_image
-from builder.errors import BuildError, DockerfileError
-from builder.executor import NamespaceExecutor, RunSpec
-from builder.fileops.users import read_passwd, resolve_user
-from builder.store import BuildStore, temp_key, unpack_layers
+from builder.commands.common import find_image
+from builder.containers import RunOptions, run_container
+from builder.errors import BuildError
+from builder.store import BuildStore
 from layerstore.assembly import host_architecture
-from layerstore.errors import NotFound
-from layerstore.snapshots.mount import mounted
-
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -63,97 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Run the command; return its exit status (125 when the sandbox could not start it)."""
     image = find_image(store, args.image)
-    argv = command_line(image, args.entrypoint, args.command)
     platform = image.stored.image
     if platform.os != "linux":
         raise BuildError(f"image {args.image} is for {platform.os}, not linux")
     if platform.architecture != host_architecture():
         print(f"WARNING: image {args.image} is for {platform.architecture}; this machine is "
               f"{host_architecture()}", file=sys.stderr)
-    chain = unpack_layers(store, image.layers, platform.rootfs.diff_ids)
-    key = temp_key("active")
-    mounts = store.snapshots.prepare(key, chain)
-    try:
-        target = Path(tempfile.mkdtemp(prefix="run-", dir=store.tmp))
-        try:
-            with mounted(mounts, target) as rootfs:
-                spec = run_spec(image, rootfs, argv, args)
-                result = NamespaceExecutor().run(spec, rootfs)
-        finally:
-            with contextlib.suppress(OSError):
-                target.rmdir()
-    finally:
-        with contextlib.suppress(NotFound):
-            store.snapshots.remove(key)
-    return result.exit_code
-
-
-def command_line(image: LocalImage, entrypoint: str | None, command: Sequence[str]
-                 ) -> tuple[str, ...]:
-    """Entrypoint + Cmd as docker combines them: ``--entrypoint`` replaces the image's
-    entrypoint and drops its Cmd; a command given on the command line replaces Cmd."""
-    config = image.stored.image.config
-    image_entrypoint = tuple(config.entrypoint or ()) if config else ()
-    cmd = tuple(config.cmd or ()) if config else ()
-    if entrypoint is not None:
-        image_entrypoint = (entrypoint,) if entrypoint else ()
-        cmd = ()
-    if command:
-        cmd = tuple(command)
-    argv = image_entrypoint + cmd
-    if not argv:
-        name = image.names[0] if image.names else image.short_id
-        raise BuildError(f"no command specified: image {name} has no Entrypoint or Cmd; "
-                         "give one after the image")
-    return argv
-
-
-def run_spec(image: LocalImage, rootfs: Path, argv: tuple[str, ...],
-             args: argparse.Namespace) -> RunSpec:
-    """The sandbox spec: environment, working directory and numeric user of the run."""
-    config = image.stored.image.config
-    user_text = args.user if args.user is not None else (config.user if config else "") or ""
-    try:
-        user = resolve_user(rootfs, user_text)
-    except DockerfileError as exc:
-        raise BuildError(exc.message) from None
-    env = environment(tuple(config.env or ()) if config else (), args.env)
-    names = {e.partition("=")[0] for e in env}
-    if "PATH" not in names:
-        env = (DEFAULT_PATH, *env)
-    hostname = args.hostname or uuid.uuid4().hex[:12]
-    if "HOSTNAME" not in names:
-        env = (*env, f"HOSTNAME={hostname}")
-    if "HOME" not in names:
-        env = (*env, f"HOME={_home(rootfs, user.uid)}")
-    workdir = args.workdir or (config.working_dir if config else None) or "/"
-    if not workdir.startswith("/"):
-        raise BuildError(f"the working directory {workdir!r} must be an absolute path")
-    return RunSpec(args=argv, env=env, cwd=workdir, user=f"{user.uid}:{user.gid}",
-                   groups=user.additional_gids,
-                   hostname=hostname, network=args.network)
-
-
-def environment(image_env: Sequence[str], flags: Sequence[str]) -> tuple[str, ...]:
-    """The image's environment with ``-e`` settings applied in order (a later one wins;
-    ``-e KEY`` copies KEY from this environment when it is set here)."""
-    env: dict[str, str] = {}
-    for item in image_env:
-        key, _, value = item.partition("=")
-        env[key] = value
-    for item in flags:
-        key, eq, value = item.partition("=")
-        if not key:
-            raise BuildError(f"-e {item!r}: expected KEY=VALUE or KEY")
-        if eq:
-            env[key] = value
-        elif key in os.environ:
-            env[key] = os.environ[key]
-    return tuple(f"{k}={v}" for k, v in env.items())
-
-
-def _home(rootfs: Path, uid: int) -> str:
-    for entry in read_passwd(rootfs):
-        if entry.uid == uid:
-            return entry.home or "/"
-    return "/"
+    options = RunOptions(env=tuple(args.env), workdir=args.workdir, user=args.user,
+                         network=args.network, entrypoint=args.entrypoint,
+                         hostname=args.hostname, command=tuple(args.command))
+    return run_container(store, image, options)

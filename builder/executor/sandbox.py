@@ -30,22 +30,25 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
+from layerstore import syscalls
+from layerstore.rootpath import resolve as resolve_path
+from layerstore.syscalls import (
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_STRICTATIME,
+)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_REMOUNT = 0x20
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_PRIVATE = 0x40000
-MS_STRICTATIME = 0x1000000
 
 PR_SET_NAME = 15
 PR_SET_PDEATHSIG = 1
@@ -70,18 +73,7 @@ _DEV_LINKS = (
 _ETC_FILES = ("hosts", "resolv.conf", "hostname")
 
 
-def _load_libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)  # the C library this process already uses
-    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                           ctypes.c_char_p)
-    libc.unshare.argtypes = (ctypes.c_int,)
-    libc.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
-    libc.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                           ctypes.c_ulong)
-    return libc
-
-
-_libc = _load_libc()
+_libc = syscalls.libc
 
 
 def _check(rc: int, what: str) -> None:
@@ -92,17 +84,14 @@ def _check(rc: int, what: str) -> None:
 
 def _mount(source: str | None, target: str | Path, fstype: str | None, flags: int,
            data: str | None = None) -> None:
-    _check(_libc.mount(os.fsencode(source) if source else None, os.fsencode(str(target)),
-                       os.fsencode(fstype) if fstype else None, flags,
-                       os.fsencode(data) if data else None),
-           f"mount {fstype or 'bind'} on {target}")
+    syscalls.mount(source, target, fstype, flags, data)
 
 
 def _unshare(flags: int) -> None:
     if hasattr(os, "unshare"):
         os.unshare(flags)
     else:
-        _check(_libc.unshare(flags), "unshare")
+        syscalls.unshare(flags)
 
 
 def _parse_user(user: str) -> tuple[int, int]:
@@ -114,17 +103,12 @@ def _parse_user(user: str) -> tuple[int, int]:
 
 
 def _inside(rootfs: Path, path: str) -> Path:
-    """``path`` (absolute, container view) under ``rootfs``; refuses symlinks and ``..`` on
-    the way so a mount can never land outside the rootfs."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise BuildError(f"mount target {path!r} must not contain '..'")
-    current = rootfs
-    for part in parts:
-        current = current / part
-        if current.is_symlink():
-            raise BuildError(f"mount target {path!r} crosses a symlink in the rootfs")
-    return current
+    """``path`` (absolute, container view) under ``rootfs``, every component resolved inside
+    the rootfs (:func:`layerstore.rootpath.resolve`), so a mount never lands outside it."""
+    try:
+        return resolve_path(rootfs, path)
+    except OSError as exc:
+        raise BuildError(f"mount target {path!r}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,15 @@ from pathlib import Path
 from builder.errors import BuildError, DockerfileError
 from builder.fileops.chmod import ModeSpec, parse_chmod
 from builder.fileops.download import download, is_git_source, is_url, parse_checksum
-from builder.fileops.rootpath import clean, relative_to_root, resolve
 from builder.fileops.sources import Source, contains_wildcards, select_sources
 from builder.fileops.unpack import is_archive, unpack
 from builder.fileops.users import resolve_chown
 from builder.frontend.dockerignore import DockerIgnore, IgnorePattern
+from layerstore import treecopy
+from layerstore.rootpath import clean, relative_to_root, resolve
 
 __all__ = ["CopySpec", "copy_into"]
 
-_CHUNK = 1 << 24
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
 _ROOT_OWNER = (0, 0)
 
 
@@ -388,38 +385,21 @@ class _Operation:
                 raise DockerfileError(f"cannot replace the directory {self.image_path(dst)} "
                                       "with a file")
             os.unlink(dst)
-        mode = st.st_mode
-        if stat.S_ISREG(mode):
-            key = (st.st_dev, st.st_ino)
-            linked = self.inodes.get(key) if st.st_nlink > 1 else None
-            if linked is not None:
-                os.link(linked, dst, follow_symlinks=False)
-            else:
-                _copy_content(src, dst)
-                if st.st_nlink > 1:
-                    self.inodes[key] = dst
-        elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(src), dst)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or \
-                stat.S_ISSOCK(mode):
-            os.mknod(dst, stat.S_IFMT(mode) | 0o600, st.st_rdev)
-        else:
-            raise DockerfileError(f"cannot copy {src!r}: unsupported file type")
+        try:
+            treecopy.copy_leaf(src, dst, st, self.inodes)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and exc.filename == src:
+                raise DockerfileError(f"cannot copy {src!r}: unsupported file type") from None
+            raise
         self._metadata(src, dst, st, owner)
 
     def _metadata(self, src: str, dst: str, st: os.stat_result,
                   owner: tuple[int, int] | None) -> None:
         """Owner, mode, times and xattrs of ``dst`` from ``st``, ``--chown`` and ``--chmod``."""
-        uid, gid = self.chown or owner or (st.st_uid, st.st_gid)
-        os.lchown(dst, uid, gid)
-        is_link = stat.S_ISLNK(st.st_mode)
-        if not is_link:
-            bits = stat.S_IMODE(st.st_mode)
-            if self.mode is not None:
-                bits = self.mode.apply(bits, is_dir=stat.S_ISDIR(st.st_mode))
-            os.chmod(dst, bits)
-        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        _copy_xattrs(src, dst)
+        bits = None
+        if self.mode is not None:
+            bits = self.mode.apply(stat.S_IMODE(st.st_mode), is_dir=stat.S_ISDIR(st.st_mode))
+        treecopy.copy_metadata(src, dst, st, owner=self.chown or owner, mode=bits)
 
     # -- messages ---------------------------------------------------------------------
 
@@ -449,45 +429,3 @@ def _lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except FileNotFoundError:
         return None
-
-
-def _copy_content(src: str, dst: str) -> None:
-    """Copy the bytes of ``src`` to the new file ``dst`` inside the kernel."""
-    in_fd = os.open(src, _READ_FLAGS)
-    try:
-        out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
-        try:
-            use_range = True
-            while True:
-                if use_range:
-                    try:
-                        copied = os.copy_file_range(in_fd, out_fd, _CHUNK)
-                    except OSError as exc:
-                        if exc.errno not in _NO_COPY_RANGE:
-                            raise
-                        use_range = False
-                        continue
-                else:
-                    copied = os.sendfile(out_fd, in_fd, None, _CHUNK)
-                if copied == 0:
-                    break
-        finally:
-            os.close(out_fd)
-    finally:
-        os.close(in_fd)
-
-
-def _copy_xattrs(src: str, dst: str) -> None:
-    """Copy extended attributes; ones the destination refuses are skipped, as in BuildKit."""
-    try:
-        keys = os.listxattr(src, follow_symlinks=False)
-    except OSError:
-        return
-    for key in keys:
-        if key.startswith("trusted.overlay."):
-            continue
-        try:
-            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False),
-                        follow_symlinks=False)
-        except OSError:
-            continue

@@ -12,6 +12,7 @@ For context sources a :class:`~builder.frontend.dockerignore.DockerIgnore` hides
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import DockerfileError
-from builder.fileops.rootpath import resolve, split
 from builder.frontend.dockerignore import DockerIgnore
+from layerstore.rootpath import resolve, split
 
 __all__ = ["BadPattern", "Source", "contains_wildcards", "list_directory", "match",
            "select_sources"]
@@ -225,6 +226,19 @@ def select_sources(root: Path, pattern: str, *, ignore: DockerIgnore | None = No
         wildcard_at = next(i for i, p in enumerate(parts) if contains_wildcards(p))
     except StopIteration:
         wildcard_at = len(parts)
+    try:
+        return _select(root, pattern, parts, wildcard_at, ignore, context)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        where = "the build context" if context else "the source stage or image"
+        raise DockerfileError(f"{pattern!r} in {where}: symlink loop at {exc.filename!r}"
+                              ) from None
+
+
+def _select(root: Path, pattern: str, parts: list[str], wildcard_at: int,
+            ignore: DockerIgnore | None, context: bool) -> list[Source]:
+    """:func:`select_sources` once the first wildcard component is known."""
     if wildcard_at == len(parts):
         literal = "/".join(_unescape(p) for p in parts) or "."
         source = _existing(root, literal, ignore)
@@ -271,11 +285,14 @@ def _existing(root: Path, relpath: str, ignore: DockerIgnore | None) -> Source |
     """``relpath`` resolved inside ``root`` if it (and its target) exists and is visible.
 
     An excluded directory still counts when ``.dockerignore`` re-includes something in it.
+    A symlink loop on the way raises ``OSError(ELOOP)``.
     """
     try:
         host = resolve(root, relpath)
         is_dir = stat.S_ISDIR(os.lstat(host).st_mode)
-    except OSError:
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise
         return None
     for name in {relpath, _relative(Path(root), host)}:
         if name == "." or ignore is None or not ignore.excluded(name):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import DockerfileError
-from builder.fileops.rootpath import resolve
+from layerstore.rootpath import resolve
 
 __all__ = ["GroupEntry", "PasswdEntry", "ResolvedUser", "read_group", "read_passwd",
            "resolve_chown", "resolve_user"]
@@ -35,6 +35,15 @@ class ResolvedUser:
     uid: int
     gid: int
     additional_gids: tuple[int, ...] = ()
+
+    @property
+    def process_groups(self) -> tuple[int, ...]:
+        """The supplementary groups a process of this user runs with: the primary gid first
+        (unless already listed), then the additional gids, as BuildKit and docker set them
+        (``id`` prints ``groups=1000`` for a user whose only group is gid 1000)."""
+        if self.gid in self.additional_gids:
+            return self.additional_gids
+        return (self.gid, *self.additional_gids)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from builder.errors import DockerfileError, ExpansionError
 from builder.frontend.instructions import Arg, Copy, Dockerfile, Instruction, Run, Stage
 from builder.frontend.words import process_word
+from builder.graph.mounts import mount_option
 from layerstore.oci import Platform
 
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
@@ -123,14 +124,6 @@ def declared_globals(dockerfile: Dockerfile) -> set[str]:
     return {d.name for a in dockerfile.global_args for d in a.args}
 
 
-def _mount_from(text: str) -> str | None:
-    for part in text.split(","):
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "from" and value:
-            return value.strip()
-    return None
-
-
 def _stage_arg_scope(stage: Stage, globals_: Mapping[str, str], build_args: Mapping[str, str],
                      escape: str, file: str, upto: Instruction) -> dict[str, str]:
     """ARG values visible at ``upto`` (ENV aside), for expanding ``--from`` values."""
@@ -180,7 +173,7 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
             if isinstance(ins, Copy) and ins.from_:
                 source = ins.from_
             for mount in ins.mounts if isinstance(ins, Run) else ():
-                value = _mount_from(mount)
+                value = mount_option(mount, "from", line=ins.line, file=file)
                 if value:
                     ref = expand(value, _stage_arg_scope(stage, globals_, build_args, escape,
                                                          file, ins),

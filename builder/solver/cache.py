@@ -2,7 +2,8 @@
 
 A record names the committed snapshot (by chainID) the step left, the layer it added (None
 when it changed nothing) and the history timestamp it was first built with, so a fully
-cached rebuild gives the same image. Records live in sqlite (WAL, one row per key), which
+cached rebuild gives the same image. Records live in sqlite (opened by
+:mod:`layerstore.sqlitedb`; one row per key), which
 several builds on one store may read and write at the same time.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,18 @@ from typing import Any
 from layerstore.digest import Digest
 from layerstore.layerblob import Layer
 from layerstore.oci import Descriptor
+from layerstore.sqlitedb import Schema, open_database
+
+# Version 1 is the schema written before versions were recorded, hence IF NOT EXISTS.
+SCHEMA = Schema(
+    what="build cache",
+    version=1,
+    create=(
+        "CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, chain TEXT, layer TEXT,"
+        " diff_id TEXT, created TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0,"
+        " made REAL NOT NULL, used REAL NOT NULL)",
+    ),
+)
 
 
 def cache_key(parent: str, material: dict[str, Any]) -> str:
@@ -42,14 +54,8 @@ class BuildCache:
     """Cache records in ``<store root>/cache.db``."""
 
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                   timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS steps (key TEXT PRIMARY KEY, chain TEXT, layer TEXT,"
-            " diff_id TEXT, created TEXT NOT NULL, size INTEGER NOT NULL DEFAULT 0,"
-            " made REAL NOT NULL, used REAL NOT NULL)")
+        """Open (creating if needed) the cache database at ``path``."""
+        self._db = open_database(path, SCHEMA)
 
     def close(self) -> None:
         """Close the database."""

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
-from builder.errors import BuildError
+from builder.errors import ImageNotFound
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, load_image
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound
-from layerstore.oci import Descriptor, Index, MediaType, Platform
+from layerstore.oci import Descriptor, Image, Index, MediaType, Platform
 from layerstore.walk import load_manifest
 
-
-class ImageNotFound(BuildError):
-    """No image answers to a reference."""
+__all__ = ["ImageNotFound", "ImageResolver", "LocalImages", "ResolvedImages", "pick_platform"]
 
 
 class ImageResolver(Protocol):
@@ -24,6 +23,32 @@ class ImageResolver(Protocol):
         """The image ``ref`` names, for ``platform`` when it is a multi-platform index;
         :class:`ImageNotFound` when there is none."""
         ...
+
+
+class ResolvedImages:
+    """Each ``(ref, platform)`` resolved once per build (thread-safe): the compiler reads a
+    base image's config through :meth:`image` and the solver unpacks the same image."""
+
+    def __init__(self, resolver: ImageResolver) -> None:
+        self.resolver = resolver
+        self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._found: dict[tuple[str, str], StoredImage] = {}
+
+    def resolve(self, ref: str, platform: Platform) -> StoredImage:
+        """See :class:`ImageResolver`."""
+        key = (ref, f"{platform.os}/{platform.architecture}/{platform.variant or ''}")
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._found:
+                self._found[key] = self.resolver.resolve(ref, platform)
+            return self._found[key]
+
+    def image(self, ref: str, platform: Platform) -> Image:
+        """The config of image ``ref`` (the compiler's
+        :class:`~builder.graph.compile.BaseImages`)."""
+        return self.resolve(ref, platform).image
 
 
 def pick_platform(store: BuildStore, target: Descriptor, platform: Platform,

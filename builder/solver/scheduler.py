@@ -1,251 +1,335 @@
-"""Running a build plan: every needed stage in its own thread, each waiting only for the
-stages it builds on or reads from, so independent stages build in parallel."""
+"""Running a build graph: every stage in its own thread, each op once.
+
+Each stage's thread walks its steps; a filesystem step asks for its op's result. Results
+are kept by op digest, so an op two stages share runs once (the first asker runs it, the
+other waits). An op read from another stage (``COPY --from``, ``--mount from=``) is waited
+for until that stage's thread has made it; image and scratch sources are made by whoever
+asks first. Independent stages therefore build in parallel, and the first failure cancels
+the rest.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar, cast
 
-from builder.errors import BuildError, DockerfileError, ExecError
-from builder.frontend.convert import BuildPlan, StagePlan, find_stage, platform_string
+from builder.errors import BuildError, DockerfileError, ExecError, ImageNotFound
+from builder.frontend.convert import platform_string
 from builder.frontend.dockerignore import DockerIgnore
-from builder.frontend.instructions import Add, Copy, Instruction, Run, Workdir, parse_dockerfile
+from builder.graph.ops import (
+    ContextSource,
+    CopyOp,
+    FsOp,
+    ImageSource,
+    MergeOp,
+    Op,
+    ScratchSource,
+)
+from builder.graph.plan import BuildGraph, StageGraph, Step
 from builder.options import BuildOptions
 from builder.progress import Progress, Vertex
-from builder.remotecache import CacheSource
-from builder.solver.dispatch import FS_INSTRUCTIONS, StepContext, dispatch
-from builder.solver.images import ImageNotFound, ImageResolver
-from builder.solver.state import StageState, merge_proxy
+from builder.remotecache import CachedStep, CacheSource, StepLog
+from builder.solver.cache import CacheRecord, cache_key
+from builder.solver.images import ResolvedImages
+from builder.solver.opcache import OpCache
+from builder.solver.results import OpResult, StageResult
+from builder.solver.runops import ExecutorFactory, Workspace, run_op
+from builder.solver.steps import commit_change
 from builder.store import BuildStore, unpack_layers, view_of
-from layerstore.assembly import StoredImage, host_architecture, timestamp
-from layerstore.digest import Digest
+from layerstore.assembly import timestamp
 from layerstore.layerblob import Layer
-from layerstore.oci import Descriptor, Manifest
+from layerstore.oci import History, Manifest
 from layerstore.walk import load_manifest
 
 _TAIL_LINES = 10
+_POLL = 0.2
 
 
 class BuildCancelled(BuildError):
     """Another stage failed, so this one stopped."""
 
 
-class Solver:
-    """Builds the stages of a :class:`BuildPlan` and returns the target stage's state."""
+T = TypeVar("T")
 
-    def __init__(self, store: BuildStore, plan: BuildPlan, options: BuildOptions,
-                 progress: Progress, images: ImageResolver, ignore: DockerIgnore,
-                 scratch: Path, remote: tuple[CacheSource, ...] = ()) -> None:
+
+class Solver:
+    """Builds the stages of a :class:`BuildGraph` and returns the target stage's result.
+
+    RUN steps go to the :class:`~builder.executor.Executor` that ``executor`` makes for
+    each run (given where its output goes and the build's cancel event)."""
+
+    def __init__(self, store: BuildStore, graph: BuildGraph, options: BuildOptions,
+                 progress: Progress, images: ResolvedImages, ignore: DockerIgnore,
+                 scratch: Path, executor: ExecutorFactory,
+                 remote: tuple[CacheSource, ...] = ()) -> None:
         self.store = store
-        self.plan = plan
+        self.graph = graph
         self.options = options
         self.progress = progress
         self.images = images
         self.cancel = threading.Event()
-        self.futures: dict[int, Future[StageState]] = {}
-        self.ctx = StepContext(
-            store=store, options=options, file=plan.file,
-            escape=plan.dockerfile.directives.escape, ignore=ignore, sources=self.sources,
-            scratch=scratch, global_args=dict(plan.global_args), created=self.created,
-            cancel=self.cancel, source_key=self.source_key, use_cache=self.use_cache,
-            remote=remote)
-        self.multi = len(plan.dockerfile.stages) > 1
+        self.steplog = StepLog()
+        self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
+                                   dict(options.secrets), graph.file, executor, self.cancel)
+        self.cache = OpCache(store, options.context, ignore, graph.file, remote)
+        self.stages: dict[int, Future[StageResult]] = {}
+        self._ops: dict[str, Future[OpResult]] = {}
+        self._ops_changed = threading.Condition()
+        self._owner: dict[str, int] = {}
+        for index, stage in graph.stages.items():
+            for step in stage.steps:
+                if step.op is not None:
+                    self._owner.setdefault(step.op.digest, index)
 
     def created(self) -> str:
         """The timestamp for history entries and the image."""
         epoch = self.options.source_date_epoch
         return timestamp(epoch) if epoch is not None else timestamp()
 
-    def solve(self) -> StageState:
-        """Build every needed stage; the first failure cancels the rest and is raised."""
-        with ThreadPoolExecutor(max_workers=len(self.plan.stages),
+    def solve(self) -> StageResult:
+        """Build every stage of the graph; the first failure cancels the rest and is
+        raised."""
+        with ThreadPoolExecutor(max_workers=len(self.graph.stages) + 1,
                                 thread_name_prefix="stage") as pool:
-            for index in self.plan.stages:
-                self.futures[index] = pool.submit(self._stage, self.plan.stages[index])
+            for index, stage in self.graph.stages.items():
+                self.stages[index] = pool.submit(self._stage, stage)
+            pool.submit(self._prefetch)
             try:
-                _done, _ = wait(self.futures.values(), return_when=FIRST_EXCEPTION)
+                wait(self.stages.values(), return_when=FIRST_EXCEPTION)
             except BaseException:
                 self.cancel.set()
                 raise
-            failed = [f for f in self.futures.values() if f.done() and f.exception()]
+            failed = [f for f in self.stages.values() if f.done() and f.exception()]
             if failed:
                 self.cancel.set()
-                wait(self.futures.values())
-                errors = [f.exception() for f in self.futures.values()
+                wait(self.stages.values())
+                errors = [f.exception() for f in self.stages.values()
                           if f.exception() is not None]
                 first = next((e for e in errors if not isinstance(e, BuildCancelled)),
                              errors[0])
                 assert first is not None
                 raise first
-        return self.futures[self.plan.target].result()
+        return self.stages[self.graph.target].result()
+
+    def _prefetch(self) -> None:
+        """Resolve and unpack the images steps read (``COPY --from=image``, ``--mount
+        from=image``) while the stages run; a failure is raised to the step that reads
+        the image."""
+        for stage in self.graph.stages.values():
+            for step in stage.steps:
+                for source in step.op.inputs()[1:] if step.op is not None else ():
+                    if self.cancel.is_set():
+                        return
+                    if isinstance(source, ImageSource):
+                        with contextlib.suppress(Exception):
+                            self._source(source, step.line)
 
     # -- one stage ----------------------------------------------------------------------
 
-    def _stage(self, plan: StagePlan) -> StageState:
-        steps = _fs_count(plan.stage.instructions) + 1
-        label = f"{plan.display} " if self.multi or plan.stage.name else ""
-        base = plan.base_image if plan.base_stage is None else \
-            self.plan.stages[plan.base_stage].display
-        vertex = self.progress.vertex(f"[{label}1/{steps}] FROM {base}")
+    def _use_cache(self, stage: StageGraph) -> bool:
+        if self.options.no_cache:
+            return False
+        return not {stage.display, str(stage.index)} & set(self.options.no_cache_filter)
+
+    def _stage(self, stage: StageGraph) -> StageResult:
+        total = sum(1 for s in stage.steps if s.op is not None) + 1
+        label = f"{stage.display} " if self.graph.multi or stage.named else ""
+        vertex = self.progress.vertex(f"[{label}1/{total}] {stage.base_title}")
         try:
-            state = self._base(plan)
+            if stage.base_stage is not None:
+                parent = self._wait(self.stages[stage.base_stage])
+                base = OpResult(parent.key, parent.layers, parent.chain)
+                history = list(parent.history)
+            else:
+                base = self._source(stage.base, stage.from_line)
+                history = list(stage.base_image.history or ()) if stage.base_image else []
         except BaseException as exc:
             vertex.error(str(exc))
             raise
         vertex.done()
-        merge_proxy(state, self.options.build_args)
-        triggers = self._triggers(plan, state)
-        if triggers:
-            steps += _fs_count(triggers)
-        number = 1
-        for ins in (*triggers, *plan.stage.instructions):
+        inherited = len(history)
+        use = self._use_cache(stage)
+        key, current, number = base.key, base, 1
+        for step in stage.steps:
             if self.cancel.is_set():
                 raise BuildCancelled("cancelled")
-            step_vertex: Vertex | None = None
-            if isinstance(ins, FS_INSTRUCTIONS):
-                number += 1
-                step_vertex = self.progress.vertex(
-                    f"[{label}{number}/{steps}] {_describe(ins)}")
+            if step.op is None:
+                key = cache_key(key, {"op": "config", "history": step.created_by})
+                created = self.cache.config_created(key, use) or self.created()
+                self.store.cache.put(CacheRecord(key, current.chain, None, created))
+                history.append(History(created=created, created_by=step.created_by,
+                                       empty_layer=True))
+                self.steplog.add(CachedStep(key, current.layers, created, True, stage.index))
+                continue
+            number += 1
+            step_vertex = self.progress.vertex(f"[{label}{number}/{total}] {step.title}")
+            current = self._step(stage, step, step.op, step_vertex, use)
+            key = current.key
+            history.append(History(created=current.created, created_by=step.created_by,
+                                   empty_layer=True if current.empty else None))
+            self.steplog.add(CachedStep(key, current.layers, current.created, current.empty,
+                                        stage.index))
+        return StageResult(stage, key, current.layers, current.chain, tuple(history),
+                           inherited)
+
+    def _step(self, stage: StageGraph, step: Step, op: FsOp, vertex: Vertex,
+              use: bool) -> OpResult:
+        try:
+            result = self._op(op, stage.index, use, vertex, step.command)
+        except ExecError as exc:
+            tail = vertex.tail(_TAIL_LINES)
+            vertex.error(str(exc))
+            shown = "".join(f"\n  | {line}" for line in tail)
+            raise DockerfileError(f"{step.keyword} failed: {exc}" + (
+                f"\n  last output:{shown}" if shown else ""), step.line,
+                self.graph.file) from None
+        except BaseException as exc:
+            vertex.error(str(exc))
+            raise
+        if result.cached:
+            vertex.cached()
+        vertex.done()
+        return result
+
+    # -- ops ----------------------------------------------------------------------------
+
+    def _wait(self, future: Future[T]) -> T:
+        """The future's result, giving up when the build is cancelled."""
+        while True:
             try:
-                dispatch(self.ctx, state, ins, step_vertex)
-            except ExecError as exc:
-                tail = step_vertex.tail(_TAIL_LINES) if step_vertex else []
-                if step_vertex:
-                    step_vertex.error(str(exc))
-                shown = "".join(f"\n  | {line}" for line in tail)
-                raise DockerfileError(f"{_keyword(ins)} failed: {exc}" + (
-                    f"\n  last output:{shown}" if shown else ""), ins.line,
-                    self.plan.file) from None
-            except BaseException as exc:
-                if step_vertex:
-                    step_vertex.error(str(exc))
-                raise
-            if step_vertex:
-                step_vertex.done()
-        return state
+                return future.result(timeout=_POLL)
+            except TimeoutError:
+                if self.cancel.is_set():
+                    raise BuildCancelled("cancelled") from None
 
-    def use_cache(self, state: StageState) -> bool:
-        """Whether a step of ``state``'s stage may reuse the cache."""
-        if self.options.no_cache:
-            return False
-        names = {state.plan.display, str(state.plan.index)}
-        return not names & set(self.options.no_cache_filter)
+    def _claim(self, op: Op) -> tuple[Future[OpResult], bool]:
+        with self._ops_changed:
+            future = self._ops.get(op.digest)
+            if future is not None:
+                return future, False
+            future = self._ops[op.digest] = Future()
+            self._ops_changed.notify_all()
+            return future, True
 
-    def source_key(self, name: str, line: int) -> str:
-        """The cache identity of what ``COPY --from=name`` or ``--mount from=name`` reads:
-        the stage's final cache key, or the image's manifest digest."""
-        index = find_stage(self.plan.dockerfile, name)
-        if index is not None and index in self.futures:
-            return self.futures[index].result().cache_key
-        return f"image:{self._from_image(name, line).manifest.digest}"
-
-    def _from_image(self, name: str, line: int) -> StoredImage:
-        """The image a ``--from`` that names no stage refers to."""
-        platform = self.options.platform or next(iter(self.plan.stages.values())).platform
+    def _op(self, op: FsOp, stage: int, use: bool, vertex: Vertex | None,
+            command: str) -> OpResult:
+        """The result of ``op``, made here unless another thread makes or made it."""
+        future, mine = self._claim(op)
+        if not mine:
+            return self._wait(future)
         try:
-            return self.images.resolve(name, platform)
-        except ImageNotFound as exc:
-            stages = ", ".join(s.name for s in self.plan.dockerfile.stages if s.name) or "none"
-            raise DockerfileError(f"--from={name}: no stage or image named {name!r} "
-                                  f"(stages: {stages}; {exc})", line, self.plan.file) from None
+            result = self._run(op, stage, use, vertex, command)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        future.set_result(result)
+        return result
 
-    def _base(self, plan: StagePlan) -> StageState:
-        host = host_architecture()
-        if plan.platform.architecture != host and any(
-                isinstance(i, Run) for i in plan.stage.instructions):
-            raise DockerfileError(
-                f"stage {plan.display} targets {platform_string(plan.platform)}: its RUN "
-                f"steps cannot execute on this {host} host (no emulation)",
-                plan.stage.from_.line, self.plan.file)
-        if plan.base_stage is not None:
-            parent = self.futures[plan.base_stage].result()
-            image = parent.to_image(self.created())
-            state = StageState(plan, image, list(parent.layers), parent.chain)
-            state.args = dict(parent.args)  # a stage built on a stage keeps its ARGs
-            state.cache_key = parent.cache_key
-            return state
-        ref = plan.base_image or "scratch"
-        if ref == "scratch":
-            state = StageState(plan, None, [], None)
-            state.cache_key = f"scratch:{platform_string(plan.platform)}"
-            return state
+    def _input(self, op: Op, stage: int, line: int, use: bool) -> OpResult:
+        """An input of an op of ``stage``: a source made now, or an op of another stage,
+        waited for until that stage's thread has made it."""
+        if isinstance(op, ImageSource | ScratchSource | ContextSource):
+            return self._source(op, line)
+        owner = self._owner.get(op.digest, stage)
+        if owner == stage:
+            return self._op(cast(FsOp, op), stage, use, None, "")
+        with self._ops_changed:
+            while op.digest not in self._ops:
+                if self.cancel.is_set():
+                    raise BuildCancelled("cancelled")
+                self._ops_changed.wait(_POLL)
+            future = self._ops[op.digest]
+        return self._wait(future)
+
+    def _source(self, op: Op, line: int) -> OpResult:
+        if isinstance(op, ScratchSource):
+            return OpResult(f"scratch:{platform_string(op.platform)}")
+        if isinstance(op, ContextSource):
+            return OpResult("context")
+        assert isinstance(op, ImageSource)
+        future, mine = self._claim(op)
+        if not mine:
+            return self._wait(future)
         try:
-            stored = self.images.resolve(ref, plan.platform)
-        except ImageNotFound as exc:
-            raise DockerfileError(f"FROM {ref}: {exc}", plan.stage.from_.line,
-                                  self.plan.file) from None
-        layers, chain = self._unpack(stored.manifest, stored.image.rootfs.diff_ids)
-        state = StageState(plan, stored.image, layers, chain)
-        state.cache_key = f"image:{stored.manifest.digest}"
-        return state
+            result = self._image(op, line)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        future.set_result(result)
+        return result
 
-    def _unpack(self, manifest_desc: Descriptor, diff_ids: Sequence[Digest]
-                ) -> tuple[list[Layer], str | None]:
-        """The layers of a stored image, unpacked into snapshots; and the top chainID."""
-        manifest = load_manifest(self.store.content, manifest_desc)
+    def _image(self, op: ImageSource, line: int) -> OpResult:
+        """An image's layers, unpacked into snapshots."""
+        try:
+            stored = self.images.resolve(op.ref, op.platform)
+        except ImageNotFound as exc:
+            stages = ", ".join(s.display for s in self.graph.stages.values()
+                               if s.named) or "none"
+            raise DockerfileError(f"--from={op.ref}: no stage or image named {op.ref!r} "
+                                  f"(stages: {stages}; {exc})", line, self.graph.file) \
+                from None
+        manifest = load_manifest(self.store.content, stored.manifest)
         assert isinstance(manifest, Manifest)
+        diff_ids = stored.image.rootfs.diff_ids
         if len(manifest.layers) != len(diff_ids):
-            raise BuildError(f"image {manifest_desc.digest}: {len(manifest.layers)} layers but "
-                             f"{len(diff_ids)} diff_ids in its config")
+            raise BuildError(f"image {stored.manifest.digest}: {len(manifest.layers)} layers "
+                             f"but {len(diff_ids)} diff_ids in its config")
         chain = unpack_layers(self.store, manifest.layers, diff_ids)
-        layers = [Layer(d, diff_id, 0) for d, diff_id in zip(manifest.layers, diff_ids,
-                                                            strict=True)]
-        return layers, chain
+        layers = tuple(Layer(d, diff_id, 0)
+                       for d, diff_id in zip(manifest.layers, diff_ids, strict=True))
+        return OpResult(f"image:{stored.manifest.digest}", layers, chain)
 
-    def _triggers(self, plan: StagePlan, state: StageState) -> tuple[Instruction, ...]:
-        out: list[Instruction] = []
-        for trigger in state.inherited_triggers:
-            try:
-                parsed = parse_dockerfile(f"FROM scratch\n{trigger}\n", self.plan.file)
-            except DockerfileError as exc:
-                raise DockerfileError(f"ONBUILD trigger {trigger!r} of the base image: "
-                                      f"{exc.message}", plan.stage.from_.line,
-                                      self.plan.file) from None
-            for ins in parsed.stages[0].instructions:
-                out.append(_relocate(ins, plan.stage.from_.line))
-        return tuple(out)
+    def _merge(self, op: MergeOp, base: OpResult, upper: OpResult, key: str) -> OpResult:
+        """Stack the layers ``upper`` made on an empty filesystem onto ``base``."""
+        created = self.created()
+        if not upper.layers:
+            result = OpResult(key, base.layers, base.chain, created, True)
+        else:
+            layers = (*base.layers, *upper.layers)
+            chain = unpack_layers(self.store, [x.descriptor for x in layers],
+                                  [x.diff_id for x in layers])
+            result = OpResult(key, layers, chain, created, False)
+        self.cache.remember(result)
+        return result
 
-    # -- sources for COPY --from and RUN --mount from= ------------------------------------
+    def _run(self, op: FsOp, stage: int, use: bool, vertex: Vertex | None,
+             command: str) -> OpResult:
+        """Make ``op``'s result: from a cache when its key is there, else by running it."""
+        inputs = [self._input(i, stage, op.line, use) for i in op.inputs()]
+        base = inputs[0]
+        cacheable = not isinstance(op, CopyOp) or op.cacheable
+        key = self.cache.key(op, inputs) if cacheable else None
+        if key is not None and use:
+            hit = self.cache.local(key, base) or self.cache.imported(key, base)
+            if hit is not None:
+                return hit
+        if isinstance(op, MergeOp):
+            return self._merge(op, base, inputs[1], key or "")
+        results = {i.digest: r for i, r in zip(op.inputs(), inputs, strict=True)}
 
-    @contextmanager
-    def sources(self, name: str, line: int) -> Iterator[Path]:
-        """A read-only view of stage or image ``name``'s filesystem."""
-        index = find_stage(self.plan.dockerfile, name)
-        if index is not None and index in self.futures:
-            state = self.futures[index].result()
-            with view_of(self.store, state.chain) as root:
+        @contextmanager
+        def views(source: Op) -> Iterator[Path]:
+            with view_of(self.store, results[source.digest].chain) as root:
                 yield root
-            return
-        stored = self._from_image(name, line)
-        _, chain = self._unpack(stored.manifest, stored.image.rootfs.diff_ids)
-        with view_of(self.store, chain) as root:
-            yield root
 
-
-def _fs_count(instructions: tuple[Instruction, ...]) -> int:
-    return sum(1 for ins in instructions if isinstance(ins, FS_INSTRUCTIONS))
-
-
-def _keyword(ins: Instruction) -> str:
-    return type(ins).__name__.upper()
-
-
-def _describe(ins: Instruction) -> str:
-    if isinstance(ins, Run):
-        text = ins.command.args[0] if not ins.command.exec_form else \
-            "[" + ", ".join(f'"{a}"' for a in ins.command.args) + "]"
-        return f"RUN {text}".splitlines()[0]
-    if isinstance(ins, Copy | Add):
-        flag = f"--from={ins.from_} " if isinstance(ins, Copy) and ins.from_ else ""
-        return f"{_keyword(ins)} {flag}{' '.join(ins.sources)} {ins.dest}"
-    if isinstance(ins, Workdir):
-        return f"WORKDIR {ins.path}"
-    return _keyword(ins)
-
-
-def _relocate(ins: Instruction, line: int) -> Instruction:
-    return replace(ins, line=line)
+        layer, chain = commit_change(
+            self.store, base.chain,
+            lambda rootfs: run_op(self.workspace, op, rootfs, views, command,
+                                  vertex.log if vertex is not None else None),
+            compression=self.options.compression,
+            source_date_epoch=self.options.source_date_epoch,
+            level=self.options.compression_level)
+        created = self.created()
+        layers = base.layers if layer is None else (*base.layers, layer)
+        if key is None:
+            key = cache_key(base.key, {"op": op.digest, "uncached": uuid.uuid4().hex})
+            return OpResult(key, layers, chain, created, layer is None)
+        result = OpResult(key, layers, chain, created, layer is None)
+        self.cache.remember(result)
+        return result

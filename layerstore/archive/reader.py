@@ -112,6 +112,17 @@ def _parse_pax(data: bytes, offset: int) -> dict[str, bytes]:
     return records
 
 
+def is_tar_header(block: bytes) -> bool:
+    """Whether ``block`` is a (non-zero) tar header block with a correct checksum."""
+    if len(block) < BLOCK or block[:BLOCK] == _ZERO_BLOCK:
+        return False
+    try:
+        TarReader._check_sum(block[:BLOCK], 0)
+    except InvalidArgument:
+        return False
+    return True
+
+
 class TarReader:
     """Iterates the entries of a tar stream; bodies are read with :meth:`copy_body`.
 
@@ -305,11 +316,21 @@ class Applier:
     everything this layer did not write itself. With ``overlay=True`` ``root`` is an
     overlayfs upper directory: whiteouts become 0/0 character devices and opaque markers the
     ``trusted.overlay.opaque=y`` xattr.
+
+    With ``whiteouts=False`` the tar is a plain archive (ADD of a local archive), not a
+    layer: ``.wh.`` names are ordinary files, an entry naming the root itself is passed
+    over (the root keeps its own owner, mode and times) and missing parent directories are
+    owned by 0:0. ``owner``, when given, is the ``(uid, gid)`` of every entry instead of the
+    archive's.
     """
 
-    def __init__(self, root: str, *, overlay: bool = False) -> None:
+    def __init__(self, root: str, *, overlay: bool = False, whiteouts: bool = True,
+                 owner: tuple[int, int] | None = None) -> None:
+        """Prepare to extract below the existing directory ``root``."""
         self.paths = RootResolver(root)
         self.overlay = overlay
+        self.whiteouts = whiteouts
+        self.owner = owner
         self.written: set[str] = set()
         self._dir_times: list[tuple[str, int]] = []
 
@@ -338,6 +359,10 @@ class Applier:
 
     def _apply(self, entry: TarEntry, reader: TarReader) -> None:
         parts = clean_entry_name(entry.name)
+        if not self.whiteouts:
+            if parts:
+                self._entry(parts, entry, reader)
+            return
         if any(p.startswith(wh.WHITEOUT_META_PREFIX) for p in parts[:-1]):
             return
         if not parts:
@@ -351,9 +376,17 @@ class Applier:
         if base.startswith(wh.WHITEOUT_PREFIX):
             self._whiteout(parts, entry)
             return
+        self._entry(parts, entry, reader)
+
+    def _entry(self, parts: tuple[str, ...], entry: TarEntry, reader: TarReader) -> None:
+        """Write one entry that is not a whiteout at ``parts``."""
+        base = parts[-1]
         self.paths.created.clear()
         resolved = self.paths.resolve_dir(parts[:-1], entry.name, create=True)
         assert resolved is not None
+        if not self.whiteouts:
+            for created in self.paths.created:
+                os.lchown(created, 0, 0)
         self.written.update(self.paths.created)
         parent = self.paths.abspath(resolved)
         path = f"{parent}/{base}"
@@ -396,7 +429,7 @@ class Applier:
                     view = view[os.write(fd, view):]
 
             reader.copy_body(write, f"data of {quote_name(entry.name)}")
-            os.fchown(fd, entry.uid, entry.gid)
+            os.fchown(fd, *self._owner(entry))
             os.fchmod(fd, entry.mode)
             self._xattrs(fd, entry)
             os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -422,8 +455,11 @@ class Applier:
                               f"{quote_name(entry.linkname)}")
         os.link(source, path, follow_symlinks=False)
 
+    def _owner(self, entry: TarEntry) -> tuple[int, int]:
+        return self.owner if self.owner is not None else (entry.uid, entry.gid)
+
     def _metadata(self, path: str, entry: TarEntry, *, symlink: bool = False) -> None:
-        os.chown(path, entry.uid, entry.gid, follow_symlinks=False)
+        os.chown(path, *self._owner(entry), follow_symlinks=False)
         if not symlink:
             os.chmod(path, entry.mode)
         self._xattrs(path, entry)

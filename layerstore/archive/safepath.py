@@ -1,10 +1,10 @@
 """Resolving layer entry paths inside an extraction root.
 
 Every path is resolved component by component below the root as if the root were ``/``
-(``chroot`` semantics): ``..`` never climbs above the root and symlinks, absolute or
-relative, are followed *within* the root. Intermediate components of a resolved path are
-always real directories, so the final operation on an entry only ever touches the last
-component, which is never followed.
+(``chroot`` semantics, by :func:`layerstore.rootpath.walk`): ``..`` never climbs above the
+root and symlinks, absolute or relative, are followed *within* the root. Intermediate
+components of a resolved path are always real directories, so the final operation on an
+entry only ever touches the last component, which is never followed.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import os
 import stat
 
 from layerstore.errors import InvalidArgument, UnsafeLayer
+from layerstore.rootpath import Missing, SymlinkLoop, walk
 
 NAME_MAX = 255
 PATH_MAX = 4096
-MAX_SYMLINKS = 40
 _PREFIX_DEPTH = 16
 _PREFIX_SEARCH = 64
 _CACHE_BUDGET = 8_000_000
@@ -45,7 +45,8 @@ def clean_entry_name(name: str, *, link_of: str | None = None) -> tuple[str, ...
             continue
         if part == "..":
             if not parts:
-                raise UnsafeLayer(f"{what}: path climbs above the root")
+                raise UnsafeLayer(f"{what}: path climbs above the root "
+                                  "(outside the extraction root)")
             parts.pop()
             continue
         if len(os.fsencode(part)) > NAME_MAX:
@@ -137,49 +138,20 @@ class RootResolver:
         self, base: tuple[str, ...], component: str, entry: str, create: bool
     ) -> tuple[str, ...] | None:
         """Resolve one component below the real directory ``base`` to a real directory."""
-        pending = [component]
-        resolved = list(base)
-        links = 0
-        while pending:
-            part = pending.pop()
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if resolved:
-                    resolved.pop()
-                continue
-            resolved.append(part)
-            path = self.abspath(resolved)
-            try:
-                st = os.lstat(path)
-            except FileNotFoundError:
-                if not create:
-                    return None
-                os.mkdir(path)
-                os.chmod(path, 0o755)
-                self.created.append(path)
-                continue
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                continue
-            if stat.S_ISLNK(mode):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise UnsafeLayer(
-                        f"layer entry {quote_name(entry)}: too many levels of symbolic links "
-                        f"(a symlink loop at {quote_name('/'.join(resolved))}?)"
-                    )
-                target = os.readlink(path)
-                resolved.pop()
-                if target.startswith("/"):
-                    resolved.clear()
-                pending.extend(reversed(target.split("/")))
-                continue
+        try:
+            return walk(self.root, (component,), start=base, directories=True,
+                        missing=Missing.CREATE if create else Missing.STOP,
+                        created=self.created)
+        except SymlinkLoop as exc:
+            raise UnsafeLayer(
+                f"layer entry {quote_name(entry)}: too many levels of symbolic links "
+                f"(a symlink loop at {quote_name(str(exc.filename).lstrip('/'))})"
+            ) from None
+        except NotADirectoryError as exc:
             raise InvalidArgument(
-                f"layer entry {quote_name(entry)}: parent {quote_name('/'.join(resolved))} "
+                f"layer entry {quote_name(entry)}: parent {quote_name(str(exc.filename))} "
                 "is not a directory"
-            )
-        return tuple(resolved)
+            ) from None
 
     def still_real_dirs(self, paths: list[str]) -> list[str]:
         """Those of ``paths`` (below the root) that are still chains of real directories.
@@ -194,7 +166,7 @@ class RootResolver:
                 if p in good or (p.startswith(prefix) and self._real(p, good, bad))]
 
     def _real(self, path: str, good: set[str], bad: set[str]) -> bool:
-        chain = []
+        chain: list[str] = []
         current = path
         while current not in good:
             if current in bad or len(current) <= len(self.root):

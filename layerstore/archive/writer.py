@@ -1,4 +1,5 @@
-"""A reproducible tar writer for layer tars.
+"""The one tar writer: layer tars, image archives (OCI layout, docker-archive) and
+filesystem exports are all written by :class:`TarWriter`.
 
 Output follows what containerd and BuildKit write: PAX format (a PAX extended header only
 when a field does not fit USTAR or xattrs are present), names relative without ``./``,
@@ -17,11 +18,13 @@ import os
 import stat
 import struct
 from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from layerstore.archive.whiteout import is_overlay_xattr
 from layerstore.errors import FailedPrecondition
 
 BLOCK = 512
+RECORD_SIZE = 20 * BLOCK
 BUFFER_SIZE = 1 << 20
 TYPE_REG = b"0"
 TYPE_LINK = b"1"
@@ -71,8 +74,13 @@ def encode_header(
     devmajor: int = 0,
     devminor: int = 0,
     xattrs: list[tuple[bytes, bytes]] | None = None,
+    device_fields: bool = True,
 ) -> bytes:
-    """The header block(s) of one entry, preceded by a PAX header when one is needed."""
+    """The header block(s) of one entry, preceded by a PAX header when one is needed.
+
+    Without ``device_fields`` the device number fields are left empty (NUL), as Python's
+    ``tarfile`` writes them for entries that are not devices.
+    """
     pax: list[tuple[bytes, bytes]] = []
     if len(name) > 100 or not name.isascii():
         pax.append((b"path", name))
@@ -97,7 +105,7 @@ def encode_header(
     if xattrs:
         pax.extend((b"SCHILY.xattr." + key, value) for key, value in xattrs)
     block = _pack(name, typeflag, mode, uid, gid, size_field, mtime_field, linkname,
-                  devmajor, devminor)
+                  devmajor, devminor, device_fields)
     if not pax:
         return block
     pax.sort()
@@ -112,11 +120,12 @@ def encode_header(
 
 
 def _pack(name: bytes, typeflag: bytes, mode: int, uid: int, gid: int, size: int, mtime: int,
-          linkname: bytes, devmajor: int, devminor: int) -> bytes:
+          linkname: bytes, devmajor: int, devminor: int, device_fields: bool = True) -> bytes:
     header = bytearray(_HEADER.pack(
         name[:100], _octal(mode, 8), _octal(uid, 8), _octal(gid, 8), _octal(size, 12),
         _octal(mtime, 12), b"        ", typeflag, linkname[:100], b"ustar\x00", b"00",
-        b"", b"", _octal(devmajor, 8), _octal(devminor, 8), b"",
+        b"", b"", _octal(devmajor, 8) if device_fields else b"",
+        _octal(devminor, 8) if device_fields else b"", b"",
     ))
     header[148:156] = b"%06o\x00 " % sum(header)
     return bytes(header)
@@ -258,6 +267,37 @@ class TarWriter:
         """
         self._put(encode_header(name, TYPE_REG, mtime=self._epoch or 0))
 
+    def add_directory(self, name: bytes, *, mode: int = 0o755, mtime: int = 0) -> None:
+        """Add a directory entry ``name`` (owned by 0:0) that no file backs."""
+        self._put(encode_header(name.rstrip(b"/") + b"/", TYPE_DIR, mode=mode, mtime=mtime,
+                                device_fields=False))
+
+    def add_data(self, name: bytes, data: bytes | BinaryIO, size: int | None = None, *,
+                 mode: int = 0o644, mtime: int = 0) -> None:
+        """Add a regular file ``name`` (owned by 0:0) holding ``data``: bytes, or ``size``
+        bytes read from a binary stream (``FailedPrecondition`` if it ends early)."""
+        if isinstance(data, bytes):
+            size = len(data)
+        if size is None:
+            raise ValueError("add_data of a stream needs its size")
+        self._put(encode_header(name, TYPE_REG, mode=mode, size=size, mtime=mtime,
+                                device_fields=False))
+        if isinstance(data, bytes):
+            self._put(data)
+        else:
+            remaining = size
+            while remaining:
+                chunk = data.read(min(remaining, BUFFER_SIZE))
+                if not chunk:
+                    raise FailedPrecondition(
+                        f"{os.fsdecode(name)!r} ended after {size - remaining} of {size} bytes"
+                    )
+                self._put(chunk)
+                remaining -= len(chunk)
+        pad = -size % BLOCK
+        if pad:
+            self._put(bytes(pad))
+
     def _body(self, path: bytes, size: int, name: bytes) -> None:
         try:
             fd = os.open(path, _OPEN_FLAGS | _NOATIME)
@@ -284,7 +324,15 @@ class TarWriter:
         if pad:
             self._put(bytes(pad))
 
-    def close(self) -> None:
-        """Write the end-of-archive marker and flush everything to the sink."""
+    def close(self, *, record_size: int = 0) -> None:
+        """Write the end-of-archive marker and flush everything to the sink.
+
+        With ``record_size`` the archive is padded with zeros to a multiple of it
+        (``RECORD_SIZE`` is the 10240 bytes that tar programs write by default).
+        """
         self._put(_ZERO_BLOCKS)
+        if record_size:
+            pad = -(self.size + self._pos) % record_size
+            if pad:
+                self._put(bytes(pad))
         self._flush()

@@ -2,6 +2,7 @@
 
 from layerstore.snapshots.mount import mounted
 from layerstore.snapshots.overlay import OverlaySnapshotter
+from layerstore.snapshots.session import mounted_snapshot
 from layerstore.snapshots.snapshotter import Kind, Mount, SnapshotInfo, Snapshotter, Usage
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "Snapshotter",
     "Usage",
     "mounted",
+    "mounted_snapshot",
 ]

@@ -1,11 +1,12 @@
 """The sqlite metadata of a snapshotter: one row per snapshot in ``<root>/metadata.db``.
 
 A row holds the snapshot's small integer id (which names its directory), its key or name,
-its kind, its parent's id, its labels as JSON and its timestamps. The database runs in WAL
-mode; every change happens inside :meth:`MetadataStore.transaction`, which takes sqlite's
-write lock up front (``BEGIN IMMEDIATE``) so a read-check-write sequence is atomic, and
-rolls back on any exception. Ids come from ``AUTOINCREMENT`` and are never reused once a
-transaction that allocated one has committed.
+its kind, its parent's id, its labels as JSON and its timestamps. The database is opened
+by :func:`layerstore.sqlitedb.open_database` (WAL, one busy timeout, versioned schema);
+every change happens inside :meth:`MetadataStore.transaction`, which takes sqlite's write
+lock up front (``BEGIN IMMEDIATE``) so a read-check-write sequence is atomic, and rolls back
+on any exception. Ids come from ``AUTOINCREMENT`` and are never reused once a transaction
+that allocated one has committed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from layerstore.errors import (
     AlreadyExists,
@@ -26,19 +28,25 @@ from layerstore.errors import (
     Unavailable,
 )
 from layerstore.snapshots.snapshotter import Kind, SnapshotInfo
+from layerstore.sqlitedb import Schema, open_database
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS snapshots (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL CHECK (kind IN ('view', 'active', 'committed')),
-    parent_id INTEGER REFERENCES snapshots(id),
-    labels TEXT NOT NULL DEFAULT '{}',
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id);
-"""
+# Version 1 is the schema written before versions were recorded, hence IF NOT EXISTS.
+SCHEMA = Schema(
+    what="snapshot metadata",
+    version=1,
+    create=(
+        """CREATE TABLE IF NOT EXISTS snapshots (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('view', 'active', 'committed')),
+            parent_id INTEGER REFERENCES snapshots(id),
+            labels TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent_id)",
+    ),
+)
 
 _COLUMNS = "s.id, s.name, s.kind, s.parent_id, p.name, s.labels, s.created_at, s.updated_at"
 _SELECT = f"SELECT {_COLUMNS} FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id"
@@ -69,7 +77,7 @@ class SnapshotRecord:
         )
 
 
-def _record(row: tuple) -> SnapshotRecord:
+def _record(row: tuple[Any, ...]) -> SnapshotRecord:
     sid, name, kind, parent_id, parent, labels, created, updated = row
     return SnapshotRecord(
         id=sid,
@@ -196,14 +204,8 @@ class MetadataStore:
         """Open (creating if needed) the database at ``path``."""
         self._path = path
         try:
-            self._conn = sqlite3.connect(
-                str(path), isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            self._conn = open_database(path, SCHEMA)
+        except (sqlite3.Error, InvalidArgument) as exc:
             raise Unavailable(f"cannot open snapshot metadata {path}: {exc}") from exc
 
     @contextmanager

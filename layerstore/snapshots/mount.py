@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -24,28 +23,34 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from layerstore import syscalls
 from layerstore.errors import MountError
+from layerstore.mountinfo import MountInfo, mountinfo, mounts_under
 from layerstore.snapshots.snapshotter import Mount
+from layerstore.syscalls import (
+    CLONE_FS,
+    MNT_DETACH,
+    MS_BIND,
+    MS_DIRSYNC,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    MS_STRICTATIME,
+    MS_SYNCHRONOUS,
+    MS_UNBINDABLE,
+)
 
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
-MS_REMOUNT = 0x20
-MS_DIRSYNC = 0x80
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_UNBINDABLE = 0x20000
-MS_PRIVATE = 0x40000
-MS_SLAVE = 0x80000
-MS_SHARED = 0x100000
-MS_RELATIME = 0x200000
-MS_STRICTATIME = 0x1000000
-MNT_DETACH = 0x2
-CLONE_FS = 0x200
+__all__ = ["MAX_MOUNT_DATA", "MountInfo", "ParsedOptions", "mount", "mount_all", "mounted",
+           "mountinfo", "mounts_under", "parse_options", "unmount", "unmount_new"]
 
 #: The kernel copies at most one page of mount data, including the terminating NUL.
 MAX_MOUNT_DATA = 4095
@@ -96,26 +101,6 @@ _KEEP_ON_REMOUNT = (
 )
 
 
-def _load_libc() -> ctypes.CDLL:
-    libc = ctypes.CDLL(None, use_errno=True)  # the C library this process already uses
-    libc.mount.argtypes = (
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_ulong,
-        ctypes.c_char_p,
-    )
-    libc.mount.restype = ctypes.c_int
-    libc.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
-    libc.umount2.restype = ctypes.c_int
-    libc.unshare.argtypes = (ctypes.c_int,)
-    libc.unshare.restype = ctypes.c_int
-    return libc
-
-
-_libc = _load_libc()
-
-
 @dataclass(frozen=True)
 class ParsedOptions:
     """A mount's options split into mount(2) flags, propagation flags and the data string."""
@@ -153,7 +138,7 @@ def _describe(m: Mount, target: str) -> str:
 def _fail(action: str, err: int) -> MountError:
     name = errno.errorcode.get(err, str(err))
     exc = MountError(f"{action} failed: {os.strerror(err)} ({name})")
-    exc.errno = err  # type: ignore[attr-defined]  # lets callers test for a specific errno
+    exc.errno = err
     return exc
 
 
@@ -161,14 +146,7 @@ def _sys_mount(
     source: str | None, target: str, fstype: str | None, flags: int, data: str | None
 ) -> int:
     """Call mount(2); return 0 or the errno."""
-    rc = _libc.mount(
-        os.fsencode(source) if source is not None else None,
-        os.fsencode(target),
-        os.fsencode(fstype) if fstype is not None else None,
-        flags,
-        os.fsencode(data) if data else None,
-    )
-    return ctypes.get_errno() if rc != 0 else 0
+    return syscalls.mount_errno(source, target, fstype, flags, data)
 
 
 def _mount_one(m: Mount, target: str) -> None:
@@ -209,9 +187,8 @@ def _mount_one(m: Mount, target: str) -> None:
 
 
 def _umount_quiet(target: str) -> None:
-    path = os.fsencode(target)
-    if _libc.umount2(path, 0) != 0:
-        _libc.umount2(path, MNT_DETACH)
+    if syscalls.umount_errno(target):
+        syscalls.umount_errno(target, MNT_DETACH)
 
 
 def _mount_in_workdir(m: Mount, workdir: str, target: str) -> None:
@@ -220,8 +197,9 @@ def _mount_in_workdir(m: Mount, workdir: str, target: str) -> None:
 
     def run() -> None:
         try:
-            if _libc.unshare(CLONE_FS) != 0:
-                raise _fail(f"unshare(CLONE_FS) for {_describe(m, target)}", ctypes.get_errno())
+            err = 0 if syscalls.libc.unshare(CLONE_FS) == 0 else ctypes.get_errno()
+            if err:
+                raise _fail(f"unshare(CLONE_FS) for {_describe(m, target)}", err)
             try:
                 os.chdir(workdir)
             except OSError as exc:
@@ -270,52 +248,9 @@ def mount_all(mounts: Sequence[Mount], target: str | os.PathLike[str]) -> None:
 def unmount(target: str | os.PathLike[str], *, detach: bool = False) -> None:
     """Unmount the topmost mount on ``target`` (lazily with ``detach``)."""
     target_s = os.path.abspath(target)
-    if _libc.umount2(os.fsencode(target_s), MNT_DETACH if detach else 0) != 0:
-        raise _fail(f"unmount of {target_s!r}", ctypes.get_errno())
-
-
-@dataclass(frozen=True)
-class MountInfo:
-    """One line of ``/proc/self/mountinfo``."""
-
-    mount_id: int
-    parent_id: int
-    mount_point: str
-    fstype: str
-    source: str
-    options: str
-
-
-def _unescape(field: str) -> str:
-    """Undo mountinfo's ``\\ooo`` escapes of space, tab, newline and backslash."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mountinfo() -> list[MountInfo]:
-    """The mounts of this process's mount namespace, in the kernel's order."""
-    result = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            result.append(
-                MountInfo(
-                    mount_id=int(fields[0]),
-                    parent_id=int(fields[1]),
-                    mount_point=_unescape(fields[4]),
-                    fstype=fields[sep + 1],
-                    source=_unescape(fields[sep + 2]),
-                    options=fields[5],
-                )
-            )
-    return result
-
-
-def mounts_under(path: str | os.PathLike[str]) -> list[MountInfo]:
-    """Mounts whose mount point is ``path`` or below it."""
-    p = os.path.abspath(path)
-    prefix = p.rstrip("/") + "/"
-    return [mi for mi in mountinfo() if mi.mount_point == p or mi.mount_point.startswith(prefix)]
+    err = syscalls.umount_errno(target_s, MNT_DETACH if detach else 0)
+    if err:
+        raise _fail(f"unmount of {target_s!r}", err)
 
 
 def unmount_new(target: str | os.PathLike[str], keep: Collection[int] = ()) -> None:
@@ -324,15 +259,13 @@ def unmount_new(target: str | os.PathLike[str], keep: Collection[int] = ()) -> N
     for mi in reversed(mounts_under(target)):
         if mi.mount_id in keep:
             continue
-        path = os.fsencode(mi.mount_point)
-        if _libc.umount2(path, 0) != 0:
-            err = ctypes.get_errno()
+        err = syscalls.umount_errno(mi.mount_point)
+        if err:
             if err == errno.EINVAL:
                 continue  # already gone with its parent
-            if _libc.umount2(path, MNT_DETACH) != 0:
-                err = ctypes.get_errno()
-                if err != errno.EINVAL:
-                    raise _fail(f"unmount of {mi.mount_point!r}", err)
+            err = syscalls.umount_errno(mi.mount_point, MNT_DETACH)
+            if err and err != errno.EINVAL:
+                raise _fail(f"unmount of {mi.mount_point!r}", err)
 
 
 @contextmanager

@@ -20,7 +20,6 @@ directory, and whatever a crash leaves behind is a directory without a row, whic
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import os
 import shutil
@@ -31,6 +30,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from layerstore import syscalls
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from layerstore.fsutil import fsync_dir
 from layerstore.snapshots.metadata import MetadataStore, SnapshotRecord, check_labels
@@ -45,16 +45,14 @@ MAX_LAYERS = 500
 #: always holds full files and plain whiteouts that a layer diff can read as they are.
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
 
-_libc = ctypes.CDLL(None, use_errno=True)  # the C library this process already uses
-
-
 def _syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
+        try:
+            syscalls.syncfs(fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
         os.close(fd)
 

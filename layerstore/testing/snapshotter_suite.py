@@ -15,6 +15,7 @@ and fail a test that leaves a mount behind (after unmounting it).
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
 import os
 import shutil
@@ -32,7 +33,7 @@ from layerstore.snapshots.mount import mounted, mounts_under, unmount_new
 from layerstore.snapshots.snapshotter import Kind, Snapshotter
 from layerstore.testing.tree import Node, expect_files, read_tree
 
-Apply = Callable[[Path], None]
+Apply = Callable[[Path], object]
 Mnt = Callable[[], Path]
 
 
@@ -57,7 +58,7 @@ def _copy_owner(src: Path | str, dst: Path | str) -> None:
     os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
-def _copy_with_owner(src: str, dst: str) -> None:
+def _copy_with_owner(src: Path | str, dst: Path | str) -> None:
     shutil.copy2(src, dst, follow_symlinks=False)
     _copy_owner(src, dst)
 
@@ -341,11 +342,11 @@ class SnapshotterSuite:
         for parent in ("one", "two"):
             with self.viewed(sn, mnt, parent) as root:
                 attempts: list[Callable[[], object]] = [
-                    lambda root=root: (root / "new").write_text("x"),
-                    lambda root=root: (root / "f").write_text("x"),
-                    lambda root=root: (root / "f").unlink(),
-                    lambda root=root: (root / "dir").mkdir(),
-                    lambda root=root: os.chmod(root / "d", 0o700),
+                    functools.partial((root / "new").write_text, "x"),
+                    functools.partial((root / "f").write_text, "x"),
+                    (root / "f").unlink,
+                    (root / "dir").mkdir,
+                    functools.partial(os.chmod, root / "d", 0o700),
                 ]
                 for attempt in attempts:
                     with pytest.raises(OSError) as exc:

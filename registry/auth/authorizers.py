@@ -4,13 +4,15 @@
 endpoint: no or a bad token is 401 UNAUTHORIZED with a ``WWW-Authenticate: Bearer
 realm=…,service=…,scope=…`` challenge; a valid token that lacks an action is DENIED, with
 status 401 and ``error="insufficient_scope"`` when asking again could help (the rules would
-grant it, or the token is anonymous) and 403 when it could not.
+grant it, or the token is anonymous) and 403 when it could not. A DENIED error names the
+repository, the action and why (:mod:`registry.auth.explain`) in its message and detail,
+and in the challenge's ``error_description`` when the rules refuse.
 
 :class:`BasicAuthorizer` checks HTTP basic credentials on every request against the same
 users and rules (verified credentials are remembered for a minute, until the users change);
 a request without credentials passes only where the rules let anonymous clients in.
 
-Both count failed logins per client address (:mod:`registry.auth.throttle`).
+Both count failed logins per user and client address (:mod:`registry.auth.throttle`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from starlette.requests import Request
 
 from registry.auth.access import ANONYMOUS, Identity, Scope
+from registry.auth.explain import denial
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, AccessPolicy, Principal
 from registry.auth.shared_state import load_signing_key, open_user_store
 from registry.auth.throttle import LoginThrottle
@@ -39,6 +42,7 @@ from registry.handlers.base import absolute_url
 AUTH_DIR = "auth"
 BASIC_CACHE_SECONDS = 60.0
 _CACHE_SIZE = 1024
+NOBODY = ""
 log = logging.getLogger("registry.auth")
 
 __all__ = ["BasicAuthorizer", "Logins", "TokenAuthorizer", "auth_directory",
@@ -66,9 +70,15 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _description(text: str) -> str:
+    """``text`` as an RFC 6750 ``error_description``: printable ASCII without ``"`` and
+    ``\\``."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:500]
+
+
 class Logins:
-    """Checks passwords and refresh tokens, throttled per client, and knows each user's
-    principal."""
+    """Checks passwords and refresh tokens, throttled per user and client address
+    (:mod:`registry.auth.throttle`), and knows each user's principal."""
 
     def __init__(self, users: UserStore, policy: AccessPolicy, throttle: LoginThrottle) -> None:
         self.users = users
@@ -83,7 +93,7 @@ class Logins:
         return self.policy.principal(subject, user.groups if user is not None else ())
 
     def _password(self, client: str, name: str, password: str) -> Principal:
-        self.throttle.check(client)
+        self.throttle.check(name, client)
         try:
             user = self.users.authenticate(name, password)
         except UserError as exc:
@@ -91,33 +101,34 @@ class Logins:
             raise RegistryError(UNAUTHORIZED, "the users cannot be read; see the registry "
                                 "log") from None
         if user is None:
-            self.throttle.failed(client)
+            self.throttle.failed(name, client)
             raise RegistryError(UNAUTHORIZED, "incorrect username or password")
-        self.throttle.succeeded(client)
+        self.throttle.succeeded(name, client)
         return self.policy.principal(user.name, user.groups)
 
     async def password(self, client: str, name: str, password: str) -> Principal:
         """The principal of ``name`` if ``password`` is right; UNAUTHORIZED otherwise,
-        TOOMANYREQUESTS when ``client`` failed too often."""
+        TOOMANYREQUESTS when ``name`` failed too often (from ``client`` or everywhere)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._password, client, name, password)
 
     def _refresh(self, client: str, verifier: TokenVerifier, token: str) -> Principal:
-        self.throttle.check(client)
+        self.throttle.check(NOBODY, client)
         try:
             subject, stamp = verifier.verify_refresh(token)
         except TokenError as exc:
-            self.throttle.failed(client)
+            self.throttle.failed(NOBODY, client)
             raise RegistryError(UNAUTHORIZED, f"refresh token refused: {exc}") from None
         user = self.users.get(subject)
         if user is None or user.stamp != stamp:
-            self.throttle.failed(client)
             raise RegistryError(UNAUTHORIZED, "refresh token refused: the user or its "
                                 "password changed; log in again")
         return self.policy.principal(user.name, user.groups)
 
     async def refresh(self, client: str, verifier: TokenVerifier, token: str) -> Principal:
-        """The principal a refresh token stands for; UNAUTHORIZED if it is not valid."""
+        """The principal a refresh token stands for; UNAUTHORIZED if it is not valid. Bad
+        tokens count against ``client`` only (not against any user); a user locked out for
+        failed passwords keeps its refresh tokens, which are no guesses."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._refresh, client, verifier, token)
 
@@ -156,13 +167,16 @@ class TokenAuthorizer:
         """The token endpoint's URL as this client should reach it."""
         return self.realm or absolute_url(request, "/token")
 
-    def _challenge(self, request: Request, scopes: Sequence[Scope], error: str = "") -> str:
+    def _challenge(self, request: Request, scopes: Sequence[Scope], error: str = "",
+                   description: str = "") -> str:
         parts = [f'Bearer realm="{_quote(self.realm_for(request))}"',
                  f'service="{_quote(self.service)}"']
         if scopes:
             parts.append(f'scope="{" ".join(str(s) for s in scopes)}"')
         if error:
             parts.append(f'error="{error}"')
+        if description:
+            parts.append(f'error_description="{_description(description)}"')
         return ",".join(parts)
 
     def unauthorized(self, request: Request, scopes: Sequence[Scope], message: str,
@@ -189,13 +203,21 @@ class TokenAuthorizer:
     def _insufficient(self, request: Request, scopes: Sequence[Scope],
                       subject: str | None) -> RegistryError:
         who = self.logins.principal(subject)
-        wanted = " ".join(str(s) for s in scopes)
-        message = f"requested access to the resource is denied: {wanted}"
-        if who.anonymous or self.logins.permits(who, scopes):
-            return RegistryError(DENIED, message, status=401, detail=_access_detail(scopes),
+        found = denial(self.logins.policy, who, scopes)
+        if found is None:
+            wanted = " ".join(str(s) for s in scopes)
+            message = (f"access denied: the token does not grant {wanted}; ask "
+                       f"{self.realm_for(request)} for a token with that scope")
+            detail = _access_detail(scopes)
+        else:
+            message, detail = f"access denied: {found.reason}", [found.record()]
+        if who.anonymous or found is None:
+            # Docker shows a challenge's error_description rather than the body's message.
+            description = "" if found is None else message
+            return RegistryError(DENIED, message, status=401, detail=detail,
                                  headers={"WWW-Authenticate": self._challenge(
-                                     request, scopes, "insufficient_scope")})
-        return RegistryError(DENIED, message, detail=_access_detail(scopes))
+                                     request, scopes, "insufficient_scope", description)})
+        return RegistryError(DENIED, message, detail=detail)
 
     def visible(self, identity: Identity, repository: str) -> bool:
         """Whether the catalog shows ``repository`` to ``identity``."""
@@ -252,10 +274,10 @@ class BasicAuthorizer:
         if header[:6].lower() != "basic ":
             raise self.unauthorized(scopes, "basic credentials required")
         who = await self._principal(request, header, scopes)
-        if not self.logins.permits(who, scopes):
-            wanted = " ".join(str(s) for s in scopes)
-            raise RegistryError(DENIED, f"requested access to the resource is denied: {wanted}",
-                                detail=_access_detail(scopes))
+        found = denial(self.logins.policy, who, scopes)
+        if found is not None:
+            raise RegistryError(DENIED, f"access denied: {found.reason}",
+                                detail=[found.record()])
         return Identity(who.subject)
 
     def visible(self, identity: Identity, repository: str) -> bool:
@@ -273,7 +295,8 @@ def _logins(settings: Settings) -> Logins:
         raise ConfigError(str(exc)) from None
     policy = AccessPolicy(settings.access, settings.admins, settings.groups)
     throttle = LoginThrottle(settings.root / "run", max_failures=settings.login_max_failures,
-                             lockout=settings.login_lockout)
+                             lockout=settings.login_lockout,
+                             user_max_failures=settings.login_user_max_failures)
     return Logins(users, policy, throttle)
 
 

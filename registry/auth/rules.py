@@ -19,6 +19,11 @@ A rule names a repository pattern, the actions it grants and to whom::
 the union of the actions of every rule that matches it; nothing matches, nothing is allowed.
 The catalog (``registry:catalog:*``) is open to everyone: it lists only the repositories the
 caller may pull.
+
+With neither rules nor admins configured the *default policy* applies, as in CNCF
+distribution: every logged-in user may pull and push every repository (the one rule
+:data:`DEFAULT_RULES`), anonymous clients may do nothing. Any rule or admin makes the policy
+explicit: then only what the rules grant is allowed.
 """
 
 from __future__ import annotations
@@ -192,12 +197,23 @@ def parse_admins(raw: Any) -> tuple[str, ...]:
     return items
 
 
+DEFAULT_RULES: tuple[AccessRule, ...] = (
+    AccessRule("**", (PULL, PUSH), users=(EVERY_USER,)),
+)
+
+
 class AccessPolicy:
-    """Answers what a principal may do: the rules, the admins and the config's groups."""
+    """Answers what a principal may do: the rules, the admins and the config's groups.
+
+    Without ``rules`` and ``admins`` it is the default policy (module docstring):
+    ``explicit`` is false and ``rules`` holds :data:`DEFAULT_RULES`."""
 
     def __init__(self, rules: Sequence[AccessRule] = (), admins: Sequence[str] = (),
                  groups: Sequence[tuple[str, Sequence[str]]] = ()) -> None:
-        self.rules = tuple(rules)
+        self.explicit = bool(rules or admins)
+        self.rules = tuple(rules) if self.explicit else DEFAULT_RULES
+        self.admins = tuple(admins)
+        self.groups = tuple((g, tuple(users)) for g, users in groups)
         self.admin_users = frozenset(a for a in admins if not a.startswith("@"))
         self.admin_groups = frozenset(a[1:] for a in admins if a.startswith("@"))
         members: dict[str, set[str]] = {}

@@ -10,8 +10,8 @@ token). The answer::
      "scope": "repository:team/app:pull,push", "refresh_token": …}
 
 grants, for each scope asked, the actions both asked for and allowed by the rules (possibly
-none). Wrong credentials are 401 UNAUTHORIZED; a client that failed too often is 429
-TOOMANYREQUESTS.
+none; the log says why an action was left out). Wrong credentials are 401 UNAUTHORIZED; a
+user that failed too often (:mod:`registry.auth.throttle`) is 429 TOOMANYREQUESTS.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from registry.auth.access import Authorizer
+from registry.auth.access import Authorizer, Scope
 from registry.auth.authorizers import TokenAuthorizer, client_address
+from registry.auth.explain import denial
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, Principal
 from registry.auth.tokens import Access
 from registry.errors import UNAUTHORIZED, UNSUPPORTED, RegistryError, error_response
@@ -99,6 +100,12 @@ class TokenEndpoint:
             actions = self.logins.policy.grant(who, type_, name, wanted)
             if actions:
                 granted.append(Access(type_, name, actions))
+            refused = denial(self.logins.policy, who,
+                             [Scope(type_, name, tuple(sorted(wanted - {"*"})))])
+            if refused is not None:
+                log.info("token for %s leaves out %s on %s:%s: %s",
+                         who.subject or "an anonymous client", refused.action, type_, name,
+                         refused.reason)
         return granted
 
     def _answer(self, who: Principal, scopes: list[tuple[str, str, tuple[str, ...]]],

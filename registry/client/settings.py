@@ -56,7 +56,9 @@ class ClientSettings:
     """What the client needs to know besides the image reference.
 
     ``insecure_registries`` lists ``HOST[:PORT]`` entries and CIDR ranges (as docker's
-    ``--insecure-registry``): for those, TLS certificates are not verified and plain HTTP is
+    ``--insecure-registry``; with ``loopback_insecure``, the default, loopback addresses
+    and ``localhost`` count too, as docker's built-in 127.0.0.0/8 and ::1/128 entries do):
+    for those, TLS certificates are not verified and plain HTTP is
     tried when HTTPS fails. ``mirrors`` are base URLs tried, in order, before Docker Hub for
     ``docker.io`` images. ``certs_dir`` holds ``HOST[:PORT]/*.crt`` CA certificates and
     ``*.cert``/``*.key`` client certificate pairs; ``docker_config`` is the credentials file
@@ -67,6 +69,7 @@ class ClientSettings:
     """
 
     insecure_registries: tuple[str, ...] = ()
+    loopback_insecure: bool = True
     mirrors: tuple[str, ...] = ()
     certs_dir: Path = DEFAULT_CERTS_DIR
     docker_config: Path | None = None
@@ -95,9 +98,12 @@ class ClientSettings:
         return replace(self, **changes)
 
     def is_insecure(self, host: str) -> bool:
-        """Whether ``host`` (``HOST[:PORT]``) is listed as insecure, by name or by a CIDR
-        range holding its address (names are resolved only when ranges are listed)."""
+        """Whether ``host`` (``HOST[:PORT]``) is insecure: a loopback address or
+        ``localhost`` (always, as for docker), or listed by name or by a CIDR range holding
+        its address (names are resolved only when ranges are listed)."""
         hostname = _hostname(host)
+        if self.loopback_insecure and is_loopback(hostname):
+            return True
         networks = []
         for entry in self.insecure_registries:
             if "/" in entry:
@@ -107,6 +113,16 @@ class ClientSettings:
         if not networks:
             return False
         return any(address in net for address in _addresses(hostname) for net in networks)
+
+
+def is_loopback(hostname: str) -> bool:
+    """Whether ``hostname`` is ``localhost`` or an address in 127.0.0.0/8 or ::1."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def _hostname(host: str) -> str:

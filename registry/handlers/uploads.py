@@ -27,6 +27,7 @@ from registry.handlers.base import (
     content_length,
     respond,
 )
+from registry.handlers.limits import check_upload_size
 from registry.names import check_name, check_upload_id, parse_digest
 from registry.storage.blobs import range_header
 from registry.storage.errors import StorageError
@@ -104,6 +105,7 @@ async def _may_pull(ctx: Context, source: str) -> bool:
 async def start(ctx: Context) -> Response:
     """POST: mount a blob (201), upload one whole (``?digest=``, 201) or open a session
     (202 with ``Location``)."""
+    check_upload_size(ctx, content_length(ctx.request))
     name, params, blobs = ctx.name, ctx.request.query_params, ctx.services.blobs
     mount = params.get("mount")
     if mount is not None:
@@ -146,6 +148,7 @@ async def patch(ctx: Context) -> Response:
     """PATCH a chunk (with ``Content-Range``) or a stream (without) into a session (202)."""
     upload_id = check_upload_id(ctx.arg, ctx.name)
     start_at, length = _chunk_bounds(ctx)
+    check_upload_size(ctx, length, start_at)
     try:
         async with ctx.services.blobs.upload(ctx.name, upload_id) as upload:
             offset = await upload.receive(body_chunks(ctx.request), start=start_at,
@@ -162,6 +165,7 @@ async def finish(ctx: Context) -> Response:
     upload_id = check_upload_id(ctx.arg, ctx.name)
     digest = _digest_param(ctx)
     start_at, length = _chunk_bounds(ctx)
+    check_upload_size(ctx, length, start_at)
     try:
         async with ctx.services.blobs.upload(ctx.name, upload_id) as upload:
             await upload.receive(body_chunks(ctx.request), start=start_at, length=length)

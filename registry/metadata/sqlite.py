@@ -1,8 +1,8 @@
 """The :class:`~registry.metadata.store.MetadataStore` on SQLite.
 
-One database file (the server's ``<root>/metadata.db``) in WAL mode with
-``synchronous=FULL``: a write is acknowledged only once its transaction is in the fsynced
-WAL, so it survives kill -9 and power loss. Every thread has its own connection, so one
+One database file (the server's ``<root>/metadata.db``), opened by :mod:`layerstore.sqlitedb`
+in WAL mode with ``synchronous=FULL``: a write is acknowledged only once its transaction is in
+the fsynced WAL, so it survives kill -9 and power loss. Every thread has its own connection, so one
 store serves a thread pool, and several processes (server workers, a ``registry gc`` run)
 may open the same file. Writes run in ``BEGIN IMMEDIATE`` transactions and wait up to
 ``busy_timeout`` seconds for the write lock (then ``Unavailable``). Values go in only as
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from layerstore import sqlitedb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from registry.metadata.store import ManifestRecord, UploadRecord
@@ -47,7 +48,6 @@ __all__ = ["HOT_QUERIES", "SCHEMA_VERSION", "ConnectionSettings", "SqliteMetadat
 
 SCHEMA_VERSION = 1
 _MIN_SQLITE = (3, 37, 0)  # STRICT tables
-_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 _SCHEMA_V1 = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT",
@@ -79,6 +79,11 @@ _SCHEMA_V1 = (
 
 # Statements that take the schema from version N to N + 1, keyed by N.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+_SCHEMA = sqlitedb.Schema(
+    what="metadata database", version=SCHEMA_VERSION, create=_SCHEMA_V1,
+    migrations=_MIGRATIONS,
+)
 
 _MANIFEST_COLUMNS = (
     "m.digest, m.media_type, m.size, m.subject, m.artifact_type, m.annotations, m.refs, "
@@ -126,10 +131,6 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced and remembers the process it belongs to."""
 
     generation: int = 0
-
-
-def _is_busy(err: sqlite3.Error) -> bool:
-    return getattr(err, "sqlite_errorcode", None) in _BUSY_CODES
 
 
 @functools.lru_cache(maxsize=8192)
@@ -201,7 +202,7 @@ def _page(sql: str, args: list[Any], column: str, last: str | None, n: int | Non
 class SqliteMetadataStore:
     """Registry metadata in one SQLite file; see the module docstring."""
 
-    def __init__(self, path: Path | str, *, busy_timeout: float = 30.0,
+    def __init__(self, path: Path | str, *, busy_timeout: float = sqlitedb.BUSY_TIMEOUT,
                  trace: Callable[[str], None] | None = None) -> None:
         """Open (creating or migrating if needed) the database at ``path``.
 
@@ -505,21 +506,10 @@ class SqliteMetadataStore:
         return conn
 
     def _connect(self) -> _Connection:
-        conn = sqlite3.connect(
-            self._path, timeout=self._busy_timeout, isolation_level=None,
-            check_same_thread=False, factory=_Connection,
-        )
+        conn = sqlitedb.connect(self._path, what="metadata database",
+                                busy_timeout=self._busy_timeout, factory=_Connection)
         assert isinstance(conn, _Connection)
         conn.generation = _fork_generation
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as err:
-            conn.close()
-            raise InvalidArgument(
-                f"cannot use {str(self._path)!r} as the metadata database: {err}"
-            ) from None
         if self._trace is not None:
             conn.set_trace_callback(self._trace)
         with self._guard:
@@ -528,34 +518,11 @@ class SqliteMetadataStore:
 
     def _initialize(self) -> None:
         try:
-            mode = self._rows("PRAGMA journal_mode = WAL")[0][0]
-        except sqlite3.DatabaseError as err:
-            raise InvalidArgument(
-                f"cannot use {str(self._path)!r} as the metadata database: {err}"
-            ) from None
-        if mode != "wal":
-            raise FailedPrecondition(
-                f"metadata database {str(self._path)!r} cannot use WAL mode (got {mode!r})"
-            )
-        with self._write() as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-            ).fetchone()
-            if not exists:
-                for statement in _SCHEMA_V1:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (1,))
-            (version,) = conn.execute("SELECT version FROM schema_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise FailedPrecondition(
-                    f"metadata database {str(self._path)!r} has schema version {version}; "
-                    f"this registry knows versions up to {SCHEMA_VERSION}"
-                )
-            while version < SCHEMA_VERSION:
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(statement)
-                version += 1
-                conn.execute("UPDATE schema_version SET version = ?", (version,))
+            sqlitedb.migrate(self._conn(), _SCHEMA, path=self._path)
+        except sqlite3.OperationalError as err:
+            if sqlitedb.is_busy(err):
+                raise self._busy(err) from err
+            raise
 
     @contextmanager
     def _write(self) -> Iterator[_Connection]:
@@ -571,7 +538,7 @@ class SqliteMetadataStore:
                     conn.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as err:
-            if _is_busy(err):
+            if sqlitedb.is_busy(err):
                 raise self._busy(err) from err
             raise
 
@@ -580,7 +547,7 @@ class SqliteMetadataStore:
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.OperationalError as err:
-            if _is_busy(err):
+            if sqlitedb.is_busy(err):
                 raise self._busy(err) from err
             raise
 

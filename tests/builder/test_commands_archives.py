@@ -88,6 +88,21 @@ def test_save_refuses_a_terminal(root: Path) -> None:
     assert err.decode().startswith("error: refusing to write an image archive to a terminal")
 
 
+@pytest.mark.parametrize("command", [("inspect", APP), ("images",), ("history", APP),
+                                     ("save", BASE)])
+def test_a_closed_pipe_ends_the_command_quietly(root: Path, command: tuple[str, ...]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = pybuild_process("--root", str(root), *command, stdout=write_end,
+                               stderr=subprocess.PIPE)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        os.close(write_end)
+    assert err.decode() == ""
+    assert proc.returncode == 141
+
+
 def test_pybuild_loads_and_runs_what_docker_saves(root: Path, tmp_path: Path, dockerd: Dockerd,
                                                   docker_names: list[str],
                                                   capfd: pytest.CaptureFixture[str]) -> None:

@@ -14,6 +14,8 @@ from builder.frontend.convert import (
 from builder.frontend.instructions import parse_dockerfile
 from layerstore.oci import Platform
 
+pytestmark = pytest.mark.unit
+
 HOST = Platform(os="linux", architecture="amd64")
 
 

@@ -9,6 +9,8 @@ import pytest
 from builder.errors import ContextError
 from builder.frontend.dockerignore import DockerIgnore, clean_path, find_dockerignore
 
+pytestmark = pytest.mark.unit
+
 RULES = """\
 # comment
 

@@ -372,6 +372,18 @@ def test_symlink_sources_cannot_leave_the_context(env: Env) -> None:
     assert "'d/abs' not found in the build context" in env.fails("d/abs", dest="/t20")
 
 
+def test_a_symlink_loop_source_is_named_as_one(env: Env) -> None:
+    os.symlink("loop", env.ctx / "loop")
+    os.symlink("ping", env.ctx / "pong")
+    os.symlink("pong", env.ctx / "ping")
+    assert "'loop' in the build context: symlink loop" in env.fails("loop", dest="/x")
+    assert "'ping' in the build context: symlink loop" in env.fails("ping", dest="/x")
+    assert "'loop/x' in the build context: symlink loop" in env.fails("loop/x", dest="/x")
+    assert "'lo*' in the build context: symlink loop" in env.fails("lo*", dest="/x/")
+    env.copy("lnk", dest="/still-fine")
+    assert (env.rootfs / "still-fine").read_text() == "hello"
+
+
 def test_hardlinks_stay_hardlinks(env: Env) -> None:
     write(env.ctx / "h/one", "same")
     os.link(env.ctx / "h/one", env.ctx / "h/two")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from builder.errors import DockerfileError
-from builder.fileops.rootpath import clean, relative_to_root, resolve, split
 from builder.fileops.sources import BadPattern, contains_wildcards, match, select_sources
 from builder.frontend.dockerignore import DockerIgnore
+from layerstore.rootpath import clean, relative_to_root, resolve, split
 
 # -- rootpath ----------------------------------------------------------------------------
 
@@ -172,3 +172,8 @@ def test_dockerignore_hides_sources(ctx: Path) -> None:
     assert "a.txt," not in message and "b.txt" in message
     with pytest.raises(DockerfileError):
         select_sources(ctx, "node_modules/m/i.js", ignore=ignore)
+
+
+def test_resolve_loop_is_named_a_symlink_loop(root: Path) -> None:
+    with pytest.raises(OSError, match="symlink loop"):
+        resolve(root, "loop1/x")

@@ -24,6 +24,8 @@ from builder.frontend.instructions import (
 )
 from builder.frontend.parser import parse_json_array, split_flags, split_lines, split_words
 
+pytestmark = pytest.mark.unit
+
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p.name.removesuffix(".Dockerfile") for p in GOLDEN.glob("*.Dockerfile"))
 

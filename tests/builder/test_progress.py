@@ -12,6 +12,8 @@ from rich.console import Console
 from builder.errors import BuildError
 from builder.progress import TAIL_LINES, Progress
 
+pytestmark = pytest.mark.unit
+
 
 class Clock:
     """A clock the test moves by hand."""

@@ -7,6 +7,8 @@ import pytest
 from builder.errors import BuildError, ExpansionError
 from builder.frontend.words import Lex, ProcessWord, ProcessWords, process_word, process_words
 
+pytestmark = pytest.mark.unit
+
 ENV = {"A": "a", "SP": "x  y", "EMPTY": "", "PATH": "/bin", "FILE": "archive.tar.gz"}
 
 

@@ -18,7 +18,7 @@ import pytest
 import zstandard
 from isal import igzip
 
-from layerstore.archive.reader import TarReader
+from layerstore.archive.reader import Applier, TarReader
 from layerstore.archive.writer import walk
 from layerstore.content.local import LocalStore
 from layerstore.diff import Layer, apply_layer, apply_stream, write_tree
@@ -388,3 +388,27 @@ def test_large_tree_streams(tmp_path: Path, store: LocalStore) -> None:
     apply_layer(store, layer.descriptor, out)
     assert manifest(out) == manifest(src)
     shutil.rmtree(out)
+
+
+def test_plain_archive_mode_keeps_whiteout_names_and_overrides_owner(tmp_path: Path) -> None:
+    """Without whiteout conversion ``.wh.`` names are ordinary files; ``owner`` replaces the
+    archive's owners; the root entry leaves the root alone."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        root = tarfile.TarInfo("./")
+        root.type, root.mode = tarfile.DIRTYPE, 0o700
+        tar.addfile(root)
+        for name in ("a/.wh.gone", "a/.wh..wh..opq"):
+            info = tarfile.TarInfo(name)
+            info.size, info.uid, info.gid = 1, 1234, 5678
+            tar.addfile(info, io.BytesIO(b"x"))
+    dest = tmp_path / "dest"
+    dest.mkdir(mode=0o755)
+    reader = TarReader(io.BytesIO(buf.getvalue()))
+    Applier(str(dest), whiteouts=False, owner=(42, 43)).apply(reader)
+    assert (dest / "a/.wh.gone").read_bytes() == b"x"
+    assert (dest / "a/.wh..wh..opq").is_file()
+    st = (dest / "a/.wh.gone").stat()
+    assert (st.st_uid, st.st_gid) == (42, 43)
+    assert dest.stat().st_mode & 0o777 == 0o755
+    assert (dest / "a").stat().st_uid == 0

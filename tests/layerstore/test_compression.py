@@ -12,6 +12,8 @@ import zstandard
 from layerstore.compression import compress_writer, decompress_reader, detect
 from layerstore.errors import InvalidArgument
 
+pytestmark = pytest.mark.unit
+
 DATA = os.urandom(1 << 16) * 8 + b"tail"
 
 

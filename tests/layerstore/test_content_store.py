@@ -32,6 +32,8 @@ from layerstore.errors import (
 )
 from layerstore.testing.content_suite import ContentStoreSuite
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(layerstore.__file__).resolve().parent.parent
 CHILD_CHUNK = 64 * 1024
 

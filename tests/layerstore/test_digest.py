@@ -10,6 +10,8 @@ import pytest
 from layerstore.digest import Digest, DigestingWriter, chain_id, chain_ids
 from layerstore.errors import InvalidArgument
 
+pytestmark = pytest.mark.unit
+
 EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 

@@ -25,6 +25,8 @@ from layerstore.oci import (
     parse_manifest_or_index,
 )
 
+pytestmark = pytest.mark.unit
+
 D = Digest.from_bytes(b"x")
 DB = str(D).encode()
 

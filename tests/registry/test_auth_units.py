@@ -32,6 +32,8 @@ from registry.auth.users import UserError, UserStore, hash_password, verify_pass
 from registry.config import ConfigError, Settings, load_settings
 from registry.errors import RegistryError
 
+pytestmark = pytest.mark.unit
+
 # Rules.
 
 
@@ -360,15 +362,42 @@ def test_throttle_locks_out_after_failures_and_success_clears(tmp_path: Path) ->
     other = LoginThrottle(tmp_path, max_failures=3, lockout=60)
     now = time.time()
     for _ in range(2):
-        throttle.failed("10.0.0.1", now)
-    throttle.check("10.0.0.1")
-    throttle.succeeded("10.0.0.1")
+        throttle.failed("alice", "10.0.0.1", now)
+    throttle.check("alice", "10.0.0.1")
+    throttle.succeeded("alice", "10.0.0.1")
     for _ in range(3):
-        throttle.failed("10.0.0.1", now)
+        throttle.failed("alice", "10.0.0.1", now)
     with pytest.raises(RegistryError) as refused:
-        other.check("10.0.0.1")
+        other.check("alice", "10.0.0.1")
     assert refused.value.code.code == "TOOMANYREQUESTS" and refused.value.status == 429
     assert 0 < int(refused.value.headers["Retry-After"]) <= 60
-    other.check("10.0.0.2")
-    assert throttle.retry_after("10.0.0.1", now + 61) == 0
-    assert throttle.failed("10.0.0.1", now + 61) == 1
+    other.check("alice", "10.0.0.2")
+    assert throttle.retry_after("alice", "10.0.0.1", now + 61) == 0
+    assert throttle.failed("alice", "10.0.0.1", now + 61) == 1
+
+
+def test_throttle_counts_per_user_and_address_and_per_user(tmp_path: Path) -> None:
+    throttle = LoginThrottle(tmp_path, max_failures=3, lockout=60, user_max_failures=5)
+    now = time.time()
+    for _ in range(3):
+        throttle.failed("alice", "10.0.0.1", now)
+    with pytest.raises(RegistryError) as refused:
+        throttle.check("alice", "10.0.0.1", now)
+    entry = refused.value.entries[0]
+    assert "alice" in entry.message and "10.0.0.1" in entry.message
+    assert entry.detail["retry_after"] == 60 and entry.detail["retry_at"].endswith("Z")
+    throttle.check("bob", "10.0.0.1", now)
+    throttle.check("alice", "10.0.0.2", now)
+    for _ in range(2):
+        throttle.failed("alice", "10.0.0.3", now + 10)
+    with pytest.raises(RegistryError) as everywhere:
+        throttle.check("alice", "10.0.0.4", now + 10)
+    assert "any address" in everywhere.value.message
+    assert everywhere.value.headers["Retry-After"] == "60"
+    throttle.check("bob", "10.0.0.4", now + 10)
+    throttle.succeeded("alice", "10.0.0.4")
+    assert throttle.retry_after("alice", "10.0.0.4", now + 10) == 60
+    assert throttle.retry_after("alice", "10.0.0.4", now + 71) == 0
+    for _ in range(10):
+        throttle.failed("", "10.0.0.5", now)
+    throttle.check("", "10.0.0.6", now)

@@ -16,6 +16,8 @@ from registry.metadata.sqlite import HOT_QUERIES, SCHEMA_VERSION, SqliteMetadata
 from registry.metadata.store import MetadataStore
 from registry.testing.metadata_suite import REPO, MetadataStoreSuite, blob, manifest
 
+pytestmark = pytest.mark.unit
+
 
 def db_path(tmp_path: Path) -> Path:
     """Where the tests keep the database (the server's ``<root>/metadata.db``)."""

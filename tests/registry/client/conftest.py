@@ -74,13 +74,15 @@ class StaticCredentials:
 
 def trusting_settings(tmp: Path, address: str, ca: Path, **changes: object) -> ClientSettings:
     """Settings trusting ``ca`` for ``address`` through ``tmp/certs.d/ADDRESS/ca.crt``, with
-    the credentials file in ``tmp`` and quick retries."""
+    the credentials file in ``tmp`` and quick retries; loopback registries are not taken as
+    insecure, so the certificate is really checked."""
     certs = tmp / "certs.d" / address
     certs.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ca, certs / "ca.crt")
     values: dict[str, object] = {"certs_dir": tmp / "certs.d",
                                  "docker_config": tmp / "docker" / "config.json",
-                                 "retry": FAST_RETRY, "timeout": 20.0}
+                                 "retry": FAST_RETRY, "timeout": 20.0,
+                                 "loopback_insecure": False}
     values.update(changes)
     return ClientSettings(**values)  # type: ignore[arg-type]
 

@@ -4,9 +4,12 @@ token lifetimes and upload ``Range`` headers."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from registry.client.auth import merge_scopes, parse_challenges, token_lifetime
 from registry.client.upload import upload_range_end
+
+pytestmark = pytest.mark.unit
 
 
 def test_challenges() -> None:

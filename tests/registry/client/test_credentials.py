@@ -16,6 +16,8 @@ import pytest
 from registry.client import ConfigurationError, Credentials, DockerConfig, erase, lookup, store
 from registry.client.credentials import DOCKER_HUB_KEY, default_config_path
 
+pytestmark = pytest.mark.unit
+
 HELPER = f"""#!{sys.executable}
 import json, os, sys
 path = os.environ["TEST_HELPER_FILE"]

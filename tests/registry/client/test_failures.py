@@ -176,7 +176,8 @@ def test_chunked_upload_resumes_when_the_registry_comes_back(plain: RegistryProc
 def test_plain_http_only_for_insecure_registries(plain: RegistryProcess, images: Images,
                                                  tmp_path: Path) -> None:
     ref = f"{plain.address}/team/plain:1"
-    strict = ClientSettings(retry=FAST_RETRY, timeout=20, docker_config=tmp_path / "config.json")
+    strict = ClientSettings(retry=FAST_RETRY, timeout=20, docker_config=tmp_path / "config.json",
+                            loopback_insecure=False)
     with pytest.raises(Unreachable) as err:
         push(images.store, images.base.manifest, ref, strict)
     message = str(err.value)
@@ -185,10 +186,16 @@ def test_plain_http_only_for_insecure_registries(plain: RegistryProcess, images:
     push(images.store, images.base.manifest, ref, insecure(plain))
     for listed in (plain.address, "127.0.0.0/8", f"http://{plain.address}"):
         settings = ClientSettings(insecure_registries=(listed,), retry=FAST_RETRY, timeout=20,
-                                  docker_config=tmp_path / "config.json")
+                                  docker_config=tmp_path / "config.json",
+                                  loopback_insecure=False)
         pulled = pull(ref, LocalStore(tmp_path / listed.replace("/", "_")), AMD64, settings)
         assert pulled.source == plain.url
     other = ClientSettings(insecure_registries=("127.0.0.1:1", "10.0.0.0/8"),
-                           retry=FAST_RETRY, timeout=20, docker_config=tmp_path / "config.json")
+                           retry=FAST_RETRY, timeout=20, docker_config=tmp_path / "config.json",
+                           loopback_insecure=False)
     with pytest.raises(Unreachable):
         pull(ref, LocalStore(tmp_path / "refused"), AMD64, other)
+    default = ClientSettings(retry=FAST_RETRY, timeout=20,
+                             docker_config=tmp_path / "config.json")
+    pulled = pull(ref, LocalStore(tmp_path / "loopback"), AMD64, default)
+    assert pulled.source == plain.url

@@ -18,8 +18,15 @@ from layerstore.content.local import LocalStore
 from layerstore.oci import Platform
 from registry.client import Credentials, lookup, pull, push
 from registry.client.settings import DEFAULT_CERTS_DIR, ClientSettings
+from registry.testing.processes import distribution
+from tests.peers import require
 from tests.registry.client.conftest import Images
-from tests.registry.client.test_distribution import PASSWORD, USER, start_distribution
+from tests.registry.client.test_distribution import (
+    PASSWORD,
+    USER,
+    htpasswd,
+    start_distribution,
+)
 from tests.registry.test_auth_server import PASSWORDS, AuthServer
 
 AMD64 = Platform(architecture="amd64", os="linux")
@@ -105,5 +112,32 @@ def test_login_with_basic_auth(images: Images, tmp_path: Path, environment: Path
             status = pybuild(tmp_path, monkeypatch, "login", "--password-stdin", proc.address,
                              stdin=PASSWORD)
             assert status == 1 and "-u/--username" in capsys.readouterr().err
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_login_to_a_plain_http_registry_on_loopback(images: Images, tmp_path: Path,
+                                                    environment: Path, host: str,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    require("docker-registry")
+    proc = distribution(tmp_path / "dist", htpasswd=htpasswd(tmp_path / "htpasswd")).start()
+    try:
+        address = f"{host}:{proc.port}"
+        status = pybuild(tmp_path, monkeypatch, "login", "-u", USER, "--password-stdin",
+                         address, stdin=PASSWORD)
+        out, err = capsys.readouterr()
+        assert status == 0 and out.strip() == "Login Succeeded", err
+        assert lookup(address, environment) == Credentials(USER, PASSWORD)
+        ref = f"{address}/plain/login:1"
+        assert push(images.store, images.base.manifest, ref) == images.base.manifest.digest
+        assert pull(ref, LocalStore(tmp_path / "pulled"), AMD64,
+                    ClientSettings()).manifest == images.base.manifest
+        status = pybuild(tmp_path, monkeypatch, "login", "-u", USER, "--password-stdin",
+                         address, stdin="wrong\n")
+        err = capsys.readouterr().err
+        assert status == 1 and f"login to {address} as '{USER}' failed" in err
+        assert "TLS" not in err and "certificate" not in err
     finally:
         proc.stop()

@@ -6,6 +6,8 @@ import pytest
 
 from registry.client import InvalidReference, Reference, parse_reference
 
+pytestmark = pytest.mark.unit
+
 HEX = "a" * 64
 DIGEST = f"sha256:{HEX}"
 

@@ -12,6 +12,8 @@ import pytest
 from registry.client import ClientSettings, ConfigurationError, load_settings
 from registry.client.transport import tls_context
 
+pytestmark = pytest.mark.unit
+
 
 def test_load_a_daemon_json(tmp_path: Path) -> None:
     path = tmp_path / "daemon.json"
@@ -68,10 +70,21 @@ def test_insecure_matching() -> None:
     assert settings.is_insecure("plain.example") and settings.is_insecure("plain.example:80")
     assert settings.is_insecure("192.168.3.4:5000") and settings.is_insecure("192.168.3.4")
     assert not settings.is_insecure("10.1.1.1:5000")
-    assert settings.is_insecure("localhost:5000") is False
-    loopback = ClientSettings(insecure_registries=("127.0.0.0/8",))
+    strict = ClientSettings(insecure_registries=settings.insecure_registries,
+                            loopback_insecure=False)
+    assert strict.is_insecure("localhost:5000") is False
+    loopback = ClientSettings(insecure_registries=("127.0.0.0/8",), loopback_insecure=False)
     assert loopback.is_insecure("localhost:5000") and loopback.is_insecure("127.0.0.1:1")
-    assert not ClientSettings().is_insecure("127.0.0.1:5000")
+    assert not ClientSettings(loopback_insecure=False).is_insecure("127.0.0.1:5000")
+
+
+def test_loopback_registries_are_insecure_by_default_as_in_docker() -> None:
+    settings = ClientSettings()
+    for host in ("127.0.0.1:5000", "127.1.2.3", "localhost:5000", "LOCALHOST", "[::1]:5000",
+                 "::1"):
+        assert settings.is_insecure(host), host
+    for host in ("10.0.0.1:5000", "[::2]:5000", "localhost.example:5000", "128.0.0.1"):
+        assert not settings.is_insecure(host), host
 
 
 def test_tls_trust_from_the_certs_directory(tmp_path: Path) -> None:

@@ -1,0 +1,31 @@
+"""Turning a built stage into a stored image: config (with history), manifest, names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from builder.solver.results import StageResult
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage, assemble_image
+
+
+def export_image(store: BuildStore, result: StageResult, *, created: str,
+                 labels: Mapping[str, str] | None = None,
+                 extra: Mapping[str, Any] | None = None) -> StoredImage:
+    """Store the stage's image config (``labels`` added to its labels, ``extra`` top-level
+    fields added) and an OCI manifest for its layers."""
+    image = result.image(created)
+    if labels and image.config is not None:
+        merged = {**(image.config.labels or {}), **labels}
+        image = replace(image, config=replace(image.config, labels=dict(sorted(merged.items()))))
+    if extra:
+        image = replace(image, extra={**image.extra, **extra})
+    return assemble_image(store.content, image, result.layers)
+
+
+def name_image(store: BuildStore, stored: StoredImage, tags: Sequence[str]) -> None:
+    """Point every tag at the image's manifest."""
+    for tag in tags:
+        store.images.put(tag, stored.manifest)

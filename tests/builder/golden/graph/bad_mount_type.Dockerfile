@@ -1,0 +1,3 @@
+FROM busybox
+
+RUN --mount=type=volume,target=/x true

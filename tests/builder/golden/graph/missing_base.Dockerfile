@@ -1,0 +1,3 @@
+FROM busybox AS ok
+FROM not-there
+RUN true

@@ -1,0 +1,2 @@
+FROM with-triggers
+RUN echo child
