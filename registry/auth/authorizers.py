@@ -31,7 +31,7 @@ from starlette.requests import Request
 from registry.auth.access import ANONYMOUS, Identity, Scope
 from registry.auth.explain import denial
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, AccessPolicy, Principal
-from registry.auth.shared_state import load_signing_key, open_user_store
+from registry.auth.shared_state import load_signing_key, open_login_throttle, open_user_store
 from registry.auth.throttle import LoginThrottle
 from registry.auth.tokens import TokenError, TokenIssuer, TokenVerifier
 from registry.auth.users import UserError, UserStore
@@ -294,9 +294,7 @@ def _logins(settings: Settings) -> Logins:
     except UserError as exc:
         raise ConfigError(str(exc)) from None
     policy = AccessPolicy(settings.access, settings.admins, settings.groups)
-    throttle = LoginThrottle(settings.root / "run", max_failures=settings.login_max_failures,
-                             lockout=settings.login_lockout,
-                             user_max_failures=settings.login_user_max_failures)
+    throttle = open_login_throttle(settings)
     return Logins(users, policy, throttle)
 
 

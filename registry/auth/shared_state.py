@@ -1,7 +1,7 @@
-"""Where the authentication state lives: under ``root/auth`` (the users file and the token
-signing key, one registry host), or in the PostgreSQL metadata database when
-``metadata_url`` is set, so that every replica knows the same users and issues and accepts
-the same tokens.
+"""Where the authentication state lives: under ``root`` (the users file and the token
+signing key in ``auth/``, failed-login counts in ``run/``: one registry host), or in the
+PostgreSQL metadata database when ``metadata_url`` is set, so that every replica knows the
+same users, issues and accepts the same tokens, and counts the same failed logins.
 
 In PostgreSQL the users are rows of ``registry_users`` (name, password hash, groups), read
 at most once a second by each process (a change reaches every replica within a second),
@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from registry.auth.throttle import ANY_ADDRESS, LoginThrottle, _key
 from registry.auth.tokens import SigningKey, TokenError, key_id
 from registry.auth.users import User, UserStore, _read_htpasswd, _signature
 from registry.config import Settings
@@ -132,3 +133,60 @@ def load_signing_key(settings: Settings) -> SigningKey:
             not isinstance(private.curve, ec.SECP256R1):
         raise TokenError(f"token {where} is not a P-256 EC key")
     return SigningKey(private, key_id(private.public_key()))
+
+
+class PostgresLoginThrottle(LoginThrottle):
+    """:class:`~registry.auth.throttle.LoginThrottle`'s counts in the ``login_failures``
+    table, so that a lockout holds on every replica; the same rules and answers."""
+
+    def __init__(self, store: PostgresMetadataStore, *, max_failures: int, lockout: float,
+                 user_max_failures: int | None = None) -> None:
+        super().__init__(Path("/nonexistent"), max_failures=max_failures, lockout=lockout,
+                         user_max_failures=user_max_failures)
+        self.store = store
+
+    def _wait(self, user: str, client: str, limit: int, now: float) -> float:
+        with self.store.connection() as conn:
+            row = conn.execute('SELECT count, last FROM login_failures '
+                               'WHERE "user" = %s AND client = %s',
+                               (_key(user), _key(client))).fetchone()
+        if row is None or row[0] < limit:
+            return 0.0
+        return max(0.0, row[1] + self.lockout - now)
+
+    def failed(self, user: str, client: str, now: float | None = None) -> int:
+        """Count a failed login of ``user`` from ``client``; returns the pair's count."""
+        now = time.time() if now is None else now
+        counts = []
+        with self.store.connection() as conn, conn.transaction():
+            for where in (client, ANY_ADDRESS) if user else (client,):
+                row = conn.execute(
+                    'INSERT INTO login_failures ("user", client, count, last) '
+                    "VALUES (%(u)s, %(c)s, 1, %(now)s) ON CONFLICT (\"user\", client) DO UPDATE "
+                    "SET count = CASE WHEN %(now)s - login_failures.last >= %(lockout)s "
+                    "THEN 1 ELSE login_failures.count + 1 END, last = %(now)s "
+                    "RETURNING count",
+                    {"u": _key(user), "c": _key(where), "now": now,
+                     "lockout": float(self.lockout)}).fetchone()
+                counts.append(int(row[0]) if row else 1)
+            conn.execute("DELETE FROM login_failures WHERE last < %s", (now - self.lockout,))
+        return counts[0]
+
+    def succeeded(self, user: str, client: str) -> None:
+        """Forget the failures of ``user`` from ``client`` (not those of the user alone)."""
+        with self.store.connection() as conn:
+            conn.execute('DELETE FROM login_failures WHERE "user" = %s AND client = %s',
+                         (_key(user), _key(client)))
+
+    def close(self) -> None:
+        """Nothing to close: the connections belong to the shared pool."""
+
+
+def open_login_throttle(settings: Settings) -> LoginThrottle:
+    """The failed-login counts of ``settings``: ``root/run``'s SQLite file, or the
+    PostgreSQL table with ``metadata_url``."""
+    limits = {"max_failures": settings.login_max_failures, "lockout": settings.login_lockout,
+              "user_max_failures": settings.login_user_max_failures}
+    if not settings.metadata_url:
+        return LoginThrottle(settings.root / "run", **limits)
+    return PostgresLoginThrottle(shared_store(settings), **limits)

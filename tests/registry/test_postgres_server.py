@@ -227,3 +227,23 @@ def test_pushes_wait_for_a_sweep_on_any_host(tmp_path: Path, postgres: PostgresE
         pusher.join(60)
         assert result == [201]
         assert c.head(f"/v2/locked/app/blobs/{sha256(b'during')}").status_code == 200
+
+
+def test_login_lockout_holds_on_every_replica(tmp_path: Path,
+                                              postgres: PostgresEngine) -> None:
+    env = {"REGISTRY_METADATA_URL": postgres.create_database("shared_lockout"),
+           "REGISTRY_LOGIN_MAX_FAILURES": "2", "REGISTRY_LOGIN_LOCKOUT": "600"}
+    _registry("user", "add", "bob", "--password-stdin", "--root", str(tmp_path / "a"),
+              env=env, input="bob-password\n")
+    params = {"service": "pybuild-registry"}
+    args = ("--auth", "token")
+    with RegistryServer(tmp_path / "a", args=args, env=env) as a, \
+            RegistryServer(tmp_path / "b", args=args, env=env) as b, \
+            a.client() as ca, b.client() as cb:
+        assert cb.get("/token", params=params, auth=("bob", "bob-password")).status_code == 200
+        for _ in range(2):
+            assert ca.get("/token", params=params, auth=("bob", "bad")).status_code == 401
+        locked = cb.get("/token", params=params, auth=("bob", "bob-password"))
+        assert locked.status_code == 429, locked.text
+        assert int(locked.headers["Retry-After"]) > 500
+        assert not (tmp_path / "b" / "run" / "login-throttle.db").exists()
