@@ -112,13 +112,16 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
         from registry.client.settings import ClientSettings
 
         access = RegistryAccess(store, ClientSettings())
-    key = buildkey.compute(store, options, host) if buildkey.eligible(options) else None
-    if key is not None and (hit := buildkey.lookup(store, key, access.images, progress)):
+    key = buildkey.compute(store, options, host) if buildkey.recordable(options) else None
+    if key is not None and buildkey.eligible(options) and (
+            hit := buildkey.lookup(store, key, access.images, progress)):
         for tag in options.tags:  # as exporters.image.name_image, without importing it
             store.images.put(tag, hit.image.manifest)
         return BuildResult(hit.image, options.tags, hit.warnings, hit.chain)
     first_step = len(progress.steps())
     result = _build(store, options, progress, access)
+    if options.no_cache or options.no_cache_filter:
+        buildkey.forget_all(store)
     if key is not None:
         buildkey.record(store, key, result.image, result.chain, result.warnings,
                         access.images, progress.steps()[first_step:])

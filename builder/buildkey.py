@@ -80,11 +80,19 @@ def _may_add_url(text: str, values: Sequence[str]) -> bool:
     return False
 
 
+def recordable(options: BuildOptions) -> bool:
+    """Whether the result of a build with these options may answer a later build: not when
+    an ADD may fetch a URL (its content can change behind the same Dockerfile)."""
+    return not _may_add_url(options.dockerfile_text, list(options.build_args.values()))
+
+
 def eligible(options: BuildOptions) -> bool:
-    """Whether a build with these options may take the short cut at all."""
+    """Whether a build with these options may take the short cut: it must be recordable and
+    ask for no fresh steps (``--no-cache``, ``--no-cache-filter``) and no cache export. Such
+    a build still records its result, so the next build answers with the newest image."""
     if options.no_cache or options.no_cache_filter or options.cache_to:
         return False
-    return not _may_add_url(options.dockerfile_text, list(options.build_args.values()))
+    return recordable(options)
 
 
 def _stat_cache_path(store: BuildStore, context: Path) -> Path:
@@ -124,6 +132,7 @@ def compute(store: BuildStore, options: BuildOptions, host: Platform) -> str | N
         "platform": [platform.os, platform.architecture, platform.variant],
         "host": [host.os, host.architecture, host.variant],
         "compression": options.compression,
+        "compression_level": options.compression_level,
         "source_date_epoch": options.source_date_epoch,
         "labels": sorted(options.labels.items()),
         "network": options.network,
@@ -242,3 +251,12 @@ def forget_missing(store: BuildStore) -> int:
         path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def forget_all(store: BuildStore) -> None:
+    """Remove every entry: a build that ran steps afresh (``--no-cache``,
+    ``--no-cache-filter``) replaced cache records that other entries' images came from, and
+    the step cache, not an older entry, must answer the next build."""
+    directory = store.root / "buildkeys"
+    for path in directory.glob("*.json") if directory.is_dir() else ():
+        path.unlink(missing_ok=True)

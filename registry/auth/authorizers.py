@@ -31,8 +31,9 @@ from starlette.requests import Request
 from registry.auth.access import ANONYMOUS, Identity, Scope
 from registry.auth.explain import denial
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, AccessPolicy, Principal
+from registry.auth.shared_state import load_signing_key, open_login_throttle, open_user_store
 from registry.auth.throttle import LoginThrottle
-from registry.auth.tokens import SigningKey, TokenError, TokenIssuer, TokenVerifier
+from registry.auth.tokens import TokenError, TokenIssuer, TokenVerifier
 from registry.auth.users import UserError, UserStore
 from registry.config import ConfigError, Settings
 from registry.errors import DENIED, UNAUTHORIZED, RegistryError
@@ -287,22 +288,20 @@ class BasicAuthorizer:
 def _logins(settings: Settings) -> Logins:
     if settings.htpasswd is not None and not settings.htpasswd.is_file():
         raise ConfigError(f"htpasswd file {str(settings.htpasswd)!r} does not exist")
-    users = UserStore(auth_directory(settings.root), settings.htpasswd)
+    users = open_user_store(settings)
     try:
         users.users()
     except UserError as exc:
         raise ConfigError(str(exc)) from None
     policy = AccessPolicy(settings.access, settings.admins, settings.groups)
-    throttle = LoginThrottle(settings.root / "run", max_failures=settings.login_max_failures,
-                             lockout=settings.login_lockout,
-                             user_max_failures=settings.login_user_max_failures)
+    throttle = open_login_throttle(settings)
     return Logins(users, policy, throttle)
 
 
 def token_authorizer(settings: Settings) -> TokenAuthorizer:
     """The token authorizer of ``settings``; makes the signing key on first use."""
     try:
-        key = SigningKey.load_or_create(auth_directory(settings.root))
+        key = load_signing_key(settings)
     except (TokenError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     issuer = TokenIssuer(key, issuer=settings.token_issuer, service=settings.token_service,

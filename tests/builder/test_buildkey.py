@@ -17,6 +17,7 @@ from builder.cli import main
 from builder.solver import contenthash
 from builder.solver.contenthash import StatCache
 from builder.store import BuildStore
+from layerstore.assembly import load_image
 from registry.testing.processes import RegistryProcess, ours
 from tests.builder.test_build import image_tree
 
@@ -221,3 +222,18 @@ def test_prune_forgets_entries_of_removed_images(store_root: Path, ctx: Path,
     capfd.readouterr()
     assert entries(store_root) == 0
     assert ran(build(store_root, ctx, capfd, "-t", "k:1")) == {"RAN-two"}
+
+
+def test_a_no_cache_build_is_what_later_builds_answer_with(
+        store_root: Path, ctx: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    build(store_root, ctx, capfd, "-t", "k:old", "--compression", "zstd")
+    build(store_root, ctx, capfd, "-t", "k:gzip")  # another key, same steps
+    out = build(store_root, ctx, capfd, "-t", "k:fresh", "--no-cache")
+    assert ran(out) == {"RAN-two"}
+    assert entries(store_root) == 1  # the older entries named images the cache replaced
+    out = build(store_root, ctx, capfd, "-t", "k:again", "--compression", "zstd")
+    assert ran(out) == set()
+    with BuildStore.open(store_root) as store:
+        configs = {name: load_image(store.content, store.images.get(name).target).config.digest
+                   for name in ("k:old", "k:fresh", "k:again")}
+    assert configs["k:again"] == configs["k:fresh"] != configs["k:old"]
