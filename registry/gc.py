@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layerstore.content.local import LocalStore
-from layerstore.content.store import ContentStore, Info
+from layerstore.content.store import Info
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound, Unavailable
 from registry.config import Settings
@@ -47,7 +47,7 @@ from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, MetadataStore
 from registry.storage.backends import storage_driver
 from registry.storage.errors import StorageError
-from registry.storage.sweeping import DriverContent
+from registry.storage.sweeping import DriverContent, Sweepable
 
 CONTENT_DIR = "content"
 METADATA_FILE = "metadata.db"
@@ -145,7 +145,7 @@ def _mark(meta: MetadataStore, delete_untagged: bool, cutoff: float) -> _Mark:
     return _Mark(frozenset(marked), tuple(sorted(doomed)), kept_count)
 
 
-def _purge_uploads(content: ContentStore, meta: MetadataStore, cutoff: float,
+def _purge_uploads(content: Sweepable, meta: MetadataStore, cutoff: float,
                    dry_run: bool) -> tuple[str, ...]:
     """End upload sessions started before ``cutoff`` and abort their ingests; abort orphaned
     upload ingests as old. An ingest a request is writing into right now is left alone."""
@@ -180,7 +180,7 @@ def _check_seconds(value: float | None, what: str) -> None:
         raise InvalidArgument(f"{what} must be a number of seconds >= 0, not {value!r}")
 
 
-def collect(root_content: ContentStore, meta: MetadataStore, *, lock_root: Path,
+def collect(root_content: Sweepable, meta: MetadataStore, *, lock_root: Path,
             dry_run: bool = False, delete_untagged: bool = False,
             grace_seconds: float = 3600, upload_max_age: float | None = None,
             now: float | None = None) -> GCReport:
@@ -221,7 +221,7 @@ def collect(root_content: ContentStore, meta: MetadataStore, *, lock_root: Path,
     )
 
 
-def _sweep(content: ContentStore, meta: MetadataStore, listed: list[Info],
+def _sweep(content: Sweepable, meta: MetadataStore, listed: list[Info],
            marked: frozenset[Digest], linked: set[Digest], cutoff: float,
            dry_run: bool) -> tuple[list[Info], int]:
     """Delete the listed blobs that are unmarked and older than ``cutoff`` (their links
@@ -306,13 +306,13 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
     try:
         meta = _open_metadata(root, settings)
         try:
-            content: ContentStore | DriverContent = LocalStore(root / CONTENT_DIR)
+            content: Sweepable = LocalStore(root / CONTENT_DIR)
             if settings is not None and settings.storage != "filesystem":
                 content = DriverContent(storage_driver(settings), meta)
             use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
                 report = collect(
-                    content, meta, lock_root=root,  # type: ignore[arg-type]
+                    content, meta, lock_root=root,
                     dry_run=args.dry_run, delete_untagged=args.delete_untagged,
                     grace_seconds=args.grace, upload_max_age=args.upload_max_age,
                 )

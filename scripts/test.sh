@@ -17,7 +17,7 @@ if [ "$unit" = 1 ]; then
     echo "== creating .venv"
     python3 -m venv .venv
   fi
-  if ! .venv/bin/python -c 'import builder, registry, layerstore, pytest, ruff, mypy' 2>/dev/null
+  if ! .venv/bin/python -c 'import builder, registry, layerstore, boto3, psycopg, pytest, ruff, mypy' 2>/dev/null
   then
     echo "== pip install -e .[test]"
     .venv/bin/pip install -q -e ".[test]"
@@ -27,8 +27,8 @@ else
 fi
 echo "== ruff check"
 .venv/bin/ruff check .
-echo "== mypy layerstore (strict), builder"
-.venv/bin/mypy layerstore builder
+echo "== mypy layerstore (strict), registry, builder"
+.venv/bin/mypy layerstore registry builder
 echo "== pytest"
 if [ "$unit" = 1 ]; then
   exec .venv/bin/python -m pytest -p no:cacheprovider -m unit "$@"

@@ -69,7 +69,8 @@ class PostgresUserStore(UserStore):
         seen = (tuple((n, h, tuple(g)) for n, h, g in rows), _signature(self.htpasswd))
         with self._lock:
             if seen != self._seen:
-                users = _read_htpasswd(self.htpasswd) if seen[1] is not None else {}
+                users = (_read_htpasswd(self.htpasswd)
+                         if self.htpasswd is not None and seen[1] is not None else {})
                 users.update({n: User(n, h, tuple(g)) for n, h, g in rows})
                 self._users, self._seen = users, seen
                 self.generation += 1
@@ -125,6 +126,8 @@ def load_signing_key(settings: Settings) -> SigningKey:
         row = conn.execute("SELECT pem FROM signing_keys WHERE name = %s",
                            (KEY_NAME,)).fetchone()
     where = f"signing key {KEY_NAME!r} in metadata_url {store.url}"
+    if row is None:
+        raise TokenError(f"token {where} is missing (removed while it was being made)")
     try:
         private = serialization.load_pem_private_key(row[0].encode(), password=None)
     except (TypeError, ValueError) as exc:

@@ -145,10 +145,7 @@ def _read_htpasswd(path: Path) -> dict[str, User]:
     return users
 
 
-_Signature = tuple[int, int, int] | None
-
-
-def _signature(path: Path | None) -> _Signature:
+def _signature(path: Path | None) -> tuple[int, int, int] | None:
     if path is None:
         return None
     try:
@@ -166,7 +163,7 @@ class UserStore:
         self.path = directory / USERS_FILE
         self.htpasswd = htpasswd
         self._lock = threading.Lock()
-        self._seen: tuple[_Signature, _Signature] | None = None
+        self._seen: tuple[Any, Any] | None = None
         self._users: dict[str, User] = {}
         self.generation = 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from starlette.responses import Response
 
 from layerstore.digest import Digest
@@ -105,8 +107,8 @@ async def get(ctx: Context) -> Response:
         data = await blobs.read_small(digest)
         return RawResponse(status, headers, data[start:start + length])
     stream = await blobs.open_blob(ctx.name, digest, start)
-    if hasattr(stream, "fileno"):
-        return FileRangeResponse(status, headers, stream, length)  # type: ignore[arg-type]
+    if isinstance(stream, io.BufferedReader):
+        return FileRangeResponse(status, headers, stream, length)
     return ReaderResponse(status, headers, stream, length)
 
 

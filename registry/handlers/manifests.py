@@ -167,7 +167,7 @@ def parse_manifest(body: bytes, content_type: str, algorithm: str, where: str
     if isinstance(model, Manifest):
         blobs = (model.config, *model.layers)
         children: tuple[Descriptor, ...] = ()
-        artifact_type = model.artifact_type or model.config.media_type
+        artifact_type: str | None = model.artifact_type or model.config.media_type
     else:
         blobs, children, artifact_type = (), model.manifests, model.artifact_type
     record = ManifestRecord(

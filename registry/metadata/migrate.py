@@ -76,7 +76,7 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
         check_not_newer(version)
         applied = [m for m in migrations() if m.version > version]
         for migration in applied:
-            conn.execute(migration.sql)  # type: ignore[arg-type]
+            conn.execute(migration.sql)
             conn.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)",
                          (migration.version, migration.name))
     return applied

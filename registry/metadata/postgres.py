@@ -541,7 +541,7 @@ class PostgresMetadataStore:
         for attempt in (0, 1):
             try:
                 with self._pooled() as conn:
-                    return conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+                    return conn.execute(sql, args).fetchall()
             except psycopg.OperationalError as err:
                 if attempt == 0 and not isinstance(err, pg_errors.QueryCanceled):
                     self._failed_at = time.monotonic()

@@ -150,22 +150,24 @@ class UploadHandle:
                 writer.offset)
         loop = asyncio.get_running_loop()
         received = 0
-        buffer = bytearray()
+        pieces: list[bytes] = []
+        gathered = 0
         pending: asyncio.Future[int] | None = None
         try:
             async for chunk in body:
-                buffer += chunk
+                pieces.append(chunk)
+                gathered += len(chunk)
                 received += len(chunk)
-                if len(buffer) >= CHUNK:
+                if gathered >= CHUNK:
                     if pending is not None:
                         await pending
-                    pending = loop.run_in_executor(None, writer.write, buffer)
-                    buffer = bytearray()
+                    pending = loop.run_in_executor(None, writer.write, b"".join(pieces))
+                    pieces, gathered = [], 0
             if pending is not None:
                 await pending
                 pending = None
-            if buffer:
-                await loop.run_in_executor(None, writer.write, buffer)
+            if gathered:
+                await loop.run_in_executor(None, writer.write, b"".join(pieces))
         finally:
             if pending is not None:
                 with contextlib.suppress(Exception):

@@ -130,6 +130,7 @@ class FilesystemDriver:
     def writer(self, path: str, append: bool = False,
                state: Mapping[str, str] | None = None) -> FileWriter:
         full = self._full(path)
+        f: BinaryIO
         with _errors(path):
             if append:
                 f = open(full, "r+b")  # noqa: SIM115 - the writer closes it

@@ -24,9 +24,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-import botocore.config
-import botocore.exceptions
+# boto3 and botocore ship neither type hints nor a py.typed marker.
+import boto3  # type: ignore[import-untyped]
+import botocore.config  # type: ignore[import-untyped]
+import botocore.exceptions  # type: ignore[import-untyped]
 
 from registry.storage.driver import FileInfo, FileWriter, Reader, check_path
 from registry.storage.errors import (

@@ -5,6 +5,7 @@ store: committed blobs to list, stat and delete, and upload sessions' leftovers 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 from layerstore.content.store import Info, IngestStatus
 from layerstore.digest import Digest
@@ -16,6 +17,35 @@ from registry.storage.paths import blob_path, upload_dir, upload_path
 from registry.storage.uploads import SIZE
 
 UPLOAD_REF_PREFIX = "upload-"
+
+
+class Sweepable(Protocol):
+    """What :func:`registry.gc.collect` needs of a content store: a local
+    :class:`~layerstore.content.store.ContentStore` or a :class:`DriverContent`."""
+
+    def walk(self) -> Iterator[Info]:
+        """Every committed blob."""
+        ...
+
+    def info(self, digest: Digest) -> Info:
+        """A committed blob; ``NotFound``."""
+        ...
+
+    def exists(self, digest: Digest) -> bool:
+        """Whether a blob is stored."""
+        ...
+
+    def delete(self, digest: Digest) -> None:
+        """Delete a blob's bytes; ``NotFound``."""
+        ...
+
+    def list_statuses(self) -> list[IngestStatus]:
+        """The stored bytes of unfinished uploads."""
+        ...
+
+    def abort(self, ref: str) -> None:
+        """Drop an unfinished upload's bytes; ``NotFound``."""
+        ...
 
 
 class DriverContent:

@@ -44,6 +44,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import httpx
 
@@ -188,8 +189,19 @@ def stop_pids(pids: list[int], sig: int = signal.SIGTERM, timeout: float = 20) -
                 os.kill(pid, signal.SIGKILL)
 
 
-def _run(argv: list[str], what: str, log: Path | None = None, **kwargs: object) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)  # type: ignore
+class _RunAs(TypedDict, total=False):
+    """Who a command runs as (empty: this process's own user)."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def _run(argv: list[str], what: str, log: Path | None = None, *, cwd: Path | None = None,
+         user: int | None = None, group: int | None = None,
+         extra_groups: list[int] | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, user=user, group=group,
+                          extra_groups=extra_groups)
     if proc.returncode != 0:
         where = f"; see {log}" if log else ""
         raise EngineError(f"{what} failed ({' '.join(argv[:3])} … exited {proc.returncode}): "
@@ -247,7 +259,7 @@ def start_postgres(directory: Path, *, database: str = "registry",
     :func:`stop_postgres` removes it)."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
-    as_user: dict[str, object] = {}
+    as_user: _RunAs = {}
     owner = (os.getuid(), os.getgid())
     if os.geteuid() == 0:
         try:
@@ -526,11 +538,12 @@ def main(argv: list[str] | None = None) -> int:
     only.add_argument("--postgres-only", action="store_true")
     only.add_argument("--rgw-only", action="store_true")
     args = parser.parse_args(argv)
+    engines: Engines | None
     try:
         if args.command == "up":
             engines = up(args.dir, postgres=not args.rgw_only, rgw=not args.postgres_only)
         elif args.command == "env":
-            engines = recorded(args.dir)  # type: ignore[assignment]
+            engines = recorded(args.dir)
             if engines is None:
                 raise EngineError(f"nothing recorded in {args.dir}")
         else:

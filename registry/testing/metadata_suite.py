@@ -388,6 +388,7 @@ class MetadataStoreSuite(ABC):
         store = self.make_store(tmp_path)
         bad_tags = ("good", 42)
         with pytest.raises(Exception):  # noqa: B017 - any error will do; what is left matters
+            # A tag of the wrong type, on purpose.
             store.put_manifest(REPO, manifest("m"), bad_tags)  # type: ignore[arg-type]
         assert store.get_manifest(REPO, manifest("m").digest) is None
         assert store.tags(REPO) == []
@@ -396,6 +397,7 @@ class MetadataStoreSuite(ABC):
         store.put_manifest(REPO, first, ("a",))
         changed = manifest("kept", annotations={"k": "v"})
         with pytest.raises(Exception):  # noqa: B017
+            # A tag of the wrong type, on purpose.
             store.put_manifest(REPO, changed, ("b", None))  # type: ignore[arg-type]
         assert store.get_manifest(REPO, first.digest) == first
         assert store.tagged(REPO) == {"a": first.digest}
