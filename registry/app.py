@@ -28,13 +28,26 @@ from layerstore.content.local import LocalStore
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
-from registry.errors import UNSUPPORTED, RegistryError, error_response, internal_error_response
+from registry.errors import (
+    UNSUPPORTED,
+    RegistryError,
+    error_response,
+    internal_error_response,
+    unavailable_response,
+)
 from registry.handlers import V2App
 from registry.handlers.base import ROUTE_KEY, Services
 from registry.handlers.misc import health, metrics
-from registry.metadata.sqlite import SqliteMetadataStore
+from registry.locking import use_cluster_lock
+from registry.metadata.backends import open_metadata
+from registry.metadata.pglocks import cluster_lock_for
+from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
+from registry.storage.backends import s3_driver
 from registry.storage.blobs import BlobService
+from registry.storage.driverblobs import DriverBlobService
+from registry.storage.errors import BackendMisconfigured, BackendUnavailable
+from registry.storage.manifests import ManifestService
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -79,6 +92,10 @@ class AccessMiddleware:
 
         try:
             await self.app(scope, counting_receive, stamping_send)
+        except MetadataUnavailable as exc:
+            log.error("answering %s %s: %s", scope["method"], scope["path"], exc)
+            if status == 0:
+                await unavailable_response()(scope, counting_receive, stamping_send)
         except Exception:
             log.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             if status == 0:
@@ -129,13 +146,32 @@ def load_authorizer(settings: Settings) -> Authorizer:
     return factory(settings)
 
 
+def check_storage(settings: Settings) -> None:
+    """Reach the storage backend once; ConfigError naming the setting and the cause."""
+    if settings.storage != "s3":
+        return
+    try:
+        s3_driver(settings).check()
+    except BackendMisconfigured as exc:
+        raise ConfigError(str(exc)) from None
+    except BackendUnavailable as exc:
+        raise ConfigError(f"s3.endpoint {settings.s3_endpoint or 'AWS'}: {exc}") from None
+
+
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
-    """Open the stores under ``settings.root`` and build what the handlers share."""
-    content = LocalStore(settings.content_root)
-    metadata = SqliteMetadataStore(settings.metadata_path)
-    blobs = BlobService(content, metadata, settings.root,
-                        cache_bytes=settings.manifest_cache_bytes)
+    """Open the stores of ``settings`` and build what the handlers share."""
+    metadata = open_metadata(settings)
+    use_cluster_lock(cluster_lock_for(metadata))
+    blobs: BlobService | DriverBlobService
+    if settings.storage == "s3":
+        blobs = DriverBlobService(s3_driver(settings), metadata,
+                                  cache_bytes=settings.manifest_cache_bytes,
+                                  lock_root=settings.root)
+    else:
+        blobs = BlobService(LocalStore(settings.content_root), metadata, settings.root,
+                            cache_bytes=settings.manifest_cache_bytes)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
+                    manifests=ManifestService(metadata, blobs),
                     authorizer=authorizer or load_authorizer(settings),
                     metrics=Metrics(settings.metrics_dir))
 

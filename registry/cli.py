@@ -1,7 +1,8 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
 manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
-access policy, or what one user may do where."""
+access policy, or what one user may do where; ``registry migrate`` creates or
+upgrades the metadata database's schema (``serve`` does too, before its workers start)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="what this user may do where")
     who.add_argument("--anonymous", action="store_true",
                      help="what clients without credentials may do where")
+    _common(sub.add_parser(
+        "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
                         add_help=False)
     _common(gc)
@@ -136,7 +139,40 @@ def serve(settings: Settings, options: dict[str, Any] | None = None) -> int:
 def _gc(settings: Settings, argv: list[str]) -> int:
     from registry import gc
 
-    return gc.run_cli(settings.root, argv)
+    return gc.run_cli(settings.root, argv, metadata_url=settings.metadata_url,
+                      settings=settings)
+
+
+def prepare_metadata(settings: Settings) -> str:
+    """Open the metadata store once, creating or upgrading its schema; what it is now (one
+    line). ``MetadataError`` naming the setting and the cause if it cannot be used."""
+    from layerstore.errors import LayerstoreError
+    from registry.metadata.backends import describe, open_metadata
+
+    try:
+        store = open_metadata(settings, migrate=True)
+    except LayerstoreError as exc:
+        text = str(exc)
+        where = describe(settings)
+        raise MetadataError(text if text.startswith(where) else f"{where}: {text}") from None
+    try:
+        version = getattr(store, "schema_version", "?")
+    finally:
+        store.close()
+    return f"{describe(settings)}: schema version {version}"
+
+
+class MetadataError(Exception):
+    """The metadata store cannot be opened; the message names the setting and the cause."""
+
+
+def _migrate(settings: Settings) -> int:
+    try:
+        print(f"registry migrate: {prepare_metadata(settings)}")
+    except MetadataError as exc:
+        print(f"registry migrate: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -153,23 +189,29 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _user(settings: Settings, args: argparse.Namespace) -> int:
-    from registry.auth.authorizers import auth_directory
-    from registry.auth.users import UserError, UserStore
+    from layerstore.errors import LayerstoreError
+    from registry.auth.shared_state import open_user_store
+    from registry.auth.users import UserError
 
-    store = UserStore(auth_directory(settings.root), settings.htpasswd)
+    try:
+        store = open_user_store(settings, migrate=True)
+    except LayerstoreError as exc:
+        print(f"registry user: {exc}", file=sys.stderr)
+        return 1
+    where = getattr(store, "location", store.path)
     try:
         if args.user_command == "add":
             password = _read_password(args.password_stdin)
             store.add(args.name, password, args.group, replace=args.replace)
-            print(f"registry: user {args.name!r} saved in {store.path}")
+            print(f"registry: user {args.name!r} saved in {where}")
         elif args.user_command == "list":
             for user in store.users():
                 groups = ",".join(user.groups) or "-"
                 print(f"{user.name}\t{groups}\t{user.source}")
         elif not store.remove(args.name):
-            print(f"registry: no user {args.name!r} in {store.path}", file=sys.stderr)
+            print(f"registry: no user {args.name!r} in {where}", file=sys.stderr)
             return 1
-    except (UserError, ValueError, OSError) as exc:
+    except (UserError, ValueError, OSError, LayerstoreError) as exc:
         print(f"registry user: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -248,11 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         return _user(settings, args)
     if args.command == "policy":
         return _policy(settings, args)
+    if args.command == "migrate":
+        return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))
     try:
-        from registry.app import load_authorizer
+        from registry.app import check_storage, load_authorizer
 
         load_authorizer(settings)
+        check_storage(settings)
         options = _tls_options(settings)
         if settings.auth_mode != "none" and not settings.authorizer:
             print(f"registry: auth {settings.auth_mode}; users in "
@@ -262,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"registry: {exc}", file=sys.stderr)
         return 2
+    if settings.metadata_url:
+        try:
+            prepare_metadata(settings)
+        except MetadataError as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            return 1
     try:
         return serve(settings, options)
     except OSError as exc:

@@ -69,6 +69,10 @@ class Settings:
     Uploads: a blob upload announcing (``Content-Length``, ``Content-Range``) more than
     ``max_blob_bytes`` (0: no limit) or more than the store's free space less
     ``min_free_bytes`` is refused at once with 413 SIZE_INVALID.
+
+    Scale-out: ``metadata_url`` names a PostgreSQL database (``postgresql://user:password@
+    host:port/db``) that holds the metadata instead of SQLite under ``root``, so that any
+    number of replicas can share it; empty keeps SQLite.
     """
 
     addr: str = "127.0.0.1:5000"
@@ -102,8 +106,20 @@ class Settings:
     max_blob_bytes: int = 0
     min_free_bytes: int = GIB
     # End of login throttling and upload limits.
+    # --- Scale-out backing (replicas sharing one database); see check_scaleout below.
+    metadata_url: str = ""
+    # Storage backend (see STORAGE_FIELDS): ``storage`` is ``filesystem`` (blobs under
+    # ``root/content``) or ``s3``; the ``[s3]`` table of the file sets the ``s3_*`` fields.
+    storage: str = "filesystem"
+    s3_endpoint: str = ""
+    s3_region: str = "us-east-1"
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    s3_path_style: bool = False
+    s3_redirect: bool = False
 
     def __post_init__(self) -> None:
+        check_scaleout(self)
         object.__setattr__(self, "root", Path(self.root))
         split_addr(self.addr)
         if self.workers < 1:
@@ -126,6 +142,7 @@ class Settings:
         if self.token_realm and not self.token_realm.startswith(("https://", "http://")):
             raise ConfigError(f"token_realm must be an http(s) URL, not {self.token_realm!r}")
         _check_limits(self)
+        _check_storage(self)
 
     @property
     def tls_enabled(self) -> bool:
@@ -172,6 +189,39 @@ class Settings:
         return cls(**_coerce_all(json.loads(text), "handed-over settings"))
 
 
+# Storage backend settings.
+
+STORAGE_BACKENDS = ("filesystem", "s3")
+STORAGE_FIELDS: dict[str, Any] = {
+    "storage": str, "s3_endpoint": str, "s3_region": str, "s3_bucket": str,
+    "s3_prefix": str, "s3_path_style": bool, "s3_redirect": bool,
+}
+
+
+def _check_storage(settings: Settings) -> None:
+    if settings.storage not in STORAGE_BACKENDS:
+        raise ConfigError(f"storage must be one of {', '.join(STORAGE_BACKENDS)}, "
+                          f"not {settings.storage!r}")
+    if settings.storage == "s3" and not settings.s3_bucket:
+        raise ConfigError("storage = \"s3\" needs s3.bucket (REGISTRY_S3_BUCKET)")
+    if settings.s3_endpoint and not settings.s3_endpoint.startswith(("https://", "http://")):
+        raise ConfigError(f"s3.endpoint must be an http(s) URL, not {settings.s3_endpoint!r}")
+    if settings.s3_prefix.startswith("/") or settings.s3_prefix.endswith("/"):
+        raise ConfigError(f"s3.prefix must not start or end with '/': {settings.s3_prefix!r}")
+
+
+def _flatten_tables(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """Turn the ``[s3]`` table of a settings file into ``s3_*`` settings."""
+    table = doc.pop("s3", None)
+    if table is None:
+        return doc
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: s3 must be a table ([s3]), not {table!r}")
+    for key, value in table.items():
+        doc[f"s3_{key}"] = value
+    return doc
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
@@ -202,6 +252,7 @@ _FIELD_TYPES: dict[str, Any] = {
     "refresh_ttl": int, "token_issuer": str, "token_service": str, "token_realm": str,
     "htpasswd": "path?", "access": parse_rules, "groups": parse_groups,
     "admins": parse_admins, "login_max_failures": int, "login_lockout": int,
+    **STORAGE_FIELDS,
 }
 
 
@@ -219,6 +270,20 @@ def _check_limits(settings: Settings) -> None:
         if value < 0:
             raise ConfigError(f"{name} must not be negative (0: {zero}), not {value}")
 # End of login throttling and upload limits.
+# --- Scale-out backing settings.
+_FIELD_TYPES.update({"metadata_url": str})
+METADATA_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def check_scaleout(settings: Settings) -> None:
+    """ConfigError unless the scale-out settings are well formed."""
+    url = settings.metadata_url
+    if not isinstance(url, str):
+        raise ConfigError(f"metadata_url must be a string, not {url!r}")
+    if url and not url.startswith(METADATA_URL_SCHEMES):
+        raise ConfigError("metadata_url must be empty (SQLite under root) or a "
+                          f"postgresql:// URL, not {url.split('@')[-1]!r}")
+# --- End of scale-out backing settings.
 
 
 def _coerce_special(name: str, kind: Any, value: Any, source: str) -> Any:
@@ -293,7 +358,8 @@ def read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {str(path)!r}: not valid TOML: {exc}") from None
-    return _coerce_all(doc, f"config file {str(path)!r}")
+    source = f"config file {str(path)!r}"
+    return _coerce_all(_flatten_tables(doc, source), source)
 
 
 def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:

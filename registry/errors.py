@@ -15,6 +15,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from registry.storage import errors as storage
+
 JSON_TYPE = "application/json"
 
 
@@ -50,6 +52,8 @@ PAGINATION_NUMBER_INVALID = ErrorCode(
     "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
 )
 UNKNOWN = ErrorCode("UNKNOWN", 500, "unknown error")
+UNAVAILABLE = ErrorCode("UNAVAILABLE", 503, "service unavailable")
+RETRY_AFTER = "5"
 
 CODES: Mapping[str, ErrorCode] = {
     c.code: c
@@ -57,7 +61,7 @@ CODES: Mapping[str, ErrorCode] = {
         BLOB_UNKNOWN, BLOB_UPLOAD_INVALID, BLOB_UPLOAD_UNKNOWN, DIGEST_INVALID,
         MANIFEST_BLOB_UNKNOWN, MANIFEST_INVALID, MANIFEST_UNKNOWN, NAME_INVALID, NAME_UNKNOWN,
         SIZE_INVALID, UNAUTHORIZED, DENIED, UNSUPPORTED, TOOMANYREQUESTS, RANGE_INVALID,
-        PAGINATION_NUMBER_INVALID, UNKNOWN,
+        PAGINATION_NUMBER_INVALID, UNKNOWN, UNAVAILABLE,
     )
 }
 
@@ -130,3 +134,50 @@ def error_response(err: RegistryError) -> Response:
 def internal_error_response() -> Response:
     """The 500 answer for an unexpected exception (the traceback goes to the log only)."""
     return error_response(RegistryError(UNKNOWN, "internal server error; see the registry log"))
+
+
+def from_storage_error(err: storage.StorageError) -> RegistryError:
+    """The OCI error for a storage failure: the one place storage errors become codes.
+
+    A backend failure (or a driver error no service should have let through) is
+    UNAVAILABLE, a 503 with ``Retry-After``: the client may retry, the request was fine.
+    """
+    message = str(err)
+    if isinstance(err, storage.BlobUnknown):
+        return RegistryError(BLOB_UNKNOWN, message, detail={"digest": err.digest})
+    if isinstance(err, storage.UploadUnknown):
+        return RegistryError(BLOB_UPLOAD_UNKNOWN, message, detail={"uuid": err.upload_id})
+    if isinstance(err, storage.DigestMismatch):
+        return RegistryError(DIGEST_INVALID, message, detail={"digest": err.digest})
+    if isinstance(err, storage.SizeMismatch):
+        return RegistryError(SIZE_INVALID, message, detail=err.detail)
+    if isinstance(err, storage.OffsetMismatch):
+        return RegistryError(RANGE_INVALID, message, detail={"offset": err.offset},
+                             headers={"Range": f"0-{max(err.offset - 1, 0)}"})
+    if isinstance(err, storage.ManifestReferencesMissing):
+        first, *more = (
+            ErrorEntry(MANIFEST_BLOB_UNKNOWN if p.found is None else MANIFEST_INVALID, str(p),
+                       {"digest": p.digest}) for p in err.problems)
+        return RegistryError(first.code, first.message, detail=first.detail, more=more)
+    if isinstance(err, storage.UploadBusy):
+        return RegistryError(TOOMANYREQUESTS, message, detail={"uuid": err.upload_id},
+                             headers={"Retry-After": "1"})
+    return RegistryError(UNAVAILABLE, f"storage backend unavailable: {message}; retry",
+                         headers={"Retry-After": RETRY_AFTER})
+
+
+def as_registry_error(err: Exception) -> RegistryError:
+    """``err`` itself if it is a RegistryError, else its storage mapping."""
+    if isinstance(err, RegistryError):
+        return err
+    if isinstance(err, storage.StorageError):
+        return from_storage_error(err)
+    raise TypeError(f"not a registry or storage error: {err!r}")
+
+
+def unavailable_response() -> Response:
+    """The 503 answer while the metadata database cannot be used (the cause goes to the
+    log only)."""
+    return error_response(RegistryError(
+        UNAVAILABLE, "the registry's metadata database is unavailable; retry",
+        headers={"Retry-After": "1"}))

@@ -1,7 +1,8 @@
 """Mark-and-sweep garbage collection of a registry's blobs, manifests and upload sessions.
 
 A registry root holds the content store in ``<root>/content``, the metadata in
-``<root>/metadata.db`` and the GC lock in ``<root>/gc.lock`` (see :mod:`registry.locking`).
+``<root>/metadata.db`` (or the PostgreSQL database of ``metadata_url``) and the GC lock in
+``<root>/gc.lock`` (see :mod:`registry.locking`).
 
 *Mark*, per repository: the roots are the tagged manifests, and every manifest unless
 ``delete_untagged`` (with it, untagged manifests younger than the grace period are roots too,
@@ -39,9 +40,14 @@ from layerstore.content.local import LocalStore
 from layerstore.content.store import ContentStore, Info
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound, Unavailable
-from registry.locking import sweep_lock
+from registry.config import Settings
+from registry.locking import sweep_lock, use_cluster_lock
+from registry.metadata.pglocks import cluster_lock_for, single_collector
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, MetadataStore
+from registry.storage.backends import storage_driver
+from registry.storage.errors import StorageError
+from registry.storage.sweeping import DriverContent
 
 CONTENT_DIR = "content"
 METADATA_FILE = "metadata.db"
@@ -273,9 +279,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_cli(root: Path, argv: list[str]) -> int:
-    """``registry gc`` on the registry at ``root``: parse ``argv``, collect, print a summary;
-    the exit status (0 done, 1 failed, 2 bad arguments)."""
+def _open_metadata(root: Path, metadata_url: str) -> MetadataStore:
+    if not metadata_url:
+        return SqliteMetadataStore(root / METADATA_FILE)
+    from registry.metadata.postgres import PostgresMetadataStore
+
+    return PostgresMetadataStore(metadata_url, migrate=False)
+
+
+def run_cli(root: Path, argv: list[str], *, metadata_url: str = "",
+            settings: Settings | None = None) -> int:
+    """``registry gc`` on the registry at ``root`` (its metadata in ``metadata_url`` if
+    given, else under ``root``): parse ``argv``, collect, print a summary; the exit status
+    (0 done, 1 failed, 2 bad arguments). With PostgreSQL only one collection runs at a time
+    across every host (an advisory lock; a second one fails at once). With ``settings`` of
+    ``storage = "s3"`` the blobs are those of the bucket."""
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:
@@ -284,16 +302,21 @@ def run_cli(root: Path, argv: list[str]) -> int:
         print(f"registry gc: no registry at {str(root)!r}", file=sys.stderr)
         return 1
     try:
-        meta = SqliteMetadataStore(root / METADATA_FILE)
+        meta = _open_metadata(root, metadata_url)
         try:
-            report = collect(
-                LocalStore(root / CONTENT_DIR), meta, lock_root=root, dry_run=args.dry_run,
-                delete_untagged=args.delete_untagged, grace_seconds=args.grace,
-                upload_max_age=args.upload_max_age,
-            )
+            content: ContentStore | DriverContent = LocalStore(root / CONTENT_DIR)
+            if settings is not None and settings.storage != "filesystem":
+                content = DriverContent(storage_driver(settings), meta)
+            use_cluster_lock(cluster_lock_for(meta))
+            with single_collector(meta):
+                report = collect(
+                    content, meta, lock_root=root,  # type: ignore[arg-type]
+                    dry_run=args.dry_run, delete_untagged=args.delete_untagged,
+                    grace_seconds=args.grace, upload_max_age=args.upload_max_age,
+                )
         finally:
             meta.close()
-    except LayerstoreError as err:
+    except (LayerstoreError, StorageError) as err:
         print(f"registry gc: {err}", file=sys.stderr)
         return 1
     print(report.summary())

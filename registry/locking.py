@@ -4,7 +4,9 @@ Writers that make content reachable (committing an upload, mounting a blob, putt
 manifest) hold the lock *shared* while they check and link; the garbage collector's sweep
 holds it *exclusive*, so a blob is never deleted between "it exists" and "it is linked".
 The lock is an ``flock`` on ``<root>/gc.lock``, so it works across the server's worker
-processes and a ``registry gc`` run from the command line.
+processes and a ``registry gc`` run from the command line. Replicas on several hosts that
+share one metadata database also take that database's lock of the same shape
+(:func:`use_cluster_lock`, a PostgreSQL advisory lock), after the local one.
 """
 
 from __future__ import annotations
@@ -12,8 +14,31 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
+from typing import Protocol
+
+
+class ClusterLock(Protocol):
+    """The GC lock of a database that several hosts share."""
+
+    def shared(self) -> AbstractContextManager[None]:
+        """Hold it shared."""
+        ...
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Hold it exclusive."""
+        ...
+
+
+_cluster: ClusterLock | None = None
+
+
+def use_cluster_lock(lock: ClusterLock | None) -> None:
+    """Make :func:`push_guard` and :func:`sweep_lock` of this process also take ``lock``
+    (``None``: only the local one)."""
+    global _cluster
+    _cluster = lock
 
 
 def _lock_file(root: Path) -> int:
@@ -26,7 +51,12 @@ def _flocked(root: Path, operation: int) -> Iterator[None]:
     fd = _lock_file(root)
     try:
         fcntl.flock(fd, operation)
-        yield
+        with ExitStack() as stack:
+            cluster = _cluster
+            if cluster is not None:
+                stack.enter_context(cluster.shared() if operation == fcntl.LOCK_SH
+                                    else cluster.exclusive())
+            yield
     finally:
         os.close(fd)
 

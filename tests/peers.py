@@ -18,6 +18,8 @@ PACKAGES = {
     "docker": "docker.io", "dockerd": "docker.io", "skopeo": "skopeo", "umoci": "umoci",
     "podman": "podman", "buildah": "buildah", "registry": "docker-registry",
     "busybox": "busybox-static", "debootstrap": "debootstrap", "zstd": "zstd",
+    "radosgw": "radosgw", "ceph-mon": "ceph-mon", "ceph-mgr": "ceph-mgr",
+    "ceph-osd": "ceph-osd", "/usr/lib/postgresql/15/bin/initdb": "postgresql-15",
 }
 
 

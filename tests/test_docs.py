@@ -339,7 +339,7 @@ def _reference_rows() -> dict[str, str]:
     section = text.split("### Configuration reference", 1)[1].split("\n#", 1)[0]
     rows = {}
     for line in section.splitlines():
-        match = re.match(r"^\|\s*`([a-z_]+)`\s*\|", line)
+        match = re.match(r"^\|\s*`([a-z0-9_]+)`\s*\|", line)
         if match:
             rows[match.group(1)] = line
     return rows

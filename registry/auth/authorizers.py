@@ -31,8 +31,9 @@ from starlette.requests import Request
 from registry.auth.access import ANONYMOUS, Identity, Scope
 from registry.auth.explain import denial
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, AccessPolicy, Principal
+from registry.auth.shared_state import load_signing_key, open_user_store
 from registry.auth.throttle import LoginThrottle
-from registry.auth.tokens import SigningKey, TokenError, TokenIssuer, TokenVerifier
+from registry.auth.tokens import TokenError, TokenIssuer, TokenVerifier
 from registry.auth.users import UserError, UserStore
 from registry.config import ConfigError, Settings
 from registry.errors import DENIED, UNAUTHORIZED, RegistryError
@@ -287,7 +288,7 @@ class BasicAuthorizer:
 def _logins(settings: Settings) -> Logins:
     if settings.htpasswd is not None and not settings.htpasswd.is_file():
         raise ConfigError(f"htpasswd file {str(settings.htpasswd)!r} does not exist")
-    users = UserStore(auth_directory(settings.root), settings.htpasswd)
+    users = open_user_store(settings)
     try:
         users.users()
     except UserError as exc:
@@ -302,7 +303,7 @@ def _logins(settings: Settings) -> Logins:
 def token_authorizer(settings: Settings) -> TokenAuthorizer:
     """The token authorizer of ``settings``; makes the signing key on first use."""
     try:
-        key = SigningKey.load_or_create(auth_directory(settings.root))
+        key = load_signing_key(settings)
     except (TokenError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     issuer = TokenIssuer(key, issuer=settings.token_issuer, service=settings.token_service,

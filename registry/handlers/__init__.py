@@ -24,11 +24,15 @@ from registry.errors import (
     UNSUPPORTED,
     RegistryError,
     error_response,
+    from_storage_error,
     internal_error_response,
+    unavailable_response,
 )
 from registry.handlers import blobs, catalog, manifests, misc, referrers, tags, uploads
 from registry.handlers.base import ROUTE_KEY, Context, Endpoint, Services, match_v2
+from registry.metadata.store import MetadataUnavailable
 from registry.names import check_name
+from registry.storage.errors import BackendMisconfigured, BackendUnavailable, StorageError
 
 log = logging.getLogger("registry.handlers")
 
@@ -119,6 +123,14 @@ class V2App:
             response = await dispatch(request, self.services)
         except RegistryError as err:
             response = error_response(err)
+        except MetadataUnavailable as exc:
+            log.error("answering %s %s: %s", request.method, scope["path"], exc)
+            response = unavailable_response()
+        except StorageError as err:
+            if isinstance(err, BackendUnavailable | BackendMisconfigured):
+                log.error("storage backend failed answering %s %s: %s", request.method,
+                          scope["path"], err)
+            response = error_response(from_storage_error(err))
         except Unavailable as exc:
             response = error_response(RegistryError(
                 TOOMANYREQUESTS, f"the registry is busy: {exc}; retry",

@@ -24,10 +24,16 @@ from registry.errors import (
     JSON_TYPE,
     PAGINATION_NUMBER_INVALID,
     RegistryError,
+    error_response,
+    from_storage_error,
 )
 from registry.metadata.store import MetadataStore
 from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
+from registry.storage.driver import Reader
+from registry.storage.driverblobs import DriverBlobService
+from registry.storage.errors import StorageError
+from registry.storage.manifests import ManifestService
 
 OCTET_STREAM = "application/octet-stream"
 MAX_PAGE = 1000
@@ -40,7 +46,8 @@ class Services:
 
     settings: Settings
     metadata: MetadataStore
-    blobs: BlobService
+    blobs: BlobService | DriverBlobService
+    manifests: ManifestService
     authorizer: Authorizer
     metrics: Metrics
 
@@ -189,6 +196,57 @@ class FileRangeResponse(Response):
             if watcher is not None:
                 watcher.cancel()
             self._file.close()
+
+
+class ReaderResponse(Response):
+    """Stream ``length`` bytes of a storage reader (an S3 object body), 1 MiB at a time
+    read in a worker thread; stops early if the client goes away. Closes the reader.
+
+    The status line is sent only once the first piece is read, so a backend that fails at
+    once still gets a proper error answer."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], reader: Reader,
+                 length: int) -> None:
+        self.status_code = status
+        self.raw_headers = headers
+        self.background = None
+        self._reader = reader
+        self._length = length
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = self._length
+        watcher: asyncio.Future[None] | None = None
+        started = False
+        try:
+            first = b""
+            if remaining > 0:
+                first = await loop.run_in_executor(None, self._reader.read,
+                                                   min(CHUNK, remaining))
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})
+            started = True
+            if remaining > len(first):
+                watcher = asyncio.ensure_future(_until_disconnect(receive))
+            chunk = first
+            while True:
+                if remaining > 0 and not chunk:
+                    raise OSError(f"stored blob ended {remaining} bytes early")
+                remaining -= len(chunk)
+                await send({"type": "http.response.body", "body": chunk,
+                            "more_body": remaining > 0})
+                if remaining <= 0 or (watcher is not None and watcher.done()):
+                    return
+                chunk = await loop.run_in_executor(None, self._reader.read,
+                                                   min(CHUNK, remaining))
+        except StorageError as err:
+            if started:
+                raise OSError(f"storage failed while sending a blob: {err}") from None
+            await error_response(from_storage_error(err))(scope, receive, send)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await loop.run_in_executor(None, self._reader.close)
 
 
 async def _until_disconnect(receive: Receive) -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import BinaryIO
-
 from starlette.responses import Response
 
 from layerstore.digest import Digest
-from registry.errors import BLOB_UNKNOWN, RANGE_INVALID, RegistryError
+from registry.errors import RANGE_INVALID, RegistryError
 from registry.handlers.base import (
     OCTET_STREAM,
     Context,
     FileRangeResponse,
     RawResponse,
+    ReaderResponse,
     respond,
 )
 from registry.names import parse_digest
@@ -81,14 +79,8 @@ def _blob_headers(digest: Digest, length: int) -> list[tuple[bytes, bytes]]:
 async def head(ctx: Context) -> Response:
     """HEAD a blob: its size and digest, no body."""
     digest = parse_digest(ctx.arg, ctx.name)
-    size = ctx.services.blobs.stat(ctx.name, digest)
+    size = await run_blocking(ctx.services.blobs.stat, ctx.name, digest)
     return RawResponse(200, _blob_headers(digest, size))
-
-
-def _open_at(path: Path, start: int) -> BinaryIO:
-    f = open(path, "rb")  # noqa: SIM115 - the response closes it
-    f.seek(start)
-    return f
 
 
 async def get(ctx: Context) -> Response:
@@ -96,7 +88,10 @@ async def get(ctx: Context) -> Response:
     in-memory cache of verified content, others streamed from their file."""
     blobs = ctx.services.blobs
     digest = parse_digest(ctx.arg, ctx.name)
-    size = blobs.stat(ctx.name, digest)
+    size = await run_blocking(blobs.stat, ctx.name, digest)
+    location = await run_blocking(blobs.blob_location, ctx.name, digest)
+    if location is not None:
+        return respond(307, {"Location": location, "Docker-Content-Digest": str(digest)})
     wanted = parse_range(ctx.request.headers.get("range"), size,
                          f"blob {digest} of {ctx.name!r}")
     start, length = wanted if wanted is not None else (0, size)
@@ -109,13 +104,10 @@ async def get(ctx: Context) -> Response:
     if size <= SMALL_BLOB:
         data = await blobs.read_small(digest)
         return RawResponse(status, headers, data[start:start + length])
-    path = blobs.file(ctx.name, digest)
-    try:
-        file = await run_blocking(_open_at, path, start)
-    except FileNotFoundError:
-        raise RegistryError(BLOB_UNKNOWN, f"blob {digest} of {ctx.name!r} has no content",
-                            detail={"digest": str(digest)}) from None
-    return FileRangeResponse(status, headers, file, length)
+    stream = await blobs.open_blob(ctx.name, digest, start)
+    if hasattr(stream, "fileno"):
+        return FileRangeResponse(status, headers, stream, length)  # type: ignore[arg-type]
+    return ReaderResponse(status, headers, stream, length)
 
 
 async def delete(ctx: Context) -> Response:

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from layerstore.content.copy import put_bytes
 from layerstore.digest import Digest
 from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
 from registry.errors import (
     BLOB_UNKNOWN,
     DIGEST_INVALID,
-    MANIFEST_BLOB_UNKNOWN,
     MANIFEST_INVALID,
     MANIFEST_UNKNOWN,
     NAME_UNKNOWN,
     SIZE_INVALID,
-    ErrorEntry,
     RegistryError,
 )
 from registry.handlers.base import (
@@ -32,23 +28,14 @@ from registry.handlers.base import (
     read_body,
     respond,
 )
-from registry.metadata.store import ManifestRecord, MetadataStore
+from registry.metadata.store import ManifestRecord
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.storage.blobs import run_blocking
+from registry.storage.errors import BlobUnknown
+from registry.storage.manifests import MANIFEST_TYPES, ParsedManifest
 
-MANIFEST_TYPES = MediaType.MANIFESTS | MediaType.INDEXES
 _UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
 _ANY = frozenset({"*/*", "application/*", "application/json"})
-
-
-@dataclass(frozen=True)
-class ParsedManifest:
-    """A validated manifest or index ready to store: its record, the blobs it needs linked
-    in the repository and the manifests it needs present there."""
-
-    record: ManifestRecord
-    blobs: tuple[Descriptor, ...]
-    children: tuple[Descriptor, ...]
 
 
 def _unknown(ctx: Context, what: str) -> RegistryError:
@@ -93,7 +80,7 @@ def _refused(params: str) -> bool:
 
 
 def _resolve(ctx: Context) -> ManifestRecord:
-    record = ctx.services.metadata.resolve(ctx.name, ctx.arg)
+    record = ctx.services.manifests.resolve(ctx.name, ctx.arg)
     if record is None:
         _check_reference(ctx.arg, ctx.name)
         raise _unknown(ctx, ctx.arg)
@@ -125,9 +112,9 @@ async def get(ctx: Context) -> Response:
     """GET a manifest as it was pushed, with its stored media type."""
     record = _resolve(ctx)
     try:
-        body = await ctx.services.blobs.read_small(record.digest)
-    except RegistryError as err:
-        if err.code is BLOB_UNKNOWN:
+        body = await ctx.services.manifests.content(record)
+    except (RegistryError, BlobUnknown) as err:
+        if isinstance(err, BlobUnknown) or err.code is BLOB_UNKNOWN:
             raise RegistryError(MANIFEST_UNKNOWN, f"manifest {record.digest} of "
                                 f"{ctx.name!r} has no content") from None
         raise
@@ -196,32 +183,6 @@ def parse_manifest(body: bytes, content_type: str, algorithm: str, where: str
     return ParsedManifest(record, blobs, children)
 
 
-def _missing(meta: MetadataStore, name: str, parsed: ParsedManifest) -> list[ErrorEntry]:
-    problems: list[ErrorEntry] = []
-
-    def check(desc: Descriptor, size: int | None, kind: str) -> None:
-        if size is None:
-            problems.append(ErrorEntry(
-                MANIFEST_BLOB_UNKNOWN, f"{kind} {desc.digest} is unknown to repository "
-                f"{name!r}; push it first", {"digest": str(desc.digest)}))
-        elif size != desc.size:
-            problems.append(ErrorEntry(
-                MANIFEST_INVALID, f"{kind} {desc.digest} has {size} bytes in repository "
-                f"{name!r}, not the {desc.size} the manifest says", {"digest": str(desc.digest)}))
-
-    for desc in parsed.blobs:
-        if desc.urls and desc.media_type in MediaType.NONDISTRIBUTABLE:
-            continue
-        check(desc, meta.blob_size(name, desc.digest), "blob")
-    for desc in parsed.children:
-        child = meta.get_manifest(name, desc.digest)
-        size = child.size if child is not None else None
-        if size is None and desc.media_type not in MANIFEST_TYPES:
-            size = meta.blob_size(name, desc.digest)
-        check(desc, size, "manifest")
-    return problems
-
-
 async def put(ctx: Context) -> Response:
     """PUT a manifest by tag or digest (plus ``?tag=`` tags): validate, check that what it
     references is in the repository, store it (201)."""
@@ -255,16 +216,7 @@ async def put(ctx: Context) -> Response:
         raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
                             detail={"digest": str(record.digest)})
 
-    def store() -> None:
-        problems = _missing(services.metadata, name, parsed)
-        if problems:
-            first, *more = problems
-            raise RegistryError(first.code, first.message, detail=first.detail, more=more)
-        put_bytes(services.blobs.content, body, expected=record.digest)
-        services.metadata.put_manifest(name, record, tuple(tags))
-
-    await services.blobs.run_guarded(store)
-    services.blobs.remember(record.digest, body)
+    await services.manifests.put(name, parsed, body, tuple(tags))
     headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
                "Docker-Content-Digest": str(record.digest)}
     if record.subject is not None:
@@ -274,11 +226,11 @@ async def put(ctx: Context) -> Response:
 
 async def delete(ctx: Context) -> Response:
     """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
-    name, reference, meta = ctx.name, ctx.arg, ctx.services.metadata
+    name, reference, manifests = ctx.name, ctx.arg, ctx.services.manifests
     if is_digest_reference(reference):
-        found = await run_blocking(meta.delete_manifest, name, parse_digest(reference, name))
+        found = await run_blocking(manifests.delete, name, parse_digest(reference, name))
     else:
-        found = await run_blocking(meta.delete_tag, name, check_tag(reference, name))
+        found = await run_blocking(manifests.delete_tag, name, check_tag(reference, name))
     if not found:
         raise _unknown(ctx, reference)
     return respond(202)

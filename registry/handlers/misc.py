@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from registry.errors import JSON_TYPE
 from registry.handlers.base import Context, Services, json_response, respond
 from registry.metrics import CONTENT_TYPE as METRICS_TYPE
+from registry.storage.uploads import run_blocking
 
 
 async def base(ctx: Context) -> Response:
@@ -22,9 +22,9 @@ async def base(ctx: Context) -> Response:
 def health_problems(services: Services) -> dict[str, str]:
     """What keeps the registry from serving: unwritable storage, an unreadable database."""
     problems: dict[str, str] = {}
-    content = services.settings.content_root
-    if not os.access(content, os.W_OK):
-        problems["storage"] = f"content store {str(content)!r} is not writable"
+    storage = services.blobs.storage_problem()
+    if storage is not None:
+        problems["storage"] = storage
     try:
         services.metadata.repository_exists("health/check")
     except Exception as exc:
@@ -37,7 +37,7 @@ def health(services: Services) -> Callable[[Request], Awaitable[Response]]:
     problems by component."""
 
     async def endpoint(request: Request) -> Response:
-        problems = health_problems(services)
+        problems = await run_blocking(health_problems, services)
         return json_response(problems, 503 if problems else 200)
 
     return endpoint

@@ -18,6 +18,7 @@ from registry.errors import (
     SIZE_INVALID,
     UNAUTHORIZED,
     RegistryError,
+    as_registry_error,
 )
 from registry.handlers.base import (
     Context,
@@ -29,6 +30,7 @@ from registry.handlers.base import (
 from registry.handlers.limits import check_upload_size
 from registry.names import check_name, check_upload_id, parse_digest
 from registry.storage.blobs import range_header
+from registry.storage.errors import StorageError
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?\s*([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?")
 
@@ -151,9 +153,10 @@ async def patch(ctx: Context) -> Response:
         async with ctx.services.blobs.upload(ctx.name, upload_id) as upload:
             offset = await upload.receive(body_chunks(ctx.request), start=start_at,
                                           length=length)
-    except RegistryError as err:
+    except (RegistryError, StorageError) as exc:
+        err = as_registry_error(exc)
         _locate(err, ctx, upload_id)
-        raise
+        raise err from None
     return respond(202, session_headers(ctx, upload_id, offset))
 
 
@@ -167,9 +170,10 @@ async def finish(ctx: Context) -> Response:
         async with ctx.services.blobs.upload(ctx.name, upload_id) as upload:
             await upload.receive(body_chunks(ctx.request), start=start_at, length=length)
             await upload.commit(digest)
-    except RegistryError as err:
+    except (RegistryError, StorageError) as exc:
+        err = as_registry_error(exc)
         _locate(err, ctx, upload_id)
-        raise
+        raise err from None
     return _created(ctx, digest)
 
 

@@ -435,6 +435,13 @@ class SqliteMetadataStore:
                           (uuid,))
         return _upload(rows[0]) if rows else None
 
+    def update_upload(self, uuid: str, labels: Mapping[str, str]) -> bool:
+        """Replace the labels of an open upload session; whether it exists."""
+        text = _json_mapping(labels, "upload labels") or "{}"
+        with self._write() as conn:
+            return conn.execute("UPDATE uploads SET labels = ? WHERE uuid = ?",
+                                (text, uuid)).rowcount > 0
+
     def end_upload(self, uuid: str) -> bool:
         """Forget an upload session; whether it existed."""
         with self._write() as conn:

@@ -24,6 +24,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from layerstore.digest import Digest
+from layerstore.errors import Unavailable
+
+
+class MetadataUnavailable(Unavailable):
+    """The metadata database cannot be used right now (unreachable, restarting, timed out);
+    the message names the setting and the cause. The server answers it with 503."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,12 @@ class MetadataStore(Protocol):
 
     def get_upload(self, uuid: str) -> UploadRecord | None:
         """An open upload session."""
+        ...
+
+    def update_upload(self, uuid: str, labels: Mapping[str, str]) -> bool:
+        """Replace the labels of an open upload session (where a storage backend keeps the
+        state a later request, in any process, resumes the upload from); whether the session
+        exists."""
         ...
 
     def end_upload(self, uuid: str) -> bool:

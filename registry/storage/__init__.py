@@ -1,5 +1,3 @@
-"""Registry storage: repository-scoped blobs and upload sessions over a content store."""
-
-from registry.storage.blobs import BlobService, ContentCache, UploadHandle, range_header
-
-__all__ = ["BlobService", "ContentCache", "UploadHandle", "range_header"]
+"""Registry storage: blob bytes and upload sessions, on a storage driver (filesystem, S3)
+or on the layerstore content store, with the metadata store deciding what each repository
+sees. Import the modules themselves (``registry.storage.blobs``, ``.driverblobs``, …)."""

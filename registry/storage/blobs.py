@@ -30,22 +30,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import BinaryIO, Protocol, TypeVar
 
+from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore, ContentWriter
 from layerstore.digest import CHUNK, Digest
 from layerstore.errors import DigestMismatch, LayerstoreError, NotFound, Unavailable
-from registry.errors import (
-    BLOB_UNKNOWN,
-    BLOB_UPLOAD_UNKNOWN,
-    DIGEST_INVALID,
-    RANGE_INVALID,
-    SIZE_INVALID,
-    TOOMANYREQUESTS,
-    RegistryError,
-)
+from registry.errors import RegistryError
 from registry.locking import push_guard
 from registry.metadata.store import MetadataStore, UploadRecord
+from registry.storage import errors as se
 
 T = TypeVar("T")
 UPLOAD_PREFIX = "upload-"
@@ -63,6 +57,12 @@ async def run_blocking(fn: Callable[..., T], *args: object) -> T:
     """Run a blocking call in the default thread pool."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, functools.partial(fn, *args))
+
+
+def _open_at(path: Path, start: int) -> BinaryIO:
+    f = open(path, "rb")  # noqa: SIM115 - the response closes it
+    f.seek(start)
+    return f
 
 
 def ingest_ref(upload_id: str) -> str:
@@ -123,8 +123,8 @@ class UploadHandle:
     def _writer(self) -> ContentWriter:
         writer = self._slot.writer
         if writer is None:
-            raise RegistryError(BLOB_UPLOAD_UNKNOWN,
-                                f"upload {self.record.uuid} has already been closed")
+            raise se.UploadUnknown(f"upload {self.record.uuid} has already been closed",
+                                   self.record.uuid)
         return writer
 
     @property
@@ -144,12 +144,10 @@ class UploadHandle:
         """
         writer = self._writer
         if start is not None and start != writer.offset:
-            raise RegistryError(
-                RANGE_INVALID,
+            raise se.OffsetMismatch(
                 f"upload {self.record.uuid} to {self.record.repository!r} holds "
                 f"{writer.offset} bytes; a chunk must start at {writer.offset}, not {start}",
-                detail={"offset": writer.offset}, headers={"Range": range_header(writer.offset)},
-            )
+                writer.offset)
         loop = asyncio.get_running_loop()
         received = 0
         buffer = bytearray()
@@ -173,12 +171,10 @@ class UploadHandle:
                 with contextlib.suppress(Exception):
                     await pending
         if length is not None and received != length:
-            raise RegistryError(
-                SIZE_INVALID,
+            raise se.SizeMismatch(
                 f"upload {self.record.uuid} to {self.record.repository!r}: the request "
                 f"declared {length} bytes but sent {received}",
-                detail={"declared": length, "received": received},
-            )
+                {"declared": length, "received": received})
         return writer.offset
 
     async def commit(self, digest: Digest) -> int:
@@ -216,6 +212,13 @@ class BlobService:
         self._commits.mkdir(parents=True, exist_ok=True)
         self._slots: dict[str, _Slot] = {}
 
+    def storage_problem(self) -> str | None:
+        """Why the content store cannot take writes, if it cannot."""
+        content = self._root / "content"
+        if not os.access(content, os.W_OK):
+            return f"content store {str(content)!r} is not writable"
+        return None
+
     # Committed blobs.
 
     def size(self, repository: str, digest: Digest) -> int | None:
@@ -232,9 +235,8 @@ class BlobService:
         """Like :meth:`size`, but BLOB_UNKNOWN when ``repository`` does not see the blob."""
         size = self.size(repository, digest)
         if size is None:
-            raise RegistryError(BLOB_UNKNOWN,
-                                f"blob {digest} is unknown to repository {repository!r}",
-                                detail={"digest": str(digest)})
+            raise se.BlobUnknown(f"blob {digest} is unknown to repository {repository!r}",
+                                 str(digest))
         return size
 
     def file(self, repository: str, digest: Digest) -> Path:
@@ -242,17 +244,32 @@ class BlobService:
         try:
             return self.content.path(digest)
         except NotFound:
-            raise RegistryError(BLOB_UNKNOWN,
-                                f"blob {digest} of repository {repository!r} has no content",
-                                detail={"digest": str(digest)}) from None
+            raise se.BlobUnknown(f"blob {digest} of repository {repository!r} has no content",
+                                 str(digest)) from None
+
+    def blob_location(self, repository: str, digest: Digest) -> str | None:
+        """Local files are served by the registry itself: never a redirect."""
+        return None
+
+    async def open_blob(self, repository: str, digest: Digest, start: int) -> BinaryIO:
+        """The blob's file, positioned at ``start``; BLOB_UNKNOWN if it is gone."""
+        path = self.file(repository, digest)
+        try:
+            return await run_blocking(_open_at, path, start)
+        except FileNotFoundError:
+            raise se.BlobUnknown(f"blob {digest} of {repository!r} has no content",
+                                 str(digest)) from None
+
+    def store_small(self, digest: Digest, data: bytes) -> None:
+        """Store verified bytes (a manifest) as blob ``digest`` unless it is there."""
+        put_bytes(self.content, data, expected=digest)
 
     async def delete(self, repository: str, digest: Digest) -> None:
         """Unlink a blob from ``repository`` (the bytes go when garbage collection finds
         them unreferenced); BLOB_UNKNOWN if it was not linked."""
         if not await run_blocking(self.metadata.unlink_blob, repository, digest):
-            raise RegistryError(BLOB_UNKNOWN,
-                                f"blob {digest} is not linked into repository {repository!r}",
-                                detail={"digest": str(digest)})
+            raise se.BlobUnknown(
+                f"blob {digest} is not linked into repository {repository!r}", str(digest))
 
     async def read_small(self, digest: Digest) -> bytes:
         """The bytes of a small blob (a manifest), verified once and then cached."""
@@ -270,8 +287,7 @@ class BlobService:
         try:
             data = self.content.path(digest).read_bytes()
         except (NotFound, FileNotFoundError):
-            raise RegistryError(BLOB_UNKNOWN, f"content of {digest} is missing",
-                                detail={"digest": str(digest)}) from None
+            raise se.BlobUnknown(f"content of {digest} is missing", str(digest)) from None
         actual = Digest.from_bytes(data, digest.algorithm)
         if actual != digest:
             raise DigestMismatch(f"stored content of {digest} hashes to {actual}")
@@ -318,11 +334,8 @@ class BlobService:
         """The open session ``upload_id`` of ``repository``; BLOB_UPLOAD_UNKNOWN if none."""
         record = self.metadata.get_upload(upload_id)
         if record is None or record.repository != repository:
-            raise RegistryError(
-                BLOB_UPLOAD_UNKNOWN,
-                f"upload {upload_id} is unknown to repository {repository!r}",
-                detail={"uuid": upload_id},
-            )
+            raise se.UploadUnknown(
+                f"upload {upload_id} is unknown to repository {repository!r}", upload_id)
         return record
 
     def upload_offset(self, upload_id: str) -> int:
@@ -344,10 +357,9 @@ class BlobService:
         return self.upload_offset(upload_id)
 
     @staticmethod
-    def _ended(record: UploadRecord) -> RegistryError:
-        return RegistryError(BLOB_UPLOAD_UNKNOWN,
-                             f"upload {record.uuid} to {record.repository!r} has ended",
-                             detail={"uuid": record.uuid})
+    def _ended(record: UploadRecord) -> se.UploadUnknown:
+        return se.UploadUnknown(f"upload {record.uuid} to {record.repository!r} has ended",
+                                record.uuid)
 
     def _recover(self, record: UploadRecord) -> bool:
         """Finish a commit that a crash interrupted after the bytes were published (the
@@ -396,7 +408,7 @@ class BlobService:
                     slot.writer = await self._open_writer(record)
                 try:
                     yield UploadHandle(self, slot, record)
-                except RegistryError:
+                except (RegistryError, se.StorageError):
                     raise
                 except BaseException:
                     await self._release(slot)
@@ -411,12 +423,10 @@ class BlobService:
                 self._slots.pop(upload_id, None)
 
     @staticmethod
-    def _busy(record: UploadRecord) -> RegistryError:
-        return RegistryError(
-            TOOMANYREQUESTS,
+    def _busy(record: UploadRecord) -> se.UploadBusy:
+        return se.UploadBusy(
             f"upload {record.uuid} to {record.repository!r} is busy in another request; retry",
-            headers={"Retry-After": "1"}, detail={"uuid": record.uuid},
-        )
+            record.uuid)
 
     async def _open_writer(self, record: UploadRecord) -> ContentWriter:
         deadline = time.monotonic() + self._wait
@@ -459,12 +469,9 @@ class BlobService:
         except DigestMismatch:
             self.metadata.end_upload(record.uuid)
             journal.unlink(missing_ok=True)
-            raise RegistryError(
-                DIGEST_INVALID,
+            raise se.DigestMismatch(
                 f"upload {record.uuid} to {record.repository!r}: its {size} bytes do not "
-                f"match digest {digest}; nothing was stored",
-                detail={"digest": str(digest)},
-            ) from None
+                f"match digest {digest}; nothing was stored", str(digest)) from None
         except BaseException:
             writer.close()
             raise

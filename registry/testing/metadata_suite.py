@@ -353,6 +353,24 @@ class MetadataStoreSuite(ABC):
         assert store.get_upload("0f1e-uuid") is None
         assert store.uploads() == []
 
+    def test_update_upload_replaces_labels(self, tmp_path: Path) -> None:
+        store = self.make_store(tmp_path)
+        record = UploadRecord("u-1", REPO, CREATED, {"old": "1"})
+        store.start_upload(record)
+        state = {"upload_id": "2~abc", "parts": '[[1,"\\"e1\\"",5242880]]', "offset": "7"}
+        assert store.update_upload("u-1", state)
+        got = store.get_upload("u-1")
+        assert got == UploadRecord("u-1", REPO, CREATED, state)
+        assert store.uploads() == [got]
+        assert store.update_upload("u-1", {})
+        assert store.get_upload("u-1") == UploadRecord("u-1", REPO, CREATED, {})
+        assert not store.update_upload("never", {"x": "y"})
+        assert store.get_upload("never") is None
+        store.end_upload("u-1")
+        assert not store.update_upload("u-1", state)
+        reopened = self.make_store(tmp_path)
+        assert reopened.get_upload("u-1") is None
+
     def test_uploads_started_before(self, tmp_path: Path) -> None:
         store = self.make_store(tmp_path)
         records = [UploadRecord(f"u{i}", REPO, 100.0 * i) for i in (3, 1, 2)]

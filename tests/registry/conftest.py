@@ -8,14 +8,20 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.registry.pg import metadata_env, postgres  # noqa: F401 - fixtures
+from tests.registry.rgw import rgw, storage_env  # noqa: F401 - rgw: for storage_env
 from tests.registry.server import Api, RegistryServer
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """A registry with two worker processes shared by the whole session."""
+def registry(tmp_path_factory: pytest.TempPathFactory,
+             request: pytest.FixtureRequest,
+             metadata_env: dict[str, str]) -> Iterator[RegistryServer]:  # noqa: F811
+    """A registry with two worker processes shared by the whole session; its metadata on
+    PostgreSQL with ``PYBUILD_TEST_METADATA=postgres``, its blobs on a real Ceph RGW with
+    ``PYBUILD_TEST_STORAGE=s3``."""
     root = tmp_path_factory.mktemp("registry") / "root"
-    server = RegistryServer(root, workers=2,
+    server = RegistryServer(root, workers=2, env={**metadata_env, **storage_env(request)},
                             log_path=tmp_path_factory.mktemp("logs") / "registry.log")
     server.start()
     yield server

@@ -19,6 +19,7 @@ from layerstore.oci import Descriptor, MediaType
 from registry.testing.processes import RegistryProcess, ours
 from tests.peers import Dockerd, docker, require
 from tests.registry.images import GREETING, busybox_image, layout_of, multiarch_index
+from tests.registry.rgw import storage_env
 
 
 def run(*argv: str, env: dict[str, str] | None = None, check: bool = True
@@ -32,8 +33,10 @@ def run(*argv: str, env: dict[str, str] | None = None, check: bool = True
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
-    proc = ours(tmp_path_factory.mktemp("peers") / "root").start()
+def server(tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[RegistryProcess]:
+    """Our registry; its blobs on S3 with ``PYBUILD_TEST_STORAGE=s3``."""
+    proc = ours(tmp_path_factory.mktemp("peers") / "root", env=storage_env(request)).start()
     yield proc
     proc.stop()
 

@@ -1,0 +1,207 @@
+"""The ``filesystem`` storage driver: paths are files below one root directory.
+
+``put_content`` and ``move`` are atomic (write a temporary file, fsync, rename, fsync the
+directory); a writer appends to its file and ``commit`` fsyncs it. The root may be the
+content store of a registry root written by earlier releases (``<root>/content``): blobs
+are at ``blobs/<alg>/<hex>`` in both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from layerstore.fsutil import fsync_dir
+from registry.storage.driver import FileInfo, FileWriter, check_path
+from registry.storage.errors import BackendUnavailable, InvalidOffset, PathNotFound
+
+_TMP = ".tmp-"
+
+
+class _FileWriter:
+    """Appends to one file; see :class:`~registry.storage.driver.FileWriter`."""
+
+    def __init__(self, file: BinaryIO, path: Path, size: int) -> None:
+        self._file = file
+        self._path = path
+        self._size = size
+        self._done = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def write(self, data: bytes) -> int:
+        self._check()
+        with _errors(self._path):
+            self._file.write(data)
+        self._size += len(data)
+        return len(data)
+
+    def state(self) -> Mapping[str, str]:
+        return {"size": str(self._size)}
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            with _errors(self._path):
+                self._file.close()
+
+    def commit(self) -> None:
+        self._check()
+        with _errors(self._path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            fsync_dir(self._path.parent)
+        self._done = True
+
+    def cancel(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+    def _check(self) -> None:
+        if self._done:
+            raise ValueError(f"writer of {self._path} is closed")
+
+
+@contextlib.contextmanager
+def _errors(where: object) -> Iterator[None]:
+    try:
+        yield
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathNotFound(f"nothing stored at {where}") from None
+    except OSError as exc:
+        raise BackendUnavailable(f"filesystem storage at {where}: {exc.strerror or exc}") from None
+
+
+class FilesystemDriver:
+    """A :class:`~registry.storage.driver.StorageDriver` on a local directory."""
+
+    name = "filesystem"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _full(self, path: str) -> Path:
+        return self.root / check_path(path)
+
+    def get_content(self, path: str) -> bytes:
+        full = self._full(path)
+        with _errors(path):
+            if full.is_dir():
+                raise PathNotFound(f"{path} is a directory")
+            return full.read_bytes()
+
+    def put_content(self, path: str, data: bytes) -> None:
+        full = self._full(path)
+        with _errors(path):
+            full.parent.mkdir(parents=True, exist_ok=True)
+            tmp = full.parent / f"{_TMP}{uuid.uuid4().hex}"
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, full)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            fsync_dir(full.parent)
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        full = self._full(path)
+        with _errors(path):
+            f = open(full, "rb")  # noqa: SIM115 - the caller closes it
+            size = os.fstat(f.fileno()).st_size
+            if offset < 0 or offset > size:
+                f.close()
+                raise InvalidOffset(f"{path} holds {size} bytes; cannot read from {offset}")
+            f.seek(offset)
+            return f
+
+    def writer(self, path: str, append: bool = False,
+               state: Mapping[str, str] | None = None) -> FileWriter:
+        full = self._full(path)
+        with _errors(path):
+            if append:
+                f = open(full, "r+b")  # noqa: SIM115 - the writer closes it
+                size = os.fstat(f.fileno()).st_size
+                if state is not None and "size" in state and int(state["size"]) != size:
+                    # A crash may have lost unsynced bytes, or left bytes the state does not
+                    # know of: cut back to what the state recorded if the file holds it.
+                    wanted = int(state["size"])
+                    if wanted > size:
+                        f.close()
+                        raise InvalidOffset(f"{path} holds {size} bytes, not {wanted}")
+                    f.truncate(wanted)
+                    size = wanted
+                f.seek(size)
+            else:
+                full.parent.mkdir(parents=True, exist_ok=True)
+                f = open(full, "wb")  # noqa: SIM115
+                size = 0
+        return _FileWriter(f, full, size)
+
+    def stat(self, path: str) -> FileInfo:
+        full = self._full(path)
+        with _errors(path):
+            st = full.stat()
+        is_dir = full.is_dir()
+        return FileInfo(path, 0 if is_dir else st.st_size, st.st_mtime, is_dir)
+
+    def list(self, path: str) -> list[str]:
+        full = self._full(path) if path else self.root
+        with _errors(path):
+            names = sorted(n for n in os.listdir(full) if not n.startswith(_TMP))
+        if not names and path:
+            raise PathNotFound(f"nothing stored below {path}")
+        return [f"{path}/{n}" if path else n for n in names]
+
+    def walk(self, path: str) -> Iterator[FileInfo]:
+        top = self._full(path) if path else self.root
+        for dirpath, _dirs, files in os.walk(top):
+            for name in files:
+                if name.startswith(_TMP):
+                    continue
+                full = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    st = full.stat()
+                    rel = full.relative_to(self.root).as_posix()
+                    yield FileInfo(rel, st.st_size, st.st_mtime)
+
+    def move(self, source: str, dest: str) -> None:
+        src, dst = self._full(source), self._full(dest)
+        with _errors(source):
+            if not src.is_file():
+                raise PathNotFound(f"nothing stored at {source}")
+            if not dst.parent.is_dir():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                fsync_dir(dst.parent.parent)
+            os.rename(src, dst)
+            fsync_dir(dst.parent)
+            if src.parent != dst.parent:
+                fsync_dir(src.parent)
+
+    def delete(self, path: str) -> None:
+        full = self._full(path)
+        with _errors(path):
+            if full.is_dir():
+                shutil.rmtree(full)
+            else:
+                full.unlink()
+            fsync_dir(full.parent)
+
+    def redirect_url(self, path: str, expires: int = 1200) -> str | None:
+        return None
+
+    def local_path(self, path: str) -> Path:
+        """The file holding ``path`` (the server sends such files itself)."""
+        return self._full(path)
