@@ -1,0 +1,516 @@
+"""Three stateless replicas (S3 on Ceph RGW, metadata in PostgreSQL, each its own empty
+root) behind HAProxy round-robin are one registry: docker and skopeo push and pull through
+the balancer, an upload's chunks land on different replicas, concurrent pushes of one blob
+or one tag agree, and faults — a replica killed mid-push, PostgreSQL restarted, radosgw
+stopped, GC on one replica while another takes pushes — lose nothing acknowledged, never
+serve a partial blob and answer 503 with the spec's JSON while a backend is away."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from layerstore.assembly import load_image
+from layerstore.content.local import LocalStore
+from layerstore.digest import Digest
+from layerstore.docker_archive import ArchiveImage, write_docker_archive
+from layerstore.oci import Descriptor, MediaType
+from registry.testing.engines import (
+    PostgresEngine,
+    RgwEngine,
+    pause_gateway,
+    pause_postgres,
+    resume_gateway,
+    resume_postgres,
+)
+from tests.peers import Dockerd, docker, require
+from tests.registry.ha import HaRegistry
+from tests.registry.images import GREETING, busybox_image, layout_of
+from tests.registry.server import REPO_ROOT, Api, error_codes, sha256
+
+pytestmark = pytest.mark.usefixtures("ha_deadline")
+MIB = 1024 * 1024
+
+
+def payload(size: int, seed: str = "") -> bytes:
+    """Reproducible bytes."""
+    out = bytearray()
+    i = 0
+    while len(out) < size:
+        out += hashlib.sha512(f"{seed}{i}".encode()).digest() * 16
+        i += 1
+    return bytes(out[:size])
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run a peer and fail with its output when it fails."""
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    """A 503 with ``Retry-After`` and the spec's JSON error body saying UNAVAILABLE."""
+    assert response.status_code == 503, (response.status_code, response.text)
+    assert response.headers["Content-Type"] == "application/json", response.headers
+    assert int(response.headers["Retry-After"]) >= 1
+    assert error_codes(response) == ["UNAVAILABLE"], response.text
+
+
+def upload_path(client: httpx.Client, repo: str) -> str:
+    """Open an upload session; its path."""
+    r = client.post(f"/v2/{repo}/blobs/uploads/")
+    assert r.status_code == 202, r.text
+    return httpx.URL(r.headers["Location"]).path
+
+
+def offset(client: httpx.Client, path: str, patience: float = 60) -> int:
+    """The bytes the registry has acknowledged for an upload (``Range``), asking again while
+    it answers 503 (each one shaped as the spec says)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            r = client.get(path)
+        except httpx.TransportError:
+            r = None
+        if r is not None and r.status_code == 204:
+            return int(r.headers["Range"].split("-")[1]) + 1
+        if r is not None and r.status_code != 503 and r.status_code != 502:
+            pytest.fail(f"upload status answered {r.status_code}: {r.text}")
+        if r is not None and r.status_code == 503 and r.headers.get("Content-Type") \
+                == "application/json":
+            assert_unavailable(r)
+        assert time.monotonic() < deadline, "the upload's status did not come back"
+        time.sleep(0.5)
+
+
+def resume(client: httpx.Client, path: str, data: bytes, chunk: int,
+           patience: float = 60) -> httpx.Response:
+    """Send ``data`` from what the registry acknowledged on, ``chunk`` bytes a PATCH, then
+    the closing PUT; a failed request is retried from the acknowledged offset again."""
+    deadline = time.monotonic() + patience
+    while True:
+        pos = offset(client, path)
+        try:
+            while pos < len(data):
+                end = min(pos + chunk, len(data))
+                r = client.patch(path, content=data[pos:end], headers={
+                    "Content-Range": f"{pos}-{end - 1}",
+                    "Content-Type": "application/octet-stream"})
+                if r.status_code != 202:
+                    raise RuntimeError(f"PATCH answered {r.status_code}: {r.text}")
+                pos = end
+            r = client.put(path, params={"digest": sha256(data)})
+            if r.status_code == 201:
+                return r
+            raise RuntimeError(f"PUT answered {r.status_code}: {r.text}")
+        except (httpx.TransportError, RuntimeError) as exc:
+            assert time.monotonic() < deadline, f"the upload did not complete: {exc}"
+            time.sleep(0.5)
+
+
+def push_image(api: Api, repo: str, tag: str, patience: float = 60) -> object:
+    """Push a small image, starting over while the registry answers 503."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return api.image(repo, tag)
+        except (AssertionError, httpx.TransportError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+# Real clients.
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path
+           ) -> tuple[LocalStore, Path, dict[str, Digest]]:
+    """A layout with ``base`` (busybox) and ``app`` (busybox and one more layer)."""
+    tmp = tmp_path_factory.mktemp("ha-images")
+    store = LocalStore(tmp / "store")
+    base = busybox_image(store, busybox_rootfs)
+    app = busybox_image(store, busybox_rootfs, extra={"app/data": os.urandom(64 * 1024)},
+                        workdir=tmp / "w")
+    layout = layout_of(tmp / "layout", store, {"base": base.manifest, "app": app.manifest})
+    return store, layout, {"base": base.manifest.digest, "app": app.manifest.digest}
+
+
+def test_docker_push_and_pull_through_the_balancer(healthy_ha: HaRegistry, images,
+                                                   dockerd: Dockerd, tmp_path: Path) -> None:
+    store, _, digests = images
+    ref = f"{healthy_ha.address}/ha/docker-{uuid.uuid4().hex[:8]}:1"
+    manifest = Descriptor(media_type=MediaType.OCI_MANIFEST, digest=digests["app"],
+                          size=store.info(digests["app"]).size)
+    archive = tmp_path / "app.tar"
+    write_docker_archive(archive, store, [ArchiveImage(load_image(store, manifest), (ref,))])
+    before = len(healthy_ha.balancer.requests())
+    docker("load", "-i", str(archive))
+    try:
+        out = docker("push", ref).stdout.decode()
+        pushed = next(line.split("digest: ")[1].split()[0]
+                      for line in out.splitlines() if "digest: " in line)
+        docker("rmi", ref)
+        docker("pull", ref)
+        assert docker("run", "--rm", ref).stdout.decode().strip() == GREETING
+        docker("pull", f"{ref.rsplit(':', 1)[0]}@{pushed}")
+    finally:
+        docker("rmi", "-f", ref, check=False)
+    # docker tries TLS first on a registry it may reach insecurely: HAProxy logs the
+    # ClientHello as a bad request of no server.
+    served = {s.server for s in healthy_ha.balancer.requests()[before:]
+              if s.method != "<BADREQ>"}
+    assert served == {"r0", "r1", "r2"}, served
+
+
+def test_skopeo_copies_in_and_out(healthy_ha: HaRegistry, images, tmp_path: Path) -> None:
+    _, layout, digests = images
+    skopeo = require("skopeo")
+    ref = f"docker://{healthy_ha.address}/ha/skopeo-{uuid.uuid4().hex[:8]}"
+    run(skopeo, "copy", "--dest-tls-verify=false", f"oci:{layout}:base", f"{ref}:1")
+    run(skopeo, "copy", "--dest-tls-verify=false", f"oci:{layout}:app", f"{ref}:2")
+    raw = run(skopeo, "inspect", "--tls-verify=false", "--raw", f"{ref}:2").stdout.encode()
+    assert Digest.from_bytes(raw) == digests["app"]
+    out = tmp_path / "out"
+    run(skopeo, "copy", "--src-tls-verify=false", f"{ref}:2", f"oci:{out}:copy")
+    index = json.loads((out / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == str(digests["app"])
+    tags = json.loads(run(skopeo, "list-tags", "--tls-verify=false", ref).stdout)
+    assert tags["Tags"] == ["1", "2"]
+
+
+# One upload, many replicas.
+
+
+def test_chunks_land_on_different_replicas(healthy_ha: HaRegistry) -> None:
+    repo = f"ha/chunks-{uuid.uuid4().hex[:8]}"
+    data = payload(11 * MIB + 5, "chunks")
+    sizes = [5 * MIB + 1, 3 * MIB, 2, 3 * MIB + 2]
+    with healthy_ha.client() as client:
+        path = upload_path(client, repo)
+        pos = 0
+        for size in sizes:
+            r = client.patch(path, content=data[pos:pos + size], headers={
+                "Content-Range": f"{pos}-{pos + size - 1}",
+                "Content-Type": "application/octet-stream"})
+            assert r.status_code == 202, r.text
+            pos += size
+            assert r.headers["Range"] == f"0-{pos - 1}"
+        r = client.put(path, params={"digest": sha256(data)})
+        assert r.status_code == 201, r.text
+        got = client.get(f"/v2/{repo}/blobs/{sha256(data)}")
+        assert got.status_code == 200 and got.content == data
+    patched_on = {i for i in range(len(healthy_ha.replicas))
+                  for method, p, status in healthy_ha.access_log(i)
+                  if method == "PATCH" and p == path and status == 202}
+    assert len(patched_on) >= 2, patched_on
+    by_balancer = {s.server for s in healthy_ha.balancer.requests()
+                   if s.method == "PATCH" and s.uri.startswith(path)}
+    assert by_balancer == {f"r{i}" for i in patched_on}
+    for replica in healthy_ha.replicas:
+        with replica.client() as direct:
+            assert direct.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
+
+
+def test_concurrent_pushes_of_one_blob(healthy_ha: HaRegistry) -> None:
+    repo = f"ha/same-blob-{uuid.uuid4().hex[:8]}"
+    data = payload(6 * MIB + 11, "same blob")
+
+    def push(i: int) -> int:
+        with healthy_ha.client() as client:
+            if i % 2:
+                r = client.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha256(data)},
+                                content=data)
+                return r.status_code
+            path = upload_path(client, repo)
+            half = len(data) // 2
+            assert client.patch(path, content=data[:half], headers={
+                "Content-Range": f"0-{half - 1}"}).status_code == 202
+            return client.put(path, params={"digest": sha256(data)}, content=data[half:],
+                              headers={"Content-Range": f"{half}-{len(data) - 1}"}
+                              ).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(push, range(8), timeout=120))
+    assert statuses == [201] * 8
+    with healthy_ha.client() as client:
+        got = client.get(f"/v2/{repo}/blobs/{sha256(data)}")
+        assert got.status_code == 200 and got.content == data
+        pending = client.get("/metrics").text
+    assert "registry_upload_sessions_open 0" in pending or \
+        "registry_upload_sessions_open" not in pending
+
+
+def test_concurrent_pushes_of_one_tag(healthy_ha: HaRegistry) -> None:
+    repo = f"ha/same-tag-{uuid.uuid4().hex[:8]}"
+    with healthy_ha.client() as client:
+        api = Api(client)
+        bodies = []
+        for i in range(8):
+            pushed = api.image(repo, f"seed{i}", seed=str(i))
+            bodies.append(pushed)
+
+    def put(i: int) -> int:
+        with healthy_ha.client() as client:
+            return Api(client).manifest(repo, "latest", bodies[i].body,
+                                        bodies[i].media_type).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(put, range(8), timeout=120))
+    assert statuses == [201] * 8
+    views = set()
+    for replica in healthy_ha.replicas:
+        with replica.client() as direct:
+            r = direct.get(f"/v2/{repo}/manifests/latest",
+                           headers={"Accept": bodies[0].media_type})
+            assert r.status_code == 200
+            views.add(r.headers["Docker-Content-Digest"])
+            tags = direct.get(f"/v2/{repo}/tags/list").json()["tags"]
+            assert sorted(tags) == sorted(["latest", *(f"seed{i}" for i in range(8))])
+    assert len(views) == 1 and views <= {b.digest for b in bodies}
+
+
+# Faults.
+
+
+def _serving(ha: HaRegistry) -> int | None:
+    """The replica holding the one long request in flight (by its established connections)."""
+    busy = []
+    for i, replica in enumerate(ha.replicas):
+        out = subprocess.run(["ss", "-Htn", "state", "established",
+                              f"( sport = :{replica.port} )"], capture_output=True, text=True)
+        if out.stdout.strip():
+            busy.append(i)
+    return busy[0] if len(busy) == 1 else None
+
+
+def test_replica_killed_mid_push(healthy_ha: HaRegistry) -> None:
+    ha = healthy_ha
+    repo = f"ha/killed-{uuid.uuid4().hex[:8]}"
+    data = payload(14 * MIB + 77, "killed")
+    first = 6 * MIB
+    digest = sha256(data)
+    with ha.client() as client:
+        path = upload_path(client, repo)
+        r = client.patch(path, content=data[:first], headers={
+            "Content-Range": f"0-{first - 1}"})
+        assert r.status_code == 202 and r.headers["Range"] == f"0-{first - 1}"
+
+        def slow() -> Iterator[bytes]:
+            for pos in range(first, len(data), 256 * 1024):
+                yield data[pos:pos + 256 * 1024]
+                time.sleep(0.05)
+
+        outcome: list[object] = []
+
+        def send() -> None:
+            try:
+                outcome.append(client.patch(path, content=slow(), headers={
+                    "Content-Range": f"{first}-{len(data) - 1}"}))
+            except httpx.HTTPError as exc:
+                outcome.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        victim = None
+        deadline = time.monotonic() + 20
+        while victim is None and time.monotonic() < deadline:
+            candidates = {_serving(ha) for _ in range(3) if not time.sleep(0.05)}
+            if len(candidates) == 1:
+                victim = candidates.pop()
+        assert victim is not None, "no replica seen serving the PATCH"
+        ha.kill(victim)
+        sender.join(60)
+        assert outcome and (isinstance(outcome[0], httpx.HTTPError)
+                            or outcome[0].status_code >= 500), outcome  # type: ignore[attr-defined]
+        # What was acknowledged is kept; nothing of the digest is served yet.
+        assert offset(client, path) >= first
+        for i, replica in enumerate(ha.replicas):
+            if i != victim:
+                with replica.client() as direct:
+                    assert direct.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
+        r = resume(client, path, data, 4 * MIB)
+        assert r.headers["Docker-Content-Digest"] == digest
+        ha.revive(victim)
+        for replica in ha.replicas:
+            with replica.client() as direct:
+                got = direct.get(f"/v2/{repo}/blobs/{digest}")
+                assert got.status_code == 200 and got.content == data
+    assert "Traceback" not in ha.log()
+
+
+def test_docker_push_survives_a_replica_killed(healthy_ha: HaRegistry, images,
+                                               dockerd: Dockerd, tmp_path: Path) -> None:
+    store, _, digests = images
+    ha = healthy_ha
+    ref = f"{ha.address}/ha/docker-killed-{uuid.uuid4().hex[:8]}:1"
+    manifest = Descriptor(media_type=MediaType.OCI_MANIFEST, digest=digests["app"],
+                          size=store.info(digests["app"]).size)
+    archive = tmp_path / "app.tar"
+    write_docker_archive(archive, store, [ArchiveImage(load_image(store, manifest), (ref,))])
+    docker("load", "-i", str(archive))
+    try:
+        killer = threading.Timer(0.3, ha.kill, (1,))
+        killer.start()
+        docker("push", ref)
+        killer.join()
+        ha.revive(1)
+        docker("rmi", ref)
+        docker("pull", ref)
+        assert docker("run", "--rm", ref).stdout.decode().strip() == GREETING
+    finally:
+        docker("rmi", "-f", ref, check=False)
+
+
+def test_postgresql_restarted_during_a_push(healthy_ha: HaRegistry,
+                                            postgres: PostgresEngine) -> None:
+    ha = healthy_ha
+    repo = f"ha/pg-{uuid.uuid4().hex[:8]}"
+    data = payload(12 * MIB + 3, "pg restart")
+    first = 5 * MIB + 1
+    with ha.client() as client:
+        api = Api(client)
+        kept = api.image(repo, "kept")
+        path = upload_path(client, repo)
+        assert client.patch(path, content=data[:first], headers={
+            "Content-Range": f"0-{first - 1}"}).status_code == 202
+        pause_postgres(postgres)
+        try:
+            r = client.patch(path, content=data[first:first + MIB], headers={
+                "Content-Range": f"{first}-{first + MIB - 1}"})
+            assert_unavailable(r)
+            assert_unavailable(client.get(f"/v2/{repo}/manifests/kept"))
+            assert_unavailable(client.put(f"/v2/{repo}/manifests/other", content=kept.body,
+                                          headers={"Content-Type": kept.media_type}))
+            for replica in ha.replicas:
+                with replica.client() as direct:
+                    health = direct.get("/healthz")
+                    assert health.status_code == 503 and "metadata" in health.json()
+        finally:
+            resume_postgres(postgres)
+        r = resume(client, path, data, 4 * MIB)
+        assert r.headers["Docker-Content-Digest"] == sha256(data)
+        assert client.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
+        assert client.get(f"/v2/{repo}/manifests/kept",
+                          headers={"Accept": kept.media_type}).content == kept.body
+        push_image(api, repo, "after")
+        for replica in ha.replicas:
+            with replica.client() as direct:
+                assert _eventually_healthy(direct)
+    assert "Traceback" not in ha.log()
+
+
+def _eventually_healthy(client: httpx.Client, patience: float = 60) -> bool:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/healthz").status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def test_radosgw_stopped(healthy_ha: HaRegistry, rgw: RgwEngine) -> None:
+    ha = healthy_ha
+    repo = f"ha/rgw-{uuid.uuid4().hex[:8]}"
+    data = payload(300_000, "rgw")
+    with ha.client() as client:
+        api = Api(client)
+        digest = api.blob(repo, data)
+        path = upload_path(client, repo)
+        pause_gateway(rgw)
+        try:
+            for _ in range(len(ha.replicas)):
+                assert_unavailable(client.get(f"/v2/{repo}/blobs/{digest}"))
+                assert_unavailable(client.post(f"/v2/{repo}/blobs/uploads/",
+                                               params={"digest": sha256(b"new")},
+                                               content=b"new"))
+            assert_unavailable(client.patch(path, content=payload(6 * MIB, "more"), headers={
+                "Content-Range": f"0-{6 * MIB - 1}"}))
+            health = client.get("/healthz")
+            assert health.status_code == 503 and "storage" in health.json()
+            for replica in ha.replicas:
+                with replica.client() as direct:
+                    health = direct.get("/healthz")
+                    assert health.status_code == 503 and "storage" in health.json()
+        finally:
+            resume_gateway(rgw)
+        for replica in ha.replicas:
+            with replica.client() as direct:
+                assert _eventually_healthy(direct)
+        assert client.get(f"/v2/{repo}/blobs/{digest}").content == data
+        api.blob(repo, b"new")
+        push_image(api, repo, "after")
+    assert "Traceback" not in ha.log()
+
+
+def test_gc_on_one_replica_while_another_takes_pushes(healthy_ha: HaRegistry) -> None:
+    ha = healthy_ha
+    repo = f"ha/gc-{uuid.uuid4().hex[:8]}"
+    grace = 3
+    with ha.client() as client:
+        api = Api(client)
+        kept = api.image(repo, "kept")
+        loose = [api.blob(repo, payload(50_000, f"loose {i}")) for i in range(3)]
+    time.sleep(grace + 0.5)
+    pushed: list[tuple[str, object]] = []
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def pusher() -> None:
+        with ha.replicas[1].client() as direct:
+            api = Api(direct)
+            i = 0
+            while not stop.is_set():
+                try:
+                    pushed.append((f"p{i}", api.image(repo, f"p{i}", layers=2, seed=str(i))))
+                except BaseException as exc:
+                    failures.append(exc)
+                    return
+                i += 1
+
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    try:
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("REGISTRY_", "AWS_"))}
+        for _ in range(2):
+            proc = subprocess.run(
+                [sys.executable, "-m", "registry.cli", "gc", "--root", str(ha.root),
+                 "--grace", str(grace)], env={**clean, **ha.env, "PYTHONPATH": str(REPO_ROOT)},
+                capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+            assert proc.returncode == 0, proc.stderr
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not failures, failures
+    assert len(pushed) >= 2
+    with ha.client() as client:
+        for tag, image in [("kept", kept), *pushed]:
+            body = image.body  # type: ignore[attr-defined]
+            r = client.get(f"/v2/{repo}/manifests/{tag}",
+                           headers={"Accept": image.media_type})  # type: ignore[attr-defined]
+            assert r.status_code == 200 and r.content == body, tag
+            doc = json.loads(body)
+            for desc in [doc["config"], *doc["layers"]]:
+                blob = client.get(f"/v2/{repo}/blobs/{desc['digest']}")
+                assert blob.status_code == 200, (tag, desc["digest"])
+                assert sha256(blob.content) == desc["digest"]
+        for digest in loose:
+            assert client.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
