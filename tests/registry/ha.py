@@ -83,12 +83,14 @@ class HaRegistry:
         """``kill -9`` replica ``index`` (every process of it), as a crash would."""
         self.replicas[index].kill()
 
-    def revive(self, index: int) -> None:
-        """Start replica ``index`` again on its port and root, and wait until the balancer
-        sends it requests."""
-        replica = self.replicas[index]
-        if replica.proc is None or replica.proc.poll() is not None:
-            replica.start()
+    def revive(self, *indexes: int) -> None:
+        """Start the replicas ``indexes`` (all when none is given) again on their ports and
+        roots where they are not running, and wait until the balancer sends every replica
+        requests."""
+        for index in indexes or range(len(self.replicas)):
+            replica = self.replicas[index]
+            if replica.proc is None or replica.proc.poll() is not None:
+                replica.start()
         self.balancer.wait_servers(len(self.replicas))
 
     def all_up(self) -> bool:
@@ -136,8 +138,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresEngine,
 @pytest.fixture
 def healthy_ha(ha: HaRegistry) -> Iterator[HaRegistry]:
     """The deployment with every replica up, before and after the case."""
-    for i in range(len(ha.replicas)):
-        ha.revive(i)
+    ha.revive()
     yield ha
     assert ha.all_up(), "the case left a replica down"
 
