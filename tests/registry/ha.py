@@ -23,6 +23,7 @@ import pytest
 from registry.testing.balancer import Balancer
 from registry.testing.balancer import start as start_balancer
 from registry.testing.engines import PostgresEngine, RgwEngine
+from registry.tls import TlsFiles, default_names, ensure_certificates
 from tests.registry.server import RegistryServer
 
 REPLICAS = 3
@@ -68,6 +69,7 @@ class HaRegistry:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client of the balancer."""
+        kwargs.setdefault("verify", False)
         return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
 
     def log(self) -> str:
@@ -105,19 +107,37 @@ class HaRegistry:
             replica.stop()
 
 
+def shared_tls(directory: Path) -> TlsFiles:
+    """One private CA and server certificate (for loopback) that every replica and the
+    balancer serve, as ``tls_cert``/``tls_key`` settings would share them; the balancer's
+    certificate-and-key PEM is written next to them as ``haproxy.pem``."""
+    files = ensure_certificates(directory, default_names("127.0.0.1"))
+    (directory / "haproxy.pem").write_bytes(files.cert.read_bytes() + files.key.read_bytes())
+    return files
+
+
 def start_ha(directory: Path, postgres: PostgresEngine, rgw: RgwEngine, *,
-             replicas: int = REPLICAS, extra_env: dict[str, str] | None = None) -> HaRegistry:
+             replicas: int = REPLICAS, extra_env: dict[str, str] | None = None,
+             tls: TlsFiles | None = None) -> HaRegistry:
     """Start ``replicas`` servers (one worker each, own empty root) on a fresh database and
-    bucket prefix, and HAProxy in front of them."""
+    bucket prefix, and HAProxy in front of them; with ``tls`` every replica serves that
+    certificate and the balancer terminates TLS with it and speaks TLS to the replicas."""
     name = f"ha_{uuid.uuid4().hex[:10]}"
     env = {**rgw.settings(), "REGISTRY_S3_PREFIX": name.replace("_", "-"),
            "REGISTRY_METADATA_URL": postgres.create_database(name), **(extra_env or {})}
+    if tls is not None:
+        env.update(REGISTRY_TLS_CERT=str(tls.cert), REGISTRY_TLS_KEY=str(tls.key))
     servers: list[RegistryServer] = []
     try:
         for i in range(replicas):
-            servers.append(RegistryServer(directory / f"replica{i}", workers=1, env=env,
-                                          log_path=directory / f"replica{i}.log").start())
-        balancer = start_balancer([s.address for s in servers], directory / "haproxy")
+            server = RegistryServer(directory / f"replica{i}", workers=1, env=env,
+                                    log_path=directory / f"replica{i}.log")
+            if tls is not None:
+                server.scheme = "https"
+            servers.append(server.start())
+        balancer = start_balancer(
+            [s.address for s in servers], directory / "haproxy", backend_tls=tls is not None,
+            frontend_pem=None if tls is None else tls.cert.parent / "haproxy.pem")
         balancer.wait_servers(replicas)
     except BaseException:
         for server in servers:

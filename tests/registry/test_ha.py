@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -36,7 +38,7 @@ from registry.testing.engines import (
     resume_postgres,
 )
 from tests.peers import Dockerd, docker, require
-from tests.registry.ha import HaRegistry
+from tests.registry.ha import HaRegistry, shared_tls, start_ha
 from tests.registry.images import GREETING, busybox_image, layout_of
 from tests.registry.server import REPO_ROOT, Api, error_codes, sha256
 
@@ -520,3 +522,89 @@ def test_gc_on_one_replica_while_another_takes_pushes(healthy_ha: HaRegistry) ->
                 assert sha256(blob.content) == desc["digest"]
         for digest in loose:
             assert client.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
+
+
+# Token auth and TLS shared by the replicas.
+
+
+ALICE = ("alice", "alice-pw")
+
+
+@pytest.fixture(scope="module")
+def secure_ha(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresEngine,
+              rgw: RgwEngine) -> Iterator[tuple[HaRegistry, Path]]:
+    """Three replicas with token auth and one shared certificate (the balancer terminates
+    TLS with it and speaks TLS to them); user alice may push ``team/**``. Yields the
+    deployment and the CA certificate."""
+    directory = tmp_path_factory.mktemp("ha-secure")
+    tls = shared_tls(directory / "tls")
+    access = [{"repository": "team/**", "users": [ALICE[0]], "actions": ["pull", "push"]}]
+    deployment = start_ha(directory, postgres, rgw, tls=tls, extra_env={
+        "REGISTRY_AUTH": "token", "REGISTRY_ACCESS": json.dumps(access)})
+    try:
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith(("REGISTRY_", "AWS_"))}
+        proc = subprocess.run(
+            [sys.executable, "-m", "registry.cli", "user", "add", ALICE[0], "--password-stdin",
+             "--root", str(deployment.root)], input=ALICE[1] + "\n", capture_output=True,
+            text=True, timeout=60, cwd=REPO_ROOT,
+            env={**clean, **deployment.env, "PYTHONPATH": str(REPO_ROOT)})
+        assert proc.returncode == 0, proc.stderr
+        assert tls.ca is not None
+        yield deployment, tls.ca
+    finally:
+        deployment.stop()
+
+
+def test_a_token_from_one_replica_is_good_on_every_other(secure_ha) -> None:
+    ha, ca = secure_ha
+    scope = "repository:team/app:pull,push"
+    with ha.replicas[0].client(verify=ssl.create_default_context(cafile=str(ca))) as first:
+        challenge = first.get("/v2/")
+        assert challenge.status_code == 401
+        assert f'realm="https://{ha.replicas[0].address}/token"' in \
+            challenge.headers["WWW-Authenticate"]
+        got = first.get("/token", params={"service": "pybuild-registry", "scope": scope},
+                        auth=ALICE)
+        assert got.status_code == 200, got.text
+        token = got.json()["token"]
+    for replica in ha.replicas[1:]:
+        with replica.client(verify=ssl.create_default_context(cafile=str(ca)),
+                            headers={"Authorization": f"Bearer {token}"}) as other:
+            assert other.get("/v2/").status_code == 200
+            Api(other).blob("team/app", f"pushed on {replica.port}".encode())
+    with ha.client(verify=ssl.create_default_context(cafile=str(ca))) as balanced:
+        r = balanced.get("/v2/")
+        assert r.status_code == 401
+        assert f'realm="https://{ha.address}/token"' in r.headers["WWW-Authenticate"]
+
+
+def test_docker_login_push_pull_through_the_tls_balancer(secure_ha, images, dockerd: Dockerd,
+                                                         tmp_path: Path) -> None:
+    ha, ca = secure_ha
+    store, _, digests = images
+    certs = Path("/etc/docker/certs.d") / ha.address
+    certs.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ca, certs / "ca.crt")
+    config = ["--config", str(tmp_path / "docker-config")]
+    ref = f"{ha.address}/team/docker:1"
+    manifest = Descriptor(media_type=MediaType.OCI_MANIFEST, digest=digests["app"],
+                          size=store.info(digests["app"]).size)
+    archive = tmp_path / "app.tar"
+    write_docker_archive(archive, store, [ArchiveImage(load_image(store, manifest), (ref,))])
+    before = len(ha.balancer.requests())
+    try:
+        docker(*config, "login", "-u", ALICE[0], "--password-stdin", ha.address,
+               input=ALICE[1].encode())
+        docker("load", "-i", str(archive))
+        docker(*config, "push", ref)
+        docker("rmi", ref)
+        docker(*config, "pull", ref)
+        assert docker("run", "--rm", ref).stdout.decode().strip() == GREETING
+    finally:
+        docker("rmi", "-f", ref, check=False)
+        shutil.rmtree(certs, ignore_errors=True)
+    served = [s for s in ha.balancer.requests()[before:] if s.method != "<BADREQ>"]
+    tokens = {s.server for s in served if s.uri.startswith("/token")}
+    authorized = {s.server for s in served if s.uri.startswith("/v2/team/") and s.status < 400}
+    assert tokens and authorized == {"r0", "r1", "r2"}, served
