@@ -70,7 +70,8 @@ class HaRegistry:
     def client(self, **kwargs: Any) -> httpx.Client:
         """An HTTP client of the balancer."""
         kwargs.setdefault("verify", False)
-        return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
+        kwargs.setdefault("timeout", 60.0)
+        return httpx.Client(base_url=self.url, **kwargs)
 
     def log(self) -> str:
         """Everything every replica wrote."""

@@ -41,6 +41,7 @@ from tests.peers import Dockerd, docker, require
 from tests.registry.ha import HaRegistry, shared_tls, start_ha
 from tests.registry.images import GREETING, busybox_image, layout_of
 from tests.registry.server import REPO_ROOT, Api, error_codes, sha256
+from tests.registry.test_s3_server import keys
 
 pytestmark = pytest.mark.usefixtures("ha_deadline")
 MIB = 1024 * 1024
@@ -300,7 +301,61 @@ def _serving(ha: HaRegistry) -> int | None:
     return busy[0] if len(busy) == 1 else None
 
 
-def test_replica_killed_mid_push(healthy_ha: HaRegistry) -> None:
+def kill_the_serving_replica(ha: HaRegistry, patience: float = 20) -> int | None:
+    """Wait for one replica to hold a request in flight for a while (seen three times in a
+    row), ``kill -9`` it and return its index; ``None`` when none did within ``patience``."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        seen = set()
+        for _ in range(3):
+            seen.add(_serving(ha))
+            time.sleep(0.05)
+        if len(seen) == 1 and None not in seen:
+            victim = seen.pop()
+            assert victim is not None
+            ha.kill(victim)
+            return victim
+    return None
+
+
+class DigestWatcher:
+    """Asks for a blob by digest through the balancer, over and over while it runs, and
+    keeps every answer that is neither 404 nor the whole, right content."""
+
+    def __init__(self, ha: HaRegistry, repo: str, data: bytes) -> None:
+        self.ha, self.repo, self.data = ha, repo, data
+        self.wrong: list[str] = []
+        self.asked = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        digest = sha256(self.data)
+        with self.ha.client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.get(f"/v2/{self.repo}/blobs/{digest}")
+                except httpx.TransportError:
+                    continue
+                self.asked += 1
+                if r.status_code == 200 and r.content != self.data:
+                    self.wrong.append(f"200 with {len(r.content)} bytes of another content")
+                elif r.status_code not in (200, 404, 502, 503):
+                    self.wrong.append(f"{r.status_code}: {r.text[:200]}")
+                time.sleep(0.05)
+
+    def __enter__(self) -> DigestWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self.wrong, self.wrong
+        assert self.asked > 0
+
+
+def test_replica_killed_mid_push(healthy_ha: HaRegistry, rgw: RgwEngine) -> None:
     ha = healthy_ha
     repo = f"ha/killed-{uuid.uuid4().hex[:8]}"
     data = payload(14 * MIB + 77, "killed")
@@ -326,27 +381,23 @@ def test_replica_killed_mid_push(healthy_ha: HaRegistry) -> None:
             except httpx.HTTPError as exc:
                 outcome.append(exc)
 
-        sender = threading.Thread(target=send)
-        sender.start()
-        victim = None
-        deadline = time.monotonic() + 20
-        while victim is None and time.monotonic() < deadline:
-            candidates = {_serving(ha) for _ in range(3) if not time.sleep(0.05)}
-            if len(candidates) == 1:
-                victim = candidates.pop()
-        assert victim is not None, "no replica seen serving the PATCH"
-        ha.kill(victim)
-        sender.join(60)
-        assert outcome and (isinstance(outcome[0], httpx.HTTPError)
-                            or outcome[0].status_code >= 500), outcome  # type: ignore[attr-defined]
-        # What was acknowledged is kept; nothing of the digest is served yet.
-        assert offset(client, path) >= first
-        for i, replica in enumerate(ha.replicas):
-            if i != victim:
-                with replica.client() as direct:
-                    assert direct.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
-        r = resume(client, path, data, 4 * MIB)
-        assert r.headers["Docker-Content-Digest"] == digest
+        with DigestWatcher(ha, repo, data):
+            sender = threading.Thread(target=send)
+            sender.start()
+            victim = kill_the_serving_replica(ha)
+            assert victim is not None, "no replica seen serving the PATCH"
+            sender.join(60)
+            assert outcome and (isinstance(outcome[0], httpx.HTTPError)
+                                or outcome[0].status_code >= 500), outcome  # type: ignore[attr-defined]
+            # What was acknowledged is kept; nothing of the digest is served yet.
+            assert offset(client, path) >= first
+            for i, replica in enumerate(ha.replicas):
+                if i != victim:
+                    with replica.client() as direct:
+                        assert direct.head(f"/v2/{repo}/blobs/{digest}").status_code == 404
+            assert f"{ha.prefix}/blobs/sha256/{digest[7:]}" not in keys(rgw, ha.prefix)
+            r = resume(client, path, data, 4 * MIB)
+            assert r.headers["Docker-Content-Digest"] == digest
         ha.revive(victim)
         for replica in ha.replicas:
             with replica.client() as direct:
@@ -355,17 +406,19 @@ def test_replica_killed_mid_push(healthy_ha: HaRegistry) -> None:
     assert "Traceback" not in ha.log()
 
 
-def test_docker_push_survives_a_replica_killed(healthy_ha: HaRegistry, images,
+def test_docker_push_survives_a_replica_killed(healthy_ha: HaRegistry, busybox_rootfs: Path,
                                                dockerd: Dockerd, tmp_path: Path) -> None:
-    store, _, digests = images
     ha = healthy_ha
+    store = LocalStore(tmp_path / "store")
+    big = busybox_image(store, busybox_rootfs, extra={"big": os.urandom(24 * MIB)},
+                        workdir=tmp_path / "w")
     ref = f"{ha.address}/ha/docker-killed-{uuid.uuid4().hex[:8]}:1"
-    manifest = Descriptor(media_type=MediaType.OCI_MANIFEST, digest=digests["app"],
-                          size=store.info(digests["app"]).size)
-    archive = tmp_path / "app.tar"
-    write_docker_archive(archive, store, [ArchiveImage(load_image(store, manifest), (ref,))])
+    archive = tmp_path / "big.tar"
+    write_docker_archive(archive, store, [ArchiveImage(load_image(store, big.manifest),
+                                                       (ref,))])
     docker("load", "-i", str(archive))
-    killer = threading.Timer(0.3, ha.kill, (1,))
+    victims: list[int | None] = []
+    killer = threading.Thread(target=lambda: victims.append(kill_the_serving_replica(ha)))
     try:
         killer.start()
         # docker retries a failed layer upload itself, but not a failed manifest PUT:
@@ -374,13 +427,14 @@ def test_docker_push_survives_a_replica_killed(healthy_ha: HaRegistry, images,
             killer.join()
             docker("push", ref)
         killer.join()
-        ha.revive(1)
+        assert victims and victims[0] is not None, "no replica was killed during the push"
+        ha.revive()
         docker("rmi", ref)
         docker("pull", ref)
         assert docker("run", "--rm", ref).stdout.decode().strip() == GREETING
     finally:
         killer.join()
-        ha.revive(1)
+        ha.revive()
         docker("rmi", "-f", ref, check=False)
 
 
