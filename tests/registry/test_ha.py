@@ -29,6 +29,7 @@ from layerstore.content.local import LocalStore
 from layerstore.digest import Digest
 from layerstore.docker_archive import ArchiveImage, write_docker_archive
 from layerstore.oci import Descriptor, MediaType
+from registry.testing.balancer import BalancerError
 from registry.testing.engines import (
     PostgresEngine,
     RgwEngine,
@@ -227,6 +228,27 @@ def test_chunks_land_on_different_replicas(healthy_ha: HaRegistry) -> None:
     for replica in healthy_ha.replicas:
         with replica.client() as direct:
             assert direct.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
+
+
+def test_a_replica_in_maintenance_gets_no_requests(healthy_ha: HaRegistry) -> None:
+    ha = healthy_ha
+    ha.balancer.set_state(0, "maint")
+    try:
+        ha.balancer.wait_servers(2)
+        before = len(ha.balancer.requests())
+        repo = f"ha/maint-{uuid.uuid4().hex[:8]}"
+        with ha.client() as client:
+            pushed = Api(client).image(repo, "v1", layers=3)
+        served = {s.server for s in ha.balancer.requests()[before:]}
+        assert served == {"r1", "r2"}, served
+    finally:
+        ha.balancer.set_state(0, "ready")
+    ha.balancer.wait_servers(3)
+    with ha.replicas[0].client() as direct:
+        r = direct.get(f"/v2/{repo}/manifests/v1", headers={"Accept": pushed.media_type})
+        assert r.status_code == 200 and r.content == pushed.body
+    with pytest.raises(BalancerError, match="state must be one of"):
+        ha.balancer.set_state(0, "gone")
 
 
 def test_concurrent_pushes_of_one_blob(healthy_ha: HaRegistry) -> None:
