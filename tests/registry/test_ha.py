@@ -323,15 +323,17 @@ def _serving(ha: HaRegistry) -> int | None:
     return busy[0] if len(busy) == 1 else None
 
 
-def kill_the_serving_replica(ha: HaRegistry, patience: float = 20) -> int | None:
-    """Wait for one replica to hold a request in flight for a while (seen three times in a
-    row), ``kill -9`` it and return its index; ``None`` when none did within ``patience``."""
+def kill_the_serving_replica(ha: HaRegistry, patience: float = 20, sightings: int = 3,
+                             interval: float = 0.05) -> int | None:
+    """Wait for one replica to hold a request in flight for a while (seen ``sightings``
+    times in a row), ``kill -9`` it and return its index; ``None`` when none did within
+    ``patience``."""
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
         seen = set()
-        for _ in range(3):
+        for _ in range(sightings):
             seen.add(_serving(ha))
-            time.sleep(0.05)
+            time.sleep(interval)
         if len(seen) == 1 and None not in seen:
             victim = seen.pop()
             assert victim is not None
@@ -425,6 +427,59 @@ def test_replica_killed_mid_push(healthy_ha: HaRegistry, rgw: RgwEngine) -> None
             with replica.client() as direct:
                 got = direct.get(f"/v2/{repo}/blobs/{digest}")
                 assert got.status_code == 200 and got.content == data
+    assert "Traceback" not in ha.log()
+
+
+def test_replica_killed_during_the_closing_put(healthy_ha: HaRegistry, rgw: RgwEngine
+                                              ) -> None:
+    """The closing PUT of an upload whose chunks went to several replicas reads the upload
+    back to verify it: the replica doing so is killed; the client's retry finishes it."""
+    ha = healthy_ha
+    repo = f"ha/killed-put-{uuid.uuid4().hex[:8]}"
+    data = payload(48 * MIB + 9, "killed put")
+    digest = sha256(data)
+    with ha.client() as client:
+        path = upload_path(client, repo)
+        for pos in range(0, len(data), 6 * MIB):
+            end = min(pos + 6 * MIB, len(data))
+            assert client.patch(path, content=data[pos:end], headers={
+                "Content-Range": f"{pos}-{end - 1}"}).status_code == 202
+        outcome: list[object] = []
+
+        def close() -> None:
+            try:
+                outcome.append(client.put(path, params={"digest": digest}))
+            except httpx.HTTPError as exc:
+                outcome.append(exc)
+
+        with DigestWatcher(ha, repo, data):
+            closer = threading.Thread(target=close)
+            closer.start()
+            victim = kill_the_serving_replica(ha, patience=10, sightings=2, interval=0.01)
+            closer.join(60)
+            assert outcome
+            first = outcome[0]
+            if victim is None:
+                # The PUT was over before a replica was seen holding it.
+                assert isinstance(first, httpx.Response) and first.status_code == 201
+            elif not (isinstance(first, httpx.Response) and first.status_code == 201):
+                status = client.get(path)
+                if status.status_code == 204:
+                    r = client.put(path, params={"digest": digest})
+                    assert r.status_code == 201, r.text
+                else:
+                    # The commit was through before the kill: the session is gone and the
+                    # blob complete.
+                    assert status.status_code == 404, status.text
+        if victim is not None:
+            ha.revive(victim)
+        for replica in ha.replicas:
+            with replica.client() as direct:
+                got = direct.get(f"/v2/{repo}/blobs/{digest}")
+                assert got.status_code == 200 and got.content == data
+    stored = keys(rgw, ha.prefix)
+    assert f"{ha.prefix}/blobs/sha256/{digest[7:]}" in stored
+    assert not [k for k in stored if path.rsplit("/", 1)[-1] in k]
     assert "Traceback" not in ha.log()
 
 
