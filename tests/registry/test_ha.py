@@ -515,6 +515,57 @@ def test_docker_push_survives_a_replica_killed(healthy_ha: HaRegistry, busybox_r
         docker("rmi", "-f", ref, check=False)
 
 
+class BackgroundPusher:
+    """Pushes small images through the balancer in a loop while it runs, each one again
+    (from the start) until it succeeds; every 5xx it gets must be the spec's 503."""
+
+    def __init__(self, ha: HaRegistry, repo: str) -> None:
+        self.ha, self.repo = ha, repo
+        self.pushed: dict[str, object] = {}
+        self.bad: list[str] = []
+        self.unavailable = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _check(self, response: httpx.Response) -> None:
+        if response.status_code >= 500:
+            response.read()
+            try:
+                assert_unavailable(response)
+                self.unavailable += 1
+            except AssertionError as exc:
+                self.bad.append(f"{response.request.method} {response.request.url}: {exc}")
+
+    def _run(self) -> None:
+        with self.ha.client(event_hooks={"response": [self._check]}) as client:
+            api = Api(client)
+            i = 0
+            while not self._stop.is_set():
+                try:
+                    self.pushed[f"bg{i}"] = push_image(api, self.repo, f"bg{i}")
+                except Exception as exc:
+                    self.bad.append(f"push bg{i}: {exc}")
+                    return
+                i += 1
+
+    def __enter__(self) -> BackgroundPusher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(90)
+        assert not self.bad, self.bad
+
+    def verify(self, client: httpx.Client) -> None:
+        """Every image it pushed is there, whole."""
+        assert self.pushed
+        for tag, image in self.pushed.items():
+            r = client.get(f"/v2/{self.repo}/manifests/{tag}",
+                           headers={"Accept": image.media_type})  # type: ignore[attr-defined]
+            assert r.status_code == 200 and r.content == image.body, tag  # type: ignore
+
+
 def test_postgresql_restarted_during_a_push(healthy_ha: HaRegistry,
                                             postgres: PostgresEngine) -> None:
     ha = healthy_ha
@@ -527,26 +578,35 @@ def test_postgresql_restarted_during_a_push(healthy_ha: HaRegistry,
         path = upload_path(client, repo)
         assert client.patch(path, content=data[:first], headers={
             "Content-Range": f"0-{first - 1}"}).status_code == 202
-        pause_postgres(postgres)
-        try:
-            r = client.patch(path, content=data[first:first + MIB], headers={
-                "Content-Range": f"{first}-{first + MIB - 1}"})
-            assert_unavailable(r)
-            assert_unavailable(client.get(f"/v2/{repo}/manifests/kept"))
-            assert_unavailable(client.put(f"/v2/{repo}/manifests/other", content=kept.body,
-                                          headers={"Content-Type": kept.media_type}))
-            for replica in ha.replicas:
-                with replica.client() as direct:
-                    health = direct.get("/healthz")
-                    assert health.status_code == 503 and "metadata" in health.json()
-        finally:
-            resume_postgres(postgres)
-        r = resume(client, path, data, 4 * MIB)
-        assert r.headers["Docker-Content-Digest"] == sha256(data)
+        with BackgroundPusher(ha, repo) as pusher:
+            time.sleep(0.5)
+            pause_postgres(postgres)
+            try:
+                r = client.patch(path, content=data[first:first + MIB], headers={
+                    "Content-Range": f"{first}-{first + MIB - 1}"})
+                assert_unavailable(r)
+                assert_unavailable(client.get(f"/v2/{repo}/manifests/kept"))
+                assert_unavailable(client.put(f"/v2/{repo}/manifests/other",
+                                              content=kept.body,
+                                              headers={"Content-Type": kept.media_type}))
+                for replica in ha.replicas:
+                    with replica.client() as direct:
+                        health = direct.get("/healthz")
+                        assert health.status_code == 503 and "metadata" in health.json()
+                time.sleep(1)
+            finally:
+                resume_postgres(postgres)
+            r = resume(client, path, data, 4 * MIB)
+            assert r.headers["Docker-Content-Digest"] == sha256(data)
+            before = len(pusher.pushed)
+            deadline = time.monotonic() + 60
+            while len(pusher.pushed) < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert pusher.unavailable > 0
+        pusher.verify(client)
         assert client.get(f"/v2/{repo}/blobs/{sha256(data)}").content == data
         assert client.get(f"/v2/{repo}/manifests/kept",
                           headers={"Accept": kept.media_type}).content == kept.body
-        push_image(api, repo, "after")
         for replica in ha.replicas:
             with replica.client() as direct:
                 assert _eventually_healthy(direct)
@@ -573,26 +633,35 @@ def test_radosgw_stopped(healthy_ha: HaRegistry, rgw: RgwEngine) -> None:
         api = Api(client)
         digest = api.blob(repo, data)
         path = upload_path(client, repo)
-        pause_gateway(rgw)
-        try:
-            for _ in range(len(ha.replicas)):
-                assert_unavailable(client.get(f"/v2/{repo}/blobs/{digest}"))
-                assert_unavailable(client.post(f"/v2/{repo}/blobs/uploads/",
-                                               params={"digest": sha256(b"new")},
-                                               content=b"new"))
-            assert_unavailable(client.patch(path, content=payload(6 * MIB, "more"), headers={
-                "Content-Range": f"0-{6 * MIB - 1}"}))
-            health = client.get("/healthz")
-            assert health.status_code == 503 and "storage" in health.json()
+        with BackgroundPusher(ha, repo) as pusher:
+            time.sleep(0.5)
+            pause_gateway(rgw)
+            try:
+                for _ in range(len(ha.replicas)):
+                    assert_unavailable(client.get(f"/v2/{repo}/blobs/{digest}"))
+                    assert_unavailable(client.post(f"/v2/{repo}/blobs/uploads/",
+                                                   params={"digest": sha256(b"new")},
+                                                   content=b"new"))
+                assert_unavailable(client.patch(path, content=payload(6 * MIB, "more"),
+                                                headers={"Content-Range": f"0-{6 * MIB - 1}"}))
+                health = client.get("/healthz")
+                assert health.status_code == 503 and "storage" in health.json()
+                for replica in ha.replicas:
+                    with replica.client() as direct:
+                        health = direct.get("/healthz")
+                        assert health.status_code == 503 and "storage" in health.json()
+                time.sleep(1)
+            finally:
+                resume_gateway(rgw)
             for replica in ha.replicas:
                 with replica.client() as direct:
-                    health = direct.get("/healthz")
-                    assert health.status_code == 503 and "storage" in health.json()
-        finally:
-            resume_gateway(rgw)
-        for replica in ha.replicas:
-            with replica.client() as direct:
-                assert _eventually_healthy(direct)
+                    assert _eventually_healthy(direct)
+            before = len(pusher.pushed)
+            deadline = time.monotonic() + 60
+            while len(pusher.pushed) < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        assert pusher.unavailable > 0
+        pusher.verify(client)
         assert client.get(f"/v2/{repo}/blobs/{digest}").content == data
         api.blob(repo, b"new")
         push_image(api, repo, "after")
