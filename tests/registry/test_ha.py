@@ -309,6 +309,18 @@ def test_concurrent_pushes_of_one_tag(healthy_ha: HaRegistry) -> None:
     assert len(views) == 1 and views <= {b.digest for b in bodies}
 
 
+def test_a_refused_manifest_is_answered_through_the_balancer(healthy_ha: HaRegistry) -> None:
+    """A manifest over the size limit is refused with 413 before it is stored; the server
+    reads the rest of the body first, so that closing the connection does not reset the
+    answer away on its way through the balancer."""
+    body = b"{" + b" " * (4 * MIB) + b"}"
+    with healthy_ha.client() as client:
+        for _ in range(20):
+            r = client.put("/v2/ha/huge/manifests/v1", content=body,
+                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+            assert r.status_code == 413 and error_codes(r) == ["SIZE_INVALID"]
+
+
 # Faults.
 
 
