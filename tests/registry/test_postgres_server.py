@@ -247,3 +247,12 @@ def test_login_lockout_holds_on_every_replica(tmp_path: Path,
         assert locked.status_code == 429, locked.text
         assert int(locked.headers["Retry-After"]) > 500
         assert not (tmp_path / "b" / "run" / "login-throttle.db").exists()
+
+
+def test_token_auth_on_a_fresh_database(tmp_path: Path, postgres: PostgresEngine) -> None:
+    """The schema is made before the token signing key is read from it."""
+    url = postgres.create_database("fresh_token_auth")
+    with RegistryServer(tmp_path / "root", args=["--auth", "token"],
+                        env={"REGISTRY_METADATA_URL": url}) as server, server.client() as c:
+        assert c.get("/v2/").status_code == 401
+    assert "Traceback" not in server.log()
