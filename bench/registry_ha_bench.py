@@ -2,7 +2,8 @@
 one PostgreSQL started here (registry.testing.engines):
 
 * ``one``: one ``registry serve`` on S3 + PostgreSQL;
-* ``three``: three of them (one bucket prefix, one database) behind HAProxy, round-robin;
+* ``three``: three of them (one bucket prefix, one database) behind HAProxy
+  (registry.testing.balancer: round-robin, no stickiness, health checks);
 * ``distribution``: CNCF distribution 2.8 (Debian ``docker-registry``) with its s3 driver on
   a bucket of its own on the same RGW.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,57 +36,10 @@ from registry_bench import OCI_MANIFEST, make_layout, peak_rss, timed  # noqa: E
 from s3_bench import distribution_on_s3  # noqa: E402
 
 from registry.testing import engines  # noqa: E402
-from registry.testing.processes import RegistryProcess, free_port, ours  # noqa: E402
+from registry.testing.balancer import running as running_balancer  # noqa: E402
+from registry.testing.processes import RegistryProcess, ours  # noqa: E402
 
 DIST_BUCKET = "distribution"
-
-
-class Balancer:
-    """HAProxy (Debian ``haproxy``) round-robin over ``backends`` on a free loopback port."""
-
-    def __init__(self, directory: Path, backends: list[str]) -> None:
-        self.port = free_port()
-        directory.mkdir(parents=True, exist_ok=True)
-        servers = "\n".join(f"    server r{i} {addr}" for i, addr in enumerate(backends))
-        self.config = directory / "haproxy.cfg"
-        self.config.write_text(f"""global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    option http-keep-alive
-frontend registry
-    bind 127.0.0.1:{self.port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-{servers}
-""")
-        self.log = directory / "haproxy.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-    def start(self) -> Balancer:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)],
-                                         stdout=out, stderr=subprocess.STDOUT)
-        from registry.testing.processes import wait_until_up
-        wait_until_up(self.proc, self.url, self.log, 30)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
 
 
 @contextmanager
@@ -104,8 +57,8 @@ def replicas(tmp: Path, name: str, count: int, env: dict[str, str], workers: int
         if count == 1:
             yield procs[0].url, procs
             return
-        balancer = Balancer(tmp / f"{name}-haproxy", [p.address for p in procs]).start()
-        stack.callback(balancer.stop)
+        balancer = stack.enter_context(
+            running_balancer([p.address for p in procs], tmp / f"{name}-haproxy"))
         yield balancer.url, procs
 
 
