@@ -6,7 +6,7 @@
 3. Peak RSS of our server processes under that load.
 
 ``--push-only`` times only the skopeo push, ``--rounds`` times each alternating between the
-two servers (a fresh repository each round), and prints the best and the median of each:
+two servers (each round to a fresh, empty server), and prints the best and the median:
 
     python bench/registry_bench.py --push-only --mb 200 --rounds 3
 """
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -144,22 +145,19 @@ def push_only(args: argparse.Namespace) -> int:
         layout, manifest_digest, _ = make_layout(tmp, args.mb, args.layers)
         print(f"image: {args.layers} layers, {args.mb} MB, manifest {manifest_digest[:19]}; "
               f"skopeo push, {args.rounds} rounds alternating, filesystem storage")
-        servers = {
-            "pybuild": ours(tmp / "ours", workers=args.workers),
-            "distribution": distribution(tmp / "dist"),
-        }
-        times: dict[str, list[float]] = {name: [] for name in servers}
-        try:
-            for server in servers.values():
+        times: dict[str, list[float]] = {"pybuild": [], "distribution": []}
+        for i in range(args.rounds):
+            servers = {"pybuild": ours(tmp / f"ours{i}", workers=args.workers),
+                       "distribution": distribution(tmp / f"dist{i}")}
+            for name, server in servers.items():
                 server.start()
-            for i in range(args.rounds):
-                for name, server in servers.items():
-                    ref = f"docker://{server.address}/bench/push{i}:1"
+                try:
+                    ref = f"docker://{server.address}/bench/app:1"
                     times[name].append(timed(["skopeo", "copy", "--dest-tls-verify=false",
                                               f"oci:{layout}:bench", ref]))
-        finally:
-            for server in servers.values():
-                server.stop()
+                finally:
+                    server.stop()
+                shutil.rmtree(tmp / f"{'ours' if name == 'pybuild' else 'dist'}{i}")
     for name, values in times.items():
         print(f"  {name:13s} push best {min(values):6.2f} s  median "
               f"{statistics.median(values):6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})")
