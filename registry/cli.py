@@ -293,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))
+    # The schema first: token auth keeps its signing key in that database.
+    if settings.metadata_url:
+        try:
+            prepare_metadata(settings)
+        except MetadataError as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            return 1
     try:
         from registry.app import check_storage, load_authorizer
 
@@ -307,12 +314,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"registry: {exc}", file=sys.stderr)
         return 2
-    if settings.metadata_url:
-        try:
-            prepare_metadata(settings)
-        except MetadataError as exc:
-            print(f"registry: {exc}", file=sys.stderr)
-            return 1
     try:
         return serve(settings, options)
     except OSError as exc:
