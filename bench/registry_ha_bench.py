@@ -2,6 +2,7 @@
 one PostgreSQL started here (registry.testing.engines):
 
 * ``one``: one ``registry serve`` on S3 + PostgreSQL;
+* ``one-lb``: the same behind HAProxy (what the balancer itself costs);
 * ``three``: three of them (one bucket prefix, one database) behind HAProxy
   (registry.testing.balancer: round-robin, no stickiness, health checks);
 * ``distribution``: CNCF distribution 2.8 (Debian ``docker-registry``) with its s3 driver on
@@ -43,10 +44,10 @@ DIST_BUCKET = "distribution"
 
 
 @contextmanager
-def replicas(tmp: Path, name: str, count: int, env: dict[str, str], workers: int
-             ) -> Iterator[tuple[str, list[RegistryProcess]]]:
+def replicas(tmp: Path, name: str, count: int, env: dict[str, str], workers: int,
+             balanced: bool) -> Iterator[tuple[str, list[RegistryProcess]]]:
     """``count`` replicas sharing ``env`` (bucket prefix and database); the URL to use (the
-    balancer's when more than one) and the processes."""
+    balancer's when ``balanced``) and the processes."""
     with ExitStack() as stack:
         procs = []
         for i in range(count):
@@ -54,7 +55,7 @@ def replicas(tmp: Path, name: str, count: int, env: dict[str, str], workers: int
             proc.start(timeout=60)
             stack.callback(proc.stop)
             procs.append(proc)
-        if count == 1:
+        if not balanced:
             yield procs[0].url, procs
             return
         balancer = stack.enter_context(
@@ -91,18 +92,20 @@ def main() -> int:
         (tmp / "image").mkdir()
         layout, manifest_digest, layer_digest = make_layout(tmp / "image", args.mb, args.layers)
         print(f"image: {args.layers} layers, {args.mb} MB, manifest {manifest_digest[:19]}; "
-              f"{args.workers} worker(s) a replica; one Ceph RGW and one PostgreSQL on loopback")
+              f"{args.workers} worker(s) a replica; one Ceph RGW and one PostgreSQL on loopback; "
+              f"{os.cpu_count()} CPUs for everything")
         with engines.running(tmp / "engines") as running:
             assert running.postgres is not None and running.rgw is not None
             rgw = running.rgw
             os.environ.update({"AWS_ACCESS_KEY_ID": rgw.access_key,
                                "AWS_SECRET_ACCESS_KEY": rgw.secret_key})
             os.environ.pop("AWS_CA_BUNDLE", None)
-            for name, count in (("one", 1), ("three", 3)):
+            for name, count, balanced in (("one", 1, False), ("one-lb", 1, True),
+                                          ("three", 3, True)):
                 env = {**rgw.settings(), "REGISTRY_S3_PREFIX": name,
                        "REGISTRY_ACCESS_LOG": "false",
                        "REGISTRY_METADATA_URL": running.postgres.create_database(name)}
-                with replicas(tmp, name, count, env, args.workers) as (url, procs):
+                with replicas(tmp, name, count, env, args.workers, balanced) as (url, procs):
                     r = measure(url, tmp, name, layout, layer_digest, args.seconds)
                     for i, proc in enumerate(procs):
                         r[f"rss{i}"] = peak_rss(proc)
@@ -121,10 +124,15 @@ def main() -> int:
                 dist.stop()
             results["distribution"] = r
             report("distribution", r)
-    one, three, dist_r = results["one"], results["three"], results["distribution"]
+    one, one_lb, three = results["one"], results["one-lb"], results["three"]
+    dist_r = results["distribution"]
     max_rss = max(v for k, v in three.items() if k.startswith("rss"))
     checks = [
         ("manifest GET req/s three/one", three["get_rps"] / one["get_rps"], ">=", 2.5),
+        ("manifest GET req/s three/one, both behind HAProxy",
+         three["get_rps"] / one_lb["get_rps"], "", 0),
+        ("blob HEAD req/s three/one, both behind HAProxy",
+         three["head_rps"] / one_lb["head_rps"], "", 0),
         ("manifest GET req/s three/distribution", three["get_rps"] / dist_r["get_rps"], ">=", 1.5),
         ("blob HEAD req/s three/distribution", three["head_rps"] / dist_r["head_rps"], ">=", 1.5),
         ("manifest GET req/s one/distribution", one["get_rps"] / dist_r["get_rps"], "", 0),
@@ -142,7 +150,7 @@ def main() -> int:
         if op:
             ok = value >= target if op == ">=" else value <= target
             verdict = f"target {op} {target:g}: {'met' if ok else 'MISSED'}"
-        print(f"ratio {label:40s} {value:7.2f}  {verdict}")
+        print(f"ratio {label:50s} {value:7.2f}  {verdict}")
     print(json.dumps({"results": results,
                       "ratios": {label: value for label, value, _, _ in checks}}))
     return 0
