@@ -293,8 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))
-    # The schema first: token auth keeps its signing key in that database.
     if settings.metadata_url:
+        # Before the authorizer: with token auth it reads the signing key from the database.
         try:
             prepare_metadata(settings)
         except MetadataError as exc:

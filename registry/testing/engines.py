@@ -310,10 +310,41 @@ def _create_registry_database(engine: PostgresEngine) -> None:
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(engine.user)))
 
 
+def postmaster_pid(engine: PostgresEngine) -> int:
+    """The running postmaster's PID: ``postmaster.pid`` (it changes when the cluster is
+    restarted), else the one recorded at start."""
+    try:
+        return int((Path(engine.data_dir) / "postmaster.pid").read_text().split("\n")[0])
+    except (OSError, ValueError):
+        return engine.pid
+
+
+def _as_owner(engine: PostgresEngine) -> dict[str, object]:
+    if os.geteuid() != 0:
+        return {}
+    st = Path(engine.data_dir).stat()
+    return {"user": st.st_uid, "group": st.st_gid, "extra_groups": []}
+
+
+def pause_postgres(engine: PostgresEngine) -> None:
+    """Stop the cluster (PostgreSQL's *fast* shutdown: clients are disconnected) and keep
+    its data, for :func:`resume_postgres`."""
+    _run([str(PG_BIN / "pg_ctl"), "stop", "-w", "-t", "60", "-m", "fast", "-D",
+          engine.data_dir], "pg_ctl stop", Path(engine.log_file),
+         cwd=Path(engine.data_dir).parent, **_as_owner(engine))
+
+
+def resume_postgres(engine: PostgresEngine) -> None:
+    """Start a cluster :func:`pause_postgres` stopped, on the same port and data."""
+    _run([str(PG_BIN / "pg_ctl"), "start", "-w", "-t", "60", "-D", engine.data_dir, "-l",
+          engine.log_file], "pg_ctl start", Path(engine.log_file),
+         cwd=Path(engine.data_dir).parent, **_as_owner(engine))
+
+
 def stop_postgres(engine: PostgresEngine) -> None:
     """Stop the cluster by its PID and remove a temp-dir home it had. The shutdown is
     PostgreSQL's *immediate* one (SIGQUIT, no checkpoint): the data is thrown away."""
-    stop_pids([engine.pid], signal.SIGQUIT)
+    stop_pids([postmaster_pid(engine)], signal.SIGQUIT)
     home = Path(engine.data_dir).parent
     if home.name.startswith("pybuild-postgres-") and home.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(home, ignore_errors=True)
@@ -454,9 +485,37 @@ def _create_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str)
                           f"{response.status_code}: {response.text[:300]}")
 
 
+GATEWAY_PID = "radosgw.pid"
+
+
+def gateway_pid(engine: RgwEngine) -> int:
+    """The running radosgw's PID (the last started: :func:`resume_gateway` records it)."""
+    try:
+        return int((Path(engine.directory) / "run" / GATEWAY_PID).read_text())
+    except (OSError, ValueError):
+        return engine.pids[-1]
+
+
+def pause_gateway(engine: RgwEngine) -> None:
+    """Stop radosgw alone (the S3 endpoint goes away; the cluster and its objects stay)."""
+    stop_pids([gateway_pid(engine)], signal.SIGTERM, timeout=10)
+
+
+def resume_gateway(engine: RgwEngine, timeout: float = 120) -> None:
+    """Start radosgw again on the same endpoint, after :func:`pause_gateway`."""
+    d = Path(engine.directory)
+    rgw = _spawn(["radosgw", "-c", str(d / "ceph.conf"), "-n", "client.rgw.registry", "-f"],
+                 d / "log" / "rgw.out")
+    (d / "run" / GATEWAY_PID).write_text(str(rgw.pid))
+    _wait_http(engine.endpoint, rgw, timeout, d / "log" / "rgw.log")
+
+
 def stop_rgw(engine: RgwEngine) -> None:
     """Stop every daemon of the cluster by its PID (radosgw first)."""
-    stop_pids(list(reversed(engine.pids)), signal.SIGTERM, timeout=3)
+    pids = list(reversed(engine.pids))
+    if gateway_pid(engine) not in pids:
+        pids.insert(0, gateway_pid(engine))
+    stop_pids(pids, signal.SIGTERM, timeout=3)
 
 
 # Both, with recorded state.

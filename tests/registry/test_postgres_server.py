@@ -244,3 +244,12 @@ def test_pushes_wait_for_a_sweep_on_any_host(tmp_path: Path, postgres: PostgresE
         pusher.join(60)
         assert result == [201]
         assert c.head(f"/v2/locked/app/blobs/{sha256(b'during')}").status_code == 200
+
+
+def test_token_auth_on_a_fresh_database(tmp_path: Path, postgres: PostgresEngine) -> None:
+    """The schema is made before the token signing key is read from it."""
+    url = postgres.create_database("fresh_token_auth")
+    with RegistryServer(tmp_path / "root", args=["--auth", "token"],
+                        env={"REGISTRY_METADATA_URL": url}) as server, server.client() as c:
+        assert c.get("/v2/").status_code == 401
+    assert "Traceback" not in server.log()
