@@ -353,7 +353,7 @@ def stop_postgres(engine: PostgresEngine) -> None:
 # Ceph RGW.
 
 
-def _ceph_conf(d: Path, fsid: str, mon: tuple[int, int], ports: int, rgw_port: int) -> str:
+def _ceph_conf(d: Path, fsid: str, mon: tuple[int, int], ports: int, rgw_bind: str) -> str:
     return f"""[global]
 fsid = {fsid}
 mon initial members = a
@@ -397,15 +397,18 @@ memstore device bytes = 4294967296
 [client.rgw.registry]
 ms mon client mode = crc
 rgw data = {d}/rgw
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint={rgw_bind}
 rgw thread pool size = 32
 log file = {d}/log/rgw.log
 """
 
 
-def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120) -> RgwEngine:
+def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120,
+              listen: str = "", access_key: str = "", secret_key: str = "") -> RgwEngine:
     """Start a single-node Ceph cluster with radosgw under ``directory/ceph``, make an S3
-    user and ``bucket``."""
+    user and ``bucket``. radosgw listens on ``listen`` (``HOST:PORT``; default a free
+    loopback port: ``0.0.0.0:7480`` in a container); the user's keys are made up unless
+    given."""
     for tool in ("ceph-mon", "ceph-mgr", "ceph-osd", "radosgw", "radosgw-admin", "ceph"):
         if shutil.which(tool) is None:
             raise EngineError(f"{tool} is missing: install ceph-mon ceph-mgr ceph-osd radosgw "
@@ -415,9 +418,12 @@ def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120
         (d / sub).mkdir(parents=True, exist_ok=True)
     fsid = str(uuid.uuid4())
     mon = (free_port(), free_port())
-    rgw_port = free_port()
+    host, _, port_text = (listen or f"127.0.0.1:{free_port()}").rpartition(":")
+    if not host or not port_text.isdigit():
+        raise EngineError(f"--rgw-listen must be HOST:PORT, not {listen!r}")
+    rgw_port = int(port_text)
     conf = d / "ceph.conf"
-    conf.write_text(_ceph_conf(d, fsid, mon, _free_range(32), rgw_port))
+    conf.write_text(_ceph_conf(d, fsid, mon, _free_range(32), f"{host}:{rgw_port}"))
     c = ["-c", str(conf)]
     log = d / "log"
     pids: list[int] = []
@@ -442,8 +448,8 @@ def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120
         pids.append(rgw.pid)
         endpoint = f"http://127.0.0.1:{rgw_port}"
         _wait_http(endpoint, rgw, timeout, log / "rgw.log")
-        access_key = "PYB" + secrets.token_hex(8).upper()
-        secret_key = secrets.token_hex(20)
+        access_key = access_key or "PYB" + secrets.token_hex(8).upper()
+        secret_key = secret_key or secrets.token_hex(20)
         _run(["radosgw-admin", *c, "user", "create", "--uid=registry",
               "--display-name=registry", f"--access-key={access_key}",
               f"--secret={secret_key}"], "radosgw-admin user create", log / "rgw.log")
@@ -515,16 +521,17 @@ def stop_rgw(engine: RgwEngine) -> None:
 # Both, with recorded state.
 
 
-def up(directory: Path, *, postgres: bool = True, rgw: bool = True) -> Engines:
+def up(directory: Path, *, postgres: bool = True, rgw: bool = True,
+       **rgw_options: str) -> Engines:
     """Start the chosen engines under ``directory`` and record them (``engines.json``,
-    ``engines.env``) for :func:`down`."""
+    ``engines.env``) for :func:`down`; ``rgw_options`` go to :func:`start_rgw`."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / STATE_FILE).exists():
         raise EngineError(f"{directory / STATE_FILE} exists: run 'down --dir {directory}' first")
     pg = start_postgres(directory) if postgres else None
     try:
-        ceph = start_rgw(directory) if rgw else None
+        ceph = start_rgw(directory, **rgw_options) if rgw else None  # type: ignore[arg-type]
     except BaseException:
         if pg is not None:
             stop_postgres(pg)
@@ -576,7 +583,7 @@ def running(directory: Path, *, postgres: bool = True, rgw: bool = True) -> Iter
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``up --dir DIR [--postgres-only|--rgw-only]`` or ``down --dir DIR``."""
+    """``up --dir DIR [--postgres-only|--rgw-only] [--foreground]`` or ``down --dir DIR``."""
     parser = argparse.ArgumentParser(prog="python -m registry.testing.engines",
                                      description="throwaway PostgreSQL and Ceph RGW")
     parser.add_argument("command", choices=("up", "down", "env"))
@@ -584,10 +591,21 @@ def main(argv: list[str] | None = None) -> int:
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--postgres-only", action="store_true")
     only.add_argument("--rgw-only", action="store_true")
+    parser.add_argument("--rgw-listen", default="", metavar="HOST:PORT",
+                        help="where radosgw listens (default: a free loopback port)")
+    parser.add_argument("--access-key", default=os.environ.get("ENGINES_S3_ACCESS_KEY", ""),
+                        help="the S3 user's access key (default $ENGINES_S3_ACCESS_KEY or new)")
+    parser.add_argument("--secret-key", default=os.environ.get("ENGINES_S3_SECRET_KEY", ""),
+                        help="its secret key (default $ENGINES_S3_SECRET_KEY or new)")
+    parser.add_argument("--foreground", action="store_true",
+                        help="after up, stay until SIGTERM or SIGINT, then stop them (a "
+                             "container's main process)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            engines = up(args.dir, postgres=not args.rgw_only, rgw=not args.postgres_only)
+            engines = up(args.dir, postgres=not args.rgw_only, rgw=not args.postgres_only,
+                         listen=args.rgw_listen, access_key=args.access_key,
+                         secret_key=args.secret_key)
         elif args.command == "env":
             engines = recorded(args.dir)  # type: ignore[assignment]
             if engines is None:
@@ -600,8 +618,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engines: {exc}", file=sys.stderr)
         return 1
     for key, value in engines.settings().items():
-        print(f"{key}={value}")
+        print(f"{key}={value}", flush=True)
+    if args.command == "up" and args.foreground:
+        _wait_for_stop_signal()
+        down(args.dir)
     return 0
+
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT arrives."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    signal.sigwait(signals)
 
 
 if __name__ == "__main__":
