@@ -28,7 +28,12 @@ def hey_head(url: str, *, seconds: int = 10) -> tuple[float, float]:
     out = subprocess.run(["hey", "-m", "HEAD", "-c", "32", "-z", f"{seconds}s", url],
                          check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = float(re.search(r"99% in ([\d.]+) secs", out).group(1)) * 1000  # type: ignore[union-attr]
+    latency = re.search(r"99% in ([\d.]+) secs", out)
+    if latency is None:  # hey leaves the 99% line out when few answers came back
+        latency = re.search(r"Slowest:\s+([\d.]+) secs", out)
+        if latency is None:
+            raise RuntimeError(f"hey HEAD {url}: no answer timed:\n{out[-1500:]}")
+    p99 = float(latency.group(1)) * 1000
     codes = re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
     bad = sum(int(n) for code, n in codes if code != "200")
     if bad:

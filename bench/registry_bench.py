@@ -4,6 +4,11 @@
 2. 32 connections for 10 s on a manifest GET (wrk) and on a blob HEAD (hey): requests/s,
    p99 latency and ratios.
 3. Peak RSS of our server processes under that load.
+
+``--push-only`` times only the skopeo push, ``--rounds`` times each alternating between the
+two servers (each round to a fresh, empty server), and prints the best and the median:
+
+    python bench/registry_bench.py --push-only --mb 200 --rounds 3
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import argparse
 import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -79,7 +86,12 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--push-only", action="store_true",
+                        help="time only skopeo push, --rounds times")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    if args.push_only:
+        return push_only(args)
     with tempfile.TemporaryDirectory(prefix="pybuild-regbench-") as tmpdir:
         tmp = Path(tmpdir)
         layout, manifest_digest, layer_digest = make_layout(tmp, args.mb, args.layers)
@@ -123,6 +135,35 @@ def main() -> int:
         for label, value in ratios.items():
             print(f"ratio {label:40s} {value:5.2f}")
         print(json.dumps({"results": results, "ratios": ratios}))
+    return 0
+
+
+def push_only(args: argparse.Namespace) -> int:
+    """skopeo push of the same image to both servers, rounds alternating; best and median."""
+    with tempfile.TemporaryDirectory(prefix="pybuild-regbench-") as tmpdir:
+        tmp = Path(tmpdir)
+        layout, manifest_digest, _ = make_layout(tmp, args.mb, args.layers)
+        print(f"image: {args.layers} layers, {args.mb} MB, manifest {manifest_digest[:19]}; "
+              f"skopeo push, {args.rounds} rounds alternating, filesystem storage")
+        times: dict[str, list[float]] = {"pybuild": [], "distribution": []}
+        for i in range(args.rounds):
+            servers = {"pybuild": ours(tmp / f"ours{i}", workers=args.workers),
+                       "distribution": distribution(tmp / f"dist{i}")}
+            for name, server in servers.items():
+                server.start()
+                try:
+                    ref = f"docker://{server.address}/bench/app:1"
+                    times[name].append(timed(["skopeo", "copy", "--dest-tls-verify=false",
+                                              f"oci:{layout}:bench", ref]))
+                finally:
+                    server.stop()
+                shutil.rmtree(tmp / f"{'ours' if name == 'pybuild' else 'dist'}{i}")
+    for name, values in times.items():
+        print(f"  {name:13s} push best {min(values):6.2f} s  median "
+              f"{statistics.median(values):6.2f} s  ({', '.join(f'{v:.2f}' for v in values)})")
+    o, d = times["pybuild"], times["distribution"]
+    print(f"ratio push time ours/distribution best {min(o) / min(d):5.2f}  median "
+          f"{statistics.median(o) / statistics.median(d):5.2f}")
     return 0
 
 

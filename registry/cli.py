@@ -299,9 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         check_storage(settings)
         options = _tls_options(settings)
         if settings.auth_mode != "none" and not settings.authorizer:
-            print(f"registry: auth {settings.auth_mode}; users in "
-                  f"{settings.root / 'auth' / 'users.json'} (registry user add NAME "
-                  f"--root {settings.root})", flush=True)
+            if settings.metadata_url:
+                from registry.metadata.backends import describe
+
+                where = f"{describe(settings)} (registry user add NAME)"
+            else:
+                where = (f"{settings.root / 'auth' / 'users.json'} (registry user add NAME "
+                         f"--root {settings.root})")
+            print(f"registry: auth {settings.auth_mode}; users in {where}", flush=True)
         print(f"registry: {policy_summary(settings)}", flush=True)
     except ConfigError as exc:
         print(f"registry: {exc}", file=sys.stderr)

@@ -17,12 +17,26 @@
 # registry process directly, pybuild pulls and runs the image, and the registry stops with
 # the script (the summary says how to start it again).
 #
+# With --ha the registry runs scaled out instead (docker-compose.ha.yml): PostgreSQL and a
+# single-node Ceph RGW (images built here from the same Debian base, deploy/ha/Dockerfile),
+# three replicas of the registry image and HAProxy in front of them (round-robin). An image
+# is built and pushed through the balancer, pulled back and run by docker, and pulled again
+# with one replica stopped. It needs a Docker engine.
+#
 # Settings (environment): REGISTRY_PORT (default 5000, or a free port when 5000 is taken),
 # PYBUILD_DEMO_DIR (default .work/demo), PYBUILD_DEMO_PROJECT (compose project, "pybuild"),
 # PYBUILD_DEMO_ENGINE (auto, docker or none), REGISTRY_IMAGE (pybuild/registry:latest),
 # PYBUILD_ROOT (the pybuild store, default .work/demo/pybuild), PYBUILD_DEMO_INSTALL=0 (do not
 # run scripts/install.sh, when it ran already), and docker-compose.yml's REGISTRY_* variables.
 set -euo pipefail
+ha=0
+for arg in "$@"; do
+  case $arg in
+    --ha) ha=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) printf 'demo: unknown argument %s (only --ha)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 repo=$PWD
 started=$SECONDS
@@ -45,6 +59,7 @@ else
 fi
 
 project=${PYBUILD_DEMO_PROJECT:-pybuild}
+[ "$ha" = 0 ] || project=${PYBUILD_DEMO_PROJECT:-pybuild-ha}
 engine=${PYBUILD_DEMO_ENGINE:-auto}
 image=${REGISTRY_IMAGE:-pybuild/registry:latest}
 docker=/usr/bin/docker
@@ -112,13 +127,35 @@ if [ "$engine" != none ]; then
     say "no Docker engine can run here: the same flow without docker and compose"
   fi
 fi
+[ "$ha" = 0 ] || [ "$use_docker" = 1 ] || fail "--ha needs a Docker engine (none answers)"
 compose=(docker-compose -p "$project" -f "$repo/docker-compose.yml")
+ha_service=registry  # the service whose published port is the registry's address
+if [ "$ha" = 1 ]; then
+  compose=(docker-compose -p "$project" -f "$repo/docker-compose.ha.yml")
+  ha_service=balancer
+  # The database password and the S3 keys, made once and kept (docker-compose.ha.yml reads
+  # them from the environment).
+  ha_secrets=$work/ha-secrets.env
+  if [ ! -s "$ha_secrets" ]; then
+    (umask 077 && "$py" - >"$ha_secrets" <<'PY'
+import secrets
+print(f"REGISTRY_DB_PASSWORD={secrets.token_hex(16)}")
+print(f"REGISTRY_S3_ACCESS_KEY=PYB{secrets.token_hex(8).upper()}")
+print(f"REGISTRY_S3_SECRET_KEY={secrets.token_hex(20)}")
+PY
+    )
+  fi
+  set -a
+  # shellcheck source=/dev/null
+  source "$ha_secrets"
+  set +a
+fi
 
 # -- the registry's port -----------------------------------------------------------------
 if [ -z "${REGISTRY_PORT:-}" ]; then
   REGISTRY_PORT=5000
   ours=""
-  [ "$use_docker" = 1 ] && ours=$("${compose[@]}" port registry 5000 2>/dev/null || true)
+  [ "$use_docker" = 1 ] && ours=$("${compose[@]}" port "$ha_service" 5000 2>/dev/null || true)
   if port_in_use 5000 && [ "$ours" != "127.0.0.1:5000" ]; then
     REGISTRY_PORT=$(free_port)
     note "port 5000 is taken: using $REGISTRY_PORT"
@@ -195,7 +232,10 @@ build_and_push_example() {
   grep -m1 "pushed $example" "$work/build-example.log" | sed 's/^#[0-9]* [0-9.]* /   /' || true
 }
 
-if [ "$use_docker" = 1 ]; then
+if [ "$ha" = 1 ]; then
+  # shellcheck source=scripts/demo-ha.sh
+  source "$repo/scripts/demo-ha.sh"
+elif [ "$use_docker" = 1 ]; then
   # -- docker-compose ------------------------------------------------------------------
   wait_healthy() {
     local id status deadline=$((SECONDS + 120))

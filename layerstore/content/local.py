@@ -8,7 +8,9 @@ Layout under the root::
         meta.json            {"ref", "total", "expected", "started_at"}
         lock                 flock(LOCK_EX)-ed by the one writer holding the ingest
 
-A commit verifies size and digest, fsyncs ``data``, renames it to ``blobs/<alg>/<hex>`` and
+While bytes stream in, every few MiB the kernel is asked to start writing them out
+(``sync_file_range``), so the commit's fsync has little left to wait for. A commit verifies
+size and digest, fsyncs ``data``, renames it to ``blobs/<alg>/<hex>`` and
 fsyncs that directory, then removes the rest of the ingest. A crash before the rename leaves
 a resumable ingest; a crash after it leaves the blob committed and an empty ingest behind.
 ``meta.json`` is replaced atomically but not fsynced: it only helps to resume, a lost or torn
@@ -42,7 +44,7 @@ from layerstore.errors import (
     SizeMismatch,
     Unavailable,
 )
-from layerstore.fsutil import fsync_dir
+from layerstore.fsutil import WRITEBACK_STEP, fsync_dir, start_writeback
 
 ALGORITHMS = ("sha256", "sha512")
 _DATA = "data"
@@ -220,6 +222,7 @@ class LocalWriter:
         self._data = io.FileIO(directory / _DATA, "a")
         try:
             self._offset = os.fstat(self._data.fileno()).st_size
+            self._written_back = self._offset
             self._hasher = _hash_file(directory / _DATA, self._algorithm, self._offset)
         except BaseException:
             self._data.close()
@@ -253,6 +256,11 @@ class LocalWriter:
             # Keep the hash and offset in step with what reached the file, even on error.
             self._hasher.update(view[:written])
             self._offset += written
+        if self._offset - self._written_back >= WRITEBACK_STEP:
+            # Start the disk writes while the bytes stream in: the commit's fsync stays short.
+            start_writeback(self._data.fileno(), self._written_back,
+                            self._offset - self._written_back)
+            self._written_back = self._offset
         return written
 
     def digest(self) -> Digest:

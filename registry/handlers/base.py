@@ -4,6 +4,7 @@ paths, request-body readers and lean response builders."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -278,19 +279,43 @@ def absolute_url(request: Request, path: str) -> str:
 
 
 
+async def _next_chunk(receive: Receive) -> tuple[bytes, bool]:
+    """The next piece of the request body and whether more follows; BLOB_UPLOAD_INVALID if
+    the client goes away."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise RegistryError(BLOB_UPLOAD_INVALID,
+                            "the client closed the connection before the body ended")
+    return message.get("body", b""), bool(message.get("more_body", False))
+
+
 async def body_chunks(request: Request) -> AsyncIterator[bytes]:
     """The request body as it arrives; BLOB_UPLOAD_INVALID if the client goes away."""
-    receive = request.receive
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise RegistryError(BLOB_UPLOAD_INVALID,
-                                "the client closed the connection before the body ended")
-        body = message.get("body", b"")
+    more = True
+    while more:
+        body, more = await _next_chunk(request.receive)
         if body:
             yield body
-        if not message.get("more_body", False):
-            return
+
+
+# A refused request's body is read and dropped up to this many bytes before the answer:
+# closing a connection with unread bytes makes the kernel reset it, and the reset can
+# destroy the answer before the client (or a proxy in front) reads it.
+DRAIN_BYTES = 16 * 1024 * 1024
+
+
+async def discard_body(request: Request, seen: int = 0) -> None:
+    """Read and drop the rest of a request body of which ``seen`` bytes were read (none of
+    it must have been the last piece), unless it is announced or turns out to be larger than
+    :data:`DRAIN_BYTES`."""
+    declared = content_length(request)
+    if declared is not None and declared > DRAIN_BYTES:
+        return
+    more = True
+    with contextlib.suppress(RegistryError):
+        while more and seen <= DRAIN_BYTES:
+            body, more = await _next_chunk(request.receive)
+            seen += len(body)
 
 
 async def read_body(request: Request, limit: int, too_large: Callable[[], RegistryError]
@@ -298,11 +323,15 @@ async def read_body(request: Request, limit: int, too_large: Callable[[], Regist
     """The whole request body, refusing (``too_large()``) past ``limit`` bytes."""
     parts: list[bytes] = []
     size = 0
-    async for chunk in body_chunks(request):
-        size += len(chunk)
+    more = True
+    while more:
+        body, more = await _next_chunk(request.receive)
+        size += len(body)
         if size > limit:
+            if more:
+                await discard_body(request, size)
             raise too_large()
-        parts.append(chunk)
+        parts.append(body)
     return b"".join(parts)
 
 

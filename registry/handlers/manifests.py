@@ -25,6 +25,7 @@ from registry.handlers.base import (
     RawResponse,
     absolute_url,
     content_length,
+    discard_body,
     read_body,
     respond,
 )
@@ -205,6 +206,7 @@ async def put(ctx: Context) -> Response:
 
     declared = content_length(ctx.request)
     if declared is not None and declared > limit:
+        await discard_body(ctx.request)
         raise too_large()
     body = await read_body(ctx.request, limit, too_large)
     where = f"manifest {reference} for {name!r}"

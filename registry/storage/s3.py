@@ -340,6 +340,16 @@ class S3Driver:
                     found = True
                     self.client.delete_objects(Bucket=self.options.bucket,
                                                Delete={"Objects": keys, "Quiet": True})
+            # Paused writers' bytes below the path go with it (a commit a crash cut short
+            # after completing its multipart upload leaves them behind).
+            pending = self.pending_key(path)
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.options.bucket, Prefix=pending):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", ())
+                        if o["Key"] == pending or o["Key"].startswith(pending + "/")]
+                if keys:
+                    self.client.delete_objects(Bucket=self.options.bucket,
+                                               Delete={"Objects": keys, "Quiet": True})
         if not found:
             raise PathNotFound(f"nothing stored at {path}")
 

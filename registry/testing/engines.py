@@ -322,10 +322,41 @@ def _create_registry_database(engine: PostgresEngine) -> None:
         conn.execute(sql.SQL("ALTER ROLE {} CREATEDB").format(sql.Identifier(engine.user)))
 
 
+def postmaster_pid(engine: PostgresEngine) -> int:
+    """The running postmaster's PID: ``postmaster.pid`` (it changes when the cluster is
+    restarted), else the one recorded at start."""
+    try:
+        return int((Path(engine.data_dir) / "postmaster.pid").read_text().split("\n")[0])
+    except (OSError, ValueError):
+        return engine.pid
+
+
+def _as_owner(engine: PostgresEngine) -> dict[str, object]:
+    if os.geteuid() != 0:
+        return {}
+    st = Path(engine.data_dir).stat()
+    return {"user": st.st_uid, "group": st.st_gid, "extra_groups": []}
+
+
+def pause_postgres(engine: PostgresEngine) -> None:
+    """Stop the cluster (PostgreSQL's *fast* shutdown: clients are disconnected) and keep
+    its data, for :func:`resume_postgres`."""
+    _run([str(PG_BIN / "pg_ctl"), "stop", "-w", "-t", "60", "-m", "fast", "-D",
+          engine.data_dir], "pg_ctl stop", Path(engine.log_file),
+         cwd=Path(engine.data_dir).parent, **_as_owner(engine))
+
+
+def resume_postgres(engine: PostgresEngine) -> None:
+    """Start a cluster :func:`pause_postgres` stopped, on the same port and data."""
+    _run([str(PG_BIN / "pg_ctl"), "start", "-w", "-t", "60", "-D", engine.data_dir, "-l",
+          engine.log_file], "pg_ctl start", Path(engine.log_file),
+         cwd=Path(engine.data_dir).parent, **_as_owner(engine))
+
+
 def stop_postgres(engine: PostgresEngine) -> None:
     """Stop the cluster by its PID and remove a temp-dir home it had. The shutdown is
     PostgreSQL's *immediate* one (SIGQUIT, no checkpoint): the data is thrown away."""
-    stop_pids([engine.pid], signal.SIGQUIT)
+    stop_pids([postmaster_pid(engine)], signal.SIGQUIT)
     home = Path(engine.data_dir).parent
     if home.name.startswith("pybuild-postgres-") and home.parent == Path(tempfile.gettempdir()):
         shutil.rmtree(home, ignore_errors=True)
@@ -334,7 +365,7 @@ def stop_postgres(engine: PostgresEngine) -> None:
 # Ceph RGW.
 
 
-def _ceph_conf(d: Path, fsid: str, mon: tuple[int, int], ports: int, rgw_port: int) -> str:
+def _ceph_conf(d: Path, fsid: str, mon: tuple[int, int], ports: int, rgw_bind: str) -> str:
     return f"""[global]
 fsid = {fsid}
 mon initial members = a
@@ -378,15 +409,18 @@ memstore device bytes = 4294967296
 [client.rgw.registry]
 ms mon client mode = crc
 rgw data = {d}/rgw
-rgw frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw frontends = beast endpoint={rgw_bind}
 rgw thread pool size = 32
 log file = {d}/log/rgw.log
 """
 
 
-def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120) -> RgwEngine:
+def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120,
+              listen: str = "", access_key: str = "", secret_key: str = "") -> RgwEngine:
     """Start a single-node Ceph cluster with radosgw under ``directory/ceph``, make an S3
-    user and ``bucket``."""
+    user and ``bucket``. radosgw listens on ``listen`` (``HOST:PORT``; default a free
+    loopback port: ``0.0.0.0:7480`` in a container); the user's keys are made up unless
+    given."""
     for tool in ("ceph-mon", "ceph-mgr", "ceph-osd", "radosgw", "radosgw-admin", "ceph"):
         if shutil.which(tool) is None:
             raise EngineError(f"{tool} is missing: install ceph-mon ceph-mgr ceph-osd radosgw "
@@ -396,9 +430,12 @@ def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120
         (d / sub).mkdir(parents=True, exist_ok=True)
     fsid = str(uuid.uuid4())
     mon = (free_port(), free_port())
-    rgw_port = free_port()
+    host, _, port_text = (listen or f"127.0.0.1:{free_port()}").rpartition(":")
+    if not host or not port_text.isdigit():
+        raise EngineError(f"--rgw-listen must be HOST:PORT, not {listen!r}")
+    rgw_port = int(port_text)
     conf = d / "ceph.conf"
-    conf.write_text(_ceph_conf(d, fsid, mon, _free_range(32), rgw_port))
+    conf.write_text(_ceph_conf(d, fsid, mon, _free_range(32), f"{host}:{rgw_port}"))
     c = ["-c", str(conf)]
     log = d / "log"
     pids: list[int] = []
@@ -423,8 +460,8 @@ def start_rgw(directory: Path, *, bucket: str = "registry", timeout: float = 120
         pids.append(rgw.pid)
         endpoint = f"http://127.0.0.1:{rgw_port}"
         _wait_http(endpoint, rgw, timeout, log / "rgw.log")
-        access_key = "PYB" + secrets.token_hex(8).upper()
-        secret_key = secrets.token_hex(20)
+        access_key = access_key or "PYB" + secrets.token_hex(8).upper()
+        secret_key = secret_key or secrets.token_hex(20)
         _run(["radosgw-admin", *c, "user", "create", "--uid=registry",
               "--display-name=registry", f"--access-key={access_key}",
               f"--secret={secret_key}"], "radosgw-admin user create", log / "rgw.log")
@@ -460,24 +497,53 @@ def _create_bucket(endpoint: str, bucket: str, access_key: str, secret_key: str)
                           f"{response.status_code}: {response.text[:300]}")
 
 
+GATEWAY_PID = "radosgw.pid"
+
+
+def gateway_pid(engine: RgwEngine) -> int:
+    """The running radosgw's PID (the last started: :func:`resume_gateway` records it)."""
+    try:
+        return int((Path(engine.directory) / "run" / GATEWAY_PID).read_text())
+    except (OSError, ValueError):
+        return engine.pids[-1]
+
+
+def pause_gateway(engine: RgwEngine) -> None:
+    """Stop radosgw alone (the S3 endpoint goes away; the cluster and its objects stay)."""
+    stop_pids([gateway_pid(engine)], signal.SIGTERM, timeout=10)
+
+
+def resume_gateway(engine: RgwEngine, timeout: float = 120) -> None:
+    """Start radosgw again on the same endpoint, after :func:`pause_gateway`."""
+    d = Path(engine.directory)
+    rgw = _spawn(["radosgw", "-c", str(d / "ceph.conf"), "-n", "client.rgw.registry", "-f"],
+                 d / "log" / "rgw.out")
+    (d / "run" / GATEWAY_PID).write_text(str(rgw.pid))
+    _wait_http(engine.endpoint, rgw, timeout, d / "log" / "rgw.log")
+
+
 def stop_rgw(engine: RgwEngine) -> None:
     """Stop every daemon of the cluster by its PID (radosgw first)."""
-    stop_pids(list(reversed(engine.pids)), signal.SIGTERM, timeout=3)
+    pids = list(reversed(engine.pids))
+    if gateway_pid(engine) not in pids:
+        pids.insert(0, gateway_pid(engine))
+    stop_pids(pids, signal.SIGTERM, timeout=3)
 
 
 # Both, with recorded state.
 
 
-def up(directory: Path, *, postgres: bool = True, rgw: bool = True) -> Engines:
+def up(directory: Path, *, postgres: bool = True, rgw: bool = True,
+       **rgw_options: str) -> Engines:
     """Start the chosen engines under ``directory`` and record them (``engines.json``,
-    ``engines.env``) for :func:`down`."""
+    ``engines.env``) for :func:`down`; ``rgw_options`` go to :func:`start_rgw`."""
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / STATE_FILE).exists():
         raise EngineError(f"{directory / STATE_FILE} exists: run 'down --dir {directory}' first")
     pg = start_postgres(directory) if postgres else None
     try:
-        ceph = start_rgw(directory) if rgw else None
+        ceph = start_rgw(directory, **rgw_options) if rgw else None  # type: ignore[arg-type]
     except BaseException:
         if pg is not None:
             stop_postgres(pg)
@@ -529,7 +595,7 @@ def running(directory: Path, *, postgres: bool = True, rgw: bool = True) -> Iter
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``up --dir DIR [--postgres-only|--rgw-only]`` or ``down --dir DIR``."""
+    """``up --dir DIR [--postgres-only|--rgw-only] [--foreground]`` or ``down --dir DIR``."""
     parser = argparse.ArgumentParser(prog="python -m registry.testing.engines",
                                      description="throwaway PostgreSQL and Ceph RGW")
     parser.add_argument("command", choices=("up", "down", "env"))
@@ -537,11 +603,22 @@ def main(argv: list[str] | None = None) -> int:
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--postgres-only", action="store_true")
     only.add_argument("--rgw-only", action="store_true")
+    parser.add_argument("--rgw-listen", default="", metavar="HOST:PORT",
+                        help="where radosgw listens (default: a free loopback port)")
+    parser.add_argument("--access-key", default=os.environ.get("ENGINES_S3_ACCESS_KEY", ""),
+                        help="the S3 user's access key (default $ENGINES_S3_ACCESS_KEY or new)")
+    parser.add_argument("--secret-key", default=os.environ.get("ENGINES_S3_SECRET_KEY", ""),
+                        help="its secret key (default $ENGINES_S3_SECRET_KEY or new)")
+    parser.add_argument("--foreground", action="store_true",
+                        help="after up, stay until SIGTERM or SIGINT, then stop them (a "
+                             "container's main process)")
     args = parser.parse_args(argv)
     engines: Engines | None
     try:
         if args.command == "up":
-            engines = up(args.dir, postgres=not args.rgw_only, rgw=not args.postgres_only)
+            engines = up(args.dir, postgres=not args.rgw_only, rgw=not args.postgres_only,
+                         listen=args.rgw_listen, access_key=args.access_key,
+                         secret_key=args.secret_key)
         elif args.command == "env":
             engines = recorded(args.dir)
             if engines is None:
@@ -554,8 +631,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engines: {exc}", file=sys.stderr)
         return 1
     for key, value in engines.settings().items():
-        print(f"{key}={value}")
+        print(f"{key}={value}", flush=True)
+    if args.command == "up" and args.foreground:
+        _wait_for_stop_signal()
+        down(args.dir)
     return 0
+
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGTERM or SIGINT arrives."""
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    signal.sigwait(signals)
 
 
 if __name__ == "__main__":

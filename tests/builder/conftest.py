@@ -114,8 +114,11 @@ class ExampleBuilds:
     _once: _Once = field(default_factory=_Once)
 
     def peer(self, example: Example) -> str:
-        """Build with BuildKit (its parent first); the docker tag of the result."""
-        return self._once.get(f"peer:{example.name}", lambda: build_with_buildkit(example))
+        """Build with BuildKit (its parent first), without docker's build cache: like
+        pybuild's store, it starts empty each session, so a date written by a RUN step
+        (``useradd``'s /etc/shadow) is today's on both sides; the docker tag of the result."""
+        return self._once.get(f"peer:{example.name}",
+                              lambda: build_with_buildkit(example, no_cache=True))
 
     def ours(self, example: Example) -> str:
         """Build with pybuild (its parent first); the name in pybuild's store."""

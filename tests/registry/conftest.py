@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.registry.ha import ha, ha_deadline, healthy_ha  # noqa: F401 - fixtures
 from tests.registry.pg import metadata_env, postgres  # noqa: F401 - fixtures
 from tests.registry.rgw import rgw, storage_env  # noqa: F401 - rgw: for storage_env
 from tests.registry.server import Api, RegistryServer

@@ -71,6 +71,23 @@ def test_serve_exits_at_once_when_the_database_is_unreachable(tmp_path: Path) ->
     assert "Connection refused" in lines[0] and "secret" not in lines[0]
 
 
+def test_token_auth_serves_on_a_fresh_database(tmp_path: Path,
+                                               postgres: PostgresEngine) -> None:
+    """Token auth keeps its signing key in the database: the schema is made before it is
+    read, so the first replica on an empty database starts; an unreachable database is one
+    line, not a traceback."""
+    env = {"REGISTRY_METADATA_URL": postgres.create_database("fresh_token")}
+    with RegistryServer(tmp_path / "a", args=("--auth", "token"), env=env) as server, \
+            server.client() as c:
+        assert c.get("/v2/").status_code == 401
+    url = f"postgresql://registry:secret@127.0.0.1:{free_port()}/registry"
+    proc = _registry("serve", "--root", str(tmp_path / "b"), "--auth", "token",
+                     "--addr", f"127.0.0.1:{free_port()}", env={"REGISTRY_METADATA_URL": url})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("registry: metadata_url "), proc.stderr
+
+
 def test_bad_metadata_url_is_a_config_error(tmp_path: Path) -> None:
     proc = _registry("serve", "--root", str(tmp_path), env={"REGISTRY_METADATA_URL": "x://y"})
     assert proc.returncode == 2
@@ -247,3 +264,12 @@ def test_login_lockout_holds_on_every_replica(tmp_path: Path,
         assert locked.status_code == 429, locked.text
         assert int(locked.headers["Retry-After"]) > 500
         assert not (tmp_path / "b" / "run" / "login-throttle.db").exists()
+
+
+def test_token_auth_on_a_fresh_database(tmp_path: Path, postgres: PostgresEngine) -> None:
+    """The schema is made before the token signing key is read from it."""
+    url = postgres.create_database("fresh_token_auth")
+    with RegistryServer(tmp_path / "root", args=["--auth", "token"],
+                        env={"REGISTRY_METADATA_URL": url}) as server, server.client() as c:
+        assert c.get("/v2/").status_code == 401
+    assert "Traceback" not in server.log()

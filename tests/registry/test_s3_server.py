@@ -388,12 +388,18 @@ def test_commit_interrupted_after_completing_the_upload(rgw: RgwEngine,
             assert record is not None and record.labels["buffered"] != "0"
             driver = s3_driver(rgw, prefix=env["REGISTRY_S3_PREFIX"])
             driver.writer(upload_path(upload_id), append=True, state=record.labels).commit()
+            # The crash came before the pending bytes were deleted, too.
+            buffered = int(record.labels["buffered"])
+            driver.client.put_object(Bucket=rgw.bucket, Body=data[-buffered:],
+                                     Key=driver.pending_key(upload_path(upload_id)))
             r = http.put(path, params={"digest": sha256(data)})
             assert r.status_code == 201, r.text
             assert http.get(f"/v2/s3/crash/blobs/{sha256(data)}").content == data
             assert http.get(path).status_code == 404
     finally:
         server.stop()
+    stored = keys(rgw, env["REGISTRY_S3_PREFIX"])
+    assert not [k for k in stored if "/uploads/" in k or "/_pending/" in k], stored
 
 
 def test_stateless_replicas_on_s3_and_postgresql(rgw: RgwEngine, postgres,
