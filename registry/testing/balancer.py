@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from registry.testing.processes import free_port
 
@@ -289,10 +290,22 @@ def start(backends: Sequence[str], directory: Path, *, host: str = "127.0.0.1",
         time.sleep(0.05)
 
 
+class _StartOptions(TypedDict, total=False):
+    """The keyword options of :func:`start`."""
+
+    host: str
+    port: int | None
+    check_path: str
+    backend_tls: bool
+    frontend_pem: Path | None
+    timeout: float
+
+
 @contextlib.contextmanager
-def running(backends: Sequence[str], directory: Path, **kwargs: object) -> Iterator[Balancer]:
+def running(backends: Sequence[str], directory: Path,
+            **kwargs: Unpack[_StartOptions]) -> Iterator[Balancer]:
     """A balancer for the ``with`` block (see :func:`start`), stopped after it."""
-    balancer = start(backends, directory, **kwargs)  # type: ignore[arg-type]
+    balancer = start(backends, directory, **kwargs)
     try:
         yield balancer
     finally:

@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, Unpack
 
 import httpx
 
@@ -331,7 +331,7 @@ def postmaster_pid(engine: PostgresEngine) -> int:
         return engine.pid
 
 
-def _as_owner(engine: PostgresEngine) -> dict[str, object]:
+def _as_owner(engine: PostgresEngine) -> _RunAs:
     if os.geteuid() != 0:
         return {}
     st = Path(engine.data_dir).stat()
@@ -533,8 +533,18 @@ def stop_rgw(engine: RgwEngine) -> None:
 # Both, with recorded state.
 
 
+class _RgwOptions(TypedDict, total=False):
+    """The keyword options of :func:`start_rgw` that :func:`up` passes on."""
+
+    bucket: str
+    timeout: float
+    listen: str
+    access_key: str
+    secret_key: str
+
+
 def up(directory: Path, *, postgres: bool = True, rgw: bool = True,
-       **rgw_options: str) -> Engines:
+       **rgw_options: Unpack[_RgwOptions]) -> Engines:
     """Start the chosen engines under ``directory`` and record them (``engines.json``,
     ``engines.env``) for :func:`down`; ``rgw_options`` go to :func:`start_rgw`."""
     directory = Path(directory).resolve()
@@ -543,7 +553,7 @@ def up(directory: Path, *, postgres: bool = True, rgw: bool = True,
         raise EngineError(f"{directory / STATE_FILE} exists: run 'down --dir {directory}' first")
     pg = start_postgres(directory) if postgres else None
     try:
-        ceph = start_rgw(directory, **rgw_options) if rgw else None  # type: ignore[arg-type]
+        ceph = start_rgw(directory, **rgw_options) if rgw else None
     except BaseException:
         if pg is not None:
             stop_postgres(pg)
