@@ -292,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))
+    if settings.metadata_url:
+        # Before the authorizer: with token auth it reads the signing key from the database.
+        try:
+            prepare_metadata(settings)
+        except MetadataError as exc:
+            print(f"registry: {exc}", file=sys.stderr)
+            return 1
     try:
         from registry.app import check_storage, load_authorizer
 
@@ -311,12 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"registry: {exc}", file=sys.stderr)
         return 2
-    if settings.metadata_url:
-        try:
-            prepare_metadata(settings)
-        except MetadataError as exc:
-            print(f"registry: {exc}", file=sys.stderr)
-            return 1
     try:
         return serve(settings, options)
     except OSError as exc:
