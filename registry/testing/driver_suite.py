@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 
 import httpx
 import pytest
 
 from registry.storage.driver import StorageDriver
 from registry.storage.errors import InvalidOffset, InvalidPath, PathNotFound
+from registry.testing.deadline import time_limit
 
 MIB = 1024 * 1024
 
@@ -67,20 +65,8 @@ class StorageDriverSuite(ABC):
 
     @pytest.fixture(autouse=True)
     def _deadline(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
+        with time_limit(self.timeout, "storage driver test"):
             yield
-            return
-
-        def expired(signum: int, frame: FrameType | None) -> None:
-            raise TimeoutError(f"storage driver test ran over {self.timeout} s")
-
-        previous = signal.signal(signal.SIGALRM, expired)
-        signal.alarm(self.timeout)
-        try:
-            yield
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, previous)
 
     # Whole objects.
 

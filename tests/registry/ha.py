@@ -10,7 +10,6 @@ The ``ha`` fixture (one deployment for the session, on the session's engines) ha
 from __future__ import annotations
 
 import re
-import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 
 from registry.testing.balancer import Balancer
 from registry.testing.balancer import start as start_balancer
+from registry.testing.deadline import time_limit
 from registry.testing.engines import PostgresEngine, RgwEngine
 from registry.tls import TlsFiles, default_names, ensure_certificates
 from tests.registry.server import RegistryServer
@@ -167,11 +167,5 @@ def healthy_ha(ha: HaRegistry) -> Iterator[HaRegistry]:
 @pytest.fixture
 def ha_deadline() -> Iterator[None]:
     """Fail a case that runs longer than TIMEOUT seconds instead of hanging the session."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(TIMEOUT):
+        yield

@@ -8,7 +8,6 @@ import email.utils
 import hashlib
 import hmac
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,9 @@ import httpx
 import psycopg
 import pytest
 
-from registry.testing.engines import PG_BIN, _alive, recorded
+from registry.testing.deadline import time_limit
+from registry.testing.engineprocs import _alive
+from registry.testing.engines import PG_BIN, recorded
 from tests.peers import require
 
 TIMEOUT = 240
@@ -27,14 +28,8 @@ TIMEOUT = 240
 @pytest.fixture(autouse=True)
 def deadline() -> Iterator[None]:
     """Fail a case that runs longer than TIMEOUT seconds instead of hanging the session."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(TIMEOUT):
+        yield
 
 
 def _engines(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import multiprocessing
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from layerstore.errors import FailedPrecondition, InvalidArgument
 from registry.metadata import migrate
 from registry.metadata.postgres import HOT_QUERIES, PostgresMetadataStore, redact
 from registry.metadata.store import MetadataStore, MetadataUnavailable, UploadRecord
+from registry.testing.deadline import time_limit
 from registry.testing.engines import PostgresEngine, recorded
 from registry.testing.metadata_suite import REPO, MetadataStoreSuite, blob, manifest
 from registry.testing.processes import free_port
@@ -33,16 +33,10 @@ _stores: list[PostgresMetadataStore] = []
 @pytest.fixture(autouse=True)
 def deadline(postgres: PostgresEngine) -> Iterator[None]:
     """Fail a case that runs longer than TIMEOUT seconds; close the stores it opened."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT)
     try:
-        yield
+        with time_limit(TIMEOUT):
+            yield
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
         while _stores:
             _stores.pop().close()
 

@@ -6,7 +6,6 @@ on different roots share tags and manifests through it."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import pytest
 
 from registry.metadata import migrate
 from registry.metadata.pglocks import GC_LOCK, SWEEP_LOCK
+from registry.testing.deadline import time_limit
 from registry.testing.engines import PostgresEngine
 from registry.testing.processes import free_port
 from tests.registry.server import REPO_ROOT, Api, RegistryServer, sha256
@@ -29,14 +29,8 @@ TIMEOUT = 240
 @pytest.fixture(autouse=True)
 def deadline() -> Iterator[None]:
     """Fail a case that runs longer than TIMEOUT seconds instead of hanging the session."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(TIMEOUT):
+        yield
 
 
 def _registry(*args: str, env: dict[str, str],

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -19,6 +18,7 @@ import boto3
 import httpx
 import pytest
 
+from registry.testing.deadline import time_limit
 from registry.testing.engines import REGION, RgwEngine
 from registry.testing.processes import free_port
 from tests.peers import require
@@ -31,14 +31,8 @@ TIMEOUT = 300
 @pytest.fixture(autouse=True)
 def deadline() -> Iterator[None]:
     """Fail a case that runs longer than TIMEOUT seconds instead of hanging the session."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(TIMEOUT):
+        yield
 
 
 def s3_env(engine: RgwEngine, **extra: str) -> dict[str, str]:

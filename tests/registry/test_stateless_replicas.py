@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import signal
 import subprocess
 import sys
 import uuid
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.testing.deadline import time_limit
 from registry.testing.engines import PostgresEngine, RgwEngine
 from tests.registry.server import REPO_ROOT, Api, RegistryServer, sha256
 
@@ -26,14 +26,8 @@ PASSWORD = "replica-password"
 @pytest.fixture(autouse=True)
 def deadline() -> Iterator[None]:
     """Fail a case that runs longer than TIMEOUT seconds instead of hanging the session."""
-    def expire(signum: int, frame: object) -> None:
-        raise TimeoutError(f"test ran longer than {TIMEOUT} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with time_limit(TIMEOUT):
+        yield
 
 
 def _registry(env: dict[str, str], *args: str, input: str | None = None) -> str:
