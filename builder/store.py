@@ -16,7 +16,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +24,11 @@ from builder.solver.cache import BuildCache
 from layerstore.content.local import LocalStore
 from layerstore.diff import apply_layer
 from layerstore.digest import Digest, chain_ids
-from layerstore.errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound
+from layerstore.errors import DigestMismatch, InvalidArgument, NotFound
 from layerstore.images import ImageStore
 from layerstore.oci import Descriptor
 from layerstore.snapshots.overlay import OverlaySnapshotter
-from layerstore.snapshots.session import mounted_snapshot
+from layerstore.snapshots.session import mounted_snapshot, snapshot_session
 
 DEFAULT_ROOT = "/var/lib/pybuild"
 
@@ -127,31 +127,18 @@ def unpack_layers(store: BuildStore, layers: Sequence[Descriptor],
 
 def _unpack_one(store: BuildStore, layer: Descriptor, diff_id: Digest, chain: str,
                 parent: str | None) -> None:
-    key = temp_key("unpack")
-    store.snapshots.prepare(key, parent)
-    try:
-        got = apply_layer(store.content, layer, store.snapshots.upperdir(key), overlay=True)
+    with snapshot_session(store.snapshots, temp_key("unpack"), parent) as session:
+        got = apply_layer(store.content, layer, session.upperdir, overlay=True)
         if got != diff_id:
             raise DigestMismatch(f"layer {layer.digest}: uncompressed content hashes to {got}, "
-                           f"the image config says {diff_id}")
-        try:
-            store.snapshots.commit(chain, key, layer_labels(layer, diff_id))
-        except AlreadyExists:
-            store.snapshots.remove(key)
-    except BaseException:
-        _remove_quietly(store, key)
-        raise
+                                 f"the image config says {diff_id}")
+        session.commit(chain, layer_labels(layer, diff_id), exist_ok=True)
 
 
 def layer_labels(layer: Descriptor, diff_id: Digest) -> dict[str, str]:
     """Snapshot labels that remember which layer blob a committed snapshot came from."""
     return {LAYER_DIGEST: str(layer.digest), LAYER_DIFF_ID: str(diff_id),
             LAYER_SIZE: str(layer.size), LAYER_MEDIA_TYPE: layer.media_type}
-
-
-def _remove_quietly(store: BuildStore, key: str) -> None:
-    with suppress(NotFound, OSError):
-        store.snapshots.remove(key)
 
 
 @contextmanager

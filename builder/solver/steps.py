@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +10,8 @@ from builder.store import BuildStore, layer_labels, temp_key
 from layerstore.archive.whiteout import is_overlay_opaque
 from layerstore.diff import write_upper
 from layerstore.digest import Digest, chain_ids
-from layerstore.errors import AlreadyExists, NotFound
 from layerstore.layerblob import Layer
-from layerstore.snapshots.mount import mounted
+from layerstore.snapshots.session import snapshot_session
 
 
 def _empty_upper(upper: Path) -> bool:
@@ -34,21 +32,14 @@ def commit_change(store: BuildStore, parent: str | None, work: Callable[[Path], 
     The new snapshot is named by the chainID of the resulting layer stack, so a stack built
     twice (or unpacked from an image) is stored once. On any failure the snapshot is removed.
     """
-    key = temp_key()
-    mounts = store.snapshots.prepare(key, parent)
-    try:
-        with mounted(mounts) as rootfs:
+    with snapshot_session(store.snapshots, temp_key(), parent) as session:
+        with session.mounted() as rootfs:
             work(rootfs)
-        upper = store.snapshots.upperdir(key)
-        if _empty_upper(upper):
+        if _empty_upper(session.upperdir):
             return None, parent
-        layer = write_upper(upper, store.content, compression,
+        layer = write_upper(session.upperdir, store.content, compression,
                             source_date_epoch=source_date_epoch, level=level)
         chain = (str(layer.diff_id) if parent is None else
                  str(chain_ids([Digest.parse(parent), layer.diff_id])[-1]))
-        with contextlib.suppress(AlreadyExists):
-            store.snapshots.commit(chain, key, layer_labels(layer.descriptor, layer.diff_id))
+        session.commit(chain, layer_labels(layer.descriptor, layer.diff_id), exist_ok=True)
         return layer, chain
-    finally:
-        with contextlib.suppress(NotFound, OSError):  # once committed, the key is gone
-            store.snapshots.remove(key)

@@ -2,7 +2,7 @@
 
 from layerstore.snapshots.mount import mounted
 from layerstore.snapshots.overlay import OverlaySnapshotter
-from layerstore.snapshots.session import mounted_snapshot
+from layerstore.snapshots.session import SnapshotSession, mounted_snapshot, snapshot_session
 from layerstore.snapshots.snapshotter import Kind, Mount, SnapshotInfo, Snapshotter, Usage
 
 __all__ = [
@@ -10,8 +10,10 @@ __all__ = [
     "Mount",
     "OverlaySnapshotter",
     "SnapshotInfo",
+    "SnapshotSession",
     "Snapshotter",
     "Usage",
     "mounted",
     "mounted_snapshot",
+    "snapshot_session",
 ]

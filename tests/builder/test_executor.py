@@ -18,8 +18,9 @@ from builder.executor import BindMount, NamespaceExecutor, RunResult, RunSpec
 from builder.executor.protocol import TmpfsMount
 from layerstore.content.local import LocalStore
 from layerstore.diff import write_upper
-from layerstore.snapshots.mount import mounted, mountinfo
+from layerstore.snapshots.mount import mountinfo
 from layerstore.snapshots.overlay import OverlaySnapshotter
+from layerstore.snapshots.session import snapshot_session
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -336,17 +337,16 @@ def test_through_the_snapshotter_only_command_writes_reach_the_layer(
     store = LocalStore(tmp_path / "store")
     before = mount_table(tmp_path)
     with OverlaySnapshotter(tmp_path / "snapshots", sync=False) as sn:
-        sn.prepare("base-active", None)
-        shutil.copytree(busybox_rootfs, sn.upperdir("base-active"), symlinks=True,
-                        dirs_exist_ok=True)
-        sn.commit("base", "base-active")
-        mounts = sn.prepare("run", "base")
-        with mounted(mounts) as root:
-            result, _ = run(root, sh("echo made > /root/out; cat /etc/hosts /etc/resolv.conf"
-                                     " /etc/hostname > /dev/null; ls /proc /sys /dev > /dev/null",
-                                     network="none"))
-        assert result.exit_code == 0
-        layer = write_upper(sn.upperdir("run"), store)
+        with snapshot_session(sn, "base-active") as base:
+            shutil.copytree(busybox_rootfs, base.upperdir, symlinks=True, dirs_exist_ok=True)
+            base.commit("base")
+        with snapshot_session(sn, "run", "base") as session:
+            with session.mounted() as root:
+                result, _ = run(root, sh("echo made > /root/out; cat /etc/hosts"
+                                         " /etc/resolv.conf /etc/hostname > /dev/null;"
+                                         " ls /proc /sys /dev > /dev/null", network="none"))
+            assert result.exit_code == 0
+            layer = write_upper(session.upperdir, store)
         names = layer_names(store, layer.descriptor.digest)
     assert mount_table(tmp_path) == before
     assert "root/out" in names

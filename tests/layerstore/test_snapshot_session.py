@@ -1,4 +1,5 @@
-"""mounted_snapshot: prepare or view → mount → yield → unmount → remove, on every path."""
+"""mounted_snapshot and snapshot_session: prepare or view → mount → yield → unmount →
+commit or remove, on every path."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from layerstore.errors import NotFound
+from layerstore.errors import AlreadyExists, NotFound
 from layerstore.mountinfo import mounts_under
-from layerstore.snapshots import OverlaySnapshotter, mounted_snapshot
+from layerstore.snapshots import Kind, OverlaySnapshotter, mounted_snapshot, snapshot_session
 
 
 @pytest.fixture
@@ -77,3 +78,64 @@ def test_failed_prepare_leaves_nothing(sn: OverlaySnapshotter) -> None:
         pass
     with pytest.raises(NotFound):
         sn.stat("k")
+
+
+def test_session_commit_names_the_active_snapshot(sn: OverlaySnapshotter, base: str) -> None:
+    with snapshot_session(sn, "k", base, labels={"a": "b"}) as session:
+        with session.mounted() as root:
+            (root / "g").write_text("g\n")
+            point = root
+        assert mounts_under(point) == []
+        assert (session.upperdir / "g").read_text() == "g\n"
+        assert session.commit("top", {"layer": "1"})
+    assert sn.stat("top").parent == base
+    assert sn.stat("top").labels == {"a": "b", "layer": "1"}
+    with pytest.raises(NotFound):
+        sn.stat("k")
+
+
+def test_session_without_a_mount_writes_the_upperdir(sn: OverlaySnapshotter, base: str) -> None:
+    with snapshot_session(sn, "k", base) as session:
+        (session.upperdir / "g").write_text("g\n")
+        session.commit("top")
+    with mounted_snapshot(sn, "v", "top", readonly=True) as root:
+        assert sorted(p.name for p in root.iterdir()) == ["f", "g"]
+
+
+def test_session_commit_to_an_existing_name(sn: OverlaySnapshotter, base: str) -> None:
+    with snapshot_session(sn, "k", None) as session:
+        with pytest.raises(AlreadyExists):
+            session.commit(base)
+        assert sn.stat("k").kind is Kind.ACTIVE
+        assert session.commit(base, exist_ok=True) is False
+    with pytest.raises(NotFound):
+        sn.stat("k")
+    assert (sn.upperdir(base) / "f").read_text() == "base\n"
+
+
+def test_session_not_committed_is_removed(sn: OverlaySnapshotter, base: str) -> None:
+    with snapshot_session(sn, "k", base) as session, session.mounted():
+        pass
+    with pytest.raises(NotFound):
+        sn.stat("k")
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_session_error_unmounts_and_removes_even_when_kept(
+    sn: OverlaySnapshotter, base: str, tmp_path: Path, error: type[BaseException]
+) -> None:
+    target = tmp_path / "mnt"
+    target.mkdir()
+    with pytest.raises(error), snapshot_session(sn, "k", base) as session:
+        session.keep()
+        with session.mounted(target):
+            raise error("boom")
+    assert mounts_under(target) == []
+    assert [info.name for info in sn.walk()] == [base]
+
+
+def test_session_kept_key_stays(sn: OverlaySnapshotter, base: str) -> None:
+    with snapshot_session(sn, "k", base) as session:
+        session.keep()
+    assert sn.stat("k").kind is Kind.ACTIVE
+    sn.remove("k")
