@@ -12,7 +12,8 @@ login clears its pair's count; the user's count only runs out with time.
 
 Refusals are TOOMANYREQUESTS (HTTP 429) with ``Retry-After`` and the time to retry in the
 message and detail. The counts live in a small SQLite database under the data directory's
-``run/`` so that every worker process sees the same ones.
+``run/`` so that every worker process sees the same ones, opened like every other store's
+(:mod:`layerstore.sqlitedb`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ import threading
 import time
 from pathlib import Path
 
+from layerstore import sqlitedb
 from registry.errors import TOOMANYREQUESTS, RegistryError
 
 THROTTLE_FILE = "login-throttle.db"
 ANY_ADDRESS = ""
 _MAX_KEY = 128
+# Databases from before versions were recorded hold the same table: IF NOT EXISTS keeps it.
+_SCHEMA = sqlitedb.Schema(
+    what="login throttle database",
+    version=1,
+    create=("CREATE TABLE IF NOT EXISTS login_failures (user TEXT NOT NULL, "
+            "client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL, "
+            "PRIMARY KEY (user, client))",),
+)
 
 
 def _key(text: str) -> str:
@@ -51,14 +61,7 @@ class LoginThrottle:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                                 check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=OFF")
-            db.execute("CREATE TABLE IF NOT EXISTS login_failures (user TEXT NOT NULL, "
-                       "client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL, "
-                       "PRIMARY KEY (user, client))")
-            self._db = db
+            self._db = sqlitedb.open_database(self.path, _SCHEMA)
         return self._db
 
     def _wait(self, user: str, client: str, limit: int, now: float) -> float:
@@ -118,7 +121,8 @@ class LoginThrottle:
                 db.execute("DELETE FROM login_failures WHERE last < ?", (now - self.lockout,))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
         return counts[0]
 

@@ -9,6 +9,7 @@ import hmac
 import json
 import multiprocessing
 import os
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -18,8 +19,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from layerstore.sqlitedb import schema_version
 from registry.auth.rules import AccessPolicy, RuleError, compile_pattern, parse_rules
-from registry.auth.throttle import LoginThrottle
+from registry.auth.throttle import THROTTLE_FILE, LoginThrottle
 from registry.auth.tokens import (
     Access,
     SigningKey,
@@ -401,3 +403,36 @@ def test_throttle_counts_per_user_and_address_and_per_user(tmp_path: Path) -> No
     for _ in range(10):
         throttle.failed("", "10.0.0.5", now)
     throttle.check("", "10.0.0.6", now)
+
+
+def test_throttle_database_is_opened_like_every_store(tmp_path: Path) -> None:
+    throttle = LoginThrottle(tmp_path, max_failures=3, lockout=60)
+    throttle.failed("alice", "10.0.0.1")
+    throttle.close()
+    with sqlite3.connect(tmp_path / THROTTLE_FILE) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert schema_version(conn) == 1
+
+
+def test_throttle_database_without_a_schema_version_keeps_its_counts(tmp_path: Path) -> None:
+    # the file as written before the throttle recorded a schema version
+    now = time.time()
+    conn = sqlite3.connect(tmp_path / THROTTLE_FILE, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS login_failures (user TEXT NOT NULL, "
+                 "client TEXT NOT NULL, count INTEGER NOT NULL, last REAL NOT NULL, "
+                 "PRIMARY KEY (user, client))")
+    conn.executemany("INSERT INTO login_failures VALUES (?, ?, ?, ?)",
+                     [("alice", "10.0.0.1", 3, now), ("alice", "", 3, now)])
+    conn.close()
+    throttle = LoginThrottle(tmp_path, max_failures=3, lockout=60)
+    with pytest.raises(RegistryError):
+        throttle.check("alice", "10.0.0.1", now)
+    throttle.check("alice", "10.0.0.2", now)
+    assert throttle.failed("alice", "10.0.0.1", now) == 4
+    throttle.close()
+    with sqlite3.connect(tmp_path / THROTTLE_FILE) as conn:
+        assert schema_version(conn) == 1
+    reopened = LoginThrottle(tmp_path, max_failures=3, lockout=60)
+    assert reopened.retry_after("alice", "10.0.0.1", now) == 60
+    reopened.close()
