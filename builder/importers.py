@@ -21,6 +21,7 @@ from builder.localimages import IMAGE_NAME_ANNOTATION, check_name, familiar_name
 from builder.store import BuildStore
 from layerstore.compression import decompress_reader, detect
 from layerstore.content.copy import write_stream
+from layerstore.digest import CHUNK
 from layerstore.docker_archive import read_docker_archive
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound
 from layerstore.layout import LAYOUT_VERSION, REF_NAME
@@ -29,7 +30,6 @@ from layerstore.walk import MAX_MANIFEST_SIZE, children
 
 __all__ = ["Loaded", "load_archive", "plain_tar"]
 
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from layerstore.archive.reader import Applier, TarReader
 from layerstore.archive.writer import TarWriter, all_xattrs, children, read_xattrs, walk
 from layerstore.compression import ByteSource, decompress_reader
 from layerstore.content.store import ContentStore
-from layerstore.digest import Digest, new_hasher
+from layerstore.digest import CHUNK, Digest, new_hasher
 from layerstore.errors import (
     DigestMismatch,
     FailedPrecondition,
@@ -41,7 +41,6 @@ from layerstore.errors import (
 from layerstore.layerblob import Layer, LayerBlobWriter
 from layerstore.oci import Descriptor
 
-CHUNK = 1 << 20
 _WHITEOUT = wh.WHITEOUT_PREFIX.encode()
 _OPAQUE = wh.OPAQUE_MARKER.encode()
 

@@ -9,7 +9,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import IO, BinaryIO, Protocol
 
 from layerstore.errors import InvalidArgument
 
@@ -65,7 +65,7 @@ class Digest:
         return cls(algorithm, h.hexdigest())
 
     @classmethod
-    def from_stream(cls, stream: BinaryIO, algorithm: str = "sha256") -> Digest:
+    def from_stream(cls, stream: IO[bytes], algorithm: str = "sha256") -> Digest:
         """Digest of everything readable from ``stream``, read in 1 MiB chunks."""
         h = new_hasher(algorithm)
         while chunk := stream.read(CHUNK):

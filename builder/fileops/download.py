@@ -19,11 +19,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from builder.errors import DockerfileError
+from layerstore.digest import CHUNK
 
 __all__ = ["Checksum", "Downloaded", "download", "is_git_source", "is_url", "parse_checksum",
            "url_filename"]
 
-CHUNK = 1 << 20
 CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 300.0
 _ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}

@@ -25,10 +25,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from layerstore.digest import Digest
+
 if TYPE_CHECKING:
     from builder.frontend.dockerignore import DockerIgnore
 
-_CHUNK = 1 << 20
 _memo: dict[tuple[int, int, int, int, int], str] = {}
 _memo_lock = threading.Lock()
 
@@ -48,11 +49,8 @@ def file_digest(path: str, st: os.stat_result) -> str:
         known = _memo.get(key)
     if known is not None:
         return known
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
+        digest = Digest.from_stream(f).hex
     with _memo_lock:
         _memo[key] = digest
     return digest

@@ -19,10 +19,9 @@ from typing import BinaryIO
 
 from layerstore.archive import whiteout as wh
 from layerstore.archive.safepath import RootResolver, clean_entry_name, quote_name
-from layerstore.digest import Digest, Hasher, new_hasher
+from layerstore.digest import CHUNK, Digest, Hasher, new_hasher
 from layerstore.errors import InvalidArgument, LayerstoreError, UnsafeLayer
 
-CHUNK = 1 << 20
 BLOCK = 512
 MAX_META_SIZE = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)

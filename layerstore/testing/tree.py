@@ -6,7 +6,6 @@ owners, sizes, content hashes, link targets and device numbers.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile
@@ -14,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from layerstore.digest import Digest
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,8 @@ class Entry:
 
 
 def _hash_file(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return Digest.from_stream(f).hex
 
 
 @dataclass(frozen=True)
@@ -114,10 +112,8 @@ def tar_manifest(stream: BinaryIO, exclude: frozenset[str] = frozenset()) -> dic
             if member.isreg():
                 f = tar.extractfile(member)
                 assert f is not None
-                h = hashlib.sha256()
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                out[rel] = Entry("file", perm, member.uid, member.gid, member.size, h.hexdigest())
+                out[rel] = Entry("file", perm, member.uid, member.gid, member.size,
+                                 Digest.from_stream(f).hex)
             elif member.islnk():
                 target = os.path.normpath(member.linkname.lstrip("/").removeprefix("./"))
                 out[rel] = out[target]
