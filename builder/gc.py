@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import load_image
-from layerstore.content.store import ContentStore
 from layerstore.digest import Digest, chain_ids
 from layerstore.errors import FailedPrecondition, LayerstoreError, NotFound, Unavailable
 from layerstore.mountinfo import mountinfo
-from layerstore.oci import Descriptor, MediaType
+from layerstore.oci import MediaType
 from layerstore.snapshots.snapshotter import Kind, SnapshotInfo
-from layerstore.walk import children
+from layerstore.walk import reachable
 
 __all__ = ["TEMPORARY_PREFIXES", "Outcome", "Plan", "Removed", "Roots", "auto_prune",
            "cache_roots", "execute", "image_roots", "plan", "prune", "shrink_cache"]
@@ -84,7 +84,7 @@ def image_roots(store: BuildStore) -> Roots:
     snapshots: set[str] = set()
     for record in store.images.list():
         try:
-            for desc in _present(store.content, record.target):
+            for desc in reachable(store.content, record.target, skip_missing=True):
                 blobs.add(str(desc.digest))
                 if desc.media_type in MediaType.MANIFESTS:
                     diff_ids = load_image(store.content, desc).image.rootfs.diff_ids
@@ -120,19 +120,6 @@ def shrink_cache(store: BuildStore, keep: int) -> int:
         total -= record.size
         dropped += 1
     return dropped
-
-
-def _present(store: ContentStore, root: Descriptor) -> Iterator[Descriptor]:
-    """Every stored descriptor reachable from ``root``, each once."""
-    seen: set[str] = set()
-    stack = [root]
-    while stack:
-        desc = stack.pop()
-        if str(desc.digest) in seen or not store.exists(desc.digest):
-            continue
-        seen.add(str(desc.digest))
-        yield desc
-        stack.extend(children(store, desc))
 
 
 def plan(store: BuildStore, *, blobs: bool, grace: float = 0.0, now: float | None = None,
@@ -177,31 +164,34 @@ def _depth(snaps: dict[str, SnapshotInfo], name: str) -> int:
     return depth
 
 
+_T = TypeVar("_T")
+
+
+def _removing(kind: str, items: Iterable[_T], size: Callable[[_T], int],
+              remove: Callable[[_T], object],
+              skip: tuple[type[LayerstoreError], ...]) -> Iterator[Removed]:
+    """Measure and remove each of ``items``, yielding what was removed; one that is gone or
+    in use again (an error in ``skip``) is left alone."""
+    for item in items:
+        try:
+            freed = size(item)
+            remove(item)
+        except skip:
+            continue
+        yield Removed(kind, str(item), freed)
+
+
 def execute(store: BuildStore, todo: Plan) -> Outcome:
     """Carry out ``todo``; whatever changed meanwhile (a snapshot that gained a child, an
     ingest taken up again) is left alone."""
-    removed: list[Removed] = []
-    for name in todo.snapshots:
-        try:
-            size = store.snapshots.usage(name).size
-            store.snapshots.remove(name)
-        except (NotFound, FailedPrecondition):
-            continue
-        removed.append(Removed("snapshot", name, size))
-    for digest in todo.blobs:
-        try:
-            size = store.content.info(digest).size
-            store.content.delete(digest)
-        except NotFound:
-            continue
-        removed.append(Removed("blob", str(digest), size))
-    for ref in todo.ingests:
-        try:
-            size = store.content.status(ref).offset
-            store.content.abort(ref)
-        except (NotFound, Unavailable):
-            continue
-        removed.append(Removed("ingest", ref, size))
+    removed = [
+        *_removing("snapshot", todo.snapshots, lambda name: store.snapshots.usage(name).size,
+                   store.snapshots.remove, (NotFound, FailedPrecondition)),
+        *_removing("blob", todo.blobs, lambda digest: store.content.info(digest).size,
+                   store.content.delete, (NotFound,)),
+        *_removing("ingest", todo.ingests, lambda ref: store.content.status(ref).offset,
+                   store.content.abort, (NotFound, Unavailable)),
+    ]
     if todo.blobs:
         from builder.buildkey import forget_missing
 

@@ -40,12 +40,13 @@ def children(store: ContentStore, desc: Descriptor) -> list[Descriptor]:
     return [doc.config, *doc.layers]
 
 
-def reachable(store: ContentStore, root: Descriptor, *, skip_missing_nondist: bool = True
-              ) -> Iterator[Descriptor]:
+def reachable(store: ContentStore, root: Descriptor, *, skip_missing_nondist: bool = True,
+              skip_missing: bool = False) -> Iterator[Descriptor]:
     """Every descriptor reachable from ``root`` (root first, each digest once).
 
     Non-distributable layers that are absent locally are passed over when
-    ``skip_missing_nondist`` is set, as they may legitimately live only at their ``urls``.
+    ``skip_missing_nondist`` is set, as they may legitimately live only at their ``urls``;
+    with ``skip_missing`` every descriptor absent locally is (and what it would reach).
     """
     seen: set[str] = set()
     stack = [root]
@@ -55,7 +56,8 @@ def reachable(store: ContentStore, root: Descriptor, *, skip_missing_nondist: bo
         if key in seen:
             continue
         seen.add(key)
-        if (skip_missing_nondist and desc.media_type in MediaType.NONDISTRIBUTABLE
+        if ((skip_missing or (skip_missing_nondist
+                              and desc.media_type in MediaType.NONDISTRIBUTABLE))
                 and not store.exists(desc.digest)):
             continue
         yield desc
