@@ -79,19 +79,22 @@ def write_layout(path: Path, store: ContentStore, images: Sequence[LayoutEntry])
                 copy_blob(store, dst, desc)
     names = {e.ref_name for e in images if e.ref_name}
     kept = [d for d in existing if (d.annotations or {}).get(REF_NAME) not in names]
-    added = []
-    for entry in images:
-        annotations = dict(entry.descriptor.annotations or {})
-        if entry.ref_name:
-            annotations[REF_NAME] = entry.ref_name
-        added.append(Descriptor(
-            media_type=entry.descriptor.media_type, digest=entry.descriptor.digest,
-            size=entry.descriptor.size, annotations=annotations or None,
-            platform=entry.descriptor.platform,
-        ))
+    added = [_index_entry(entry, (REF_NAME,)) for entry in images]
     index = Index(manifests=(*kept, *added), media_type=MediaType.OCI_INDEX)
     atomic_write(path / "oci-layout", json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
     atomic_write(path / "index.json", index.to_json())
+
+
+def _index_entry(entry: LayoutEntry, name_keys: Sequence[str]) -> Descriptor:
+    """The index's descriptor of ``entry``, its name (if it has one) annotated under each of
+    ``name_keys``."""
+    annotations = dict(entry.descriptor.annotations or {})
+    if entry.ref_name:
+        annotations.update(dict.fromkeys(name_keys, entry.ref_name))
+    return Descriptor(
+        media_type=entry.descriptor.media_type, digest=entry.descriptor.digest,
+        size=entry.descriptor.size, annotations=annotations or None,
+        platform=entry.descriptor.platform)
 
 
 def read_layout(path: Path, store: ContentStore, ref_name: str | None = None) -> list[LayoutEntry]:
@@ -120,16 +123,7 @@ def write_layout_archive(dest: BinaryIO, store: ContentStore,
     for entry in images:
         for desc in reachable(store, entry.descriptor):
             blobs.setdefault(str(desc.digest), desc)
-    manifests = []
-    for entry in images:
-        annotations = dict(entry.descriptor.annotations or {})
-        if entry.ref_name:
-            annotations[REF_NAME] = entry.ref_name
-            annotations[IMAGE_NAME_ANNOTATION] = entry.ref_name
-        manifests.append(Descriptor(
-            media_type=entry.descriptor.media_type, digest=entry.descriptor.digest,
-            size=entry.descriptor.size, annotations=annotations or None,
-            platform=entry.descriptor.platform))
+    manifests = [_index_entry(entry, (REF_NAME, IMAGE_NAME_ANNOTATION)) for entry in images]
     index = Index(manifests=tuple(manifests), media_type=MediaType.OCI_INDEX)
     tar = TarWriter(dest.write)
     tar.add_data(b"oci-layout", f'{{"imageLayoutVersion":"{LAYOUT_VERSION}"}}'.encode())

@@ -7,6 +7,7 @@ document re-encodes without loss. ``to_json()`` gives canonical JSON (sorted key
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,16 @@ class Descriptor(JSONModel):
             raise InvalidArgument(f"descriptor {self.digest} has negative size {self.size}")
 
 
+def _check_header(schema_version: int, media_type: str | None, allowed: Collection[str],
+                  what: str) -> None:
+    """The checks a manifest and an index share: schemaVersion 2 and a mediaType (when one
+    is given) of their kind."""
+    if schema_version != 2:
+        raise InvalidArgument(f"schemaVersion must be 2, got {schema_version}")
+    if media_type is not None and media_type not in allowed:
+        raise InvalidArgument(f"mediaType {media_type!r} is not an {what}")
+
+
 @dataclass(frozen=True)
 class Manifest(JSONModel):
     """An OCI image manifest or a Docker schema2 manifest."""
@@ -127,10 +138,7 @@ class Manifest(JSONModel):
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if self.schema_version != 2:
-            raise InvalidArgument(f"schemaVersion must be 2, got {self.schema_version}")
-        if self.media_type is not None and self.media_type not in MediaType.MANIFESTS:
-            raise InvalidArgument(f"mediaType {self.media_type!r} is not an image manifest")
+        _check_header(self.schema_version, self.media_type, MediaType.MANIFESTS, "image manifest")
 
 
 @dataclass(frozen=True)
@@ -146,10 +154,7 @@ class Index(JSONModel):
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        if self.schema_version != 2:
-            raise InvalidArgument(f"schemaVersion must be 2, got {self.schema_version}")
-        if self.media_type is not None and self.media_type not in MediaType.INDEXES:
-            raise InvalidArgument(f"mediaType {self.media_type!r} is not an image index")
+        _check_header(self.schema_version, self.media_type, MediaType.INDEXES, "image index")
 
 
 @dataclass(frozen=True)

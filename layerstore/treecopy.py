@@ -17,7 +17,8 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
@@ -46,15 +47,8 @@ SkipRule = Callable[[str, bool], bool]
 
 def copy_content(src: str, dst: str) -> None:
     """Copy the bytes of ``src`` to the new file ``dst`` (mode 0600 until metadata is set)."""
-    in_fd = os.open(src, _READ_FLAGS)
-    try:
-        out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
-        try:
-            _copy_bytes(in_fd, out_fd)
-        finally:
-            os.close(out_fd)
-    finally:
-        os.close(in_fd)
+    with _copied(src, dst):
+        pass
 
 
 def copy_new_file(src: str, dst: str, st: os.stat_result, owner: tuple[int, int],
@@ -62,15 +56,23 @@ def copy_new_file(src: str, dst: str, st: os.stat_result, owner: tuple[int, int]
     """Create ``dst`` (it must not exist: ``FileExistsError``) with the bytes of ``src``,
     then ``owner``, ``mode``, ``st``'s times and ``src``'s xattrs, all set through the open
     files: no path lookups after the create (which an overlay makes costly)."""
+    with _copied(src, dst) as (in_fd, out_fd):
+        os.fchown(out_fd, *owner)
+        os.fchmod(out_fd, mode)
+        os.utime(out_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        copy_xattrs(in_fd, out_fd)
+
+
+@contextmanager
+def _copied(src: str, dst: str) -> Iterator[tuple[int, int]]:
+    """Open ``src``, create ``dst`` (mode 0600), copy the bytes and yield both descriptors;
+    both are closed when the block ends."""
     in_fd = os.open(src, _READ_FLAGS)
     try:
         out_fd = os.open(dst, _WRITE_FLAGS, 0o600)
         try:
             _copy_bytes(in_fd, out_fd)
-            os.fchown(out_fd, *owner)
-            os.fchmod(out_fd, mode)
-            os.utime(out_fd, ns=(st.st_atime_ns, st.st_mtime_ns))
-            copy_xattrs(in_fd, out_fd)
+            yield in_fd, out_fd
         finally:
             os.close(out_fd)
     finally:
