@@ -18,6 +18,7 @@ from builder.store import BuildStore
 if TYPE_CHECKING:
     from builder.outputs import OutputSpec
     from builder.runmounts import SecretSource
+    from builder.transfer import RegistryAccess
     from layerstore.assembly import StoredImage
     from layerstore.oci import Platform
 
@@ -247,19 +248,27 @@ def _import_in_background(module: str) -> None:
 
     threading.Thread(target=load, name=f"import {module}", daemon=True).start()
 
+def _registry_access(store: BuildStore, args: argparse.Namespace,
+                     progress: Progress) -> RegistryAccess:
+    """The registry client of one build, set by the registry flags, reporting to
+    ``progress`` and warning on stderr."""
+    from builder.transfer import RegistryAccess
+
+    return RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
+                          warn=lambda m: print(f"WARNING: {m}", file=sys.stderr),
+                          always_pull=args.pull)
+
+
 def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOptions) -> int:
     """``--print-graph``: compile and print; base images are resolved (pulled if needed) for
     their configs, nothing is built."""
     from builder.api import build_graph
     from builder.graph.render import render
     from builder.solver.images import ResolvedImages
-    from builder.transfer import RegistryAccess
 
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
-        access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
-                                warn=lambda m: print(f"WARNING: {m}", file=sys.stderr),
-                                always_pull=args.pull)
+        access = _registry_access(store, args, progress)
         graph = build_graph(options, ResolvedImages(access.images))
     finally:
         progress.close()
@@ -270,7 +279,6 @@ def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOpti
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     from builder.api import build
-    from builder.transfer import RegistryAccess
 
     options = options_from(args)
     if args.push or any("registry" in o or "push" in o for o in args.output):
@@ -285,9 +293,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
-        access = RegistryAccess(store, settings_from(args), vertex_for=progress.vertex,
-                                warn=lambda m: print(f"WARNING: {m}", file=sys.stderr),
-                                always_pull=args.pull)
+        access = _registry_access(store, args, progress)
         result = build(store, options, progress, access)
         image_id = str(result.image.config.digest)
         for warning in result.warnings:

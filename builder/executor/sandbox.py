@@ -136,15 +136,16 @@ def _nested(path: str, parent: str) -> bool:
     return path != parent and path.startswith(parent.rstrip("/") + "/")
 
 
-def _make_point(rootfs: Path, path: str, directory: bool) -> None:
-    """Create the missing mount point ``path`` (container view) and its parents."""
-    target = _inside(rootfs, path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        if directory:
-            target.mkdir()
-        else:
-            target.touch()
+def _make_point(target: Path, directory: bool) -> bool:
+    """Create the mount point ``target`` (a directory, or an empty file) unless it exists;
+    True when it was made."""
+    if target.exists():
+        return False
+    if directory:
+        target.mkdir()
+    else:
+        target.touch()
+    return True
 
 
 class _MountPoints:
@@ -165,11 +166,7 @@ class _MountPoints:
         for d in reversed(missing):
             d.mkdir()
             self.created.append(d)
-        if not target.exists():
-            if directory:
-                target.mkdir()
-            else:
-                target.touch()
+        if _make_point(target, directory):
             self.created.append(target)
         return target
 
@@ -447,7 +444,9 @@ def _setup_root(spec: RunSpec, rootfs: Path, mounts: list[_Planned]) -> None:
         _mount(None, rootfs / "sys", None, MS_REMOUNT | MS_BIND | sys_flags)
     for m in mounts:
         if m.point is not None:
-            _make_point(rootfs, m.point, m.directory)
+            point = _inside(rootfs, m.point)
+            point.parent.mkdir(parents=True, exist_ok=True)
+            _make_point(point, m.directory)
         if m.fstype is not None:
             _mount(m.source, m.target, m.fstype, m.flags, m.data)
             continue

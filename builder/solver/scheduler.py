@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
@@ -220,11 +220,16 @@ class Solver:
     def _op(self, op: FsOp, stage: int, use: bool, vertex: Vertex | None,
             command: str) -> OpResult:
         """The result of ``op``, made here unless another thread makes or made it."""
+        return self._once(op, lambda: self._run(op, stage, use, vertex, command))
+
+    def _once(self, op: Op, make: Callable[[], OpResult]) -> OpResult:
+        """``make()``'s result for ``op``, unless another thread makes or made it: then
+        that thread's result (or error)."""
         future, mine = self._claim(op)
         if not mine:
             return self._wait(future)
         try:
-            result = self._run(op, stage, use, vertex, command)
+            result = make()
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -253,16 +258,7 @@ class Solver:
         if isinstance(op, ContextSource):
             return OpResult("context")
         assert isinstance(op, ImageSource)
-        future, mine = self._claim(op)
-        if not mine:
-            return self._wait(future)
-        try:
-            result = self._image(op, line)
-        except BaseException as exc:
-            future.set_exception(exc)
-            raise
-        future.set_result(result)
-        return result
+        return self._once(op, lambda: self._image(op, line))
 
     def _image(self, op: ImageSource, line: int) -> OpResult:
         """An image's layers, unpacked into snapshots."""
