@@ -43,6 +43,16 @@ def write_blob(store: ContentStore, ref: str, data: bytes, chunk: int = 4096) ->
         return writer.commit(len(data), Digest.from_bytes(data))
 
 
+def assert_missing(store: ContentStore, digest: Digest) -> None:
+    """``info``, ``reader`` and ``delete`` of ``digest`` are ``NotFound`` naming it."""
+    with pytest.raises(NotFound, match=digest.hex):
+        store.info(digest)
+    with pytest.raises(NotFound, match=digest.hex):
+        store.reader(digest)
+    with pytest.raises(NotFound, match=digest.hex):
+        store.delete(digest)
+
+
 def read_blob(store: ContentStore, digest: Digest, offset: int = 0) -> bytes:
     """Everything from ``offset`` to the end of a committed blob."""
     with store.reader(digest, offset) as f:
@@ -93,12 +103,7 @@ class ContentStoreSuite(ABC):
     def test_missing_blob_is_not_found(self, tmp_path: Path) -> None:
         store = self.make_store(tmp_path)
         digest = Digest.from_bytes(b"never written")
-        with pytest.raises(NotFound, match=digest.hex):
-            store.info(digest)
-        with pytest.raises(NotFound, match=digest.hex):
-            store.reader(digest)
-        with pytest.raises(NotFound, match=digest.hex):
-            store.delete(digest)
+        assert_missing(store, digest)
 
     def test_writer_digest_tracks_written_bytes(self, tmp_path: Path) -> None:
         store = self.make_store(tmp_path)
@@ -338,12 +343,7 @@ class ContentStoreSuite(ABC):
         digest = write_blob(store, "ref-1", DATA)
         store.delete(digest)
         assert not store.exists(digest)
-        with pytest.raises(NotFound, match=digest.hex):
-            store.info(digest)
-        with pytest.raises(NotFound, match=digest.hex):
-            store.reader(digest)
-        with pytest.raises(NotFound, match=digest.hex):
-            store.delete(digest)
+        assert_missing(store, digest)
         assert list(store.walk()) == []
 
     def test_delete_while_reader_open(self, tmp_path: Path) -> None:

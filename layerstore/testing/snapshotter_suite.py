@@ -37,6 +37,16 @@ Apply = Callable[[Path], object]
 Mnt = Callable[[], Path]
 
 
+@contextmanager
+def no_mount_left(path: Path) -> Iterator[None]:
+    """Fail (after unmounting them) when the block leaves new mounts at or below ``path``."""
+    before = {mi.mount_id for mi in mounts_under(path)}
+    yield
+    left = [mi.mount_point for mi in mounts_under(path) if mi.mount_id not in before]
+    unmount_new(path, before)
+    assert not left, f"mounts left behind: {left}"
+
+
 def move(src: Path, dst: Path) -> None:
     """``mv``: rename, or copy and delete where the filesystem refuses (``EXDEV``)."""
     try:
@@ -87,11 +97,8 @@ class SnapshotterSuite:
 
     @pytest.fixture(autouse=True)
     def _no_mount_left(self, tmp_path: Path) -> Iterator[None]:
-        before = {mi.mount_id for mi in mounts_under(tmp_path)}
-        yield
-        left = [mi.mount_point for mi in mounts_under(tmp_path) if mi.mount_id not in before]
-        unmount_new(tmp_path, before)
-        assert not left, f"mounts left behind: {left}"
+        with no_mount_left(tmp_path):
+            yield
 
     @pytest.fixture
     def sn(self, tmp_path: Path) -> Iterator[Snapshotter]:

@@ -27,10 +27,9 @@ from layerstore.snapshots.mount import (
     mounts_under,
     parse_options,
     unmount,
-    unmount_new,
 )
 from layerstore.snapshots.overlay import MAX_LAYERS, OVERLAY_OPTIONS, OverlaySnapshotter
-from layerstore.testing.snapshotter_suite import SnapshotterSuite
+from layerstore.testing.snapshotter_suite import SnapshotterSuite, no_mount_left
 
 
 class TestOverlayConformance(SnapshotterSuite):
@@ -42,13 +41,10 @@ class TestOverlayConformance(SnapshotterSuite):
 
 
 @pytest.fixture(autouse=True)
-def no_mount_left(tmp_path: Path) -> Iterator[None]:
+def _no_mount_left(tmp_path: Path) -> Iterator[None]:
     """Fail (after cleaning up) a test that leaves a mount below its tmp_path."""
-    before = {mi.mount_id for mi in mounts_under(tmp_path)}
-    yield
-    left = [mi.mount_point for mi in mounts_under(tmp_path) if mi.mount_id not in before]
-    unmount_new(tmp_path, before)
-    assert not left, f"mounts left behind: {left}"
+    with no_mount_left(tmp_path):
+        yield
 
 
 @pytest.fixture
