@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import tempfile
 from pathlib import Path
 
+from layerstore import syscalls
+
 #: Bytes a writer lets pile up before it asks the kernel to start writing them out.
 WRITEBACK_STEP = 8 << 20
 _SYNC_FILE_RANGE_WRITE = 2
-
-
-def _load_sync_file_range() -> object | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -33,8 +19,7 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     without waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that the fsync
     that makes the file durable later has little left to do. It guarantees nothing by
     itself; a no-op where the call is missing or fails."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+    syscalls.sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -1,23 +1,26 @@
-"""The one binding of the C library's mount(2), umount2(2), unshare(2) and syncfs(2).
+"""The one binding of the C library: mount(2), umount2(2), unshare(2), syncfs(2),
+sethostname(2) and sync_file_range(2).
 
 Every caller that mounts (the snapshotter, the RUN sandbox) goes through :func:`mount` and
 :func:`umount`, which raise ``OSError`` carrying the errno and a message naming the call;
 :func:`mount_errno` / :func:`umount_errno` return the errno instead, for callers that
 decide what an error means. :data:`libc` is the loaded library for the few other calls a
-caller needs (``prctl``, ``sethostname``).
+caller needs (``prctl``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import os
 
 __all__ = [
     "CLONE_FS", "MNT_DETACH", "MS_BIND", "MS_DIRSYNC", "MS_NOATIME", "MS_NODEV",
     "MS_NODIRATIME", "MS_NOEXEC", "MS_NOSUID", "MS_PRIVATE", "MS_RDONLY", "MS_REC",
     "MS_RELATIME", "MS_REMOUNT", "MS_SHARED", "MS_SLAVE", "MS_STRICTATIME", "MS_SYNCHRONOUS",
-    "MS_UNBINDABLE", "libc", "mount", "mount_errno", "syncfs", "umount", "umount_errno",
-    "unshare",
+    "MS_UNBINDABLE", "libc", "mount", "mount_errno", "sethostname", "sync_file_range", "syncfs",
+    "umount", "umount_errno", "unshare",
 ]
 
 MS_RDONLY = 0x1
@@ -55,6 +58,10 @@ def _load() -> ctypes.CDLL:
     lib.sethostname.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
     lib.prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                           ctypes.c_ulong)
+    with contextlib.suppress(AttributeError):  # a C library without it: a no-op below
+        lib.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
+                                        ctypes.c_uint)
+        lib.sync_file_range.restype = ctypes.c_int
     return lib
 
 
@@ -99,15 +106,32 @@ def umount(target: str | os.PathLike[str], flags: int = 0) -> None:
         raise OSError(err, f"unmount of {os.fspath(target)}: {os.strerror(err)}")
 
 
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
 def unshare(flags: int) -> None:
     """Call unshare(2); ``OSError`` on failure."""
-    if libc.unshare(flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
+    _check(libc.unshare(flags), "unshare")
 
 
 def syncfs(fd: int) -> None:
     """Call syncfs(2) on the filesystem holding ``fd``; ``OSError`` on failure."""
-    if libc.syncfs(fd) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"syncfs: {os.strerror(err)}")
+    _check(libc.syncfs(fd), "syncfs")
+
+
+def sethostname(name: bytes) -> None:
+    """Call sethostname(2); ``OSError`` on failure."""
+    _check(libc.sethostname(name, len(name)), "sethostname")
+
+
+def sync_file_range(fd: int, offset: int, length: int, flags: int) -> int:
+    """Call sync_file_range(2); return 0 or the errno (``ENOSYS`` where the C library lacks
+    it)."""
+    try:
+        call = libc.sync_file_range
+    except AttributeError:
+        return errno.ENOSYS
+    return ctypes.get_errno() if call(fd, offset, length, flags) != 0 else 0

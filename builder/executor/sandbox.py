@@ -76,22 +76,9 @@ _ETC_FILES = ("hosts", "resolv.conf", "hostname")
 _libc = syscalls.libc
 
 
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
 def _mount(source: str | None, target: str | Path, fstype: str | None, flags: int,
            data: str | None = None) -> None:
     syscalls.mount(source, target, fstype, flags, data)
-
-
-def _unshare(flags: int) -> None:
-    if hasattr(os, "unshare"):
-        os.unshare(flags)
-    else:
-        syscalls.unshare(flags)
 
 
 def _parse_user(user: str) -> tuple[int, int]:
@@ -398,7 +385,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
     if spec.network == "none":
         flags |= CLONE_NEWNET
-    _unshare(flags)
+    syscalls.unshare(flags)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     lifeline, alive = os.pipe()
     init = os.fork()
@@ -478,7 +465,7 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     os.chroot(rootfs)
     os.chdir("/")
     name = spec.hostname.encode()
-    _check(_libc.sethostname(name, len(name)), "sethostname")
+    syscalls.sethostname(name)
     if spec.network == "none":
         _loopback_up()
     os.makedirs(spec.cwd, exist_ok=True)

@@ -13,7 +13,6 @@ namespace, so the mount is visible to the caller.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import tempfile
@@ -197,9 +196,11 @@ def _mount_in_workdir(m: Mount, workdir: str, target: str) -> None:
 
     def run() -> None:
         try:
-            err = 0 if syscalls.libc.unshare(CLONE_FS) == 0 else ctypes.get_errno()
-            if err:
-                raise _fail(f"unshare(CLONE_FS) for {_describe(m, target)}", err)
+            try:
+                syscalls.unshare(CLONE_FS)
+            except OSError as exc:
+                raise _fail(f"unshare(CLONE_FS) for {_describe(m, target)}",
+                            exc.errno or errno.EINVAL) from None
             try:
                 os.chdir(workdir)
             except OSError as exc:
