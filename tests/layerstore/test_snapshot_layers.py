@@ -10,8 +10,8 @@ from pathlib import Path
 
 from layerstore.content.local import LocalStore
 from layerstore.diff import apply_layer, write_upper
-from layerstore.snapshots.mount import mounted
 from layerstore.snapshots.overlay import OverlaySnapshotter
+from layerstore.snapshots.session import mounted_snapshot, snapshot_session
 from layerstore.testing.tree import differences, dir_manifest
 
 
@@ -42,25 +42,24 @@ def test_snapshot_changes_round_trip_through_layers(tmp_path: Path) -> None:
     layers = []
     parent = None
     for step in range(3):
-        mounts = source.prepare(f"work{step}", parent)
-        with mounted(mounts) as root:
-            _edits(root, step)
-        layers.append(write_upper(source.upperdir(f"work{step}"), store, "zstd"))
-        source.commit(f"layer{step}", f"work{step}")
+        with snapshot_session(source, f"work{step}", parent) as session:
+            with session.mounted() as root:
+                _edits(root, step)
+            layers.append(write_upper(session.upperdir, store, "zstd"))
+            session.commit(f"layer{step}")
         parent = f"layer{step}"
-    with mounted(source.view("final-view", parent)) as root:
+    with mounted_snapshot(source, "final-view", parent, readonly=True) as root:
         expected = dir_manifest(root)
 
     target = OverlaySnapshotter(tmp_path / "target")
     parent = None
     for step, layer in enumerate(layers):
-        target.prepare(f"extract{step}", parent)
-        diff_id = apply_layer(store, layer.descriptor, target.upperdir(f"extract{step}"),
-                              overlay=True)
-        assert diff_id == layer.diff_id
-        target.commit(f"applied{step}", f"extract{step}")
+        with snapshot_session(target, f"extract{step}", parent) as session:
+            diff_id = apply_layer(store, layer.descriptor, session.upperdir, overlay=True)
+            assert diff_id == layer.diff_id
+            session.commit(f"applied{step}")
         parent = f"applied{step}"
-    with mounted(target.view("check", parent)) as root:
+    with mounted_snapshot(target, "check", parent, readonly=True) as root:
         got = dir_manifest(root)
     assert not differences(expected, got)
     assert "etc/apt" not in got and got["data/sub/new"].kind == "file"
