@@ -9,6 +9,8 @@ PACKAGES=(
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk hey
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
+  # the bucket copy of docs/registry.md's backup and restore
+  awscli
   # the load balancer in front of replicas (registry/testing/balancer.py)
   haproxy
 )
