@@ -1,6 +1,6 @@
 """docs/registry.md's backup and restore of a scaled-out registry, run as written.
 
-A registry on PostgreSQL and Ceph RGW holds images, a tag and a referrer. The "Backup" block
+A registry on PostgreSQL and Ceph RGW holds two tagged images. The "Backup" block
 of the docs (``pg_dump`` and ``aws s3 sync``) runs; then the database is dropped and the
 bucket emptied, as after losing both; the "Restore" block (``createdb``, ``pg_restore``,
 ``aws s3 sync`` back, ``registry migrate``) runs, and a new ``registry serve`` answers every
