@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
-
-from layerstore import syscalls
 
 #: Bytes a writer lets pile up before it asks the kernel to start writing them out.
 WRITEBACK_STEP = 8 << 20
@@ -19,6 +16,8 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     without waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that the fsync
     that makes the file durable later has little left to do. It guarantees nothing by
     itself; a no-op where the call is missing or fails."""
+    from layerstore import syscalls  # here: ctypes and libc cost a command's start-up
+
     syscalls.sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
@@ -38,6 +37,8 @@ def atomic_write(target: Path, data: bytes, mode: int = 0o644, *, replace: bool 
     With ``replace=False`` an existing ``target`` is kept (racing writers: the first to land
     wins); the return value says whether this call's data landed.
     """
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         os.fchmod(fd, mode)
