@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 from layerstore.digest import Digest
 from registry.metadata.store import MetadataStore, MetadataUnavailable
 
-__all__ = ["HotReads", "ManifestHead", "PostgresReads", "StoreReads", "hot_reads"]
+__all__ = ["STATEMENTS", "HotReads", "ManifestHead", "PostgresReads", "StoreReads", "hot_reads"]
 
 _MANIFEST_BY_DIGEST = (
     "SELECT digest, media_type, size FROM manifests WHERE repo = %s AND digest = %s"
@@ -49,6 +49,13 @@ _BLOB_SIZE = (
     "SELECT size FROM blob_links WHERE repo = %(r)s AND digest = %(d)s "
     "UNION ALL SELECT size FROM manifests WHERE repo = %(r)s AND digest = %(d)s LIMIT 1"
 )
+
+STATEMENTS: Mapping[str, str] = {
+    "manifest_by_digest": _MANIFEST_BY_DIGEST,
+    "manifest_by_tag": _MANIFEST_BY_TAG,
+    "blob_size": _BLOB_SIZE,
+}
+"""Every statement :class:`PostgresReads` runs, one per lookup."""
 
 
 @dataclass(frozen=True, slots=True)
