@@ -41,6 +41,7 @@ from registry.handlers.misc import health, metrics
 from registry.locking import use_cluster_lock
 from registry.metadata.backends import open_metadata
 from registry.metadata.pglocks import cluster_lock_for
+from registry.metadata.reads import hot_reads
 from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
 from registry.storage.backends import s3_driver
@@ -112,6 +113,22 @@ class AccessMiddleware:
                                 elapsed * 1000)
 
 
+class RegistryApp(FastAPI):
+    """The FastAPI application with a short way in for ``/v2/``: those requests go straight
+    to :attr:`v2` (the access middleware around the ``/v2/`` dispatcher, which answers
+    every error itself) instead of through the framework's middleware and router; the
+    other routes (health, metrics, token, lifespan) take the framework's way."""
+
+    v2: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.v2 is not None and scope["type"] == "http" and scope["path"].startswith(
+                "/v2/"):
+            await self.v2(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def _route_of(path: str) -> str:
     if path in ("/metrics", "/healthz", "/debug/health"):
         return path.strip("/").replace("debug/", "")
@@ -173,7 +190,8 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
                     authorizer=authorizer or load_authorizer(settings),
-                    metrics=Metrics(settings.metrics_dir))
+                    metrics=Metrics(settings.metrics_dir),
+                    reads=hot_reads(metadata, settings.metadata_url))
 
 
 async def _housekeeping(services: Services) -> None:
@@ -207,14 +225,17 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await services.blobs.close()
+            await services.reads.close()
             services.metrics.flush()
             services.metadata.close()
 
-    app = FastAPI(title="pybuild registry", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
+    v2 = V2App(services)
+    app = RegistryApp(title="pybuild registry", docs_url=None, redoc_url=None,
+                      openapi_url=None, lifespan=lifespan)
+    app.v2 = AccessMiddleware(v2, services.metrics, settings.access_log)
     app.state.services = services
     app.router.routes.extend([
-        Route("/v2/{path:path}", V2App(services)),
+        Route("/v2/{path:path}", v2),
         Route("/healthz", health(services), methods=["GET", "HEAD"]),
         Route("/debug/health", health(services), methods=["GET", "HEAD"]),
         Route("/metrics", metrics(services), methods=["GET", "HEAD"]),

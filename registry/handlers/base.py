@@ -28,6 +28,7 @@ from registry.errors import (
     error_response,
     from_storage_error,
 )
+from registry.metadata.reads import HotReads
 from registry.metadata.store import MetadataStore
 from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
@@ -51,6 +52,7 @@ class Services:
     manifests: ManifestService
     authorizer: Authorizer
     metrics: Metrics
+    reads: HotReads
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from registry.handlers.base import (
 )
 from registry.names import parse_digest
 from registry.storage.blobs import run_blocking
+from registry.storage.errors import BlobUnknown
 
 SMALL_BLOB = 64 * 1024
 
@@ -81,8 +82,15 @@ def _blob_headers(digest: Digest, length: int) -> list[tuple[bytes, bytes]]:
 async def head(ctx: Context) -> Response:
     """HEAD a blob: its size and digest, no body."""
     digest = parse_digest(ctx.arg, ctx.name)
-    size = await run_blocking(ctx.services.blobs.stat, ctx.name, digest)
-    return RawResponse(200, _blob_headers(digest, size))
+    return RawResponse(200, _blob_headers(digest, await _size(ctx, digest)))
+
+
+async def _size(ctx: Context, digest: Digest) -> int:
+    """The blob's size as the repository sees it; BlobUnknown if it does not."""
+    size = await ctx.services.reads.blob_size(ctx.name, digest)
+    if size is None:
+        raise BlobUnknown(f"blob {digest} is unknown to repository {ctx.name!r}", str(digest))
+    return size
 
 
 async def get(ctx: Context) -> Response:
@@ -90,7 +98,7 @@ async def get(ctx: Context) -> Response:
     in-memory cache of verified content, others streamed from their file."""
     blobs = ctx.services.blobs
     digest = parse_digest(ctx.arg, ctx.name)
-    size = await run_blocking(blobs.stat, ctx.name, digest)
+    size = await _size(ctx, digest)
     location = await run_blocking(blobs.blob_location, ctx.name, digest)
     if location is not None:
         return respond(307, {"Location": location, "Docker-Content-Digest": str(digest)})

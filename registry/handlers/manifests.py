@@ -29,6 +29,7 @@ from registry.handlers.base import (
     read_body,
     respond,
 )
+from registry.metadata.reads import ManifestHead
 from registry.metadata.store import ManifestRecord
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.storage.blobs import run_blocking
@@ -80,25 +81,25 @@ def _refused(params: str) -> bool:
     return False
 
 
-def _resolve(ctx: Context) -> ManifestRecord:
-    record = ctx.services.manifests.resolve(ctx.name, ctx.arg)
-    if record is None:
+async def _resolve(ctx: Context) -> ManifestHead:
+    head = await ctx.services.reads.manifest_head(ctx.name, ctx.arg)
+    if head is None:
         _check_reference(ctx.arg, ctx.name)
         raise _unknown(ctx, ctx.arg)
-    if not acceptable(ctx.request, record.media_type):
+    if not acceptable(ctx.request, head.media_type):
         raise RegistryError(
             MANIFEST_UNKNOWN,
-            f"manifest {ctx.arg} of {ctx.name!r} is a {record.media_type}, which the Accept "
-            "header does not allow", detail={"mediaType": record.media_type},
+            f"manifest {ctx.arg} of {ctx.name!r} is a {head.media_type}, which the Accept "
+            "header does not allow", detail={"mediaType": head.media_type},
         )
-    return record
+    return head
 
 
-def _headers(record: ManifestRecord) -> list[tuple[bytes, bytes]]:
-    digest = str(record.digest).encode()
+def _headers(head: ManifestHead) -> list[tuple[bytes, bytes]]:
+    digest = str(head.digest).encode()
     return [
-        (b"content-type", record.media_type.encode()),
-        (b"content-length", str(record.size).encode()),
+        (b"content-type", head.media_type.encode()),
+        (b"content-length", str(head.size).encode()),
         (b"docker-content-digest", digest),
         (b"etag", b'"' + digest + b'"'),
     ]
@@ -106,20 +107,21 @@ def _headers(record: ManifestRecord) -> list[tuple[bytes, bytes]]:
 
 async def head(ctx: Context) -> Response:
     """HEAD a manifest: its type, size and digest."""
-    return RawResponse(200, _headers(_resolve(ctx)))
+    return RawResponse(200, _headers(await _resolve(ctx)))
 
 
 async def get(ctx: Context) -> Response:
-    """GET a manifest as it was pushed, with its stored media type."""
-    record = _resolve(ctx)
+    """GET a manifest as it was pushed, with its stored media type (the bytes by digest
+    from the content cache)."""
+    found = await _resolve(ctx)
     try:
-        body = await ctx.services.manifests.content(record)
+        body = await ctx.services.blobs.read_small(found.digest)
     except (RegistryError, BlobUnknown) as err:
         if isinstance(err, BlobUnknown) or err.code is BLOB_UNKNOWN:
-            raise RegistryError(MANIFEST_UNKNOWN, f"manifest {record.digest} of "
+            raise RegistryError(MANIFEST_UNKNOWN, f"manifest {found.digest} of "
                                 f"{ctx.name!r} has no content") from None
         raise
-    return RawResponse(200, _headers(record), body)
+    return RawResponse(200, _headers(found), body)
 
 
 def _media_type(content_type: str, declared: object, where: str) -> str:
