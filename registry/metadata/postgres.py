@@ -17,7 +17,6 @@ fresh one. A process forked from one that used the store opens its own pool.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
@@ -36,6 +35,10 @@ from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from registry.metadata import migrate as migrations
 from registry.metadata.store import ManifestRecord, MetadataUnavailable, UploadRecord
+from registry.metadata.values import digest_text as _digest_text
+from registry.metadata.values import parse_digest as _digest
+from registry.metadata.values import size as _size
+from registry.metadata.values import text
 
 __all__ = ["HOT_QUERIES", "PostgresMetadataStore", "redact"]
 
@@ -80,31 +83,6 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
-@functools.lru_cache(maxsize=8192)
-def _digest(text: str) -> Digest:
-    return Digest.parse(text)
-
-
-def _digest_text(value: object, what: str) -> str:
-    if not isinstance(value, Digest):
-        raise InvalidArgument(f"{what} must be a Digest, not {type(value).__name__} {value!r}")
-    return str(value)
-
-
-def _text(value: object, what: str) -> str:
-    if type(value) is not str:
-        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__} {value!r}")
-    if "\x00" in value:
-        raise InvalidArgument(f"{what} must not contain NUL characters: {value!r}")
-    return value
-
-
-def _size(value: object, what: str) -> int:
-    if type(value) is not int or value < 0:
-        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
-    return value
-
-
 def _mapping(value: Mapping[str, str] | None, what: str) -> Jsonb | None:
     if value is None:
         return None
@@ -116,6 +94,10 @@ def _mapping(value: Mapping[str, str] | None, what: str) -> Jsonb | None:
         _text(key, f"{what} key")
         _text(item, f"{what} value of {key!r}")
     return Jsonb(plain)
+
+
+def _text(value: object, what: str) -> str:
+    return text(value, what, nul_ok=False)
 
 
 def _has_nul(args: Sequence[Any] | Mapping[str, Any]) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from layerstore.digest import Digest
 from registry.metadata.store import MetadataStore, MetadataUnavailable
+from registry.metadata.values import parse_digest as _digest
 
 __all__ = ["STATEMENTS", "HotReads", "ManifestHead", "PostgresReads", "StoreReads", "hot_reads"]
 
@@ -83,11 +83,6 @@ class HotReads(Protocol):
     async def close(self) -> None:
         """Release the connections of the running event loop."""
         ...
-
-
-@functools.lru_cache(maxsize=8192)
-def _digest(text: str) -> Digest:
-    return Digest.parse(text)
 
 
 def _has_nul(*values: str) -> bool:

@@ -26,7 +26,6 @@ reads ``blob_links`` by key.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sqlite3
@@ -43,6 +42,10 @@ from layerstore import sqlitedb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
 from registry.metadata.store import ManifestRecord, UploadRecord
+from registry.metadata.values import digest_text as _digest_text
+from registry.metadata.values import parse_digest as _digest
+from registry.metadata.values import size as _size
+from registry.metadata.values import text as _text
 
 __all__ = ["HOT_QUERIES", "SCHEMA_VERSION", "ConnectionSettings", "SqliteMetadataStore"]
 
@@ -131,29 +134,6 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced and remembers the process it belongs to."""
 
     generation: int = 0
-
-
-@functools.lru_cache(maxsize=8192)
-def _digest(text: str) -> Digest:
-    return Digest.parse(text)
-
-
-def _digest_text(value: object, what: str) -> str:
-    if not isinstance(value, Digest):
-        raise InvalidArgument(f"{what} must be a Digest, not {type(value).__name__} {value!r}")
-    return str(value)
-
-
-def _text(value: object, what: str) -> str:
-    if type(value) is not str:
-        raise InvalidArgument(f"{what} must be a string, not {type(value).__name__} {value!r}")
-    return value
-
-
-def _size(value: object, what: str) -> int:
-    if type(value) is not int or value < 0:
-        raise InvalidArgument(f"{what} must be a non-negative int, not {value!r}")
-    return value
 
 
 def _json_mapping(value: Mapping[str, str] | None, what: str) -> str | None:
