@@ -1,10 +1,13 @@
-"""Blob upload sessions over a :class:`~registry.storage.driver.StorageDriver`, for server
-processes that share nothing but the metadata store and the driver's backend (replicas on S3).
+"""Blob upload sessions over a :class:`~registry.storage.driver.StorageDriver` (the
+filesystem one of a single server, or S3 shared by replicas that have nothing else in common
+but the metadata store).
 
-A session's bytes are written to ``uploads/<uuid>/data`` by a driver writer. After every
-request the writer pauses and its state (for S3: the multipart upload id, the parts' ETags
-and sizes, the pending byte count) is stored in the session's labels with
-``MetadataStore.update_upload``, so the next PATCH or the closing PUT may land in any process.
+A session's bytes are written to ``uploads/<uuid>/data`` by a driver writer: a request body
+is gathered into ~1 MiB pieces, each written (and hashed) by a worker thread while the next
+one arrives. After every request the writer pauses and its state (the byte count; for S3
+also the multipart upload id, the parts' ETags and sizes, the pending byte count) is stored in
+the session's labels with ``MetadataStore.update_upload``, so the next PATCH or the closing
+PUT may land in any process, also after a restart.
 
 Verifying the digest: a process keeps the running hash of a session it received every byte
 of; when a closing PUT lands in a process that did not (the chunks went to other replicas)
@@ -17,10 +20,15 @@ coordinate (a client sends a session's requests one after another, as distributi
 assumes). A request that fails half-way may leave an unfinished multipart upload that no
 session names: give the bucket a lifecycle rule that aborts incomplete multipart uploads.
 
-Commit: the writer completes ``uploads/<uuid>/data``, the digest is checked, the labels get
-``committing=<digest>`` (a journal), the object is moved to ``blobs/<alg>/<hex>`` (where it
-appears whole or not at all), linked, and the session ends. A request that finds the
-journal of a commit a crash interrupted finishes it.
+Commit: the writer completes ``uploads/<uuid>/data`` (on the filesystem: fsyncs it), the
+digest is checked, the labels get ``committing=<digest>`` (a journal), the object is moved to
+``blobs/<alg>/<hex>`` (where it appears whole or not at all), linked, and the session ends;
+only then is the blob acknowledged. A request that finds the journal of a commit a crash
+interrupted finishes it. A session whose stored bytes are gone (or shorter than its labels
+say, after a power loss) ends with ``UploadUnknown``: the client starts it again.
+
+A session without driver state may have been started by an older release that kept its
+bytes elsewhere: the ``adopt`` hook (:mod:`registry.storage.legacy`) takes it over first.
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from layerstore.digest import CHUNK, Digest, Hasher, new_hasher
 from registry.metadata.store import MetadataStore, UploadRecord
@@ -40,6 +47,7 @@ from registry.storage.driver import FileWriter, StorageDriver
 from registry.storage.errors import (
     BackendUnavailable,
     DigestMismatch,
+    InvalidOffset,
     OffsetMismatch,
     PathNotFound,
     SizeMismatch,
@@ -48,17 +56,13 @@ from registry.storage.errors import (
     UploadUnknown,
 )
 from registry.storage.paths import blob_path, upload_dir, upload_path
+from registry.storage.threads import run_blocking
 
-T = TypeVar("T")
 COMMITTING = "committing"
 SIZE = "size"
 RUNNING_HASH = "sha256"
-
-
-async def run_blocking(fn: Callable[..., T], *args: object) -> T:
-    """Run a blocking call in the default thread pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: fn(*args))
+#: Takes over a session that has no driver state yet (see the module docstring).
+Adopter = Callable[[UploadRecord], UploadRecord]
 
 
 def labels_offset(labels: Mapping[str, str]) -> int:
@@ -77,10 +81,10 @@ class _Running:
     hasher: Hasher = field(default_factory=lambda: new_hasher(RUNNING_HASH))
 
 
-class DriverUpload:
-    """One request's hold on an upload session (see :meth:`DriverUploads.upload`)."""
+class UploadHandle:
+    """One request's hold on an upload session (see :meth:`UploadService.upload`)."""
 
-    def __init__(self, service: DriverUploads, record: UploadRecord) -> None:
+    def __init__(self, service: UploadService, record: UploadRecord) -> None:
         self._service = service
         self.record = record
         self.labels: dict[str, str] = dict(record.labels)
@@ -94,9 +98,15 @@ class DriverUpload:
     def _writer(self) -> FileWriter:
         driver = self._service.driver
         path = upload_path(self.record.uuid)
-        if SIZE in self.labels:
+        if SIZE not in self.labels:
+            return driver.writer(path)
+        try:
             return driver.writer(path, append=True, state=self.labels)
-        return driver.writer(path)
+        except (PathNotFound, InvalidOffset) as exc:
+            self._service.discard(self.record, {})
+            raise UploadUnknown(
+                f"upload {self.record.uuid} to {self.record.repository!r} lost the bytes it "
+                f"held ({exc}); start the upload again", self.record.uuid) from None
 
     async def receive(self, body: AsyncIterator[bytes], *, start: int | None = None,
                       length: int | None = None) -> int:
@@ -114,23 +124,34 @@ class DriverUpload:
             running = None
         if running is None and offset == 0:
             running = _Running(0)
+        loop = asyncio.get_running_loop()
         writer: FileWriter | None = None  # opened with the first bytes (a PUT may have none)
-        received = 0
-        buffer = bytearray()
+        received = gathered = 0
+        pieces: list[bytes] = []
+        pending: asyncio.Future[None] | None = None  # the piece a thread is writing
         healthy = False
         try:
             async for chunk in body:
-                buffer += chunk
-                received += len(chunk)
-                if len(buffer) >= CHUNK:
+                pieces.append(chunk)
+                gathered += len(chunk)
+                if gathered >= CHUNK:
+                    data, pieces, gathered = b"".join(pieces), [], 0
+                    received += len(data)
+                    if pending is not None:
+                        await pending
+                        pending = None
                     if writer is None:
                         writer = await run_blocking(self._writer)
-                    await run_blocking(self._write, writer, bytes(buffer), running)
-                    buffer = bytearray()
-            if buffer:
+                    pending = loop.run_in_executor(None, self._write, writer, data, running)
+            if pending is not None:
+                await pending
+                pending = None
+            if pieces:
+                data = b"".join(pieces)
+                received += len(data)
                 if writer is None:
                     writer = await run_blocking(self._writer)
-                await run_blocking(self._write, writer, bytes(buffer), running)
+                await run_blocking(self._write, writer, data, running)
             healthy = True
         except StorageError:
             raise
@@ -138,6 +159,10 @@ class DriverUpload:
             healthy = True  # the client went away: keep what arrived
             raise
         finally:
+            if pending is not None:
+                # Let the thread finish with the writer before it is paused or dropped.
+                with contextlib.suppress(Exception):
+                    await pending
             if healthy and writer is not None:
                 await run_blocking(self._pause, writer, running)
             elif running is not None and writer is None:
@@ -191,15 +216,17 @@ class DriverUpload:
             raise self._service.ended(self.record)
 
 
-class DriverUploads:
+class UploadService:
     """Upload sessions of every repository over one driver (see the module docstring)."""
 
     def __init__(self, driver: StorageDriver, metadata: MetadataStore, *,
                  wait: float = 5.0,
-                 guard: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+                 guard: Callable[[], AbstractContextManager[None]] = nullcontext,
+                 adopt: Adopter | None = None) -> None:
         self.driver = driver
         self.metadata = metadata
         self._guard = guard
+        self._adopt = adopt
         self.running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wait = wait
@@ -223,6 +250,9 @@ class DriverUploads:
         if record is None or record.repository != repository:
             raise UploadUnknown(f"upload {upload_id} is unknown to repository {repository!r}",
                                 upload_id)
+        if (self._adopt is not None and SIZE not in record.labels
+                and COMMITTING not in record.labels):
+            record = self._adopt(record)
         return record
 
     def offset(self, upload_id: str) -> int:
@@ -240,7 +270,7 @@ class DriverUploads:
         return labels_offset(record.labels)
 
     @contextlib.asynccontextmanager
-    async def upload(self, repository: str, upload_id: str) -> AsyncIterator[DriverUpload]:
+    async def upload(self, repository: str, upload_id: str) -> AsyncIterator[UploadHandle]:
         """Hold session ``upload_id`` of ``repository`` for one request (``UploadBusy`` if
         another request of this process holds it longer than the wait time)."""
         lock = self._locks.setdefault(upload_id, asyncio.Lock())
@@ -254,7 +284,7 @@ class DriverUploads:
             if COMMITTING in record.labels:
                 await run_blocking(self.recover, record)
                 raise self.ended(record)
-            yield DriverUpload(self, record)
+            yield UploadHandle(self, record)
         finally:
             lock.release()
             if not lock.locked():
@@ -269,7 +299,7 @@ class DriverUploads:
 
     def commit(self, record: UploadRecord, labels: Mapping[str, str], digest: Digest,
                running: _Running | None) -> int:
-        """See :meth:`DriverUpload.commit`."""
+        """See :meth:`UploadHandle.commit`."""
         driver, path = self.driver, upload_path(record.uuid)
         try:
             writer = (driver.writer(path, append=True, state=labels) if SIZE in labels

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from layerstore.content.local import LocalStore
+from layerstore.digest import Digest
 from registry.gc import run_cli
 from registry.testing.deadline import time_limit
 from tests.registry.legacy_root import OTHER, REPO, payload, sha256, unpack
@@ -94,3 +96,33 @@ def test_a_legacy_root_is_collected(legacy: tuple[Path, dict[str, Any]],
                 assert r.status_code == 200 and sha256(r.content) == desc["digest"]
     finally:
         server.stop()
+
+
+def test_a_legacy_commit_cut_short_is_finished(legacy: tuple[Path, dict[str, Any]]) -> None:
+    """The states an earlier release's crash left mid-commit: the journal names a digest
+    that was published (the commit is finished), or one that was not (it is dropped and the
+    session resumes)."""
+    root, described = legacy
+    partial, empty = described["uploads"]["partial"], described["uploads"]["empty"]
+    data = payload(partial["seed"], partial["size"])
+    partial_id = partial["path"].rsplit("/", 1)[1]
+    empty_id = empty["path"].rsplit("/", 1)[1]
+    (root / "commits" / partial_id).write_text(sha256(data))
+    with LocalStore(root / "content").writer(f"upload-{partial_id}") as writer:
+        writer.write(data[partial["offset"]:])
+        writer.commit(expected=Digest.parse(sha256(data)))
+    (root / "commits" / empty_id).write_text(sha256(b"never published"))
+    server = RegistryServer(root).start()
+    try:
+        with time_limit(120), server.client() as c:
+            r = c.get(partial["path"])
+            assert r.status_code == 404
+            assert [e["code"] for e in r.json()["errors"]] == ["BLOB_UPLOAD_UNKNOWN"]
+            assert c.get(f"/v2/{REPO}/blobs/{sha256(data)}").content == data
+            r = c.get(empty["path"])
+            assert r.status_code == 204 and r.headers["Range"] == "0-0"
+    finally:
+        server.stop()
+    assert not (root / "commits" / partial_id).exists()
+    assert not (root / "commits" / empty_id).exists()
+    assert "Traceback" not in server.log()
