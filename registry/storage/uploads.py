@@ -10,10 +10,14 @@ the session's labels with ``MetadataStore.update_upload``, so the next PATCH or 
 PUT may land in any process, also after a restart.
 
 Verifying the digest: a process keeps the running hash of a session it received every byte
-of; when a closing PUT lands in a process that did not (the chunks went to other replicas)
-the committed upload object is read back and hashed. hashlib cannot export a running hash,
-and the alternatives (a hash written in Python, or copying OpenSSL's context structures)
-are slower or fragile, so re-reading is the fallback.
+of, and each pause records the digest of the bytes so far in the labels (``digest``, for
+the byte count of ``size``). A closing PUT without a body is verified against that record in
+any process (clients that stream a blob in one PATCH, as docker, skopeo and podman do, never
+have their bytes read again, whichever server worker or replica the PUT reaches); one that
+brings more bytes continues the running hash where this process holds it. Only a PUT that
+brings bytes to a process that did not receive the earlier ones (hashlib cannot export a
+running hash; a hash written in Python or copying OpenSSL's context structures would be
+slower or fragile) reads the committed upload back and hashes it.
 
 One process never lets two requests work on one session at once; two processes do not
 coordinate (a client sends a session's requests one after another, as distribution also
@@ -42,6 +46,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from layerstore.digest import CHUNK, Digest, Hasher, new_hasher
+from layerstore.errors import LayerstoreError
 from registry.metadata.store import MetadataStore, UploadRecord
 from registry.storage.driver import FileWriter, StorageDriver
 from registry.storage.errors import (
@@ -60,6 +65,7 @@ from registry.storage.threads import run_blocking
 
 COMMITTING = "committing"
 SIZE = "size"
+DIGEST = "digest"
 RUNNING_HASH = "sha256"
 #: Takes over a session that has no driver state yet (see the module docstring).
 Adopter = Callable[[UploadRecord], UploadRecord]
@@ -71,6 +77,19 @@ def labels_offset(labels: Mapping[str, str]) -> int:
         return int(labels.get(SIZE, "0"))
     except ValueError:
         return 0
+
+
+def recorded_digest(labels: Mapping[str, str], size: int, algorithm: str) -> Digest | None:
+    """The digest a pause recorded of a session's first ``size`` bytes, if it recorded one of
+    that many bytes in ``algorithm``."""
+    text = labels.get(DIGEST)
+    if text is None or labels_offset(labels) != size:
+        return None
+    try:
+        recorded = Digest.parse(text)
+    except LayerstoreError:
+        return None
+    return recorded if recorded.algorithm == algorithm else None
 
 
 @dataclass(eq=False)
@@ -184,6 +203,10 @@ class UploadHandle:
         writer.close()
         labels = {**self.labels, **writer.state()}
         labels[SIZE] = str(writer.size)
+        if running is not None and running.offset == writer.size:
+            labels[DIGEST] = f"{RUNNING_HASH}:{running.hasher.hexdigest()}"
+        else:
+            labels.pop(DIGEST, None)
         if not self._service.metadata.update_upload(self.record.uuid, labels):
             # Cancelled meanwhile: drop what this request added (a multipart upload too).
             with contextlib.suppress(StorageError):
@@ -321,7 +344,8 @@ class UploadService:
                 and digest.algorithm == RUNNING_HASH):
             actual = Digest(RUNNING_HASH, running.hasher.hexdigest())
         else:
-            actual = self._hash_back(path, digest.algorithm)
+            actual = recorded_digest(labels, size, digest.algorithm) or self._hash_back(
+                path, digest.algorithm)
         if actual != digest:
             self.discard(record, {})
             raise DigestMismatch(
