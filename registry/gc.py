@@ -1,8 +1,8 @@
 """Mark-and-sweep garbage collection of a registry's blobs, manifests and upload sessions.
 
 A registry root holds the blobs and upload sessions in ``<root>/content`` (the filesystem
-storage driver's root, seen as a content store by :class:`~registry.storage.legacy.RootContent`;
-with ``storage = "s3"``, the bucket through :class:`~registry.storage.sweeping.DriverContent`),
+storage driver's root, swept as :class:`~registry.storage.sweeping.FilesystemContent`; with
+``storage = "s3"``, the bucket, as :class:`~registry.storage.sweeping.DriverContent`),
 the metadata in ``<root>/metadata.db`` (or the PostgreSQL database of ``metadata_url``) and the
 GC lock in ``<root>/gc.lock`` (see :mod:`registry.locking`).
 
@@ -49,8 +49,7 @@ from registry.metadata.store import ManifestRecord, MetadataStore
 from registry.storage.backends import storage_driver
 from registry.storage.errors import StorageError
 from registry.storage.filesystem import FilesystemDriver
-from registry.storage.legacy import RootContent
-from registry.storage.sweeping import DriverContent, Sweepable
+from registry.storage.sweeping import DriverContent, FilesystemContent, Sweepable
 
 CONTENT_DIR = "content"
 METADATA_FILE = "metadata.db"
@@ -313,8 +312,7 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
             if settings is not None and settings.storage != "filesystem":
                 content = DriverContent(storage_driver(settings), meta)
             else:
-                content = RootContent(FilesystemDriver(root / CONTENT_DIR), meta,
-                                      root / CONTENT_DIR)
+                content = FilesystemContent(FilesystemDriver(root / CONTENT_DIR), meta)
             use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
                 report = collect(

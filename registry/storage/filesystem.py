@@ -11,6 +11,7 @@ are at ``blobs/<alg>/<hex>`` in both.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import os
 import shutil
@@ -21,7 +22,7 @@ from typing import BinaryIO
 
 from layerstore.fsutil import WRITEBACK_STEP, fsync_dir, start_writeback
 from registry.storage.driver import FileInfo, FileWriter, check_path
-from registry.storage.errors import BackendUnavailable, InvalidOffset, PathNotFound
+from registry.storage.errors import BackendUnavailable, InvalidOffset, PathBusy, PathNotFound
 
 _TMP = ".tmp-"
 
@@ -147,26 +148,32 @@ class FilesystemDriver:
 
     def writer(self, path: str, append: bool = False,
                state: Mapping[str, str] | None = None) -> FileWriter:
+        """See the protocol; besides, a writer holds an exclusive ``flock`` on its file
+        while open, so a second writer of the same path (in any process) is ``PathBusy``."""
         full = self._full(path)
-        f: io.FileIO
         with _errors(path):
-            if append:
-                f = io.FileIO(full, "r+")
+            if not append:
+                full.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CLOEXEC | (0 if append else os.O_CREAT)
+            f = io.FileIO(os.open(full, flags, 0o666), "r+")
+            try:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise PathBusy(f"{path} is being written by another writer") from None
                 size = os.fstat(f.fileno()).st_size
-                if state is not None and "size" in state and int(state["size"]) != size:
+                wanted = 0 if not append else int((state or {}).get("size", size))
+                if wanted != size:
                     # A crash may have lost unsynced bytes, or left bytes the state does not
                     # know of: cut back to what the state recorded if the file holds it.
-                    wanted = int(state["size"])
                     if wanted > size:
-                        f.close()
                         raise InvalidOffset(f"{path} holds {size} bytes, not {wanted}")
                     f.truncate(wanted)
                     size = wanted
                 f.seek(size)
-            else:
-                full.parent.mkdir(parents=True, exist_ok=True)
-                f = io.FileIO(full, "w")
-                size = 0
+            except BaseException:
+                f.close()
+                raise
         return _FileWriter(f, full, size)
 
     def stat(self, path: str) -> FileInfo:

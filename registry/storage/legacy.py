@@ -16,8 +16,8 @@ to publish to ``root/commits/<uuid>``.
 - otherwise the ingest's ``data`` moves to ``uploads/<uuid>/data``, its size goes into the
   labels and the rest of the ingest is removed: the session resumes where the client left it.
 
-:class:`RootContent` is what garbage collection sweeps on a filesystem root: the driver's
-blobs and upload sessions, and the upload ingests an earlier release left.
+:class:`~registry.storage.sweeping.FilesystemContent` shows garbage collection the upload
+ingests an earlier release left.
 """
 
 from __future__ import annotations
@@ -29,18 +29,15 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 
-from layerstore.content.local import LocalStore
-from layerstore.content.store import IngestStatus
 from layerstore.digest import Digest
-from layerstore.errors import LayerstoreError, NotFound
+from layerstore.errors import LayerstoreError
 from registry.metadata.store import MetadataStore, UploadRecord
 from registry.storage.driver import StorageDriver
 from registry.storage.errors import PathNotFound, UploadUnknown
 from registry.storage.paths import blob_path, upload_dir, upload_path
-from registry.storage.sweeping import UPLOAD_REF_PREFIX, DriverContent
+from registry.storage.sweeping import INGEST_DIR, UPLOAD_REF_PREFIX
 from registry.storage.uploads import SIZE
 
-INGEST_DIR = "ingest"
 COMMITS_DIR = "commits"
 
 
@@ -109,34 +106,3 @@ class LegacyUploads:
         self.metadata.end_upload(record.uuid)
         journal.unlink(missing_ok=True)
         return True
-
-
-class RootContent(DriverContent):
-    """A filesystem root as garbage collection sweeps it: :class:`DriverContent` over
-    ``content``, plus the upload ingests (``upload-<uuid>``) an earlier release left there."""
-
-    def __init__(self, driver: StorageDriver, metadata: MetadataStore, content: Path) -> None:
-        super().__init__(driver, metadata)
-        self._ingests = LocalStore(content) if (content / INGEST_DIR).is_dir() else None
-
-    def list_statuses(self) -> list[IngestStatus]:
-        """The stored bytes of unfinished uploads, in either layout."""
-        statuses = super().list_statuses()
-        if self._ingests is not None:
-            statuses += [status for status in self._ingests.list_statuses()
-                         if status.ref.startswith(UPLOAD_REF_PREFIX)]
-        return statuses
-
-    def abort(self, ref: str) -> None:
-        """Drop an unfinished upload's bytes, in either layout; ``NotFound``, or
-        ``Unavailable`` while a writer holds the ingest."""
-        found = False
-        with contextlib.suppress(NotFound):
-            super().abort(ref)
-            found = True
-        if self._ingests is not None:
-            with contextlib.suppress(NotFound):
-                self._ingests.abort(ref)
-                found = True
-        if not found:
-            raise NotFound(f"no stored bytes for upload {ref.removeprefix(UPLOAD_REF_PREFIX)}")

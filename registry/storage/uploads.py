@@ -54,6 +54,7 @@ from registry.storage.errors import (
     DigestMismatch,
     InvalidOffset,
     OffsetMismatch,
+    PathBusy,
     PathNotFound,
     SizeMismatch,
     StorageError,
@@ -117,10 +118,12 @@ class UploadHandle:
     def _writer(self) -> FileWriter:
         driver = self._service.driver
         path = upload_path(self.record.uuid)
-        if SIZE not in self.labels:
-            return driver.writer(path)
         try:
+            if SIZE not in self.labels:
+                return driver.writer(path)
             return driver.writer(path, append=True, state=self.labels)
+        except PathBusy:
+            raise self._service.busy(self.record) from None
         except (PathNotFound, InvalidOffset) as exc:
             self._service.discard(self.record, {})
             raise UploadUnknown(
@@ -186,6 +189,9 @@ class UploadHandle:
                 await run_blocking(self._pause, writer, running)
             elif running is not None and writer is None:
                 self._service.running[uuid] = running
+            # A failed writer is dropped unpaused (the labels still name what the session
+            # held), now rather than with the traceback that may keep this frame alive.
+            writer = None
         if length is not None and received != length:
             raise SizeMismatch(
                 f"upload {uuid} to {self.record.repository!r}: the request declared {length} "
@@ -260,6 +266,12 @@ class UploadService:
         return UploadUnknown(f"upload {record.uuid} to {record.repository!r} has ended",
                              record.uuid)
 
+    @staticmethod
+    def busy(record: UploadRecord) -> UploadBusy:
+        """The error for a session another request (of any process) is writing."""
+        return UploadBusy(f"upload {record.uuid} to {record.repository!r} is busy in another "
+                          "request; retry", record.uuid)
+
     async def start(self, repository: str) -> UploadRecord:
         """Open a new session for ``repository`` (nothing is written until bytes come)."""
         record = UploadRecord(uuid=str(uuidlib.uuid4()), repository=repository,
@@ -329,6 +341,8 @@ class UploadService:
                       else driver.writer(path))
             size = writer.size
             writer.commit()
+        except PathBusy:
+            raise self.busy(record) from None
         except PathNotFound:
             # A commit interrupted before its journal completed the content already (the
             # multipart upload and the pending bytes are gone): go on from the object.
@@ -411,8 +425,10 @@ class UploadService:
             try:
                 self.driver.writer(upload_path(record.uuid), append=True,
                                    state=labels).cancel()
-            except PathNotFound:
+            except (PathNotFound, InvalidOffset):
                 pass
+            except PathBusy:
+                raise self.busy(record) from None
             except BackendUnavailable:
                 self.metadata.end_upload(record.uuid)
                 raise

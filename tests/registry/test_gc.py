@@ -34,9 +34,8 @@ from registry.locking import push_guard
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, UploadRecord
 from registry.storage.filesystem import FilesystemDriver
-from registry.storage.legacy import RootContent
 from registry.storage.paths import upload_path
-from registry.storage.sweeping import Sweepable
+from registry.storage.sweeping import FilesystemContent, Sweepable
 
 REPO = "team/app"
 OTHER = "team/other"
@@ -120,7 +119,7 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryRoo
     content = LocalStore(top / CONTENT_DIR)
     sweep: Sweepable = content
     if request.param == "filesystem-driver":
-        sweep = RootContent(FilesystemDriver(top / CONTENT_DIR), meta, top / CONTENT_DIR)
+        sweep = FilesystemContent(FilesystemDriver(top / CONTENT_DIR), meta)
     yield RegistryRoot(top, content, meta, tmp_path / "trees", sweep)
     meta.close()
 
@@ -370,7 +369,7 @@ def test_driver_uploads_purged_by_age(tmp_path: Path) -> None:
     top = tmp_path / "registry"
     meta = SqliteMetadataStore(top / METADATA_FILE)
     driver = FilesystemDriver(top / CONTENT_DIR)
-    sweep = RootContent(driver, meta, top / CONTENT_DIR)
+    sweep = FilesystemContent(driver, meta)
     start = time.time()
     for uuid, started in (("old", start - 7200), ("new", start)):
         meta.start_upload(UploadRecord(uuid, REPO, started, {"size": "300"}))
@@ -388,6 +387,28 @@ def test_driver_uploads_purged_by_age(tmp_path: Path) -> None:
         assert meta.uploads() == []
         assert sweep.list_statuses() == []
     finally:
+        meta.close()
+
+
+def test_held_driver_upload_is_left_alone(tmp_path: Path) -> None:
+    top = tmp_path / "registry"
+    meta = SqliteMetadataStore(top / METADATA_FILE)
+    driver = FilesystemDriver(top / CONTENT_DIR)
+    meta.start_upload(UploadRecord("busy", REPO, time.time() - 7200, {"size": "0"}))
+    writer = driver.writer(upload_path("busy"))
+    try:
+        writer.write(b"a request is writing this right now")
+        report = collect(FilesystemContent(driver, meta), meta, lock_root=top,
+                         grace_seconds=3600, upload_max_age=60)
+        assert report.uploads_purged == ()
+        assert meta.get_upload("busy") is not None
+        writer.close()
+        report = collect(FilesystemContent(driver, meta), meta, lock_root=top,
+                         grace_seconds=3600, upload_max_age=60)
+        assert report.uploads_purged == ("busy",)
+        assert not driver.local_path(upload_path("busy")).exists()
+    finally:
+        writer.close()
         meta.close()
 
 

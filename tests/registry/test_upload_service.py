@@ -16,7 +16,7 @@ import pytest
 from layerstore.digest import Digest
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.storage.driver import StorageDriver
-from registry.storage.errors import DigestMismatch, PathNotFound, UploadUnknown
+from registry.storage.errors import DigestMismatch, PathNotFound, UploadBusy, UploadUnknown
 from registry.storage.filesystem import FilesystemDriver
 from registry.storage.paths import blob_path, upload_path
 from registry.storage.uploads import DIGEST, SIZE, UploadService
@@ -142,3 +142,27 @@ def test_lost_bytes_end_the_session(tmp_path: Path, meta: SqliteMetadataStore) -
     upload_id = asyncio.run(run())
     assert meta.get_upload(upload_id) is None
     assert not driver.local_path(upload_path(upload_id)).exists()
+
+
+def test_a_session_another_process_writes_is_busy(tmp_path: Path,
+                                                  meta: SqliteMetadataStore) -> None:
+    driver = FilesystemDriver(tmp_path / "content")
+    service = UploadService(driver, meta)
+
+    async def run() -> None:
+        record = await service.start(REPO)
+        await _receive(service, record.uuid, b"first")
+        # Another server process is in the middle of a request on this session.
+        held = driver.writer(upload_path(record.uuid), append=True,
+                             state=meta.get_upload(record.uuid).labels)  # type: ignore[union-attr]
+        try:
+            with pytest.raises(UploadBusy):
+                await _receive(service, record.uuid, b"second")
+            with pytest.raises(UploadBusy):
+                await _commit(service, record.uuid, digest_of(b"first"))
+        finally:
+            held.close()
+        assert await _commit(service, record.uuid, digest_of(b"firstlast"), b"last") == 9
+
+    asyncio.run(run())
+    assert read_all(driver, blob_path(digest_of(b"firstlast")), 0) == b"firstlast"
