@@ -108,3 +108,24 @@ def test_filesystem_driver_sees_a_content_store_root(tmp_path: Path) -> None:
     assert driver.stat(blob_path(digest)).size == len(data)
     assert read_all(driver, blob_path(digest), 5) == data[5:]
     assert blob_path(digest) in [info.path for info in driver.walk("blobs")]
+
+
+def test_filesystem_writer_excludes_a_second_writer(tmp_path: Path) -> None:
+    """A filesystem writer holds its file: another writer of the path (any process) is
+    refused until it is closed, and a new writer does not truncate the held file."""
+    from registry.storage.errors import PathBusy
+    from registry.testing.driver_suite import read_all
+
+    driver = FilesystemDriver(tmp_path / "storage")
+    first = driver.writer("uploads/u/data")
+    first.write(b"held bytes")
+    with pytest.raises(PathBusy):
+        FilesystemDriver(tmp_path / "storage").writer("uploads/u/data")
+    with pytest.raises(PathBusy):
+        driver.writer("uploads/u/data", append=True, state=first.state())
+    state = first.state()
+    first.close()
+    second = driver.writer("uploads/u/data", append=True, state=state)
+    second.write(b" and more")
+    second.commit()
+    assert read_all(driver, "uploads/u/data") == b"held bytes and more"
