@@ -17,6 +17,10 @@ free port, holding the same base images pybuild starts from. Without ``bk`` (or 
 ``docker push``) instead. Peak RSS is the largest ``ru_maxrss`` among pybuild's processes;
 BuildKit's work happens in its daemon and is not shown. The median of ``--repeat`` runs is
 printed with the ratio pybuild/BuildKit.
+
+pybuild runs twice over: each command in its own process (``PYBUILD_NO_DAEMON=1``), and through
+a ``pybuild daemon`` the bench starts (forks of a process with the modules loaded, as buildctl
+goes through a warm buildkitd); a table each.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -136,6 +140,7 @@ class Pybuild:
         self.template = template
         self.workdir = workdir
         self.root = workdir / "pybuild-root"
+        self.env = {**os.environ, "PYBUILD_NO_DAEMON": "1"}
 
     def _argv(self, dockerfile: Path, context: Path, tag: str, options: Sequence[str],
               registry: str | None) -> list[str]:
@@ -155,24 +160,55 @@ class Pybuild:
         parts = []
         if case.parent is not None:
             dockerfile, context, tag = case.parent
-            parts.append(measure(self._argv(dockerfile, context, tag, (), None), self.workdir))
+            parts.append(measure(self._argv(dockerfile, context, tag, (), None), self.workdir,
+                                 self.env))
         parts.append(measure(self._argv(case.dockerfile, case.context, self._tag(case, registry),
-                                        case.options, registry), self.workdir))
+                                        case.options, registry), self.workdir, self.env))
         return total(parts)
 
     def noop(self, case: Case, registry: str, n: int) -> Measured:
         """See :class:`Tool`."""
         return measure(self._argv(case.dockerfile, case.context, self._tag(case, registry),
-                                  case.options, None), self.workdir)
+                                  case.options, None), self.workdir, self.env)
 
     def changed(self, case: Case, registry: str, n: int) -> Measured:
         """See :class:`Tool`."""
         return measure(self._argv(case.dockerfile, case.context, self._tag(case, registry),
-                                  case.options, registry), self.workdir)
+                                  case.options, registry), self.workdir, self.env)
 
     def finish(self) -> None:
         """See :class:`Tool`."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class PybuildDaemon(Pybuild):
+    """The same commands through a ``pybuild daemon`` started for the bench, as buildctl
+    goes through a warm buildkitd (the RSS shown is the client's, so none is)."""
+
+    name = "pybuild daemon"
+
+    def __init__(self, template: PybuildTool, workdir: Path) -> None:
+        super().__init__(template, workdir)
+        self.env = {k: v for k, v in os.environ.items() if k != "PYBUILD_NO_DAEMON"}
+        self.env["PYBUILD_DAEMON_DIR"] = str(workdir / "pybuild-daemon")
+        run([*pybuild_command(), "daemon", "start"], timeout=120, env=self.env)
+
+    def cold(self, case: Case, registry: str, n: int) -> Measured:
+        """See :class:`Tool`."""
+        return replace(super().cold(case, registry, n), rss=None)
+
+    def noop(self, case: Case, registry: str, n: int) -> Measured:
+        """See :class:`Tool`."""
+        return replace(super().noop(case, registry, n), rss=None)
+
+    def changed(self, case: Case, registry: str, n: int) -> Measured:
+        """See :class:`Tool`."""
+        return replace(super().changed(case, registry, n), rss=None)
+
+    def stop(self) -> None:
+        """Stop the daemon."""
+        subprocess.run([*pybuild_command(), "daemon", "stop"], capture_output=True,
+                       timeout=120, env=self.env)
 
 
 def _buildctl_options(options: Sequence[str]) -> list[str]:
@@ -385,11 +421,12 @@ def _r(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
 
 
-def print_table(rows: dict[str, Row], peer: str) -> None:
-    """One line per case: cold, no-op, changed for both tools with ratios, and pybuild RSS."""
+def print_table(rows: dict[str, Row], peer: str, ours: str = "pybuild") -> None:
+    """One line per case: cold, no-op, changed for ``ours`` and the peer with ratios, and
+    ``ours``' peak RSS."""
     head = (f"{'case':<13}{'cold':>7}{'peer':>7}{'ratio':>7}  {'no-op':>6}{'peer':>7}"
             f"{'ratio':>7}  {'1 file':>6}{'peer':>7}{'ratio':>7}  {'RSS':>7}")
-    print(f"seconds (median); peer = {peer}; cold and 1-file include the push\n")
+    print(f"\n{ours}: seconds (median); peer = {peer}; cold and 1-file include the push\n")
     print(head)
     print("-" * len(head))
     for name, row in rows.items():
@@ -398,9 +435,9 @@ def print_table(rows: dict[str, Row], peer: str) -> None:
             continue
         cells = []
         for scenario in ("cold", "noop", "change"):
-            a, b = row.seconds("pybuild", scenario), row.seconds(peer, scenario)
+            a, b = row.seconds(ours, scenario), row.seconds(peer, scenario)
             cells.append(f"{_s(a):>6}{_s(b):>7}{_r(a, b):>7}")
-        rss = row.rss("pybuild")
+        rss = row.rss(ours)
         print(f"{name:<13} " + "  ".join(cells)
               + f"  {'-' if rss is None else f'{rss / 1e6:.0f} MB':>7}")
     for name, row in rows.items():
@@ -419,6 +456,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # time pybuild as installed: with .pyc
+    os.environ.pop("PYBUILD_NO_DAEMON", None)  # each pybuild tool says where it runs
     wanted = {n for n in args.cases.split(",") if n}
     have_bk = args.bk.is_file() and os.access(args.bk, os.X_OK) and shutil.which("runc")
     if not have_bk:
@@ -428,6 +466,7 @@ def main() -> int:
         workdir = Path(tmp)
         mirror: RegistryProcess | None = None
         bk: Buildkit | None = None
+        daemon: PybuildDaemon | None = None
         try:
             bases = make_base_images(workdir / "bases")
             template = PybuildTool(bases, workdir)
@@ -448,27 +487,31 @@ def main() -> int:
                 load_into_docker(bases)
                 peer = DockerBuildkit(workdir)
             ours = Pybuild(template, workdir)
+            daemon = PybuildDaemon(template, workdir)
             cases = [make_debian_app(workdir / "debian-app")] if (
                 not wanted or "debian-app" in wanted) else []
             examples = [e for e in all_examples() if not wanted or e.name in wanted]
             print(f"{len(cases) + len(examples)} cases, median of {args.repeat}, tools: "
-                  f"pybuild, {peer.name}\n")
+                  f"pybuild (own process), pybuild daemon, {peer.name}\n")
             rows: dict[str, Row] = {}
             for case in cases:
-                rows[case.name] = run_case(case, [ours, peer], workdir, args.repeat)
+                rows[case.name] = run_case(case, [ours, daemon, peer], workdir, args.repeat)
             for example in examples:
                 ours_case, peer_case = example_case(example, False), example_case(example, True)
                 row = Row()
-                for tool, case in ((ours, ours_case), (peer, peer_case)):
+                for tool, case in ((ours, ours_case), (daemon, ours_case), (peer, peer_case)):
                     got = run_case(case, [tool], workdir, args.repeat)
                     row.runs.update(got.runs)
                     row.error = row.error or got.error
                 rows[example.name] = row
             print_table(rows, peer.name)
+            print_table(rows, peer.name, daemon.name)
         except (BaseImageError, CommandFailed) as exc:
             print(f"setup failed: {exc}", file=sys.stderr)
             return 1
         finally:
+            if daemon is not None:
+                daemon.stop()
             if bk is not None:
                 bk.stop()
             if mirror is not None:

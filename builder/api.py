@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ class BuildResult:
     tags: tuple[str, ...]
     warnings: tuple[str, ...] = ()
     chain: str | None = None
+    shortcut: bool = False
+    """Whether the result is the stored image of an unchanged earlier build."""
 
 
 def host_platform() -> Platform:
@@ -117,7 +118,7 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
             hit := buildkey.lookup(store, key, access.images, progress)):
         for tag in options.tags:  # as exporters.image.name_image, without importing it
             store.images.put(tag, hit.image.manifest)
-        return BuildResult(hit.image, options.tags, hit.warnings, hit.chain)
+        return BuildResult(hit.image, options.tags, hit.warnings, hit.chain, shortcut=True)
     first_step = len(progress.steps())
     result = _build(store, options, progress, access)
     if options.no_cache or options.no_cache_filter:
@@ -131,6 +132,8 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
 def _build(store: BuildStore, options: BuildOptions, progress: Progress,
            access: RegistryAccess) -> BuildResult:
     """The build itself: compile, solve, export and name."""
+    import tempfile
+
     from builder.exporters.image import export_image, name_image
     from builder.frontend.convert import unused_build_args
     from builder.frontend.dockerignore import DockerIgnore, find_dockerignore

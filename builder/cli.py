@@ -6,23 +6,24 @@ As with ``docker build``, the first argument may be build options directly
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from builder.errors import BuildError
-from builder.store import BuildStore
-from layerstore.errors import LayerstoreError
+if TYPE_CHECKING:
+    import argparse
 
 COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune",
-            "run", "login", "logout", "pull", "push")
+            "run", "login", "logout", "pull", "push", "daemon")
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line parser; with ``only``, just that subcommand is registered (its
     module alone is imported, which keeps start-up short)."""
+    import argparse
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="pybuild", description="Build container images from Dockerfiles; manage them.")
     parser.add_argument("--root", type=Path,
@@ -58,8 +59,25 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``pybuild``."""
+    """Entry point of ``pybuild``: a command runs in the daemon when one serves it (see
+    :mod:`builder.daemonclient`), else here."""
     words = _with_default_command(list(sys.argv[1:] if argv is None else argv))
+    if words[:1] == ["daemon"]:
+        from builder.commands.daemon import main as daemon_main
+
+        return daemon_main(words[1:])
+    from builder.daemonclient import run_in_daemon
+
+    status = run_in_daemon(words)
+    return run_command(words) if status is None else status
+
+
+def run_command(words: list[str]) -> int:
+    """Parse ``words`` (a subcommand first) and run the command in this process."""
+    from builder.errors import BuildError
+    from builder.store import BuildStore
+    from layerstore.errors import LayerstoreError
+
     args = _parser(_command_of(words)).parse_args(words)
     try:
         with BuildStore.open(args.root) as store:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError
 from layerstore.assembly import StoredImage
-from layerstore.compression import Compression, decompress_reader
-from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore
 from layerstore.digest import Digest
-from layerstore.layerblob import store_tar_stream
 from layerstore.oci import (
     Descriptor,
     Manifest,
@@ -30,6 +28,9 @@ from layerstore.oci import (
     layer_media_type,
 )
 from layerstore.walk import load_manifest
+
+if TYPE_CHECKING:
+    from layerstore.compression import Compression
 
 #: Attributes every output type takes (handled by the output parser itself).
 COMMON_ATTRIBUTES = ("type", "dest", "name", "push")
@@ -159,6 +160,8 @@ def convert_image(store: ContentStore, image: StoredImage, fmt: LayerFormat,
                         media_type=MediaType.DOCKER_MANIFEST if docker else MediaType.OCI_MANIFEST)
     if converted == manifest:
         return image
+    from layerstore.content.copy import put_bytes
+
     raw = converted.to_json()
     put_bytes(store, raw)
     return StoredImage(describe(converted.media_type or MediaType.OCI_MANIFEST, raw), config,
@@ -176,6 +179,9 @@ def _layer(store: ContentStore, desc: Descriptor, diff_id: Digest, fmt: LayerFor
     else:
         force = fmt.force or target != built_with
     if target != current and force:
+        from layerstore.compression import decompress_reader
+        from layerstore.layerblob import store_tar_stream
+
         with store.reader(desc.digest) as blob:
             layer = store_tar_stream(decompress_reader(blob), store, target,
                                      docker_media_type=docker,

@@ -15,22 +15,24 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, cast
 
-from builder.solver.cache import BuildCache
-from layerstore.content.local import LocalStore
-from layerstore.diff import apply_layer
 from layerstore.digest import Digest, chain_ids
 from layerstore.errors import AlreadyExists, DigestMismatch, InvalidArgument, NotFound
-from layerstore.images import ImageStore
-from layerstore.oci import Descriptor
-from layerstore.snapshots.overlay import OverlaySnapshotter
-from layerstore.snapshots.session import mounted_snapshot
+
+if TYPE_CHECKING:
+    from builder.solver.cache import BuildCache
+    from layerstore.content.local import LocalStore
+    from layerstore.images import ImageStore
+    from layerstore.oci import Descriptor
+    from layerstore.snapshots.overlay import OverlaySnapshotter
 
 DEFAULT_ROOT = "/var/lib/pybuild"
+T = TypeVar("T")
 
 
 def default_root() -> Path:
@@ -38,15 +40,17 @@ def default_root() -> Path:
     return Path(os.environ.get("PYBUILD_ROOT") or DEFAULT_ROOT)
 
 
-@dataclass(frozen=True)
 class BuildStore:
-    """The open stores under one root; close with :meth:`close` or use as a context manager."""
+    """The stores under one root; close with :meth:`close` or use as a context manager.
 
-    root: Path
-    content: LocalStore
-    snapshots: OverlaySnapshotter
-    images: ImageStore
-    cache: BuildCache
+    Each store (and the modules behind it) is opened on first use: a fully cached rebuild
+    reads the content store, the image names and the snapshot table, never the build cache.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+        self._made: dict[str, object] = {}
 
     @classmethod
     def open(cls, root: Path | None = None) -> BuildStore:
@@ -55,8 +59,43 @@ class BuildStore:
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("cache-mounts", "tmp"):
             (root / sub).mkdir(exist_ok=True)
-        return cls(root, LocalStore(root / "content"), OverlaySnapshotter(root / "snapshots"),
-                   ImageStore(root / "images.db"), BuildCache(root / "cache.db"))
+        return cls(root)
+
+    @cached_property
+    def content(self) -> LocalStore:
+        """Layer blobs, configs and manifests."""
+        from layerstore.content.local import LocalStore
+
+        return self._once("content", lambda: LocalStore(self.root / "content"))
+
+    @cached_property
+    def snapshots(self) -> OverlaySnapshotter:
+        """The overlay snapshotter; a committed layer stack is named by its chainID."""
+        from layerstore.snapshots.overlay import OverlaySnapshotter
+
+        return self._once("snapshots", lambda: OverlaySnapshotter(self.root / "snapshots"))
+
+    @cached_property
+    def images(self) -> ImageStore:
+        """Image names → manifest descriptors."""
+        from layerstore.images import ImageStore
+
+        return self._once("images", lambda: ImageStore(self.root / "images.db"))
+
+    @cached_property
+    def cache(self) -> BuildCache:
+        """The build cache: step cache keys → snapshots and layers."""
+        from builder.solver.cache import BuildCache
+
+        return self._once("cache", lambda: BuildCache(self.root / "cache.db"))
+
+    def _once(self, name: str, make: Callable[[], T]) -> T:
+        """``make()`` at most once per store, though several threads ask at the same time."""
+        with self._lock:
+            made = self._made.get(name)
+            if made is None:
+                made = self._made[name] = make()
+            return cast(T, made)
 
     def __enter__(self) -> BuildStore:
         return self
@@ -65,10 +104,11 @@ class BuildStore:
         self.close()
 
     def close(self) -> None:
-        """Release the databases."""
-        self.snapshots.close()
-        self.images.close()
-        self.cache.close()
+        """Release the databases that were opened."""
+        for name in ("snapshots", "images", "cache"):
+            close = getattr(self._made.get(name), "close", None)
+            if close is not None:
+                close()
 
     @property
     def cache_mounts(self) -> Path:
@@ -127,6 +167,8 @@ def unpack_layers(store: BuildStore, layers: Sequence[Descriptor],
 
 def _unpack_one(store: BuildStore, layer: Descriptor, diff_id: Digest, chain: str,
                 parent: str | None) -> None:
+    from layerstore.diff import apply_layer
+
     key = temp_key("unpack")
     store.snapshots.prepare(key, parent)
     try:
@@ -158,5 +200,7 @@ def _remove_quietly(store: BuildStore, key: str) -> None:
 def view_of(store: BuildStore, chain: str | None) -> Iterator[Path]:
     """Mount a read-only view of committed snapshot ``chain`` (an empty tree for None) and
     yield its root; the view is unmounted and removed afterwards."""
+    from layerstore.snapshots.session import mounted_snapshot
+
     with mounted_snapshot(store.snapshots, temp_key("view"), chain, readonly=True) as root:
         yield root

@@ -7,12 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from layerstore.compression import decompress_reader
-from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore
 from layerstore.errors import InvalidArgument
-from layerstore.layerblob import Layer, store_tar_stream
 from layerstore.oci import (
     Descriptor,
     History,
@@ -25,6 +23,9 @@ from layerstore.oci import (
     describe,
 )
 from layerstore.walk import load_manifest, read_small
+
+if TYPE_CHECKING:
+    from layerstore.layerblob import Layer
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ def assemble_image(store: ContentStore, image: Image, layers: Sequence[Layer], *
 
     ``docker=True`` writes a Docker schema2 manifest; OCI otherwise.
     """
+    from layerstore.content.copy import put_bytes
+
     image = replace(image, rootfs=RootFS(diff_ids=tuple(layer.diff_id for layer in layers)))
     if image.history is not None:
         made = sum(1 for h in image.history if not h.empty_layer)
@@ -82,6 +85,9 @@ def import_rootfs(tarball: Path, store: ContentStore, *, compression: str = "gzi
                   created_by: str | None = None) -> StoredImage:
     """A one-layer image from a plain rootfs tarball (any of gzip/zstd/bzip2/xz/none),
     as ``docker import`` makes one."""
+    from layerstore.compression import decompress_reader
+    from layerstore.layerblob import store_tar_stream
+
     try:
         source = tarball.open("rb")
     except OSError as exc:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 #: Bytes a writer lets pile up before it asks the kernel to start writing them out.
@@ -14,10 +13,13 @@ WRITEBACK_STEP = 8 << 20
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range() -> object | None:
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range``, loaded on first use (ctypes costs a command's start-up)."""
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
         return None
     fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
@@ -25,16 +27,14 @@ def _load_sync_file_range() -> object | None:
     return fn
 
 
-_sync_file_range = _load_sync_file_range()
-
-
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Ask the kernel to start writing ``length`` bytes of ``fd`` from ``offset`` to disk
     without waiting (Linux ``sync_file_range(SYNC_FILE_RANGE_WRITE)``), so that the fsync
     that makes the file durable later has little left to do. It guarantees nothing by
     itself; a no-op where the call is missing or fails."""
-    if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # type: ignore[operator]
+    fn = _sync_file_range()
+    if fn is not None:
+        fn(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -53,6 +53,8 @@ def atomic_write(target: Path, data: bytes, mode: int = 0o644, *, replace: bool 
     With ``replace=False`` an existing ``target`` is kept (racing writers: the first to land
     wins); the return value says whether this call's data landed.
     """
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         os.fchmod(fd, mode)

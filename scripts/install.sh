@@ -9,6 +9,8 @@ PACKAGES=(
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk hey
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
+  # the bucket copy of docs/registry.md's backup and restore
+  awscli
   # the load balancer in front of replicas (registry/testing/balancer.py)
   haproxy
 )
@@ -29,3 +31,6 @@ fi
 echo "== pip install -e .[test]"
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
+# An editable install compiles nothing; byte-compile the packages now, as a regular install
+# does, so that the first command does not pay for it.
+.venv/bin/python -m compileall -q -j 0 builder registry layerstore >/dev/null

@@ -12,6 +12,10 @@ import pytest
 from layerstore.testing.rootfs import make_busybox_rootfs
 from tests.peers import Dockerd, require
 
+# Commands run in the test process (monkeypatches, captured output), never in a pybuild
+# daemon a user may have running; tests/builder/test_daemon.py starts its own.
+os.environ["PYBUILD_NO_DAEMON"] = "1"
+
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Without root only the unit tier (tests marked ``unit``: pure code, no mounts,

@@ -312,7 +312,8 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             v.done()
     finally:
         progress.close()
-    _limit_cache(store)
+    if not result.shortcut:  # an unchanged rebuild added nothing to the cache
+        _limit_cache(store)
     if args.iidfile:
         args.iidfile.write_text(image_id)
     if args.metadata_file:

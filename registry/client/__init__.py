@@ -11,7 +11,13 @@ TLS trust, mirrors and insecure registries.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
+
+# httpx imports its own command-line client (click, rich, pygments: a fifth of the time a
+# push spends importing) whenever those happen to be installed; marking the module absent
+# makes httpx skip it, and nothing here uses that client.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
     from registry.client.catalog import head_manifest, list_tags
