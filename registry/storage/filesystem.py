@@ -1,10 +1,10 @@
 """The ``filesystem`` storage driver: paths are files below one root directory.
 
-``put_content`` and ``move`` are atomic and durable (write a temporary file, fsync, rename,
-fsync the directory); a writer appends to its file and ``commit`` fsyncs it. ``delete`` is
-not made durable: a crash right after it may bring back content nothing refers to any more,
-which garbage collection removes again. The root may be the
-content store of a registry root written by earlier releases (``<root>/content``): blobs
+``put_content`` and ``move`` are atomic and durable (write a temporary file in
+``.tmp-staging/``, fsync, rename, fsync the directory); a writer appends to its file and
+``commit`` fsyncs it. ``delete`` is not made durable: a crash right after it may bring back
+content nothing refers to any more, which garbage collection removes again. The root may be
+the content store of a registry root written by earlier releases (``<root>/content``): blobs
 are at ``blobs/<alg>/<hex>`` in both.
 """
 
@@ -15,6 +15,7 @@ import fcntl
 import io
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -25,6 +26,11 @@ from registry.storage.driver import FileInfo, FileWriter, check_path
 from registry.storage.errors import BackendUnavailable, InvalidOffset, PathBusy, PathNotFound
 
 _TMP = ".tmp-"
+#: Where ``put_content`` writes before renaming into place, so that a crash leaves its
+#: temporary files here and never beside stored content (``blobs/<alg>/`` holds only blobs).
+_STAGING = f"{_TMP}staging"
+#: Age in seconds after which a staging file is a crash's leftover (no write takes so long).
+STALE_STAGING = 3600
 
 
 class _FileWriter:
@@ -106,8 +112,22 @@ class FilesystemDriver:
     name = "filesystem"
 
     def __init__(self, root: Path) -> None:
+        """Open (creating it if needed) the directory ``root``, and remove what crashes left
+        in its staging directory more than :data:`STALE_STAGING` seconds ago."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._clear_staging()
+
+    def _clear_staging(self) -> None:
+        cutoff = time.time() - STALE_STAGING
+        try:
+            entries = list(os.scandir(self.root / _STAGING))
+        except OSError:
+            return
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
 
     def _full(self, path: str) -> Path:
         return self.root / check_path(path)
@@ -122,8 +142,12 @@ class FilesystemDriver:
     def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
         with _errors(path):
-            full.parent.mkdir(parents=True, exist_ok=True)
-            tmp = full.parent / f"{_TMP}{uuid.uuid4().hex}"
+            if not full.parent.is_dir():
+                full.parent.mkdir(parents=True, exist_ok=True)
+                fsync_dir(full.parent.parent)
+            staging = self.root / _STAGING
+            staging.mkdir(exist_ok=True)
+            tmp = staging / f"{_TMP}{uuid.uuid4().hex}"
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)

@@ -129,3 +129,26 @@ def test_filesystem_writer_excludes_a_second_writer(tmp_path: Path) -> None:
     second.write(b" and more")
     second.commit()
     assert read_all(driver, "uploads/u/data") == b"held bytes and more"
+
+
+def test_filesystem_put_content_stages_outside_stored_content(tmp_path: Path) -> None:
+    """``put_content`` writes its temporary file in the staging directory, so a crash never
+    leaves one beside stored content; leftovers older than an hour go when a driver opens."""
+    import os
+    import time
+
+    from registry.storage.filesystem import STALE_STAGING
+
+    driver = FilesystemDriver(tmp_path / "storage")
+    driver.put_content("blobs/sha256/abc", b"x")
+    assert os.listdir(tmp_path / "storage" / "blobs" / "sha256") == ["abc"]
+    staging = tmp_path / "storage" / ".tmp-staging"
+    assert staging.is_dir() and driver.list("") == ["blobs"]
+    old, new = staging / ".tmp-old", staging / ".tmp-new"
+    old.write_bytes(b"left by a crash")
+    new.write_bytes(b"being written")
+    past = time.time() - STALE_STAGING - 60
+    os.utime(old, (past, past))
+    FilesystemDriver(tmp_path / "storage")
+    assert sorted(os.listdir(staging)) == [".tmp-new"]
+    assert [info.path for info in driver.walk("")] == ["blobs/sha256/abc"]
