@@ -24,7 +24,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from layerstore.content.local import LocalStore
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
@@ -38,16 +37,16 @@ from registry.errors import (
 from registry.handlers import V2App
 from registry.handlers.base import ROUTE_KEY, Services
 from registry.handlers.misc import health, metrics
-from registry.locking import use_cluster_lock
+from registry.locking import push_guard, use_cluster_lock
 from registry.metadata.backends import open_metadata
 from registry.metadata.pglocks import cluster_lock_for
 from registry.metadata.reads import hot_reads
 from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
-from registry.storage.backends import s3_driver
+from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
-from registry.storage.driverblobs import DriverBlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
+from registry.storage.legacy import LegacyUploads
 from registry.storage.manifests import ManifestService
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
@@ -179,14 +178,13 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
     """Open the stores of ``settings`` and build what the handlers share."""
     metadata = open_metadata(settings)
     use_cluster_lock(cluster_lock_for(metadata))
-    blobs: BlobService | DriverBlobService
-    if settings.storage == "s3":
-        blobs = DriverBlobService(s3_driver(settings), metadata,
-                                  cache_bytes=settings.manifest_cache_bytes,
-                                  lock_root=settings.root)
-    else:
-        blobs = BlobService(LocalStore(settings.content_root), metadata, settings.root,
-                            cache_bytes=settings.manifest_cache_bytes)
+    driver = storage_driver(settings)
+    adopt = None
+    if settings.storage == "filesystem":
+        adopt = LegacyUploads(driver, metadata, settings.root,
+                              lambda: push_guard(settings.root)).adopt
+    blobs = BlobService(driver, metadata, cache_bytes=settings.manifest_cache_bytes,
+                        lock_root=settings.root, adopt=adopt)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
                     authorizer=authorizer or load_authorizer(settings),

@@ -166,7 +166,7 @@ class Settings:
 
     @property
     def content_root(self) -> Path:
-        """The content store (blob bytes and upload ingests)."""
+        """The filesystem storage driver's root (blob bytes and the bytes of upload sessions)."""
         return self.root / "content"
 
     @property

@@ -1,8 +1,10 @@
 """Mark-and-sweep garbage collection of a registry's blobs, manifests and upload sessions.
 
-A registry root holds the content store in ``<root>/content``, the metadata in
-``<root>/metadata.db`` (or the PostgreSQL database of ``metadata_url``) and the GC lock in
-``<root>/gc.lock`` (see :mod:`registry.locking`).
+A registry root holds the blobs and upload sessions in ``<root>/content`` (the filesystem
+storage driver's root, swept as :class:`~registry.storage.sweeping.FilesystemContent`; with
+``storage = "s3"``, the bucket, as :class:`~registry.storage.sweeping.DriverContent`),
+the metadata in ``<root>/metadata.db`` (or the PostgreSQL database of ``metadata_url``) and the
+GC lock in ``<root>/gc.lock`` (see :mod:`registry.locking`).
 
 *Mark*, per repository: the roots are the tagged manifests, and every manifest unless
 ``delete_untagged`` (with it, untagged manifests younger than the grace period are roots too,
@@ -20,7 +22,7 @@ forgotten too.
 The content store is listed before the lock is taken; the mark and the sweep run under
 :func:`~registry.locking.sweep_lock`, so no push is between "it exists" and "it is linked"
 while they run, and a blob committed after the listing is never a candidate. Upload sessions
-older than ``upload_max_age`` are purged with their ingests (``upload-<uuid>``), as are
+older than ``upload_max_age`` are purged with their bytes (ingests ``upload-<uuid>``), as are
 ``upload-`` ingests that have no session and are as old. A dry run takes no lock and changes
 nothing; it reports what a run would do.
 """
@@ -36,7 +38,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerstore.content.local import LocalStore
 from layerstore.content.store import Info
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound, Unavailable
@@ -47,7 +48,8 @@ from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, MetadataStore
 from registry.storage.backends import storage_driver
 from registry.storage.errors import StorageError
-from registry.storage.sweeping import DriverContent, Sweepable
+from registry.storage.filesystem import FilesystemDriver
+from registry.storage.sweeping import DriverContent, FilesystemContent, Sweepable
 
 CONTENT_DIR = "content"
 METADATA_FILE = "metadata.db"
@@ -306,9 +308,11 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
     try:
         meta = _open_metadata(root, settings)
         try:
-            content: Sweepable = LocalStore(root / CONTENT_DIR)
+            content: Sweepable
             if settings is not None and settings.storage != "filesystem":
                 content = DriverContent(storage_driver(settings), meta)
+            else:
+                content = FilesystemContent(FilesystemDriver(root / CONTENT_DIR), meta)
             use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
                 report = collect(

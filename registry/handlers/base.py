@@ -33,7 +33,6 @@ from registry.metadata.store import MetadataStore
 from registry.metrics import Metrics
 from registry.storage.blobs import BlobService
 from registry.storage.driver import Reader
-from registry.storage.driverblobs import DriverBlobService
 from registry.storage.errors import StorageError
 from registry.storage.manifests import ManifestService
 
@@ -48,7 +47,7 @@ class Services:
 
     settings: Settings
     metadata: MetadataStore
-    blobs: BlobService | DriverBlobService
+    blobs: BlobService
     manifests: ManifestService
     authorizer: Authorizer
     metrics: Metrics

@@ -17,8 +17,8 @@ from registry.handlers.base import (
     respond,
 )
 from registry.names import parse_digest
-from registry.storage.blobs import run_blocking
 from registry.storage.errors import BlobUnknown
+from registry.storage.threads import run_blocking
 
 SMALL_BLOB = 64 * 1024
 

@@ -32,9 +32,9 @@ from registry.handlers.base import (
 from registry.metadata.reads import ManifestHead
 from registry.metadata.store import ManifestRecord
 from registry.names import check_tag, is_digest_reference, parse_digest
-from registry.storage.blobs import run_blocking
 from registry.storage.errors import BlobUnknown
 from registry.storage.manifests import MANIFEST_TYPES, ParsedManifest
+from registry.storage.threads import run_blocking
 
 _UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
 _ANY = frozenset({"*/*", "application/*", "application/json"})

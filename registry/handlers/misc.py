@@ -11,7 +11,7 @@ from starlette.responses import Response
 from registry.errors import JSON_TYPE
 from registry.handlers.base import Context, Services, json_response, respond
 from registry.metrics import CONTENT_TYPE as METRICS_TYPE
-from registry.storage.uploads import run_blocking
+from registry.storage.threads import run_blocking
 
 
 async def base(ctx: Context) -> Response:

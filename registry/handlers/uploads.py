@@ -29,10 +29,14 @@ from registry.handlers.base import (
 )
 from registry.handlers.limits import check_upload_size
 from registry.names import check_name, check_upload_id, parse_digest
-from registry.storage.blobs import range_header
 from registry.storage.errors import StorageError
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?\s*([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?")
+
+
+def range_header(offset: int) -> str:
+    """The ``Range`` value for an upload holding ``offset`` bytes (``0-0`` when empty)."""
+    return f"0-{max(offset - 1, 0)}"
 
 
 def session_headers(ctx: Context, upload_id: str, offset: int) -> dict[str, str]:

@@ -53,7 +53,8 @@ class ManifestRecord:
 
 @dataclass(frozen=True)
 class UploadRecord:
-    """An open blob upload session (its bytes are the content store ingest ``upload-<uuid>``)."""
+    """An open blob upload session (its bytes are kept by the storage driver; ``labels`` hold
+    what resuming them needs)."""
 
     uuid: str
     repository: str

@@ -1,3 +1,3 @@
-"""Registry storage: blob bytes and upload sessions, on a storage driver (filesystem, S3)
-or on the layerstore content store, with the metadata store deciding what each repository
-sees. Import the modules themselves (``registry.storage.blobs``, ``.driverblobs``, …)."""
+"""Registry storage: blob bytes and upload sessions on a storage driver (the filesystem one
+over ``root/content``, or S3), with the metadata store deciding what each repository sees.
+Import the modules themselves (``registry.storage.blobs``, ``.uploads``, ``.manifests``, …)."""

@@ -30,6 +30,10 @@ class InvalidOffset(StorageError):
     """A read or resumed write starts at an offset the content does not have."""
 
 
+class PathBusy(StorageError):
+    """Another writer, perhaps in another process, holds the content at a path."""
+
+
 class BackendUnavailable(StorageError):
     """The storage backend failed or cannot be reached right now; retrying may work."""
 

@@ -1,35 +1,50 @@
 """The ``filesystem`` storage driver: paths are files below one root directory.
 
-``put_content`` and ``move`` are atomic (write a temporary file, fsync, rename, fsync the
-directory); a writer appends to its file and ``commit`` fsyncs it. The root may be the
-content store of a registry root written by earlier releases (``<root>/content``): blobs
+``put_content`` and ``move`` are atomic and durable (write a temporary file in
+``.tmp-staging/``, fsync, rename, fsync the directory); a writer appends to its file and
+``commit`` fsyncs it. ``delete`` is not made durable: a crash right after it may bring back
+content nothing refers to any more, which garbage collection removes again. The root may be
+the content store of a registry root written by earlier releases (``<root>/content``): blobs
 are at ``blobs/<alg>/<hex>`` in both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from layerstore.fsutil import fsync_dir
+from layerstore.fsutil import WRITEBACK_STEP, fsync_dir, start_writeback
 from registry.storage.driver import FileInfo, FileWriter, check_path
-from registry.storage.errors import BackendUnavailable, InvalidOffset, PathNotFound
+from registry.storage.errors import BackendUnavailable, InvalidOffset, PathBusy, PathNotFound
 
 _TMP = ".tmp-"
+#: Where ``put_content`` writes before renaming into place, so that a crash leaves its
+#: temporary files here and never beside stored content (``blobs/<alg>/`` holds only blobs).
+_STAGING = f"{_TMP}staging"
+#: Age in seconds after which a staging file is a crash's leftover (no write takes so long).
+STALE_STAGING = 3600
 
 
 class _FileWriter:
-    """Appends to one file; see :class:`~registry.storage.driver.FileWriter`."""
+    """Appends to one file; see :class:`~registry.storage.driver.FileWriter`.
 
-    def __init__(self, file: BinaryIO, path: Path, size: int) -> None:
+    Every :data:`~layerstore.fsutil.WRITEBACK_STEP` bytes the kernel is asked to start
+    writing the new bytes out (``sync_file_range``), so the fsync of ``commit`` has little
+    left to wait for."""
+
+    def __init__(self, file: io.FileIO, path: Path, size: int) -> None:
         self._file = file
         self._path = path
         self._size = size
+        self._written_back = size
         self._done = False
 
     @property
@@ -38,10 +53,19 @@ class _FileWriter:
 
     def write(self, data: bytes) -> int:
         self._check()
+        view = memoryview(data).cast("B")
+        written = 0
         with _errors(self._path):
-            self._file.write(data)
-        self._size += len(data)
-        return len(data)
+            try:
+                while written < len(view):
+                    written += self._file.write(view[written:]) or 0
+            finally:
+                self._size += written
+            if self._size - self._written_back >= WRITEBACK_STEP:
+                start_writeback(self._file.fileno(), self._written_back,
+                                self._size - self._written_back)
+                self._written_back = self._size
+        return written
 
     def state(self) -> Mapping[str, str]:
         return {"size": str(self._size)}
@@ -54,12 +78,13 @@ class _FileWriter:
 
     def commit(self) -> None:
         self._check()
-        with _errors(self._path):
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            fsync_dir(self._path.parent)
         self._done = True
+        with _errors(self._path):
+            try:
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+            fsync_dir(self._path.parent)
 
     def cancel(self) -> None:
         self.close()
@@ -87,8 +112,22 @@ class FilesystemDriver:
     name = "filesystem"
 
     def __init__(self, root: Path) -> None:
+        """Open (creating it if needed) the directory ``root``, and remove what crashes left
+        in its staging directory more than :data:`STALE_STAGING` seconds ago."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._clear_staging()
+
+    def _clear_staging(self) -> None:
+        cutoff = time.time() - STALE_STAGING
+        try:
+            entries = list(os.scandir(self.root / _STAGING))
+        except OSError:
+            return
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
 
     def _full(self, path: str) -> Path:
         return self.root / check_path(path)
@@ -103,8 +142,12 @@ class FilesystemDriver:
     def put_content(self, path: str, data: bytes) -> None:
         full = self._full(path)
         with _errors(path):
-            full.parent.mkdir(parents=True, exist_ok=True)
-            tmp = full.parent / f"{_TMP}{uuid.uuid4().hex}"
+            if not full.parent.is_dir():
+                full.parent.mkdir(parents=True, exist_ok=True)
+                fsync_dir(full.parent.parent)
+            staging = self.root / _STAGING
+            staging.mkdir(exist_ok=True)
+            tmp = staging / f"{_TMP}{uuid.uuid4().hex}"
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
@@ -129,26 +172,32 @@ class FilesystemDriver:
 
     def writer(self, path: str, append: bool = False,
                state: Mapping[str, str] | None = None) -> FileWriter:
+        """See the protocol; besides, a writer holds an exclusive ``flock`` on its file
+        while open, so a second writer of the same path (in any process) is ``PathBusy``."""
         full = self._full(path)
-        f: BinaryIO
         with _errors(path):
-            if append:
-                f = open(full, "r+b")  # noqa: SIM115 - the writer closes it
+            if not append:
+                full.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CLOEXEC | (0 if append else os.O_CREAT)
+            f = io.FileIO(os.open(full, flags, 0o666), "r+")
+            try:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise PathBusy(f"{path} is being written by another writer") from None
                 size = os.fstat(f.fileno()).st_size
-                if state is not None and "size" in state and int(state["size"]) != size:
+                wanted = 0 if not append else int((state or {}).get("size", size))
+                if wanted != size:
                     # A crash may have lost unsynced bytes, or left bytes the state does not
                     # know of: cut back to what the state recorded if the file holds it.
-                    wanted = int(state["size"])
                     if wanted > size:
-                        f.close()
                         raise InvalidOffset(f"{path} holds {size} bytes, not {wanted}")
                     f.truncate(wanted)
                     size = wanted
                 f.seek(size)
-            else:
-                full.parent.mkdir(parents=True, exist_ok=True)
-                f = open(full, "wb")  # noqa: SIM115
-                size = 0
+            except BaseException:
+                f.close()
+                raise
         return _FileWriter(f, full, size)
 
     def stat(self, path: str) -> FileInfo:
@@ -198,7 +247,6 @@ class FilesystemDriver:
                 shutil.rmtree(full)
             else:
                 full.unlink()
-            fsync_dir(full.parent)
 
     def redirect_url(self, path: str, expires: int = 1200) -> str | None:
         return None

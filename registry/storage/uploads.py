@@ -1,26 +1,38 @@
-"""Blob upload sessions over a :class:`~registry.storage.driver.StorageDriver`, for server
-processes that share nothing but the metadata store and the driver's backend (replicas on S3).
+"""Blob upload sessions over a :class:`~registry.storage.driver.StorageDriver` (the
+filesystem one of a single server, or S3 shared by replicas that have nothing else in common
+but the metadata store).
 
-A session's bytes are written to ``uploads/<uuid>/data`` by a driver writer. After every
-request the writer pauses and its state (for S3: the multipart upload id, the parts' ETags
-and sizes, the pending byte count) is stored in the session's labels with
-``MetadataStore.update_upload``, so the next PATCH or the closing PUT may land in any process.
+A session's bytes are written to ``uploads/<uuid>/data`` by a driver writer: a request body
+is gathered into ~1 MiB pieces, each written (and hashed) by a worker thread while the next
+one arrives. After every request the writer pauses and its state (the byte count; for S3
+also the multipart upload id, the parts' ETags and sizes, the pending byte count) is stored in
+the session's labels with ``MetadataStore.update_upload``, so the next PATCH or the closing
+PUT may land in any process, also after a restart.
 
 Verifying the digest: a process keeps the running hash of a session it received every byte
-of; when a closing PUT lands in a process that did not (the chunks went to other replicas)
-the committed upload object is read back and hashed. hashlib cannot export a running hash,
-and the alternatives (a hash written in Python, or copying OpenSSL's context structures)
-are slower or fragile, so re-reading is the fallback.
+of, and each pause records the digest of the bytes so far in the labels (``digest``, for
+the byte count of ``size``). A closing PUT without a body is verified against that record in
+any process (clients that stream a blob in one PATCH, as docker, skopeo and podman do, never
+have their bytes read again, whichever server worker or replica the PUT reaches); one that
+brings more bytes continues the running hash where this process holds it. Only a PUT that
+brings bytes to a process that did not receive the earlier ones (hashlib cannot export a
+running hash; a hash written in Python or copying OpenSSL's context structures would be
+slower or fragile) reads the committed upload back and hashes it.
 
 One process never lets two requests work on one session at once; two processes do not
 coordinate (a client sends a session's requests one after another, as distribution also
 assumes). A request that fails half-way may leave an unfinished multipart upload that no
 session names: give the bucket a lifecycle rule that aborts incomplete multipart uploads.
 
-Commit: the writer completes ``uploads/<uuid>/data``, the digest is checked, the labels get
-``committing=<digest>`` (a journal), the object is moved to ``blobs/<alg>/<hex>`` (where it
-appears whole or not at all), linked, and the session ends. A request that finds the
-journal of a commit a crash interrupted finishes it.
+Commit: the writer completes ``uploads/<uuid>/data`` (on the filesystem: fsyncs it), the
+digest is checked, the labels get ``committing=<digest>`` (a journal), the object is moved to
+``blobs/<alg>/<hex>`` (where it appears whole or not at all), linked, and the session ends;
+only then is the blob acknowledged. A request that finds the journal of a commit a crash
+interrupted finishes it. A session whose stored bytes are gone (or shorter than its labels
+say, after a power loss) ends with ``UploadUnknown``: the client starts it again.
+
+A session without driver state may have been started by an older release that kept its
+bytes elsewhere: the ``adopt`` hook (:mod:`registry.storage.legacy`) takes it over first.
 """
 
 from __future__ import annotations
@@ -32,15 +44,17 @@ import uuid as uuidlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from layerstore.digest import CHUNK, Digest, Hasher, new_hasher
+from layerstore.errors import LayerstoreError
 from registry.metadata.store import MetadataStore, UploadRecord
 from registry.storage.driver import FileWriter, StorageDriver
 from registry.storage.errors import (
     BackendUnavailable,
     DigestMismatch,
+    InvalidOffset,
     OffsetMismatch,
+    PathBusy,
     PathNotFound,
     SizeMismatch,
     StorageError,
@@ -48,17 +62,14 @@ from registry.storage.errors import (
     UploadUnknown,
 )
 from registry.storage.paths import blob_path, upload_dir, upload_path
+from registry.storage.threads import run_blocking
 
-T = TypeVar("T")
 COMMITTING = "committing"
 SIZE = "size"
+DIGEST = "digest"
 RUNNING_HASH = "sha256"
-
-
-async def run_blocking(fn: Callable[..., T], *args: object) -> T:
-    """Run a blocking call in the default thread pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, lambda: fn(*args))
+#: Takes over a session that has no driver state yet (see the module docstring).
+Adopter = Callable[[UploadRecord], UploadRecord]
 
 
 def labels_offset(labels: Mapping[str, str]) -> int:
@@ -69,6 +80,19 @@ def labels_offset(labels: Mapping[str, str]) -> int:
         return 0
 
 
+def recorded_digest(labels: Mapping[str, str], size: int, algorithm: str) -> Digest | None:
+    """The digest a pause recorded of a session's first ``size`` bytes, if it recorded one of
+    that many bytes in ``algorithm``."""
+    text = labels.get(DIGEST)
+    if text is None or labels_offset(labels) != size:
+        return None
+    try:
+        recorded = Digest.parse(text)
+    except LayerstoreError:
+        return None
+    return recorded if recorded.algorithm == algorithm else None
+
+
 @dataclass(eq=False)
 class _Running:
     """This process's running hash of a session, valid while ``offset`` is its size."""
@@ -77,10 +101,10 @@ class _Running:
     hasher: Hasher = field(default_factory=lambda: new_hasher(RUNNING_HASH))
 
 
-class DriverUpload:
-    """One request's hold on an upload session (see :meth:`DriverUploads.upload`)."""
+class UploadHandle:
+    """One request's hold on an upload session (see :meth:`UploadService.upload`)."""
 
-    def __init__(self, service: DriverUploads, record: UploadRecord) -> None:
+    def __init__(self, service: UploadService, record: UploadRecord) -> None:
         self._service = service
         self.record = record
         self.labels: dict[str, str] = dict(record.labels)
@@ -94,9 +118,17 @@ class DriverUpload:
     def _writer(self) -> FileWriter:
         driver = self._service.driver
         path = upload_path(self.record.uuid)
-        if SIZE in self.labels:
+        try:
+            if SIZE not in self.labels:
+                return driver.writer(path)
             return driver.writer(path, append=True, state=self.labels)
-        return driver.writer(path)
+        except PathBusy:
+            raise self._service.busy(self.record) from None
+        except (PathNotFound, InvalidOffset) as exc:
+            self._service.discard(self.record, {})
+            raise UploadUnknown(
+                f"upload {self.record.uuid} to {self.record.repository!r} lost the bytes it "
+                f"held ({exc}); start the upload again", self.record.uuid) from None
 
     async def receive(self, body: AsyncIterator[bytes], *, start: int | None = None,
                       length: int | None = None) -> int:
@@ -114,23 +146,34 @@ class DriverUpload:
             running = None
         if running is None and offset == 0:
             running = _Running(0)
+        loop = asyncio.get_running_loop()
         writer: FileWriter | None = None  # opened with the first bytes (a PUT may have none)
-        received = 0
-        buffer = bytearray()
+        received = gathered = 0
+        pieces: list[bytes] = []
+        pending: asyncio.Future[None] | None = None  # the piece a thread is writing
         healthy = False
         try:
             async for chunk in body:
-                buffer += chunk
-                received += len(chunk)
-                if len(buffer) >= CHUNK:
+                pieces.append(chunk)
+                gathered += len(chunk)
+                if gathered >= CHUNK:
+                    data, pieces, gathered = b"".join(pieces), [], 0
+                    received += len(data)
+                    if pending is not None:
+                        await pending
+                        pending = None
                     if writer is None:
                         writer = await run_blocking(self._writer)
-                    await run_blocking(self._write, writer, bytes(buffer), running)
-                    buffer = bytearray()
-            if buffer:
+                    pending = loop.run_in_executor(None, self._write, writer, data, running)
+            if pending is not None:
+                await pending
+                pending = None
+            if pieces:
+                data = b"".join(pieces)
+                received += len(data)
                 if writer is None:
                     writer = await run_blocking(self._writer)
-                await run_blocking(self._write, writer, bytes(buffer), running)
+                await run_blocking(self._write, writer, data, running)
             healthy = True
         except StorageError:
             raise
@@ -138,10 +181,17 @@ class DriverUpload:
             healthy = True  # the client went away: keep what arrived
             raise
         finally:
+            if pending is not None:
+                # Let the thread finish with the writer before it is paused or dropped.
+                with contextlib.suppress(Exception):
+                    await pending
             if healthy and writer is not None:
                 await run_blocking(self._pause, writer, running)
             elif running is not None and writer is None:
                 self._service.running[uuid] = running
+            # A failed writer is dropped unpaused (the labels still name what the session
+            # held), now rather than with the traceback that may keep this frame alive.
+            writer = None
         if length is not None and received != length:
             raise SizeMismatch(
                 f"upload {uuid} to {self.record.repository!r}: the request declared {length} "
@@ -159,6 +209,10 @@ class DriverUpload:
         writer.close()
         labels = {**self.labels, **writer.state()}
         labels[SIZE] = str(writer.size)
+        if running is not None and running.offset == writer.size:
+            labels[DIGEST] = f"{RUNNING_HASH}:{running.hasher.hexdigest()}"
+        else:
+            labels.pop(DIGEST, None)
         if not self._service.metadata.update_upload(self.record.uuid, labels):
             # Cancelled meanwhile: drop what this request added (a multipart upload too).
             with contextlib.suppress(StorageError):
@@ -191,15 +245,17 @@ class DriverUpload:
             raise self._service.ended(self.record)
 
 
-class DriverUploads:
+class UploadService:
     """Upload sessions of every repository over one driver (see the module docstring)."""
 
     def __init__(self, driver: StorageDriver, metadata: MetadataStore, *,
                  wait: float = 5.0,
-                 guard: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
+                 guard: Callable[[], AbstractContextManager[None]] = nullcontext,
+                 adopt: Adopter | None = None) -> None:
         self.driver = driver
         self.metadata = metadata
         self._guard = guard
+        self._adopt = adopt
         self.running: dict[str, _Running] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wait = wait
@@ -209,6 +265,12 @@ class DriverUploads:
         """The error for a session that has ended."""
         return UploadUnknown(f"upload {record.uuid} to {record.repository!r} has ended",
                              record.uuid)
+
+    @staticmethod
+    def busy(record: UploadRecord) -> UploadBusy:
+        """The error for a session another request (of any process) is writing."""
+        return UploadBusy(f"upload {record.uuid} to {record.repository!r} is busy in another "
+                          "request; retry", record.uuid)
 
     async def start(self, repository: str) -> UploadRecord:
         """Open a new session for ``repository`` (nothing is written until bytes come)."""
@@ -223,6 +285,9 @@ class DriverUploads:
         if record is None or record.repository != repository:
             raise UploadUnknown(f"upload {upload_id} is unknown to repository {repository!r}",
                                 upload_id)
+        if (self._adopt is not None and SIZE not in record.labels
+                and COMMITTING not in record.labels):
+            record = self._adopt(record)
         return record
 
     def offset(self, upload_id: str) -> int:
@@ -240,7 +305,7 @@ class DriverUploads:
         return labels_offset(record.labels)
 
     @contextlib.asynccontextmanager
-    async def upload(self, repository: str, upload_id: str) -> AsyncIterator[DriverUpload]:
+    async def upload(self, repository: str, upload_id: str) -> AsyncIterator[UploadHandle]:
         """Hold session ``upload_id`` of ``repository`` for one request (``UploadBusy`` if
         another request of this process holds it longer than the wait time)."""
         lock = self._locks.setdefault(upload_id, asyncio.Lock())
@@ -254,7 +319,7 @@ class DriverUploads:
             if COMMITTING in record.labels:
                 await run_blocking(self.recover, record)
                 raise self.ended(record)
-            yield DriverUpload(self, record)
+            yield UploadHandle(self, record)
         finally:
             lock.release()
             if not lock.locked():
@@ -269,13 +334,15 @@ class DriverUploads:
 
     def commit(self, record: UploadRecord, labels: Mapping[str, str], digest: Digest,
                running: _Running | None) -> int:
-        """See :meth:`DriverUpload.commit`."""
+        """See :meth:`UploadHandle.commit`."""
         driver, path = self.driver, upload_path(record.uuid)
         try:
             writer = (driver.writer(path, append=True, state=labels) if SIZE in labels
                       else driver.writer(path))
             size = writer.size
             writer.commit()
+        except PathBusy:
+            raise self.busy(record) from None
         except PathNotFound:
             # A commit interrupted before its journal completed the content already (the
             # multipart upload and the pending bytes are gone): go on from the object.
@@ -291,7 +358,8 @@ class DriverUploads:
                 and digest.algorithm == RUNNING_HASH):
             actual = Digest(RUNNING_HASH, running.hasher.hexdigest())
         else:
-            actual = self._hash_back(path, digest.algorithm)
+            actual = recorded_digest(labels, size, digest.algorithm) or self._hash_back(
+                path, digest.algorithm)
         if actual != digest:
             self.discard(record, {})
             raise DigestMismatch(
@@ -357,8 +425,10 @@ class DriverUploads:
             try:
                 self.driver.writer(upload_path(record.uuid), append=True,
                                    state=labels).cancel()
-            except PathNotFound:
+            except (PathNotFound, InvalidOffset):
                 pass
+            except PathBusy:
+                raise self.busy(record) from None
             except BackendUnavailable:
                 self.metadata.end_upload(record.uuid)
                 raise

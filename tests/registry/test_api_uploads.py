@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from layerstore.content.local import LocalStore
-from layerstore.digest import Digest
+from registry.metadata.sqlite import SqliteMetadataStore
 from tests.registry.server import Api, RegistryServer, error_codes, sha256, sha512
 
 
@@ -340,11 +339,18 @@ def test_commit_cut_short_by_a_crash_is_finished_after_restart(tmp_path: Path) -
     finally:
         server.stop()
     upload_id = location.rsplit("/", 1)[1]
-    # The state a crash leaves between publishing the bytes and linking them: the commit
-    # journal names the digest, the ingest is gone, the session is still recorded.
-    (root / "commits" / upload_id).write_text(sha256(data))
-    LocalStore(root / "content").writer(f"upload-{upload_id}").commit(
-        expected=Digest.parse(sha256(data)))
+    # The state a crash leaves between publishing the bytes and linking them: the session's
+    # journal label names the digest, the bytes are in place, the session is still recorded.
+    meta = SqliteMetadataStore(root / "metadata.db")
+    try:
+        record = meta.get_upload(upload_id)
+        assert record is not None
+        assert meta.update_upload(upload_id, {**record.labels, "committing": sha256(data)})
+    finally:
+        meta.close()
+    (root / "content" / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+    os.rename(root / "content" / "uploads" / upload_id / "data",
+              root / "content" / "blobs" / "sha256" / sha256(data).split(":")[1])
     server = RegistryServer(root, port=server.port).start()
     try:
         with server.client() as c:
@@ -354,4 +360,9 @@ def test_commit_cut_short_by_a_crash_is_finished_after_restart(tmp_path: Path) -
             assert c.get(f"/v2/crash/app/blobs/{sha256(data)}").content == data
     finally:
         server.stop()
-    assert not (root / "commits" / upload_id).exists()
+    meta = SqliteMetadataStore(root / "metadata.db")
+    try:
+        assert meta.get_upload(upload_id) is None
+    finally:
+        meta.close()
+    assert not (root / "content" / "uploads" / upload_id).exists()

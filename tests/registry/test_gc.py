@@ -33,6 +33,9 @@ from registry.gc import CONTENT_DIR, METADATA_FILE, GCReport, ManifestRef, colle
 from registry.locking import push_guard
 from registry.metadata.sqlite import SqliteMetadataStore
 from registry.metadata.store import ManifestRecord, UploadRecord
+from registry.storage.filesystem import FilesystemDriver
+from registry.storage.paths import upload_path
+from registry.storage.sweeping import FilesystemContent, Sweepable
 
 REPO = "team/app"
 OTHER = "team/other"
@@ -42,16 +45,18 @@ ATTEMPTS = 500
 
 @dataclass
 class RegistryRoot:
-    """A registry root laid out as the server lays it out, used directly."""
+    """A registry root laid out as the server lays it out, used directly; ``sweep`` is what
+    the collection sees of it."""
 
     root: Path
     content: LocalStore
     meta: SqliteMetadataStore
     trees: Path
+    sweep: Sweepable
 
     def gc(self, *, grace_seconds: float = 0, **options: Any) -> GCReport:
         """Collect, with grace 0 unless told otherwise."""
-        return collect(self.content, self.meta, lock_root=self.root,
+        return collect(self.sweep, self.meta, lock_root=self.root,
                        grace_seconds=grace_seconds, **options)
 
     def layer(self, name: str) -> Layer:
@@ -105,12 +110,17 @@ class RegistryRoot:
         return {info.digest for info in self.content.walk()}
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Iterator[RegistryRoot]:
-    """An empty registry root."""
+@pytest.fixture(params=["content-store", "filesystem-driver"])
+def root(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryRoot]:
+    """An empty registry root, swept as a content store or (as ``registry gc`` does) through
+    the filesystem driver, with the upload ingests of earlier releases."""
     top = tmp_path / "registry"
     meta = SqliteMetadataStore(top / METADATA_FILE)
-    yield RegistryRoot(top, LocalStore(top / CONTENT_DIR), meta, tmp_path / "trees")
+    content = LocalStore(top / CONTENT_DIR)
+    sweep: Sweepable = content
+    if request.param == "filesystem-driver":
+        sweep = FilesystemContent(FilesystemDriver(top / CONTENT_DIR), meta)
+    yield RegistryRoot(top, content, meta, tmp_path / "trees", sweep)
     meta.close()
 
 
@@ -353,6 +363,53 @@ def test_uploads_purged_by_age(root: RegistryRoot) -> None:
     assert sorted(report.uploads_purged) == ["new", "orphan"]
     assert r.meta.uploads() == []
     assert [status.ref for status in r.content.list_statuses()] == ["put-other"]
+
+
+def test_driver_uploads_purged_by_age(tmp_path: Path) -> None:
+    top = tmp_path / "registry"
+    meta = SqliteMetadataStore(top / METADATA_FILE)
+    driver = FilesystemDriver(top / CONTENT_DIR)
+    sweep = FilesystemContent(driver, meta)
+    start = time.time()
+    for uuid, started in (("old", start - 7200), ("new", start)):
+        meta.start_upload(UploadRecord(uuid, REPO, started, {"size": "300"}))
+        driver.put_content(upload_path(uuid), uuid.encode() * 100)
+    driver.put_content(upload_path("orphan"), b"a session that was never recorded")
+    try:
+        report = collect(sweep, meta, lock_root=top, grace_seconds=3600,
+                         upload_max_age=3600, now=start + 10)
+        assert report.uploads_purged == ("old",)
+        assert [u.uuid for u in meta.uploads()] == ["new"]
+        assert sorted(s.ref for s in sweep.list_statuses()) == ["upload-new", "upload-orphan"]
+        report = collect(sweep, meta, lock_root=top, grace_seconds=3600,
+                         upload_max_age=3600, now=start + 7200)
+        assert sorted(report.uploads_purged) == ["new", "orphan"]
+        assert meta.uploads() == []
+        assert sweep.list_statuses() == []
+    finally:
+        meta.close()
+
+
+def test_held_driver_upload_is_left_alone(tmp_path: Path) -> None:
+    top = tmp_path / "registry"
+    meta = SqliteMetadataStore(top / METADATA_FILE)
+    driver = FilesystemDriver(top / CONTENT_DIR)
+    meta.start_upload(UploadRecord("busy", REPO, time.time() - 7200, {"size": "0"}))
+    writer = driver.writer(upload_path("busy"))
+    try:
+        writer.write(b"a request is writing this right now")
+        report = collect(FilesystemContent(driver, meta), meta, lock_root=top,
+                         grace_seconds=3600, upload_max_age=60)
+        assert report.uploads_purged == ()
+        assert meta.get_upload("busy") is not None
+        writer.close()
+        report = collect(FilesystemContent(driver, meta), meta, lock_root=top,
+                         grace_seconds=3600, upload_max_age=60)
+        assert report.uploads_purged == ("busy",)
+        assert not driver.local_path(upload_path("busy")).exists()
+    finally:
+        writer.close()
+        meta.close()
 
 
 def test_held_upload_ingest_is_left_alone(root: RegistryRoot) -> None:

@@ -108,3 +108,47 @@ def test_filesystem_driver_sees_a_content_store_root(tmp_path: Path) -> None:
     assert driver.stat(blob_path(digest)).size == len(data)
     assert read_all(driver, blob_path(digest), 5) == data[5:]
     assert blob_path(digest) in [info.path for info in driver.walk("blobs")]
+
+
+def test_filesystem_writer_excludes_a_second_writer(tmp_path: Path) -> None:
+    """A filesystem writer holds its file: another writer of the path (any process) is
+    refused until it is closed, and a new writer does not truncate the held file."""
+    from registry.storage.errors import PathBusy
+    from registry.testing.driver_suite import read_all
+
+    driver = FilesystemDriver(tmp_path / "storage")
+    first = driver.writer("uploads/u/data")
+    first.write(b"held bytes")
+    with pytest.raises(PathBusy):
+        FilesystemDriver(tmp_path / "storage").writer("uploads/u/data")
+    with pytest.raises(PathBusy):
+        driver.writer("uploads/u/data", append=True, state=first.state())
+    state = first.state()
+    first.close()
+    second = driver.writer("uploads/u/data", append=True, state=state)
+    second.write(b" and more")
+    second.commit()
+    assert read_all(driver, "uploads/u/data") == b"held bytes and more"
+
+
+def test_filesystem_put_content_stages_outside_stored_content(tmp_path: Path) -> None:
+    """``put_content`` writes its temporary file in the staging directory, so a crash never
+    leaves one beside stored content; leftovers older than an hour go when a driver opens."""
+    import os
+    import time
+
+    from registry.storage.filesystem import STALE_STAGING
+
+    driver = FilesystemDriver(tmp_path / "storage")
+    driver.put_content("blobs/sha256/abc", b"x")
+    assert os.listdir(tmp_path / "storage" / "blobs" / "sha256") == ["abc"]
+    staging = tmp_path / "storage" / ".tmp-staging"
+    assert staging.is_dir() and driver.list("") == ["blobs"]
+    old, new = staging / ".tmp-old", staging / ".tmp-new"
+    old.write_bytes(b"left by a crash")
+    new.write_bytes(b"being written")
+    past = time.time() - STALE_STAGING - 60
+    os.utime(old, (past, past))
+    FilesystemDriver(tmp_path / "storage")
+    assert sorted(os.listdir(staging)) == [".tmp-new"]
+    assert [info.path for info in driver.walk("")] == ["blobs/sha256/abc"]
