@@ -3,8 +3,9 @@ reporting blob transfers on the progress display."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from registry.client.settings import ClientSettings
 
 if TYPE_CHECKING:  # the cache modules are imported when a cache is used
     from builder.remotecache import CacheSource, CacheSpec, RegistryCache
+    from registry.client.transport import Transport
 
 
 def local_name(ref: Reference) -> str | None:
@@ -103,10 +105,12 @@ class PullingImages:
 
 
 def push_image(store: BuildStore, manifest: Descriptor, name: str, settings: ClientSettings,
-               vertex: Vertex | None = None, mount_from: tuple[str, ...] = ()) -> str:
+               vertex: Vertex | None = None, mount_from: tuple[str, ...] = (),
+               transport: Transport | None = None) -> str:
     """Push a stored image to the registry ``name`` names; return the pushed digest.
     ``mount_from``: repositories (``registry/repo`` names) whose blobs the registry may link
-    instead of receiving them again; those on another registry are passed over."""
+    instead of receiving them again; those on another registry are passed over.
+    ``transport``: an open one to that registry, to reuse."""
     from registry.client.push import push
 
     try:
@@ -114,7 +118,7 @@ def push_image(store: BuildStore, manifest: Descriptor, name: str, settings: Cli
         same = tuple(parse_reference(m).repository for m in mount_from
                      if parse_reference(m).registry == reference.registry)
         digest = push(store.content, manifest, reference, settings, mount_from=same,
-                      progress=reporter(vertex))
+                      progress=reporter(vertex), transport=transport)
     except ClientError as exc:
         raise BuildError(f"push {name}: {exc}") from None
     return str(digest)
@@ -179,6 +183,53 @@ class RegistryAccess:
         self.vertex_for = vertex_for
         self.warn = warn
         self.images = PullingImages(store, settings, vertex_for, always_pull)
+        self._warm: dict[str, tuple[threading.Thread, list[Transport]]] = {}
+
+    def warm_up_push(self, names: Sequence[str]) -> None:
+        """Open a connection to the registries ``names`` will be pushed to, on threads of
+        their own while the build runs: the first contact (the push client's modules, the
+        ``/v2/`` probe, a TLS attempt before plain HTTP on an insecure registry) is then
+        done when the image is. A failure here is left for the push to meet and report."""
+        for name in names:
+            try:
+                registry = parse_reference(name).registry
+            except ClientError:
+                continue  # the push reports the bad name
+            if registry in self._warm:
+                continue
+            opened: list[Transport] = []
+
+            def contact(registry: str = registry, opened: list[Transport] = opened) -> None:
+                from registry.client.transport import Transport
+
+                with contextlib.suppress(Exception):
+                    transport = Transport(registry, self.settings)
+                    opened.append(transport)
+                    transport.probe()
+
+            thread = threading.Thread(target=contact, name=f"contact {registry}", daemon=True)
+            self._warm[registry] = (thread, opened)
+            thread.start()
+
+    def _warm_transport(self, name: str) -> Transport | None:
+        """The connection :meth:`warm_up_push` opened to ``name``'s registry, when its first
+        contact is over (else the push opens its own)."""
+        try:
+            warm = self._warm.get(parse_reference(name).registry)
+        except ClientError:
+            return None
+        if warm is None or warm[0].is_alive() or not warm[1]:
+            return None
+        return warm[1][0]
+
+    def close(self) -> None:
+        """Close the connections :meth:`warm_up_push` opened (one still making its first
+        contact is left to end with the process, which need not wait for it)."""
+        for thread, opened in self._warm.values():
+            if not thread.is_alive():
+                for transport in opened:
+                    transport.close()
+        self._warm.clear()
 
     def open_cache(self, spec: CacheSpec) -> CacheSource | None:
         """A ``--cache-from`` source (None when a registry cache is not there yet)."""
@@ -208,7 +259,7 @@ class RegistryAccess:
         """Push a built image (blobs of the images it was built from are mounted)."""
         vertex = self.vertex_for(f"pushing {name}") if self.vertex_for else None
         digest = push_image(self.store, image.manifest, name, self.settings, vertex,
-                            tuple(self.images.pulled))
+                            tuple(self.images.pulled), self._warm_transport(name))
         if vertex is not None:
             vertex.done()
         return digest

@@ -292,8 +292,11 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         return _print_graph(store, args, options)
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
+    access: RegistryAccess | None = None
     try:
         access = _registry_access(store, args, progress)
+        pushed_names = [n for o in outputs if o.push for n in (o.names or options.tags)]
+        access.warm_up_push(pushed_names)
         result = build(store, options, progress, access)
         image_id = str(result.image.config.digest)
         for warning in result.warnings:
@@ -317,6 +320,8 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
                 v.log(f"pushed {name}\n".encode())
             v.done()
     finally:
+        if access is not None:
+            access.close()
         progress.close()
     if not result.shortcut:  # an unchanged rebuild added nothing to the cache
         _limit_cache(store)

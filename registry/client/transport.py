@@ -241,6 +241,13 @@ class Transport:
 
     # -- the first contact ----------------------------------------------------------------------
 
+    def probe(self) -> None:
+        """Make the first contact (``GET /v2/``) now, in one attempt without retries; a
+        failure is raised, and the next request tries again as usual."""
+        with self._ping_lock:
+            if self._base is None:
+                self._base, self._challenge = self._ping_once()
+
     def _ping(self) -> str:
         if self._base is not None:
             return self._base
