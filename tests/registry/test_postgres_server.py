@@ -54,10 +54,8 @@ def test_migrate_command(tmp_path: Path, postgres: PostgresEngine) -> None:
 
 def test_serve_exits_at_once_when_the_database_is_unreachable(tmp_path: Path) -> None:
     url = f"postgresql://registry:secret@127.0.0.1:{free_port()}/registry"
-    started = time.monotonic()
     proc = _registry("serve", "--root", str(tmp_path), "--addr", f"127.0.0.1:{free_port()}",
-                     env={"REGISTRY_METADATA_URL": url})
-    assert time.monotonic() - started < 60
+                     env={"REGISTRY_METADATA_URL": url})  # a hang fails by _registry's timeout
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
