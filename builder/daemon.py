@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import os
 import signal
 import socket
@@ -183,8 +184,6 @@ def _receive_request(conn: socket.socket) -> tuple[Request, list[int]]:
         if not chunk:
             raise ValueError("short request")
         body += chunk
-    import json
-
     try:
         doc = json.loads(body)
     except ValueError:

@@ -30,7 +30,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from layerstore.digest import Digest
-from registry.metadata.store import MetadataStore, MetadataUnavailable
+from registry.metadata.store import MetadataStore, MetadataUnavailable, visible_size
 from registry.metadata.values import parse_digest as _digest
 
 __all__ = ["STATEMENTS", "HotReads", "ManifestHead", "PostgresReads", "StoreReads", "hot_reads"]
@@ -109,12 +109,7 @@ class StoreReads:
             None, self._blob_size, repository, digest)
 
     def _blob_size(self, repository: str, digest: Digest) -> int | None:
-        size = self.store.blob_size(repository, digest)
-        if size is None:
-            record = self.store.get_manifest(repository, digest)
-            if record is not None:
-                size = record.size
-        return size
+        return visible_size(self.store, repository, digest)
 
     async def close(self) -> None:
         """Nothing of its own to release (the store is closed by its owner)."""

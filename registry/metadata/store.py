@@ -163,3 +163,14 @@ class MetadataStore(Protocol):
     def close(self) -> None:
         """Release the store."""
         ...
+
+
+def visible_size(store: MetadataStore, repository: str, digest: Digest) -> int | None:
+    """The size of ``digest`` as ``repository`` sees it: a blob linked to it, else one of
+    its manifests; None when it sees neither."""
+    size = store.blob_size(repository, digest)
+    if size is None:
+        record = store.get_manifest(repository, digest)
+        if record is not None:
+            size = record.size
+    return size

@@ -23,7 +23,7 @@ from typing import TypeVar
 from layerstore.digest import Digest
 from layerstore.errors import DigestMismatch as StoredDigestMismatch
 from registry.locking import push_guard
-from registry.metadata.store import MetadataStore, UploadRecord
+from registry.metadata.store import MetadataStore, UploadRecord, visible_size
 from registry.storage.cache import ContentCache
 from registry.storage.driver import Reader, StorageDriver
 from registry.storage.errors import (
@@ -72,12 +72,7 @@ class BlobService:
 
     def size(self, repository: str, digest: Digest) -> int | None:
         """The size of ``digest`` as ``repository`` sees it, or ``None``."""
-        size = self.metadata.blob_size(repository, digest)
-        if size is None:
-            record = self.metadata.get_manifest(repository, digest)
-            if record is not None:
-                size = record.size
-        return size
+        return visible_size(self.metadata, repository, digest)
 
     def stat(self, repository: str, digest: Digest) -> int:
         """Like :meth:`size`, but ``BlobUnknown`` when ``repository`` does not see it."""
