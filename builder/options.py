@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.entitlements import Entitlements
+
 if TYPE_CHECKING:
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
@@ -38,6 +40,7 @@ class BuildOptions:
     source_date_epoch: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str = "default"
+    allow: Entitlements = field(default_factory=Entitlements)
     no_cache: bool = False
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()

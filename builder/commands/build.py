@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder import config, entitlements
 from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
 from builder.options import BuildOptions
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--platform", help="target platform os/arch (this machine's only)")
     p.add_argument("--network", choices=("default", "none", "host"), default="default",
                    help="network mode of RUN steps (default: default)")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                   help="grant an entitlement: network.host, security.insecure (repeatable)")
     p.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"), default="auto",
                    help="progress output (default auto: tty on a terminal, else plain)")
     p.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
@@ -148,6 +151,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         tags=tuple(args.tag), target=args.target, build_args=build_args, secrets=secrets,
         platform=platform, compression=compression, source_date_epoch=epoch,
         labels=_pairs(args.label, "--label", False), network=args.network,
+        allow=entitlements.parse(args.allow).union(config.load().entitlements),
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),

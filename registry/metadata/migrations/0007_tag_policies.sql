@@ -1,0 +1,2 @@
+-- Reserved; the tables arrive with the feature.
+SELECT 1;
