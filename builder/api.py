@@ -75,7 +75,8 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     if isinstance(images, ResolvedImages):
         _prefetch(plan, images)
     return compile_graph(plan, build_args=options.build_args, network=options.network,
-                         images=images, source_platform=options.platform)
+                         images=images, source_platform=options.platform,
+                         allow=options.allow)
 
 
 def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:

@@ -7,6 +7,8 @@ PACKAGES=(
   python3 python3-venv python3-pip ca-certificates curl
   docker.io docker-compose skopeo umoci podman buildah docker-registry
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk hey
+  # libseccomp's own Python binding: the RUN sandbox's seccomp filter (builder/executor/seccomp.py)
+  python3-seccomp
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore
@@ -31,6 +33,18 @@ fi
 echo "== pip install -e .[test]"
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
+# python3-seccomp is a compiled module of Debian's Python; the venv sees that one module (not
+# the rest of Debian's dist-packages) when its Python has the same ABI.
+suffix=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ -e "/usr/lib/python3/dist-packages/seccomp$suffix" ]; then
+  ln -sf "/usr/lib/python3/dist-packages/seccomp$suffix" "$purelib/"
+fi
+.venv/bin/python -c 'import seccomp' || {
+  echo "install.sh: the venv's Python cannot import python3-seccomp (seccomp$suffix);" \
+       "make .venv with Debian's python3" >&2
+  exit 1
+}
 # An editable install compiles nothing; byte-compile the packages now, as a regular install
 # does, so that the first command does not pay for it.
 .venv/bin/python -m compileall -q -j 0 builder registry layerstore >/dev/null

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 Network = Literal["default", "none", "host"]
+#: ``sandbox``: docker's default confinement (capabilities, seccomp, masked paths);
+#: ``insecure``: every capability of root and no seccomp (``RUN --security=insecure``).
+Security = Literal["sandbox", "insecure"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class TmpfsMount:
 @dataclass(frozen=True)
 class RunSpec:
     """One command to run: argv, the exact environment (``KEY=value``), working directory,
-    numeric ``uid:gid``, hostname, network mode and extra mounts.
+    numeric ``uid:gid``, hostname, network mode, extra mounts and security mode.
 
     A :class:`BindMount` whose source is a directory binds a directory, one whose source is
     any other file binds that file. Extra mounts are made shallowest target first, so one can
@@ -44,6 +47,7 @@ class RunSpec:
     network: Network = "default"
     groups: tuple[int, ...] = ()
     extra_mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    security: Security = "sandbox"
 
 
 @dataclass(frozen=True)

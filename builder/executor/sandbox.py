@@ -1,9 +1,10 @@
-"""A RUN executor built on Linux namespaces and chroot.
+"""A RUN executor built on Linux namespaces and pivot_root.
 
 The calling process forks a helper that unshares mount, UTS, IPC and PID namespaces (and a
 network namespace for ``network="none"``) and forks the namespace's PID 1: a tiny init that
-mounts ``/proc``, ``/dev``, ``/sys`` and the ``/etc`` files on the rootfs, chroots into it,
-forks the command and reaps every process until the command exits. All mounts live in the
+mounts ``/proc``, ``/dev``, ``/sys`` and the ``/etc`` files on the rootfs, pivots into it,
+forks the command (confined as :mod:`builder.executor.hardening` says) and reaps every
+process until the command exits. All mounts live in the
 helper's private mount namespace, so they vanish with it; when PID 1 exits the kernel kills
 whatever is left in the PID namespace.
 """
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.executor import hardening
 from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
 from layerstore import syscalls
 from layerstore.rootpath import resolve as resolve_path
@@ -191,7 +193,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 class NamespaceExecutor:
-    """Runs commands in fresh mount, PID, UTS and IPC namespaces chrooted into a rootfs.
+    """Runs commands in fresh mount, PID, UTS and IPC namespaces pivoted into a rootfs.
 
     ``output`` receives the command's combined stdout and stderr as it arrives (default: this
     process's stdout); ``timeout`` (seconds) kills a run that takes longer, which then reports
@@ -210,6 +212,7 @@ class NamespaceExecutor:
             raise BuildError("RUN needs a command")
         rootfs = Path(os.path.abspath(rootfs))
         uid, gid = _parse_user(spec.user)
+        hardening.prepare(spec.security)
         points = _MountPoints(rootfs)
         with tempfile.TemporaryDirectory(prefix="pybuild-run-") as tmp:
             try:
@@ -417,10 +420,13 @@ def _setup_root(spec: RunSpec, rootfs: Path, mounts: list[_Planned]) -> None:
         _mount(f"/dev/{name}", dev / name, None, MS_BIND)
     (dev / "pts").mkdir()
     _mount("devpts", dev / "pts", "devpts", MS_NOSUID | MS_NOEXEC,
-           "newinstance,ptmxmode=0666,mode=0620")
+           "newinstance,ptmxmode=0666,mode=0620,gid=5")
     (dev / "shm").mkdir()
     _mount("shm", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
            "mode=1777,size=65536k")
+    (dev / "mqueue").mkdir()
+    with contextlib.suppress(OSError):  # a kernel without POSIX message queues
+        _mount("mqueue", dev / "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for name, target in _DEV_LINKS:
         (dev / name).symlink_to(target)
     sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -461,9 +467,10 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     os.close(lifeline)
     name_buf = ctypes.create_string_buffer(b"pybuild-init")
     _libc.prctl(PR_SET_NAME, ctypes.addressof(name_buf), 0, 0, 0)
+    hardening.bind_self(rootfs, spec.security)
     _setup_root(spec, rootfs, mounts)
-    os.chroot(rootfs)
-    os.chdir("/")
+    hardening.harden_root(rootfs, spec.security)
+    hardening.pivot_into(rootfs)
     name = spec.hostname.encode()
     syscalls.sethostname(name)
     if spec.network == "none":
@@ -498,9 +505,11 @@ def _exec(spec: RunSpec, uid: int, gid: int) -> None:
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     try:
+        hardening.confine(spec.security)
         os.setgroups(list(spec.groups))
         os.setgid(gid)
         os.setuid(uid)
+        hardening.drop_caps(spec.security, uid)
         os.chdir(spec.cwd)
     except OSError as exc:
         os.write(2, f"pybuild: cannot set up the process: {exc}\n".encode())
