@@ -9,6 +9,8 @@ PACKAGES=(
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk hey
   # libseccomp's own Python binding: the RUN sandbox's seccomp filter (builder/executor/seccomp.py)
   python3-seccomp
+  # builds the escape corpus of tests/builder/test_sandbox_hardening.py (static binary)
+  gcc libc6-dev
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore
