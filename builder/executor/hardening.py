@@ -23,6 +23,7 @@ still works (up to the bounding set).
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 from pathlib import Path
@@ -89,6 +90,7 @@ def _check(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+@functools.cache
 def last_cap() -> int:
     """The highest capability number this kernel knows."""
     try:
@@ -153,6 +155,7 @@ def prepare(security: Security) -> None:
     (once per process), so a missing binding is a clean error here."""
     if security != "insecure":
         seccomp.default_program()
+        last_cap()
 
 
 def confine(security: Security) -> None:
