@@ -12,14 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from builder import entitlements
 from builder.cli import main
 from builder.errors import DockerfileError
 from builder.executor import NamespaceExecutor, RunResult, RunSpec
 from builder.executor.hardening import DEFAULT_MASK
+from builder.frontend.convert import plan
+from builder.frontend.instructions import parse_dockerfile
+from builder.graph.compile import compile_graph
 from builder.graph.ops import Exec, _fields
+from builder.graph.render import render
 from tests.builder.test_build import build, image_tree
 from tests.builder.test_executor import mount_table
-from tests.builder.test_graph import compile_text
+from tests.builder.test_graph import AMD64, TableImages, compile_text
 from tests.peers import DOCKER, require
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -192,6 +197,17 @@ def test_insecure_needs_the_entitlement_at_its_line() -> None:
     assert str(info.value).startswith("Dockerfile:3: RUN --security=insecure")
     with pytest.raises(DockerfileError, match="expected sandbox or insecure"):
         compile_text("FROM busybox\nRUN --security=privileged id\n")
+
+
+def test_insecure_with_the_entitlement_is_an_insecure_exec() -> None:
+    dockerfile = parse_dockerfile("FROM busybox\nRUN --security=insecure id\n")
+    p = plan(dockerfile, build_args={}, target=None, build_platform=AMD64,
+             target_platform=AMD64)
+    graph = compile_graph(p, build_args={}, network="default", images=TableImages(),
+                          allow=entitlements.parse(["security.insecure"]))
+    ops = [s.op for st in graph.stages.values() for s in st.steps if isinstance(s.op, Exec)]
+    assert [op.security for op in ops] == ["insecure"]
+    assert "network=default security=insecure" in render(graph)
 
 
 def test_sandbox_keeps_the_digest_of_a_plain_run() -> None:
