@@ -22,6 +22,7 @@ from builder.frontend.instructions import parse_dockerfile
 from builder.graph.compile import compile_graph
 from builder.graph.ops import Exec, _fields
 from builder.graph.render import render
+from tests.builder.bases import BUSYBOX, BaseImages
 from tests.builder.test_build import build, image_tree
 from tests.builder.test_executor import mount_table
 from tests.builder.test_graph import AMD64, TableImages, compile_text
@@ -282,10 +283,12 @@ def probe_sections(text: str) -> tuple[dict[str, str], dict[str, tuple[str, str]
 
 
 @pytest.mark.parametrize("user", ["0:0", "1000:1000"])
-def test_matches_docker_run(docker_bases: object, rootfs: Path, user: str) -> None:
+def test_matches_docker_run(docker_bases: BaseImages, rootfs: Path, user: str) -> None:
     require("docker")
-    proc = subprocess.run([DOCKER, "run", "--rm", "-u", user, "busybox:latest", "sh", "-c",
-                           PROBE], capture_output=True, timeout=120)
+    # by ID: other test runs on this engine may re-tag busybox:latest meanwhile
+    image = next(b.image_id for b in docker_bases.images if b.name == BUSYBOX)
+    proc = subprocess.run([DOCKER, "run", "--rm", "-u", user, image, "sh", "-c", PROBE],
+                          capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     theirs = probe_sections(proc.stdout.decode())
     result, out = run(rootfs, PROBE, user=user)
