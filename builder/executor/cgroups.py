@@ -512,8 +512,10 @@ def enter(limits: Limits, cgroup: RunCgroup | None) -> None:
         hard = resource.RLIM_INFINITY if ulimit.hard == UNLIMITED else ulimit.hard
         try:
             resource.setrlimit(ulimit.resource, (soft, hard))
-        except (OSError, ValueError) as exc:
-            _fail(f"--ulimit {ulimit}: {getattr(exc, 'strerror', None) or exc}")
+        except OSError as exc:
+            _fail(f"--ulimit {ulimit}: {exc.strerror}")
+        except ValueError as exc:
+            _fail(f"--ulimit {ulimit}: the kernel refused it ({exc})")
 
 
 def _fail(message: str) -> None:
