@@ -98,7 +98,7 @@ def asked_all(limits: Limits) -> str:
 
 
 def _read(path: Path) -> str:
-    with open(path, encoding="ascii") as f:
+    with open(path, encoding="utf-8") as f:
         return f.read().strip()
 
 
