@@ -16,11 +16,10 @@ The limits themselves are applied by the executor (:mod:`builder.executor.cgroup
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -301,30 +300,8 @@ _FIELDS: dict[str, tuple[str, _Parser]] = {
     "shm_size": ("--shm-size", _shm),
 }
 CONFIG_KEYS = (*(flag[2:] for flag, _ in _FIELDS.values()), "ulimit")
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """Add the resource-limit flags to a command's parser (values are checked by
-    :func:`from_args`)."""
-    group = parser.add_argument_group("resource limits (docker's flags)")
-    group.add_argument("-m", "--memory", dest="limit_memory", metavar="BYTES",
-                       help="memory limit (such as 512m or 1g; at least 6m)")
-    group.add_argument("--memory-swap", dest="limit_memory_swap", metavar="BYTES",
-                       help="memory plus swap limit; -1: unlimited swap (default: twice "
-                            "--memory)")
-    group.add_argument("--cpus", dest="limit_cpus", metavar="N",
-                       help="number of CPUs (such as 1.5)")
-    group.add_argument("-c", "--cpu-shares", dest="limit_cpu_shares", metavar="SHARES",
-                       help="CPU shares (relative weight; 1024 is the default weight)")
-    group.add_argument("--cpuset-cpus", dest="limit_cpuset_cpus", metavar="LIST",
-                       help="CPUs to run on (such as 0-3 or 0,2)")
-    group.add_argument("--pids-limit", dest="limit_pids_limit", metavar="N",
-                       help="most processes at once; -1: unlimited")
-    group.add_argument("--shm-size", dest="limit_shm_size", metavar="BYTES",
-                       help="size of /dev/shm (default 64m)")
-    group.add_argument("--ulimit", dest="limit_ulimit", action="append", default=[],
-                       metavar="NAME=SOFT[:HARD]",
-                       help="a ulimit such as nofile=1024:2048 (repeatable)")
+#: The limits' field names, in flag order (``--ulimit`` aside).
+FIELDS = tuple(_FIELDS)
 
 
 def from_config(table: Mapping[str, Any], path: Path | str | None) -> Limits:
@@ -349,16 +326,19 @@ def from_config(table: Mapping[str, Any], path: Path | str | None) -> Limits:
     return check(limits)
 
 
-def from_args(args: argparse.Namespace, defaults: Limits | None = None) -> Limits:
-    """The limits of the flags added by :func:`add_flags`, over ``defaults`` (those of the
-    config file): a flag given wins over the default of the same name."""
+def from_flags(values: Mapping[str, object], ulimits: Sequence[str] = (),
+               defaults: Limits | None = None) -> Limits:
+    """The limits of the flags, over ``defaults`` (those of the config file): ``values``
+    maps a field name (``memory``, ``memory_swap``, ...) to its flag's text, None when the
+    flag was not given; ``ulimits`` are the ``--ulimit`` values. A flag given wins over the
+    default of the same name."""
     limits = defaults or Limits()
     changed: dict[str, Any] = {}
     for name, (flag, parse) in _FIELDS.items():
-        raw = getattr(args, f"limit_{name}", None)
+        raw = values.get(name)
         if raw is not None:
             changed[name] = parse(raw, flag)
-    flags_ulimits = [parse_ulimit(u) for u in getattr(args, "limit_ulimit", [])]
+    flags_ulimits = [parse_ulimit(u) for u in ulimits]
     if flags_ulimits:
         changed["ulimits"] = _merge_ulimits([*limits.ulimits, *flags_ulimits])
     if not changed:
@@ -386,12 +366,13 @@ def check(limits: Limits) -> Limits:
     return limits
 
 
-def load(args: argparse.Namespace, table: Mapping[str, Any],
+def load(values: Mapping[str, object], ulimits: Sequence[str], table: Mapping[str, Any],
          path: Path | str | None) -> Limits:
-    """The limits of a command: the config file's ``[limits]`` under the flags."""
-    return from_args(args, from_config(table, path) if table else None)
+    """The limits of a command: the config file's ``[limits]`` under the flags (see
+    :func:`from_flags`)."""
+    return from_flags(values, ulimits, from_config(table, path) if table else None)
 
 
-__all__ = ["CONFIG_KEYS", "DEFAULT_SHM_SIZE", "Limits", "Ulimit", "add_flags", "check",
-           "format_size", "from_args", "from_config", "human_size", "load", "parse_size",
+__all__ = ["CONFIG_KEYS", "DEFAULT_SHM_SIZE", "FIELDS", "Limits", "Ulimit", "check",
+           "format_size", "from_config", "from_flags", "human_size", "load", "parse_size",
            "parse_ulimit"]

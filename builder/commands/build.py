@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder import config, entitlements, limits
+from builder import config, entitlements
+from builder.commands.limitflags import add_limit_flags, limits_from
 from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
 from builder.options import BuildOptions
@@ -71,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="always pull the base images, even when they are stored locally")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
-    limits.add_flags(p)
+    add_limit_flags(p)
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
                    help="write the image digest and names as JSON (containerimage.digest)")
@@ -154,7 +155,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         platform=platform, compression=compression, source_date_epoch=epoch,
         labels=_pairs(args.label, "--label", False), network=args.network,
         allow=entitlements.parse(args.allow).union(settings.entitlements),
-        limits=limits.load(args, settings.limits, settings.path),
+        limits=limits_from(args, settings),
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),

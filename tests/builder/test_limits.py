@@ -11,6 +11,7 @@ import pytest
 
 from builder import limits
 from builder.cli import main
+from builder.commands.limitflags import add_limit_flags, limits_from
 from builder.errors import BuildError
 from builder.limits import Limits, Ulimit
 
@@ -19,8 +20,12 @@ MIB = 1024 * 1024
 
 def parse(*argv: str, defaults: Limits | None = None) -> Limits:
     parser = argparse.ArgumentParser()
-    limits.add_flags(parser)
-    return limits.from_args(parser.parse_args(list(argv)), defaults)
+    add_limit_flags(parser)
+    args = parser.parse_args(list(argv))
+    if defaults is None:
+        return limits_from(args)
+    values = {name: getattr(args, f"limit_{name}") for name in limits.FIELDS}
+    return limits.from_flags(values, args.limit_ulimit, defaults)
 
 
 @pytest.mark.parametrize(("text", "size"), [
