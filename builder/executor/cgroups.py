@@ -82,7 +82,8 @@ class CgroupWriter(Protocol):
         ...
 
     def remove(self) -> None:
-        """Kill whatever is still in the cgroup and remove it."""
+        """Kill whatever is still in the cgroups :meth:`create` made and remove them (also
+        after :meth:`create` failed half-way)."""
         ...
 
 
@@ -187,6 +188,7 @@ class V1Writer:
     def __init__(self, mounts: dict[str, Path], limits: Limits, name: str) -> None:
         self.limits = limits
         self.dirs: dict[str, Path] = {}
+        self.created: list[Path] = []
         for controller in limits.controllers:
             if controller not in mounts:
                 raise LimitError(
@@ -206,6 +208,7 @@ class V1Writer:
             if controller == "cpuset":
                 _inherit_cpuset(path.parent, what)
             _mkdir(path, what, hint)
+            self.created.append(path)
             if controller == "cpuset":
                 _inherit_cpuset(path, what)
 
@@ -258,7 +261,7 @@ class V1Writer:
     def remove(self) -> None:
         """See :meth:`CgroupWriter.remove`."""
         failures: list[LimitError] = []
-        for path in self.dirs.values():
+        for path in self.created:
             try:
                 _empty(path, kill_file=False)
             except LimitError as exc:
@@ -299,6 +302,7 @@ class V2Writer:
         self.base = base
         self.limits = limits
         self.path = base / PARENT / name
+        self.created = False
 
     def _what(self, controller: str | None = None) -> str:
         return asked_all(self.limits) if controller is None else asked(self.limits, controller)
@@ -320,6 +324,7 @@ class V2Writer:
         _sweep(self.path.parent)
         self._enable(self.path.parent)
         _mkdir(self.path, self._what(), hint)
+        self.created = True
 
     def _enable(self, path: Path) -> None:
         enabled = set(_safe_read(path / "cgroup.subtree_control").split())
@@ -371,7 +376,8 @@ class V2Writer:
 
     def remove(self) -> None:
         """See :meth:`CgroupWriter.remove` (cgroup.kill where the kernel has it)."""
-        _empty(self.path, kill_file=True)
+        if self.created:
+            _empty(self.path, kill_file=True)
 
 
 def v1_hierarchies(mounts: list[MountInfo]) -> dict[str, Path]:
@@ -454,8 +460,9 @@ class RunCgroup:
             flags = limits.flag("memory")
             if limits.memory_swap is not None:
                 flags += ", " + limits.flag("memory_swap")
-            return (f"was killed by the kernel's OOM killer: it used up its memory limit of "
-                    f"{human_size(limits.memory)} ({flags})")
+            what = ("was killed by the kernel's OOM killer" if exit_code == 128 + signal.SIGKILL
+                    else "failed after the kernel's OOM killer killed one of its processes")
+            return f"{what}: it used up its memory limit of {human_size(limits.memory)} ({flags})"
         if events.forks_refused and limits.pids_limit is not None:
             return (f"reached its limit of {limits.pids_limit} processes "
                     f"({limits.flag('pids_limit')}): {events.forks_refused} fork(s) refused")
@@ -470,9 +477,9 @@ def run_cgroup(limits: Limits) -> Iterator[RunCgroup | None]:
         yield None
         return
     writer = writer_for(limits)
-    writer.create()
     failed = True
     try:
+        writer.create()
         writer.apply(limits)
         fds: list[int] = []
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 from builder.errors import LimitError
 from builder.executor import NamespaceExecutor, RunResult, RunSpec
 from builder.executor.cgroups import CGROUP_ROOT, PARENT, run_cgroup
-from builder.limits import Limits, Ulimit
+from builder.limits import Limits, Ulimit, online_cpus
 from layerstore.mountinfo import mountinfo
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -250,3 +251,32 @@ def test_v1_refuses_limits_to_a_non_root_user() -> None:
     assert message.endswith("Permission denied: on a cgroup v1 host only root can set "
                             "resource limits (build as root, or on a cgroup v2 host with "
                             "delegation)")
+
+
+def test_a_process_killed_by_the_oom_killer_is_named_when_the_run_fails(rootfs: Path) -> None:
+    result, _ = run(rootfs, f"{HOG}; exit 1", Limits(memory=64 * MIB, memory_swap=64 * MIB))
+    assert result.exit_code == 1
+    assert result.stopped_by == ("failed after the kernel's OOM killer killed one of its "
+                                 "processes: it used up its memory limit of 64MiB (--memory "
+                                 "64m, --memory-swap 64m)")
+    result, _ = run(rootfs, f"{HOG}; true", Limits(memory=64 * MIB))
+    assert (result.exit_code, result.stopped_by) == (0, None)  # docker's exit status rules
+
+
+def test_a_limit_the_kernel_refuses_fails_the_run_and_removes_what_was_made(
+        rootfs: Path) -> None:
+    offline = max(online_cpus()) + 1  # past the checks of the flag, as a changed host would
+    before = run_cgroups()
+    with pytest.raises(LimitError) as caught:
+        run(rootfs, "echo ran", Limits(memory=64 * MIB, cpuset_cpus=str(offline)))
+    message = str(caught.value)
+    assert message.startswith(f"--cpuset-cpus {offline}: cannot write '{offline}' to ")
+    assert re.search(r"/cpuset\.cpus: (Invalid argument|Numerical result out of range)$",
+                     message)
+    assert run_cgroups() == before
+
+
+def run_cgroups() -> set[Path]:
+    """The run cgroups that exist now, in every hierarchy."""
+    return {d for d in CGROUP_ROOT.glob(f"*/{PARENT}/*") if d.is_dir()} | {
+        d for d in CGROUP_ROOT.glob(f"{PARENT}/*") if d.is_dir()}
