@@ -5,7 +5,10 @@ memory hog."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -126,3 +129,33 @@ def test_the_same_hog_is_killed_by_docker_and_by_pybuild(docker_bases: BaseImage
     assert ours.returncode == 137
     assert ours.stderr.decode() == ("pybuild: the container " + OOM.format(flag="--memory 64m")
                                     + "\n")
+
+
+def test_ctrl_c_during_a_limited_run_removes_its_cgroups(store_root: Path, tmp_path: Path,
+                                                         config: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nRUN grep pybuild /proc/self/cgroup; echo $((6*7))-ready && sleep 60\n")
+    before = run_cgroups()
+    proc = subprocess.Popen(
+        [*pybuild_command(), "--root", str(store_root), "build", "--progress=plain",
+         "--memory", "128m", "--pids-limit", "50", str(ctx)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    assert proc.stdout is not None
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"42-ready" not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.read1(4096)
+    assert b"42-ready" in seen, seen
+    during = run_cgroups() - before
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    try:
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and b"Traceback" not in seen + out
+    assert {d.parent.parent.name for d in during} == {"memory", "pids"}
+    assert len({d.name for d in during}) == 1
+    assert not any(d.exists() for d in during)
