@@ -162,7 +162,7 @@ def _empty(path: Path, kill_file: bool) -> None:
     if not path.is_dir():
         return
     if kill_file and (path / "cgroup.kill").exists():
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(LimitError):  # the loop below kills them one by one
             _write(path / "cgroup.kill", "1", "removing the cgroup")
     deadline = time.monotonic() + REMOVE_TIMEOUT
     while True:
