@@ -155,3 +155,16 @@ def test_the_commands_refuse_bad_input_and_change_nothing(tmp_path: Path) -> Non
         assert err.startswith("registry project: ") and text in err, (args, err)
         assert "\n" not in err and "Traceback" not in err
     assert dump() == before
+
+
+def test_policy_show_names_the_projects(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for args in (("project", "create", "team"), ("project", "create", "pub", "--public"),
+                 ("project", "member", "add", "team", "@ci", "--role", "guest")):
+        assert registry_cmd(root, *args).returncode == 0
+    everything = registry_cmd(root, "policy", "show").stdout
+    assert "2 projects: their members' roles replace the default policy there" in everything
+    assert "  team  private  @ci guest" in everything
+    assert "  pub  public  (no members)" in everything
+    anonymous = registry_cmd(root, "policy", "show", "--anonymous").stdout
+    assert "  pub/**  pull  public project" in anonymous and "team/**" not in anonymous
