@@ -17,7 +17,9 @@ the quota is refused:
   too (clients do not retry it; docker prints its message). The upload's bytes are
   discarded.
 
-Messages name the project, its quota, its usage and what the push would add. Concurrent
+Messages name the project, its quota, its usage and what the push would add; every refusal
+is also passed to the :attr:`QuotaGuard.listeners` as a :class:`QuotaExceeded` (for the
+``quota-exceeded`` webhook event and the audit log), in a worker thread. Concurrent
 pushes to one project are checked independently, so together they may pass the quota by
 at most what they add at once.
 """
@@ -25,6 +27,9 @@ at most what they add at once.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from layerstore.digest import Digest
@@ -33,6 +38,19 @@ from registry.projects.model import Usage, format_size
 from registry.projects.policy import ProjectEntry, ProjectRoles
 
 TOO_LARGE = 413
+log = logging.getLogger("registry.projects")
+
+
+@dataclass(frozen=True)
+class QuotaExceeded:
+    """A push refused for its project's quota (what :attr:`QuotaGuard.listeners` get)."""
+
+    project: str
+    repository: str
+    quota: int
+    usage: int
+    adding: int
+    digest: str | None = None
 
 
 class UsageSource(Protocol):
@@ -70,6 +88,19 @@ class QuotaGuard:
     def __init__(self, roles: ProjectRoles, usage: UsageSource) -> None:
         self.roles = roles
         self.usage_source = usage
+        self.listeners: list[Callable[[QuotaExceeded], None]] = []
+
+    def _refused(self, err: RegistryError) -> RegistryError:
+        """Tell the listeners (webhooks, the audit log) about a refusal; ``err``."""
+        d = err.entries[0].detail
+        event = QuotaExceeded(d["project"], d["repository"], d["quota"], d["usage"],
+                              d["adding"], d.get("digest"))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a quota listener failed on %s", event)
+        return err
 
     def limited(self, repository: str) -> ProjectEntry | None:
         """The project of ``repository`` if it has a quota (a lookup in memory)."""
@@ -87,11 +118,11 @@ class QuotaGuard:
         used = self.usage(entry.project.name).bytes
         if used + length > quota:
             name = entry.project.name
-            raise RegistryError(
+            raise self._refused(RegistryError(
                 SIZE_INVALID, quota_message(name, quota, used, length,
                                             f"an upload to {repository} announcing"),
                 status=TOO_LARGE, detail=_detail(repository, name, quota, used, length),
-                headers={"Connection": "close"})
+                headers={"Connection": "close"}))
 
     def _check_adding(self, entry: ProjectEntry, repository: str, digest: Digest | None,
                       size: int, what: str) -> None:
@@ -102,8 +133,9 @@ class QuotaGuard:
             return
         used = self.usage(name).bytes
         if used + size > quota:
-            raise RegistryError(DENIED, quota_message(name, quota, used, size, what),
-                                detail=_detail(repository, name, quota, used, size, digest))
+            raise self._refused(RegistryError(
+                DENIED, quota_message(name, quota, used, size, what),
+                detail=_detail(repository, name, quota, used, size, digest)))
 
     async def check_announced(self, repository: str, length: int | None,
                               start: int | None = None) -> None:
@@ -133,10 +165,10 @@ class QuotaGuard:
         name = entry.project.name
         used = self.usage(name).bytes
         if used >= quota:
-            raise RegistryError(
+            raise self._refused(RegistryError(
                 DENIED, f"quota exceeded: project {name} has a quota of {format_size(quota)} "
                 f"and uses {format_size(used)}: it is full, no new upload is taken",
-                detail=_detail(repository, name, quota, used, 0))
+                detail=_detail(repository, name, quota, used, 0)))
 
     async def check_full(self, repository: str) -> None:
         """Refuse (403 DENIED) to open an upload session in ``repository`` when its

@@ -168,3 +168,42 @@ def test_policy_show_names_the_projects(tmp_path: Path) -> None:
     assert "  pub  public  (no members)" in everything
     anonymous = registry_cmd(root, "policy", "show", "--anonymous").stdout
     assert "  pub/**  pull  public project" in anonymous and "team/**" not in anonymous
+
+
+def test_quota_refusals_reach_the_listeners(tmp_path: Path) -> None:
+    import asyncio
+
+    from layerstore.digest import Digest
+    from registry.errors import DENIED, SIZE_INVALID, RegistryError
+    from registry.metadata.sqlite import SqliteMetadataStore
+    from registry.projects.quota import QuotaExceeded, QuotaGuard
+
+    store = SqliteProjectStore(tmp_path)
+    store.create(Project("team", quota=1000))
+    metadata = SqliteMetadataStore(tmp_path / "metadata.db")
+    held = Digest.from_bytes(b"held")
+    metadata.link_blob("team/a", held, 600)
+    guard = QuotaGuard(ProjectRoles(store), metadata)
+    seen: list[QuotaExceeded] = []
+    guard.listeners.append(seen.append)
+
+    async def scenario() -> list[RegistryError]:
+        refused = []
+        await guard.check_adding("team/b", held, 600)  # held already: counts once
+        await guard.check_adding("other/b", None, 10**9)  # no project
+        await guard.check_announced("team/b", 400)
+        for call in (guard.check_announced("team/b", 401),
+                     guard.check_adding("team/b", Digest.from_bytes(b"new"), 500)):
+            with pytest.raises(RegistryError) as caught:
+                await call
+            refused.append(caught.value)
+        return refused
+
+    announced, adding = asyncio.run(scenario())
+    assert announced.code is SIZE_INVALID and announced.status == 413
+    assert adding.code is DENIED and adding.status == 403
+    assert [(e.project, e.repository, e.quota, e.usage, e.adding) for e in seen] == [
+        ("team", "team/b", 1000, 600, 401), ("team", "team/b", 1000, 600, 500)]
+    assert seen[1].digest == str(Digest.from_bytes(b"new"))
+    metadata.close()
+    store.close()
