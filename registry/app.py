@@ -21,9 +21,11 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api import PREFIX as API_PREFIX
+from registry.api import build_api
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
@@ -43,6 +45,9 @@ from registry.metadata.pglocks import cluster_lock_for
 from registry.metadata.reads import hot_reads
 from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
+from registry.projects.backends import open_project_store
+from registry.projects.policy import ProjectPolicy, ProjectRoles
+from registry.projects.quota import QuotaGuard
 from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
@@ -131,6 +136,8 @@ class RegistryApp(FastAPI):
 def _route_of(path: str) -> str:
     if path in ("/metrics", "/healthz", "/debug/health"):
         return path.strip("/").replace("debug/", "")
+    if path.startswith(API_PREFIX + "/"):
+        return "api"
     return "unknown"
 
 
@@ -174,6 +181,14 @@ def check_storage(settings: Settings) -> None:
         raise ConfigError(f"s3.endpoint {settings.s3_endpoint or 'AWS'}: {exc}") from None
 
 
+def project_roles(settings: Settings, authorizer: Authorizer) -> ProjectRoles:
+    """The project roles the authorizer consults (one cache for both), else its own."""
+    policy = getattr(getattr(authorizer, "logins", None), "policy", None)
+    if isinstance(policy, ProjectPolicy):
+        return policy.roles
+    return ProjectRoles(open_project_store(settings))
+
+
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
     """Open the stores of ``settings`` and build what the handlers share."""
     metadata = open_metadata(settings)
@@ -185,11 +200,14 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                               lambda: push_guard(settings.root)).adopt
     blobs = BlobService(driver, metadata, cache_bytes=settings.manifest_cache_bytes,
                         lock_root=settings.root, adopt=adopt)
+    authorizer = authorizer or load_authorizer(settings)
+    roles = project_roles(settings, authorizer)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
-                    authorizer=authorizer or load_authorizer(settings),
+                    authorizer=authorizer,
                     metrics=Metrics(settings.metrics_dir),
-                    reads=hot_reads(metadata, settings.metadata_url))
+                    reads=hot_reads(metadata, settings.metadata_url),
+                    projects=roles, quota=QuotaGuard(roles, metadata))
 
 
 async def _housekeeping(services: Services) -> None:
@@ -238,6 +256,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         Route("/debug/health", health(services), methods=["GET", "HEAD"]),
         Route("/metrics", metrics(services), methods=["GET", "HEAD"]),
         *token_routes(services.authorizer),
+        Mount(API_PREFIX, build_api(services)),
     ])
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(AccessMiddleware, metrics=services.metrics,
