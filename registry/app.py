@@ -48,6 +48,7 @@ from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
 from registry.storage.legacy import LegacyUploads
 from registry.storage.manifests import ManifestService
+from registry.tagpolicy.service import open_tag_policy
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -189,7 +190,8 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                     manifests=ManifestService(metadata, blobs),
                     authorizer=authorizer or load_authorizer(settings),
                     metrics=Metrics(settings.metrics_dir),
-                    reads=hot_reads(metadata, settings.metadata_url))
+                    reads=hot_reads(metadata, settings.metadata_url),
+                    tag_policy=open_tag_policy(settings, metadata))
 
 
 async def _housekeeping(services: Services) -> None:
@@ -225,6 +227,8 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
             await services.blobs.close()
             await services.reads.close()
             services.metrics.flush()
+            if services.tag_policy is not None:
+                services.tag_policy.close()
             services.metadata.close()
 
     v2 = V2App(services)

@@ -35,6 +35,7 @@ from registry.storage.blobs import BlobService
 from registry.storage.driver import Reader
 from registry.storage.errors import StorageError
 from registry.storage.manifests import ManifestService
+from registry.tagpolicy.service import TagPolicyService
 
 OCTET_STREAM = "application/octet-stream"
 MAX_PAGE = 1000
@@ -52,6 +53,7 @@ class Services:
     authorizer: Authorizer
     metrics: Metrics
     reads: HotReads
+    tag_policy: TagPolicyService | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
 from registry.errors import (
     BLOB_UNKNOWN,
+    DENIED,
     DIGEST_INVALID,
     MANIFEST_INVALID,
     MANIFEST_UNKNOWN,
@@ -30,11 +31,12 @@ from registry.handlers.base import (
     respond,
 )
 from registry.metadata.reads import ManifestHead
-from registry.metadata.store import ManifestRecord
+from registry.metadata.store import ManifestRecord, TagMoved
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.storage.errors import BlobUnknown
 from registry.storage.manifests import MANIFEST_TYPES, ParsedManifest
 from registry.storage.threads import run_blocking
+from registry.tagpolicy.errors import TagImmutable
 
 _UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
 _ANY = frozenset({"*/*", "application/*", "application/json"})
@@ -46,6 +48,12 @@ def _unknown(ctx: Context, what: str) -> RegistryError:
                              detail={"name": ctx.name})
     return RegistryError(MANIFEST_UNKNOWN, f"manifest {what} is unknown to repository "
                          f"{ctx.name!r}", detail={"name": ctx.name, "reference": what})
+
+
+def _immutable(err: TagImmutable) -> RegistryError:
+    return RegistryError(DENIED, str(err), detail={
+        "name": err.repository, "tag": err.tag, "rule": err.rule,
+        "reason": "the tag is immutable"})
 
 
 def _check_reference(reference: str, name: str) -> None:
@@ -220,7 +228,19 @@ async def put(ctx: Context) -> Response:
         raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
                             detail={"digest": str(record.digest)})
 
-    await services.manifests.put(name, parsed, body, tuple(tags))
+    fixed: tuple[str, ...] = ()
+    policy = services.tag_policy
+    try:
+        if policy is not None and tags:
+            fixed = await run_blocking(policy.check_push, services.metadata, name, tuple(tags),
+                                       record.digest)
+        await services.manifests.put(name, parsed, body, tuple(tags), fixed)
+    except TagMoved as err:
+        assert policy is not None
+        raise _immutable(policy.refusal(name, err.tag, policy.protecting(name, err.tag),
+                                        err.digest, "move")) from None
+    except TagImmutable as err:
+        raise _immutable(err) from None
     headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
                "Docker-Content-Digest": str(record.digest)}
     if record.subject is not None:
@@ -231,10 +251,20 @@ async def put(ctx: Context) -> Response:
 async def delete(ctx: Context) -> Response:
     """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
     name, reference, manifests = ctx.name, ctx.arg, ctx.services.manifests
-    if is_digest_reference(reference):
-        found = await run_blocking(manifests.delete, name, parse_digest(reference, name))
-    else:
-        found = await run_blocking(manifests.delete_tag, name, check_tag(reference, name))
+    policy, meta = ctx.services.tag_policy, ctx.services.metadata
+    try:
+        if is_digest_reference(reference):
+            digest = parse_digest(reference, name)
+            if policy is not None:
+                await run_blocking(policy.check_delete_manifest, meta, name, digest)
+            found = await run_blocking(manifests.delete, name, digest)
+        else:
+            tag = check_tag(reference, name)
+            if policy is not None:
+                await run_blocking(policy.check_delete_tag, meta, name, tag)
+            found = await run_blocking(manifests.delete_tag, name, tag)
+    except TagImmutable as err:
+        raise _immutable(err) from None
     if not found:
         raise _unknown(ctx, reference)
     return respond(202)

@@ -24,12 +24,23 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from layerstore.digest import Digest
-from layerstore.errors import Unavailable
+from layerstore.errors import FailedPrecondition, Unavailable
 
 
 class MetadataUnavailable(Unavailable):
     """The metadata database cannot be used right now (unreachable, restarting, timed out);
     the message names the setting and the cause. The server answers it with 503."""
+
+
+class TagMoved(FailedPrecondition):
+    """``put_manifest`` would move a tag it was told to keep where it is (an immutable
+    tag); nothing was written."""
+
+    def __init__(self, repository: str, tag: str, digest: Digest) -> None:
+        super().__init__(f"tag {tag!r} of {repository!r} points at {digest}; it may not move")
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
 
 
 @dataclass(frozen=True)
@@ -94,11 +105,13 @@ class MetadataStore(Protocol):
         ...
 
     def put_manifest(self, repository: str, record: ManifestRecord,
-                     tags: tuple[str, ...] = ()) -> None:
+                     tags: tuple[str, ...] = (), *, fixed: tuple[str, ...] = ()) -> None:
         """Store (or refresh) a manifest in ``repository`` and point ``tags`` at it.
 
         Refreshing replaces the stored record with ``record``; tags already pointing at it
-        stay."""
+        stay. A tag of ``tags`` also in ``fixed`` may be created or re-pointed at the digest
+        it already has, never moved: if it points at another digest (even one a concurrent
+        writer just put), :class:`TagMoved` is raised and nothing is written."""
         ...
 
     def get_manifest(self, repository: str, digest: Digest) -> ManifestRecord | None:

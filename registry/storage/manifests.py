@@ -79,9 +79,10 @@ class ManifestService:
         self.blobs = blobs
 
     async def put(self, repository: str, parsed: ParsedManifest, body: bytes,
-                  tags: tuple[str, ...]) -> None:
+                  tags: tuple[str, ...], fixed: tuple[str, ...] = ()) -> None:
         """Store a manifest and point ``tags`` at it; ``ManifestReferencesMissing`` if the
-        repository lacks what it references."""
+        repository lacks what it references, ``TagMoved`` if a tag of ``fixed`` points at
+        another manifest."""
         record = parsed.record
 
         def store() -> None:
@@ -89,7 +90,7 @@ class ManifestService:
             if problems:
                 raise ManifestReferencesMissing(problems)
             self.blobs.store_small(record.digest, body)
-            self.metadata.put_manifest(repository, record, tags)
+            self.metadata.put_manifest(repository, record, tags, fixed=fixed)
 
         await self.blobs.run_guarded(store)
         self.blobs.remember(record.digest, body)
