@@ -1,0 +1,156 @@
+"""``/api/v1/projects/{project}/immutabletagrules`` and ``.../retentions``: the tag policy
+rules of a project (list, add, remove) and retention runs (``dry_run`` lists what a run
+would remove), over :class:`~registry.tagpolicy.service.TagPolicyService`, the service the
+``registry immutable`` and ``registry retention`` commands call.
+
+Who may manage them: system admins (the config's ``admins``; everyone on a registry without
+authentication). Anyone authenticated may list them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from registry.api.deps import Caller, ServicesDep, UserCaller, denied
+from registry.api.errors import INVALID, NOT_FOUND
+from registry.errors import RegistryError
+from registry.handlers.base import Services
+from registry.tagpolicy.errors import InvalidRule, TagPolicyError, UnknownRule
+from registry.tagpolicy.retention import Removal
+from registry.tagpolicy.service import TagPolicyService
+
+router = APIRouter(tags=["tag policies"])
+
+
+class ImmutableRuleIn(BaseModel):
+    """A new immutability rule: the repositories (path after the project) and tags it
+    protects, as patterns (``*``, ``**``, ``?``, ``{a,b}``)."""
+
+    repositories: str = Field("**", description="repository pattern (after the project)")
+    tags: str = Field(description="tag pattern, e.g. 'v*'")
+
+
+class RetentionRuleIn(BaseModel):
+    """A new retention rule: of the manifests with a tag matching ``tags`` in the matching
+    repositories, keep the ``count`` most recently pushed (``latest``), those pushed within
+    ``count`` days (``days``) or all (``always``)."""
+
+    repositories: str = Field("**", description="repository pattern (after the project)")
+    tags: str = Field("**", description="tag pattern")
+    kind: str = Field(description="latest, days or always")
+    count: int | None = Field(None, description="N of latest, D of days")
+
+
+def _policy(svc: Services) -> TagPolicyService:
+    if svc.tag_policy is None:
+        raise RegistryError(NOT_FOUND, "tag policies are not enabled on this registry")
+    return svc.tag_policy
+
+
+def _manager(caller: Caller, project: str) -> None:
+    if not caller.admin:
+        raise denied(f"access denied: {caller.name} may not manage the tag policies of "
+                     f"project {project!r} (system admins do)",
+                     detail={"project": project, "user": caller.name})
+
+
+def _error(err: TagPolicyError) -> RegistryError:
+    code = NOT_FOUND if isinstance(err, UnknownRule) else INVALID
+    return RegistryError(code, str(err))
+
+
+def _removal(removal: Removal) -> dict[str, Any]:
+    return {"repository": removal.repository, "digest": str(removal.digest),
+            "tags": list(removal.tags), "reason": removal.reason}
+
+
+@router.get("/projects/{project}/immutabletagrules", summary="Immutability rules")
+def list_immutable(project: str, caller: UserCaller, svc: ServicesDep) -> list[dict[str, Any]]:
+    """The immutability rules of a project."""
+    try:
+        return [rule.to_json() for rule in _policy(svc).immutable_rules(project)]
+    except InvalidRule as err:
+        raise _error(err) from None
+
+
+@router.post("/projects/{project}/immutabletagrules", status_code=201,
+             summary="Add an immutability rule")
+def add_immutable(project: str, body: ImmutableRuleIn, caller: UserCaller,
+                  svc: ServicesDep) -> dict[str, Any]:
+    """Add an immutability rule; 400 INVALID naming the field if a pattern is malformed."""
+    _manager(caller, project)
+    try:
+        return _policy(svc).add_immutable(project, body.repositories, body.tags).to_json()
+    except TagPolicyError as err:
+        raise _error(err) from None
+
+
+@router.delete("/projects/{project}/immutabletagrules/{rule_id}", status_code=204,
+               summary="Remove an immutability rule")
+def remove_immutable(project: str, rule_id: str, caller: UserCaller,
+                     svc: ServicesDep) -> Response:
+    """Remove an immutability rule; 404 NOT_FOUND for an unknown id."""
+    _manager(caller, project)
+    try:
+        _policy(svc).remove_immutable(project, rule_id)
+    except TagPolicyError as err:
+        raise _error(err) from None
+    return Response(status_code=204)
+
+
+@router.get("/projects/{project}/retentions", summary="Retention rules")
+def list_retention(project: str, caller: UserCaller, svc: ServicesDep) -> list[dict[str, Any]]:
+    """The retention rules of a project."""
+    try:
+        return [rule.to_json() for rule in _policy(svc).retention_rules(project)]
+    except InvalidRule as err:
+        raise _error(err) from None
+
+
+@router.post("/projects/{project}/retentions", status_code=201,
+             summary="Add a retention rule")
+def add_retention(project: str, body: RetentionRuleIn, caller: UserCaller,
+                  svc: ServicesDep) -> dict[str, Any]:
+    """Add a retention rule; 400 INVALID naming the field on bad input."""
+    _manager(caller, project)
+    try:
+        return _policy(svc).add_retention(project, body.kind, body.count, body.repositories,
+                                          body.tags).to_json()
+    except TagPolicyError as err:
+        raise _error(err) from None
+
+
+@router.delete("/projects/{project}/retentions/{rule_id}", status_code=204,
+               summary="Remove a retention rule")
+def remove_retention(project: str, rule_id: str, caller: UserCaller,
+                     svc: ServicesDep) -> Response:
+    """Remove a retention rule; 404 NOT_FOUND for an unknown id."""
+    _manager(caller, project)
+    try:
+        _policy(svc).remove_retention(project, rule_id)
+    except TagPolicyError as err:
+        raise _error(err) from None
+    return Response(status_code=204)
+
+
+@router.post("/projects/{project}/retentions/executions", summary="Run retention")
+def run_retention(project: str, caller: UserCaller, svc: ServicesDep,
+                  dry_run: bool = False) -> dict[str, Any]:
+    """Remove the project's manifests no retention rule keeps (``dry_run``: only list
+    them). The blobs they free are collected by the next ``registry gc``."""
+    _manager(caller, project)
+    policy = _policy(svc)
+    try:
+        planned = policy.plan_retention(svc.metadata, project)
+    except TagPolicyError as err:
+        raise _error(err) from None
+    answer: dict[str, Any] = {"dry_run": dry_run, "kept": planned.kept,
+                              "planned": [_removal(r) for r in planned.removals]}
+    if not dry_run:
+        result = policy.run_retention(svc.metadata, planned)
+        answer["removed"] = [_removal(r) for r in result.removed]
+        answer["skipped"] = [_removal(r) for r in result.skipped]
+    return answer
