@@ -20,9 +20,12 @@ from registry.errors import RegistryError
 from registry.handlers.base import Services
 from registry.tagpolicy.errors import InvalidRule, TagPolicyError, UnknownRule
 from registry.tagpolicy.retention import Removal
+from registry.tagpolicy.rules import ArgumentNames
 from registry.tagpolicy.service import TagPolicyService
 
 router = APIRouter(tags=["tag policies"])
+API_NAMES = ArgumentNames(project="project", repositories="repositories", tags="tags",
+                          kind="kind", latest="count", days="count")
 
 
 class ImmutableRuleIn(BaseModel):
@@ -83,7 +86,8 @@ def add_immutable(project: str, body: ImmutableRuleIn, caller: UserCaller,
     """Add an immutability rule; 400 INVALID naming the field if a pattern is malformed."""
     _manager(caller, project)
     try:
-        return _policy(svc).add_immutable(project, body.repositories, body.tags).to_json()
+        return _policy(svc).add_immutable(project, body.repositories, body.tags,
+                                          API_NAMES).to_json()
     except TagPolicyError as err:
         raise _error(err) from None
 
@@ -118,7 +122,7 @@ def add_retention(project: str, body: RetentionRuleIn, caller: UserCaller,
     _manager(caller, project)
     try:
         return _policy(svc).add_retention(project, body.kind, body.count, body.repositories,
-                                          body.tags).to_json()
+                                          body.tags, API_NAMES).to_json()
     except TagPolicyError as err:
         raise _error(err) from None
 

@@ -12,6 +12,7 @@ from layerstore.errors import LayerstoreError
 from registry.config import Settings
 from registry.tagpolicy.errors import TagPolicyError
 from registry.tagpolicy.retention import RetentionPlan, RetentionResult
+from registry.tagpolicy.rules import ArgumentNames
 from registry.tagpolicy.service import TagPolicyService
 
 COMMANDS = ("immutable", "retention")
@@ -128,7 +129,7 @@ def _retention(policy: TagPolicyService, meta: object, args: argparse.Namespace)
             if args.tags is not None:
                 raise TagPolicyError("--tags: not with --keep-tags (which is the tag pattern)")
             rule = policy.add_retention(args.project, "always", None, args.repos,
-                                        args.keep_tags)
+                                        args.keep_tags, ArgumentNames(tags="--keep-tags"))
         else:
             kind, count = (("latest", args.keep_latest) if args.keep_latest is not None
                            else ("days", args.keep_days))

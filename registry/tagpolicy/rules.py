@@ -117,19 +117,37 @@ class RetentionRule:
                 "created_at": self.created_at}
 
 
-def new_immutable(project: str, repositories: str, tags: str) -> ImmutableRule:
+@dataclass(frozen=True)
+class ArgumentNames:
+    """What error messages call each argument of a rule (the CLI's flags, the API's
+    fields)."""
+
+    project: str = "PROJECT"
+    repositories: str = "--repos"
+    tags: str = "--tags"
+    kind: str = "kind"
+    latest: str = "--keep-latest"
+    days: str = "--keep-days"
+
+
+CLI_NAMES = ArgumentNames()
+
+
+def new_immutable(project: str, repositories: str, tags: str,
+                  names: ArgumentNames = CLI_NAMES) -> ImmutableRule:
     """A checked immutability rule, not yet stored (id 0)."""
-    return ImmutableRule(0, check_project(project), compile_pattern(repositories, "--repos").text,
-                         compile_pattern(tags, "--tags").text)
+    return ImmutableRule(0, check_project(project, names.project),
+                         compile_pattern(repositories, names.repositories).text,
+                         compile_pattern(tags, names.tags).text)
 
 
 def new_retention(project: str, repositories: str, tags: str, kind: str,
-                  count: object = None) -> RetentionRule:
+                  count: object = None, names: ArgumentNames = CLI_NAMES) -> RetentionRule:
     """A checked retention rule, not yet stored (id 0)."""
     if kind not in KINDS:
-        raise InvalidRule(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
-    flag = "--keep-latest" if kind == "latest" else "--keep-days"
+        raise InvalidRule(f"{names.kind}: {kind!r} is not one of {', '.join(KINDS)}")
+    flag = names.latest if kind == "latest" else names.days
     number = None if kind == "always" else check_count(count, flag)
-    return RetentionRule(0, check_project(project),
-                         compile_pattern(repositories, "--repos").text,
-                         compile_pattern(tags, "--tags").text, kind, number)
+    return RetentionRule(0, check_project(project, names.project),
+                         compile_pattern(repositories, names.repositories).text,
+                         compile_pattern(tags, names.tags).text, kind, number)

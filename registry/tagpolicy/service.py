@@ -16,6 +16,8 @@ from registry.metadata.store import MetadataStore
 from registry.tagpolicy import retention
 from registry.tagpolicy.errors import TagImmutable, UnknownRule
 from registry.tagpolicy.rules import (
+    CLI_NAMES,
+    ArgumentNames,
     ImmutableRule,
     RetentionRule,
     check_project,
@@ -48,10 +50,11 @@ class TagPolicyService:
 
     # Immutability.
 
-    def add_immutable(self, project: str, repositories: str = "**", tags: str = "**"
-                      ) -> ImmutableRule:
-        """Add an immutability rule (checked first: nothing is stored on bad input)."""
-        rule = new_immutable(project, repositories, tags)
+    def add_immutable(self, project: str, repositories: str = "**", tags: str = "**",
+                      names: ArgumentNames = CLI_NAMES) -> ImmutableRule:
+        """Add an immutability rule (checked first: nothing is stored on bad input; errors
+        call the arguments by ``names``)."""
+        rule = new_immutable(project, repositories, tags, names)
         self._project(project)
         return self.store.add_immutable(rule)
 
@@ -133,9 +136,11 @@ class TagPolicyService:
     # Retention.
 
     def add_retention(self, project: str, kind: str, count: object = None,
-                      repositories: str = "**", tags: str = "**") -> RetentionRule:
-        """Add a retention rule (checked first: nothing is stored on bad input)."""
-        rule = new_retention(project, repositories, tags, kind, count)
+                      repositories: str = "**", tags: str = "**",
+                      names: ArgumentNames = CLI_NAMES) -> RetentionRule:
+        """Add a retention rule (checked first: nothing is stored on bad input; errors call
+        the arguments by ``names``)."""
+        rule = new_retention(project, repositories, tags, kind, count, names)
         self._project(project)
         return self.store.add_retention(rule)
 

@@ -36,7 +36,7 @@ def test_immutability_rules_through_the_api(server: AuthServer) -> None:
         bad = c.post("/api/v1/projects/team-a/immutabletagrules",
                      json={"repositories": "**", "tags": "v{"})
         assert bad.status_code == 400 and error_codes(bad) == ["INVALID"]
-        assert bad.json()["errors"][0]["message"].startswith("--tags: ")
+        assert bad.json()["errors"][0]["message"].startswith("tags: ")
         unknown = c.delete("/api/v1/projects/team-a/immutabletagrules/9999")
         assert unknown.status_code == 404 and "no immutability rule 9999" in unknown.text
         assert c.get("/api/v1/projects/team-a/immutabletagrules").json() == listed
@@ -79,9 +79,12 @@ def _push(server: AuthServer, repo: str, tag: str, seed: str) -> str:
 def test_retention_rules_and_runs_through_the_api(server: AuthServer) -> None:
     digests = [_push(server, "team-b/app", f"b{i}", f"seed {i}") for i in range(3)]
     with server.client(auth=ADMIN) as c:
-        for body, flag in (({"kind": "latest", "count": 0}, "--keep-latest"),
-                           ({"kind": "days", "count": -2}, "--keep-days"),
-                           ({"kind": "sometimes"}, "kind")):
+        for body, flag in (({"kind": "latest", "count": 0}, "count"),
+                           ({"kind": "days", "count": -2}, "count"),
+                           ({"kind": "sometimes"}, "kind"),
+                           ({"kind": "always", "tags": "a b"}, "tags"),
+                           ({"kind": "latest", "count": 1, "repositories": ""},
+                            "repositories")):
             bad = c.post("/api/v1/projects/team-b/retentions", json=body)
             assert bad.status_code == 400, bad.text
             assert bad.json()["errors"][0]["message"].startswith(f"{flag}: ")

@@ -181,3 +181,33 @@ def test_retention_run_removes_what_the_dry_run_listed(tmp_path: Path,
         assert sorted(tags) == ["build-3", "build-4", "release-1", "v1"]
         nothing = ok(registry(root, env, "retention", "run"))
         assert removal_lines(nothing, "removed ") == []
+
+
+def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(
+        tmp_path: Path) -> None:
+    root, env = tmp_path / "root", {}
+    ok(registry(root, env, "immutable", "add", "team", "--tags", "v*"))
+    ok(registry(root, env, "retention", "add", "team", "--keep-days", "30"))
+    before = (ok(registry(root, env, "immutable", "list", "--json")),
+              ok(registry(root, env, "retention", "list", "--json")))
+    for args, named in [
+        (("immutable", "add", "team", "--tags", "v{1"), "--tags: "),
+        (("immutable", "add", "team", "--repos", "a b", "--tags", "v*"), "--repos: "),
+        (("immutable", "add", "No_Such!", "--tags", "v*"), "PROJECT: "),
+        (("immutable", "remove", "team", "42"), "RULE: no immutability rule 42"),
+        (("immutable", "remove", "team", "one"), "RULE: "),
+        (("retention", "add", "team", "--keep-latest", "0"), "--keep-latest: "),
+        (("retention", "add", "team", "--keep-latest", "2.5"), "--keep-latest: "),
+        (("retention", "add", "team", "--keep-days", "-3"), "--keep-days: "),
+        (("retention", "add", "team", "--keep-tags", "[x]"), "--keep-tags: "),
+        (("retention", "add", "team", "--keep-latest", "3", "--tags", "{a,{b}}"), "--tags: "),
+        (("retention", "remove", "team", "7"), "RULE: no retention rule 7"),
+        (("retention", "run", "--project", "Bad Name"), "--project: "),
+    ]:
+        result = registry(root, env, *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and named in lines[0], (args, result.stderr)
+    after = (ok(registry(root, env, "immutable", "list", "--json")),
+             ok(registry(root, env, "retention", "list", "--json")))
+    assert after == before
