@@ -45,12 +45,15 @@ from registry.metadata.pglocks import cluster_lock_for
 from registry.metadata.reads import hot_reads
 from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
+from registry.projects.backends import open_project_store
+from registry.projects.policy import ProjectPolicy, ProjectRoles
+from registry.projects.quota import QuotaGuard
 from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
 from registry.storage.legacy import LegacyUploads
 from registry.storage.manifests import ManifestService
-from registry.tagpolicy.service import open_tag_policy
+from registry.tagpolicy.service import open_tag_policy, projects_of
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -179,6 +182,14 @@ def check_storage(settings: Settings) -> None:
         raise ConfigError(f"s3.endpoint {settings.s3_endpoint or 'AWS'}: {exc}") from None
 
 
+def project_roles(settings: Settings, authorizer: Authorizer) -> ProjectRoles:
+    """The project roles the authorizer consults (one cache for both), else its own."""
+    policy = getattr(getattr(authorizer, "logins", None), "policy", None)
+    if isinstance(policy, ProjectPolicy):
+        return policy.roles
+    return ProjectRoles(open_project_store(settings))
+
+
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
     """Open the stores of ``settings`` and build what the handlers share."""
     metadata = open_metadata(settings)
@@ -190,12 +201,16 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                               lambda: push_guard(settings.root)).adopt
     blobs = BlobService(driver, metadata, cache_bytes=settings.manifest_cache_bytes,
                         lock_root=settings.root, adopt=adopt)
+    authorizer = authorizer or load_authorizer(settings)
+    roles = project_roles(settings, authorizer)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
-                    authorizer=authorizer or load_authorizer(settings),
+                    authorizer=authorizer,
                     metrics=Metrics(settings.metrics_dir),
                     reads=hot_reads(metadata, settings.metadata_url),
-                    tag_policy=open_tag_policy(settings, metadata))
+                    projects=roles, quota=QuotaGuard(roles, metadata),
+                    tag_policy=open_tag_policy(settings, metadata,
+                                               projects_of(roles.store, "project")))
 
 
 async def _housekeeping(services: Services) -> None:

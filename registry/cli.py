@@ -1,8 +1,10 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
 manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
-access policy, or what one user may do where; ``registry migrate`` creates or upgrades the
-metadata database's schema (``serve`` does too, before its workers start)."""
+access policy, or what one user may do where; ``registry project …`` manages
+projects, their members and quotas (:mod:`registry.projects.cli`); ``registry migrate``
+creates or upgrades the metadata database's schema (``serve`` does too, before its
+workers start)."""
 
 from __future__ import annotations
 
@@ -66,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="what this user may do where")
     who.add_argument("--anonymous", action="store_true",
                      help="what clients without credentials may do where")
+    from registry.projects.cli import add_parser as add_project_parser
+
+    add_project_parser(sub, _common)
+
     from registry.tagpolicy.commands import add_parsers
 
     add_parsers(sub, _common)
@@ -277,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy", "immutable", "retention"):
+    if args.command in ("user", "policy", "project", "immutable", "retention"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -292,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         return _user(settings, args)
     if args.command == "policy":
         return _policy(settings, args)
+    if args.command == "project":
+        from registry.projects.cli import run as run_project
+
+        return run_project(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command in ("immutable", "retention"):

@@ -3,8 +3,9 @@ rules of a project (list, add, remove) and retention runs (``dry_run`` lists wha
 would remove), over :class:`~registry.tagpolicy.service.TagPolicyService`, the service the
 ``registry immutable`` and ``registry retention`` commands call.
 
-Who may manage them: system admins (the config's ``admins``; everyone on a registry without
-authentication). Anyone authenticated may list them.
+Who may manage them: the project's maintainers and project admins, and system admins (the
+config's ``admins``; everyone on a registry without authentication); its members (any role)
+may list them. A project that does not exist is 404 NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from registry.api.deps import Caller, ServicesDep, UserCaller, denied
+from registry.api.deps import Caller, ServicesDep, UserCaller
 from registry.api.errors import INVALID, NOT_FOUND
+from registry.api.projects import actor, answer, project_service
 from registry.errors import RegistryError
 from registry.handlers.base import Services
-from registry.tagpolicy.errors import InvalidRule, TagPolicyError, UnknownRule
+from registry.projects.model import GUEST, MAINTAINER
+from registry.tagpolicy.errors import InvalidRule, TagPolicyError, UnknownProject, UnknownRule
 from registry.tagpolicy.retention import Removal
 from registry.tagpolicy.rules import ArgumentNames
 from registry.tagpolicy.service import TagPolicyService
@@ -53,15 +56,23 @@ def _policy(svc: Services) -> TagPolicyService:
     return svc.tag_policy
 
 
-def _manager(caller: Caller, project: str) -> None:
-    if not caller.admin:
-        raise denied(f"access denied: {caller.name} may not manage the tag policies of "
-                     f"project {project!r} (system admins do)",
-                     detail={"project": project, "user": caller.name})
+def _require(caller: Caller, svc: Services, project: str, minimum: str, doing: str) -> None:
+    """The caller must hold ``minimum`` in ``project`` (system admins always do); 404 for
+    a project that does not exist, 403 DENIED saying which role it needs."""
+    service = project_service(svc)
+    answer(caller, lambda: service.require(actor(caller), project, minimum, doing))
+
+
+def _manager(caller: Caller, svc: Services, project: str) -> None:
+    _require(caller, svc, project, MAINTAINER, "manage the tag policies of")
+
+
+def _reader(caller: Caller, svc: Services, project: str) -> None:
+    _require(caller, svc, project, GUEST, "read the tag policies of")
 
 
 def _error(err: TagPolicyError) -> RegistryError:
-    code = NOT_FOUND if isinstance(err, UnknownRule) else INVALID
+    code = NOT_FOUND if isinstance(err, UnknownRule | UnknownProject) else INVALID
     return RegistryError(code, str(err))
 
 
@@ -72,7 +83,8 @@ def _removal(removal: Removal) -> dict[str, Any]:
 
 @router.get("/projects/{project}/immutabletagrules", summary="Immutability rules")
 def list_immutable(project: str, caller: UserCaller, svc: ServicesDep) -> list[dict[str, Any]]:
-    """The immutability rules of a project."""
+    """The immutability rules of a project (for its members)."""
+    _reader(caller, svc, project)
     try:
         return [rule.to_json() for rule in _policy(svc).immutable_rules(project)]
     except InvalidRule as err:
@@ -84,7 +96,7 @@ def list_immutable(project: str, caller: UserCaller, svc: ServicesDep) -> list[d
 def add_immutable(project: str, body: ImmutableRuleIn, caller: UserCaller,
                   svc: ServicesDep) -> dict[str, Any]:
     """Add an immutability rule; 400 INVALID naming the field if a pattern is malformed."""
-    _manager(caller, project)
+    _manager(caller, svc, project)
     try:
         return _policy(svc).add_immutable(project, body.repositories, body.tags,
                                           API_NAMES).to_json()
@@ -97,7 +109,7 @@ def add_immutable(project: str, body: ImmutableRuleIn, caller: UserCaller,
 def remove_immutable(project: str, rule_id: str, caller: UserCaller,
                      svc: ServicesDep) -> Response:
     """Remove an immutability rule; 404 NOT_FOUND for an unknown id."""
-    _manager(caller, project)
+    _manager(caller, svc, project)
     try:
         _policy(svc).remove_immutable(project, rule_id)
     except TagPolicyError as err:
@@ -107,7 +119,8 @@ def remove_immutable(project: str, rule_id: str, caller: UserCaller,
 
 @router.get("/projects/{project}/retentions", summary="Retention rules")
 def list_retention(project: str, caller: UserCaller, svc: ServicesDep) -> list[dict[str, Any]]:
-    """The retention rules of a project."""
+    """The retention rules of a project (for its members)."""
+    _reader(caller, svc, project)
     try:
         return [rule.to_json() for rule in _policy(svc).retention_rules(project)]
     except InvalidRule as err:
@@ -119,7 +132,7 @@ def list_retention(project: str, caller: UserCaller, svc: ServicesDep) -> list[d
 def add_retention(project: str, body: RetentionRuleIn, caller: UserCaller,
                   svc: ServicesDep) -> dict[str, Any]:
     """Add a retention rule; 400 INVALID naming the field on bad input."""
-    _manager(caller, project)
+    _manager(caller, svc, project)
     try:
         return _policy(svc).add_retention(project, body.kind, body.count, body.repositories,
                                           body.tags, API_NAMES).to_json()
@@ -132,7 +145,7 @@ def add_retention(project: str, body: RetentionRuleIn, caller: UserCaller,
 def remove_retention(project: str, rule_id: str, caller: UserCaller,
                      svc: ServicesDep) -> Response:
     """Remove a retention rule; 404 NOT_FOUND for an unknown id."""
-    _manager(caller, project)
+    _manager(caller, svc, project)
     try:
         _policy(svc).remove_retention(project, rule_id)
     except TagPolicyError as err:
@@ -145,7 +158,7 @@ def run_retention(project: str, caller: UserCaller, svc: ServicesDep,
                   dry_run: bool = False) -> dict[str, Any]:
     """Remove the project's manifests no retention rule keeps (``dry_run``: only list
     them). The blobs they free are collected by the next ``registry gc``."""
-    _manager(caller, project)
+    _manager(caller, svc, project)
     policy = _policy(svc)
     try:
         planned = policy.plan_retention(svc.metadata, project)

@@ -228,6 +228,8 @@ async def put(ctx: Context) -> Response:
         raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
                             detail={"digest": str(record.digest)})
 
+    if services.quota is not None:
+        await services.quota.check_adding(name, record.digest, len(body), "the manifest")
     fixed: tuple[str, ...] = ()
     policy = services.tag_policy
     try:

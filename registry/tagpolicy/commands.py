@@ -71,10 +71,12 @@ def _list_and_remove(sub: argparse._SubParsersAction[argparse.ArgumentParser],
 
 def _open(settings: Settings) -> tuple[TagPolicyService, object]:
     from registry.metadata.backends import open_metadata
-    from registry.tagpolicy.service import open_tag_policy
+    from registry.projects.backends import open_project_store
+    from registry.tagpolicy.service import open_tag_policy, projects_of
 
     meta = open_metadata(settings, migrate=True)
-    return open_tag_policy(settings, meta), meta
+    projects = projects_of(open_project_store(settings, migrate=True))
+    return open_tag_policy(settings, meta, projects), meta
 
 
 def main(settings: Settings, args: argparse.Namespace) -> int:

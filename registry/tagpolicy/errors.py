@@ -16,6 +16,10 @@ class UnknownRule(TagPolicyError):
     """No rule with that id in that project."""
 
 
+class UnknownProject(TagPolicyError):
+    """A rule names a project that does not exist."""
+
+
 class TagImmutable(TagPolicyError):
     """A push or delete would move or remove a tag an immutability rule protects."""
 

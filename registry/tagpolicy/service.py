@@ -13,8 +13,9 @@ from pathlib import Path
 from layerstore.digest import Digest
 from registry.config import Settings
 from registry.metadata.store import MetadataStore
+from registry.projects.store import ProjectStore
 from registry.tagpolicy import retention
-from registry.tagpolicy.errors import TagImmutable, UnknownRule
+from registry.tagpolicy.errors import TagImmutable, UnknownProject, UnknownRule
 from registry.tagpolicy.rules import (
     CLI_NAMES,
     ArgumentNames,
@@ -171,6 +172,18 @@ class TagPolicyService:
     def close(self) -> None:
         """Release the store."""
         self.store.close()
+
+
+def projects_of(store: ProjectStore, what: str = "PROJECT") -> ProjectCheck:
+    """A :data:`ProjectCheck` over the project records of ``store``: a rule's project
+    must exist (:class:`UnknownProject` naming it and ``what`` otherwise)."""
+
+    def check(project: str) -> None:
+        if store.get(project) is None:
+            raise UnknownProject(f"{what}: project {project!r} does not exist (registry "
+                                 f"project create {project})")
+
+    return check
 
 
 def open_tag_policy(settings: Settings, meta: MetadataStore | None = None,

@@ -1,7 +1,8 @@
 """The tag policy routes of the management API on a real ``registry serve --tls``: a system
 admin adds, lists and removes immutability and retention rules and runs retention (a dry run
 lists exactly what the run then removes); bad input is 400 naming the field, an unknown rule
-404, a user who is not an admin 403; what the API adds the push path enforces."""
+404, as is a project that does not exist; a developer is refused (403 naming the role it
+needs), a maintainer manages them; what the API adds the push path enforces."""
 
 from __future__ import annotations
 
@@ -18,8 +19,18 @@ ADMIN = ("root", PASSWORDS["root"])
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
-    """A TLS registry with token auth, admin ``root`` and user ``alice``."""
+    """A TLS registry with token auth, admin ``root`` and user ``alice``; projects
+    ``team-a`` (alice a developer), ``team-b`` and ``team-c`` (alice a maintainer)."""
     srv = start_auth_server(tmp_path_factory.mktemp("api-tagpolicy"))
+    with srv.client(auth=ADMIN) as c:
+        for name, role in (("team-a", "developer"), ("team-b", None),
+                           ("team-c", "maintainer")):
+            made = c.post("/api/v1/projects", json={"name": name})
+            assert made.status_code == 201, made.text
+            if role:
+                added = c.post(f"/api/v1/projects/{name}/members",
+                               json={"member": "alice", "role": role})
+                assert added.status_code in (200, 201), added.text
     yield srv
     srv.stop()
 
@@ -40,11 +51,21 @@ def test_immutability_rules_through_the_api(server: AuthServer) -> None:
         unknown = c.delete("/api/v1/projects/team-a/immutabletagrules/9999")
         assert unknown.status_code == 404 and "no immutability rule 9999" in unknown.text
         assert c.get("/api/v1/projects/team-a/immutabletagrules").json() == listed
+        ghost = c.post("/api/v1/projects/ghost/immutabletagrules", json={"tags": "v*"})
+        assert ghost.status_code == 404 and "project 'ghost' does not exist" in ghost.text
     with server.client(auth=("alice", PASSWORDS["alice"])) as c:
         refused = c.post("/api/v1/projects/team-a/immutabletagrules",
                          json={"repositories": "**", "tags": "x"})
         assert refused.status_code == 403 and error_codes(refused) == ["DENIED"]
+        message = refused.json()["errors"][0]["message"]
+        assert "needs role maintainer" in message and "has role developer" in message
         assert c.get("/api/v1/projects/team-a/immutabletagrules").json() == listed
+        stranger = c.get("/api/v1/projects/team-b/immutabletagrules")
+        assert stranger.status_code == 403  # not a member
+        mine = c.post("/api/v1/projects/team-c/immutabletagrules", json={"tags": "rc-*"})
+        assert mine.status_code == 201, mine.text  # a maintainer manages them
+        assert c.delete(f"/api/v1/projects/team-c/immutabletagrules/{mine.json()['id']}"
+                        ).status_code == 204
     with server.client(auth=ADMIN) as c:
         gone = c.delete(f"/api/v1/projects/team-a/immutabletagrules/{rule['id']}")
         assert gone.status_code == 204

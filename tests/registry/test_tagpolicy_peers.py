@@ -71,7 +71,8 @@ def images(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path
 
 
 def project() -> str:
-    """A project name no other run uses."""
+    """A project name no other run uses (made by ``registry project create`` before its
+    rules)."""
     return f"tagpolicy-{uuid.uuid4().hex[:8]}"
 
 
@@ -94,6 +95,7 @@ def test_an_immutable_tag_cannot_be_moved_or_deleted(
                        "--cert-dir", cert_dir, f"docker://{ref}", env=isolated).stdout.strip()
 
         first = pushed_digest()
+        cli(server.root, "project", "create", name)
         cli(server.root, "immutable", "add", name, "--repos", "**", "--tags", "v*")
         again = client("push", ref)  # the same image: allowed
         assert again.returncode == 0
@@ -139,6 +141,7 @@ def test_retention_with_gc_removes_what_the_dry_run_listed(
     for i in range(3):
         run(skopeo, "copy", "--dest-creds", CI, "--dest-cert-dir", cert_dir,
             f"oci:{layout}:img{i}", ref(f"build-{i}"), env=isolated)
+    cli(server.root, "project", "create", name)
     cli(server.root, "retention", "add", name, "--keep-latest", "1", "--tags", "build-*")
     dry = cli(server.root, "retention", "run", "--dry-run", "--project", name)
     planned = removal_lines(dry, "would remove ")

@@ -60,6 +60,7 @@ def test_immutable_tags_over_http(tmp_path: Path, env: dict[str, str]) -> None:
         api = Api(client)
         first = api.image("team/app", "v1")
         other = api.image("team/app", "dev")
+        ok(registry(root, env, "project", "create", "team"))
         rule = json.loads(ok(registry(root, env, "immutable", "add", "team", "--repos",
                                       "**", "--tags", "v*", "--json")))
         assert api.manifest("team/app", "v1", first.body).status_code == 201  # same digest
@@ -93,6 +94,7 @@ def test_two_replicas_race_for_an_immutable_new_tag(tmp_path: Path,
     with RegistryServer(roots[0], env=env, args=("--auth", "none")) as one, \
             RegistryServer(roots[1], env=env, args=("--auth", "none")) as two, \
             one.client() as c1, two.client() as c2:
+        ok(registry(roots[0], env, "project", "create", "team"))
         ok(registry(roots[0], env, "immutable", "add", "team", "--tags", "release-*"))
         for attempt in range(5):
             tag = f"release-{attempt}"
@@ -147,6 +149,7 @@ def test_retention_run_removes_what_the_dry_run_listed(tmp_path: Path,
         pinned = api.image("team/app", "v1", seed="pinned")
         elsewhere = api.image("other/app", "build-0", seed="o")
         builds.append(api.image("team/app", "build-4", seed="b4"))
+        ok(registry(root, env, "project", "create", "team"))
         ok(registry(root, env, "retention", "add", "team", "--keep-latest", "2",
                     "--tags", "build-*"))
         ok(registry(root, env, "retention", "add", "team", "--keep-tags", "release-*"))
@@ -186,6 +189,7 @@ def test_retention_run_removes_what_the_dry_run_listed(tmp_path: Path,
 def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(
         tmp_path: Path) -> None:
     root, env = tmp_path / "root", {}
+    ok(registry(root, env, "project", "create", "team"))
     ok(registry(root, env, "immutable", "add", "team", "--tags", "v*"))
     ok(registry(root, env, "retention", "add", "team", "--keep-days", "30"))
     before = (ok(registry(root, env, "immutable", "list", "--json")),
@@ -194,6 +198,10 @@ def test_bad_input_is_one_line_naming_the_argument_and_changes_nothing(
         (("immutable", "add", "team", "--tags", "v{1"), "--tags: "),
         (("immutable", "add", "team", "--repos", "a b", "--tags", "v*"), "--repos: "),
         (("immutable", "add", "No_Such!", "--tags", "v*"), "PROJECT: "),
+        (("immutable", "add", "ghost", "--tags", "v*"),
+         "PROJECT: project 'ghost' does not exist"),
+        (("retention", "add", "ghost", "--keep-days", "3"),
+         "PROJECT: project 'ghost' does not exist"),
         (("immutable", "remove", "team", "42"), "RULE: no immutability rule 42"),
         (("immutable", "remove", "team", "one"), "RULE: "),
         (("retention", "add", "team", "--keep-latest", "0"), "--keep-latest: "),
