@@ -31,7 +31,7 @@ from registry.handlers.base import (
     respond,
 )
 from registry.metadata.reads import ManifestHead
-from registry.metadata.store import ManifestRecord, TagMoved
+from registry.metadata.store import ManifestRecord, TagMoved, TagProtected
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.storage.errors import BlobUnknown
 from registry.storage.manifests import MANIFEST_TYPES, ParsedManifest
@@ -257,14 +257,17 @@ async def delete(ctx: Context) -> Response:
     try:
         if is_digest_reference(reference):
             digest = parse_digest(reference, name)
-            if policy is not None:
-                await run_blocking(policy.check_delete_manifest, meta, name, digest)
-            found = await run_blocking(manifests.delete, name, digest)
+            guard = None if policy is None else await run_blocking(policy.protector, name)
+            found = await run_blocking(manifests.delete, name, digest, guard)
         else:
             tag = check_tag(reference, name)
-            if policy is not None:
-                await run_blocking(policy.check_delete_tag, meta, name, tag)
-            found = await run_blocking(manifests.delete_tag, name, tag)
+            deletable = policy is None or await run_blocking(policy.check_delete_tag, meta,
+                                                             name, tag)
+            found = deletable and await run_blocking(manifests.delete_tag, name, tag)
+    except TagProtected as err:
+        assert policy is not None
+        raise _immutable(policy.refusal(name, err.tag, policy.protecting(name, err.tag),
+                                        err.digest, "delete")) from None
     except TagImmutable as err:
         raise _immutable(err) from None
     if not found:

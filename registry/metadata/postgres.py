@@ -34,7 +34,13 @@ from psycopg.types.json import Jsonb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from registry.metadata import migrate as migrations
-from registry.metadata.store import ManifestRecord, MetadataUnavailable, TagMoved, UploadRecord
+from registry.metadata.store import (
+    ManifestRecord,
+    MetadataUnavailable,
+    TagMoved,
+    TagProtected,
+    UploadRecord,
+)
 from registry.metadata.values import digest_text as _digest_text
 from registry.metadata.values import parse_digest as _digest
 from registry.metadata.values import size as _size
@@ -352,13 +358,28 @@ class PostgresMetadataStore:
         rows = self._read(sql, (repository, reference))
         return _record(rows[0]) if rows else None
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and (by the cascading key) every tag pointing at it."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and (by the cascading key) every tag pointing at it. With
+        ``protected``, the manifest's row is locked first (a concurrent ``put_manifest``
+        of it holds that lock until it commits), then its tags are read: one that
+        ``protected`` names is ``TagProtected``."""
         if _has_nul([repository, digest]):
             return False
-        return self._write(lambda conn: conn.execute(
-            "DELETE FROM manifests WHERE repo = %s AND digest = %s",
-            (repository, str(digest))).rowcount > 0)
+        key = (repository, str(digest))
+
+        def write(conn: psycopg.Connection) -> bool:
+            if protected is not None:
+                conn.execute("SELECT 1 FROM manifests WHERE repo = %s AND digest = %s "
+                             "FOR UPDATE", key)
+                for (tag,) in conn.execute("SELECT tag FROM tags WHERE repo = %s AND "
+                                           "digest = %s ORDER BY tag", key).fetchall():
+                    if protected(tag):
+                        raise TagProtected(repository, tag, digest)
+            return conn.execute("DELETE FROM manifests WHERE repo = %s AND digest = %s",
+                                key).rowcount > 0
+
+        return self._write(write)
 
     def manifests(self, repository: str) -> Iterator[ManifestRecord]:
         """Every manifest of ``repository``, sorted by digest (read in one statement)."""

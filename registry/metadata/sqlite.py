@@ -41,7 +41,7 @@ from typing import Any
 from layerstore import sqlitedb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
-from registry.metadata.store import ManifestRecord, TagMoved, UploadRecord
+from registry.metadata.store import ManifestRecord, TagMoved, TagProtected, UploadRecord
 from registry.metadata.values import digest_text as _digest_text
 from registry.metadata.values import parse_digest as _digest
 from registry.metadata.values import size as _size
@@ -372,10 +372,17 @@ class SqliteMetadataStore:
         rows = self._rows(sql, (repository, reference))
         return _record(rows[0]) if rows else None
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and every tag pointing at it; whether it existed."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and every tag pointing at it; whether it existed. A tag that
+        ``protected`` names is ``TagProtected`` (checked under the write lock)."""
         key = (repository, str(digest))
         with self._write() as conn:
+            if protected is not None:
+                for (tag,) in conn.execute("SELECT tag FROM tags WHERE repo = ? AND digest = ? "
+                                           "ORDER BY tag", key).fetchall():
+                    if protected(tag):
+                        raise TagProtected(repository, tag, digest)
             conn.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", key)
             cursor = conn.execute("DELETE FROM manifests WHERE repo = ? AND digest = ?", key)
             return cursor.rowcount > 0

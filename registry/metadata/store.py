@@ -19,7 +19,7 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +38,17 @@ class TagMoved(FailedPrecondition):
 
     def __init__(self, repository: str, tag: str, digest: Digest) -> None:
         super().__init__(f"tag {tag!r} of {repository!r} points at {digest}; it may not move")
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+
+
+class TagProtected(FailedPrecondition):
+    """``delete_manifest`` would remove a tag it was told is protected; nothing was
+    removed."""
+
+    def __init__(self, repository: str, tag: str, digest: Digest) -> None:
+        super().__init__(f"tag {tag!r} of {repository!r} points at {digest}; it may not go")
         self.repository = repository
         self.tag = tag
         self.digest = digest
@@ -134,8 +145,12 @@ class MetadataStore(Protocol):
         contain ``:``, so a reference with one is a digest)."""
         ...
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and every tag pointing at it; whether it existed."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and every tag pointing at it; whether it existed. With
+        ``protected``, if a tag pointing at it is one ``protected`` says is (an immutable
+        tag, even one a concurrent writer just put there), :class:`TagProtected` is raised
+        and nothing is removed."""
         ...
 
     def manifests(self, repository: str) -> Iterator[ManifestRecord]:

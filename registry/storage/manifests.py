@@ -103,9 +103,11 @@ class ManifestService:
         """A manifest's bytes (``BlobUnknown`` if they are gone)."""
         return await self.blobs.read_small(record.digest)
 
-    def delete(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and its tags; whether it existed."""
-        return self.metadata.delete_manifest(repository, digest)
+    def delete(self, repository: str, digest: Digest,
+               protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and its tags; whether it existed. ``TagProtected`` if one of
+        its tags is ``protected``."""
+        return self.metadata.delete_manifest(repository, digest, protected=protected)
 
     def delete_tag(self, repository: str, tag: str) -> bool:
         """Remove one tag; whether it existed."""

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from layerstore.digest import Digest
-from registry.metadata.store import ManifestRecord, MetadataStore
+from registry.metadata.store import ManifestRecord, MetadataStore, TagProtected
 from registry.tagpolicy.patterns import compile_pattern
 from registry.tagpolicy.rules import ImmutableRule, RetentionRule, project_of
 
@@ -152,10 +152,14 @@ def plan(meta: MetadataStore, rules: list[RetentionRule], immutable: list[Immuta
     return RetentionPlan(tuple(removals), kept, covered)
 
 
-def apply(meta: MetadataStore, planned: RetentionPlan) -> RetentionResult:
+def apply(meta: MetadataStore, planned: RetentionPlan,
+          protector: Callable[[str], Callable[[str], bool] | None] | None = None
+          ) -> RetentionResult:
     """Remove the planned manifests, in order; skip one whose tags are no longer those
-    planned (or that is gone)."""
+    planned (or that is gone), or, with ``protector`` (repository -> which of its tags are
+    protected), that a protected tag points at when it is removed."""
     removed: list[Removal] = []
+    guards: dict[str, Callable[[str], bool] | None] = {}
     skipped: list[Removal] = []
     current: dict[str, dict[Digest, set[str]]] = {}
     for removal in planned.removals:
@@ -167,8 +171,12 @@ def apply(meta: MetadataStore, planned: RetentionPlan) -> RetentionResult:
         if current[removal.repository].get(removal.digest, set()) != set(removal.tags):
             skipped.append(removal)
             continue
-        if meta.delete_manifest(removal.repository, removal.digest):
-            removed.append(removal)
-        else:
-            skipped.append(removal)
+        if protector is not None and removal.repository not in guards:
+            guards[removal.repository] = protector(removal.repository)
+        try:
+            gone = meta.delete_manifest(removal.repository, removal.digest,
+                                        protected=guards.get(removal.repository))
+        except TagProtected:
+            gone = False
+        (removed if gone else skipped).append(removal)
     return RetentionResult(tuple(removed), tuple(skipped))

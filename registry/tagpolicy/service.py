@@ -80,6 +80,17 @@ class TagPolicyService:
             rules = self.store.immutable_rules(project)
         return next((rule for rule in rules if rule.protects(repository, tag)), None)
 
+    def protector(self, repository: str) -> Callable[[str], bool] | None:
+        """Whether a tag of ``repository`` is protected, as a predicate over the rules read
+        now (for ``delete_manifest(protected=)``); ``None`` when no rule applies."""
+        project = project_of(repository)
+        if project is None:
+            return None
+        rules = self.store.immutable_rules(project)
+        if not rules:
+            return None
+        return lambda tag: any(rule.protects(repository, tag) for rule in rules)
+
     def check_push(self, meta: MetadataStore, repository: str, tags: tuple[str, ...],
                    digest: Digest) -> tuple[str, ...]:
         """The tags of a push that immutability rules protect (to be written with
@@ -110,14 +121,17 @@ class TagPolicyService:
             f"may not {'be moved to another manifest' if verb == 'move' else 'be deleted'}",
             repository=repository, tag=tag, rule=rule.id if rule is not None else 0)
 
-    def check_delete_tag(self, meta: MetadataStore, repository: str, tag: str) -> None:
-        """:class:`TagImmutable` if ``tag`` is protected and exists."""
+    def check_delete_tag(self, meta: MetadataStore, repository: str, tag: str) -> bool:
+        """Whether ``tag`` may be deleted: :class:`TagImmutable` if it is protected and
+        exists; ``False`` if it is protected and does not exist (do not delete it: a push
+        may be making it now)."""
         rule = self.protecting(repository, tag)
         if rule is None:
-            return
+            return True
         current = meta.resolve(repository, tag)
         if current is not None:
             raise self.refusal(repository, tag, rule, current.digest, "delete")
+        return False
 
     def check_delete_manifest(self, meta: MetadataStore, repository: str,
                               digest: Digest) -> None:
@@ -166,8 +180,9 @@ class TagPolicyService:
 
     def run_retention(self, meta: MetadataStore, planned: retention.RetentionPlan
                       ) -> retention.RetentionResult:
-        """Remove what ``planned`` lists (see :func:`retention.apply`)."""
-        return retention.apply(meta, planned)
+        """Remove what ``planned`` lists (see :func:`retention.apply`); a manifest that an
+        immutable tag points at by then is skipped."""
+        return retention.apply(meta, planned, self.protector)
 
     def close(self) -> None:
         """Release the store."""

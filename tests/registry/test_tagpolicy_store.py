@@ -17,7 +17,7 @@ from layerstore.digest import Digest
 from layerstore.oci import MediaType
 from registry.metadata.postgres import PostgresMetadataStore
 from registry.metadata.sqlite import SqliteMetadataStore
-from registry.metadata.store import ManifestRecord, MetadataStore, TagMoved
+from registry.metadata.store import ManifestRecord, MetadataStore, TagMoved, TagProtected
 from registry.tagpolicy.errors import InvalidRule, TagImmutable, UnknownRule
 from registry.tagpolicy.patterns import compile_pattern
 from registry.tagpolicy.postgres import PostgresTagPolicyStore
@@ -256,3 +256,53 @@ def test_retention_days_and_a_changed_manifest_is_skipped(stores) -> None:
     result = policy.run_retention(meta, planned)
     assert result.removed == () and [r.digest for r in result.skipped] == [stale.digest]
     assert meta.get_manifest(REPO, stale.digest) is not None
+
+
+def test_deleting_a_manifest_an_immutable_tag_points_at_is_refused(stores) -> None:
+    meta, policy = stores
+    policy.add_immutable("team", "**", "v*")
+    image = record("image")
+    meta.put_manifest(REPO, image, ("dev",))
+    guard = policy.protector(REPO)
+    assert guard is not None and policy.protector("other/app") is None
+    meta.put_manifest(REPO, image, ("v1",), fixed=("v1",))
+    with pytest.raises(TagProtected) as info:
+        meta.delete_manifest(REPO, image.digest, protected=guard)
+    assert info.value.tag == "v1"
+    assert meta.tagged(REPO) == {"dev": image.digest, "v1": image.digest}
+    assert policy.check_delete_tag(meta, REPO, "v2") is False  # protected, absent: keep out
+    assert policy.check_delete_tag(meta, REPO, "dev") is True
+
+
+def test_a_delete_racing_a_push_of_an_immutable_tag_never_loses_the_tag(stores) -> None:
+    meta, policy = stores
+    policy.add_immutable("team", "**", "v*")
+    guard = policy.protector(REPO)
+    for round_ in range(8):
+        image = record(f"race {round_}")
+        meta.put_manifest(REPO, image, ("dev",))
+        barrier = threading.Barrier(2)
+        outcome: dict[str, object] = {}
+
+        def push(image: ManifestRecord = image, barrier: threading.Barrier = barrier,
+                 outcome: dict[str, object] = outcome, tag: str = f"v{round_}") -> None:
+            barrier.wait()
+            meta.put_manifest(REPO, image, (tag,), fixed=(tag,))
+            outcome["pushed"] = True
+
+        def delete(image: ManifestRecord = image, barrier: threading.Barrier = barrier,
+                   outcome: dict[str, object] = outcome) -> None:
+            barrier.wait()
+            try:
+                outcome["deleted"] = meta.delete_manifest(REPO, image.digest, protected=guard)
+            except TagProtected:
+                outcome["deleted"] = "refused"
+
+        threads = [threading.Thread(target=push), threading.Thread(target=delete)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcome.get("pushed") is True, outcome
+        # Whatever the order, the immutable tag the push made is there.
+        assert meta.tagged(REPO).get(f"v{round_}") == image.digest, outcome
