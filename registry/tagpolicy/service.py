@@ -133,21 +133,6 @@ class TagPolicyService:
             raise self.refusal(repository, tag, rule, current.digest, "delete")
         return False
 
-    def check_delete_manifest(self, meta: MetadataStore, repository: str,
-                              digest: Digest) -> None:
-        """:class:`TagImmutable` if a protected tag points at manifest ``digest``."""
-        project = project_of(repository)
-        if project is None:
-            return
-        rules = self.store.immutable_rules(project)
-        if not rules:
-            return
-        for tag, target in sorted(meta.tagged(repository).items()):
-            if target == digest:
-                rule = self.protecting(repository, tag, rules)
-                if rule is not None:
-                    raise self.refusal(repository, tag, rule, digest, "delete")
-
     # Retention.
 
     def add_retention(self, project: str, kind: str, count: object = None,

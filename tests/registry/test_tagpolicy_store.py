@@ -184,8 +184,8 @@ def test_push_and_delete_checks_name_the_rule(stores) -> None:
     assert f"immutability rule {rule.id}" in message and "moved" in message
     with pytest.raises(TagImmutable, match="may not be deleted"):
         policy.check_delete_tag(meta, REPO, "v1")
-    with pytest.raises(TagImmutable, match="may not be deleted"):
-        policy.check_delete_manifest(meta, REPO, first.digest)
+    with pytest.raises(TagProtected):
+        meta.delete_manifest(REPO, first.digest, protected=policy.protector(REPO))
     policy.check_delete_tag(meta, REPO, "dev")
     policy.check_delete_tag(meta, REPO, "v2")  # matches, but does not exist
     assert policy.check_push(meta, "team/other", ("v1",), second.digest) == ()
