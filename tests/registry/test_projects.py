@@ -68,6 +68,7 @@ def granted(server: AuthServer, user: str | None, repo: str) -> list[str]:
 
 
 def test_roles_decide_what_a_token_grants(server: AuthServer) -> None:
+    assert "3 projects: their members' roles add to the rules" in server.proc.log()
     assert granted(server, "guest", "team/app") == ["pull"]
     assert granted(server, "dev", "team/app") == ["pull", "push"]
     assert granted(server, "maint", "team/app") == ["pull", "push", "delete"]
