@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from layerstore.errors import LayerstoreError
 from registry.config import Settings
+from registry.metadata.store import MetadataStore
 from registry.tagpolicy.errors import TagPolicyError
 from registry.tagpolicy.retention import RetentionPlan, RetentionResult
 from registry.tagpolicy.rules import ArgumentNames
@@ -69,12 +70,16 @@ def _list_and_remove(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     remove.add_argument("rule", metavar="RULE", help="the rule id (from list)")
 
 
-def _open(settings: Settings) -> tuple[TagPolicyService, object]:
+def _open(settings: Settings, args: argparse.Namespace
+          ) -> tuple[TagPolicyService, MetadataStore | None]:
+    """The service, and the metadata store where a command needs it (a retention run;
+    with PostgreSQL always: the rules live in its database)."""
     from registry.metadata.backends import open_metadata
     from registry.projects.backends import open_project_store
     from registry.tagpolicy.service import open_tag_policy, projects_of
 
-    meta = open_metadata(settings, migrate=True)
+    running = args.command == "retention" and args.retention_command == "run"
+    meta = open_metadata(settings, migrate=True) if running or settings.metadata_url else None
     projects = projects_of(open_project_store(settings, migrate=True))
     return open_tag_policy(settings, meta, projects), meta
 
@@ -83,7 +88,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     """Run an ``immutable`` or ``retention`` command; the exit status (2: bad input)."""
     prog = f"registry {args.command}"
     try:
-        policy, meta = _open(settings)
+        policy, meta = _open(settings, args)
     except LayerstoreError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
@@ -99,7 +104,8 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         policy.close()
-        meta.close()  # type: ignore[attr-defined]
+        if meta is not None:
+            meta.close()
 
 
 def _verb(args: argparse.Namespace) -> str:
@@ -124,7 +130,8 @@ def _immutable(policy: TagPolicyService, args: argparse.Namespace) -> int:
     return 0
 
 
-def _retention(policy: TagPolicyService, meta: object, args: argparse.Namespace) -> int:
+def _retention(policy: TagPolicyService, meta: MetadataStore | None,
+               args: argparse.Namespace) -> int:
     verb = args.retention_command
     if verb == "add":
         if args.keep_tags is not None:
@@ -151,8 +158,9 @@ def _retention(policy: TagPolicyService, meta: object, args: argparse.Namespace)
         policy.remove_retention(args.project, args.rule)
         print(f"registry: removed retention rule {args.rule} of project {args.project!r}")
     else:
-        planned = policy.plan_retention(meta, args.project)  # type: ignore[arg-type]
-        result = None if args.dry_run else policy.run_retention(meta, planned)  # type: ignore[arg-type]
+        assert meta is not None
+        planned = policy.plan_retention(meta, args.project)
+        result = None if args.dry_run else policy.run_retention(meta, planned)
         for line in report_lines(planned, result):
             print(line)
     return 0

@@ -75,6 +75,7 @@ def record(seed: str, *, at: float = NOW, refs: tuple[Digest, ...] = (),
 # Patterns and rule checks.
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("pattern", "name", "matches"), [
     ("v*", "v1.2.3", True), ("v*", "latest", False), ("**", "a/b/c", True),
     ("*", "a/b", False), ("*", "app", True), ("web/*", "web/app", True),
@@ -86,6 +87,7 @@ def test_patterns(pattern: str, name: str, matches: bool) -> None:
     assert compile_pattern(pattern, "--tags").matches(name) is matches
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("pattern", "problem"), [
     ("", "empty"), ("a b", "' '"), ("v{1,2", "never closed"), ("v}", "without"),
     ("{a,{b}}", "nests"), ("a,b", "outside braces"), ("{a,}", "empty alternative"),
