@@ -53,6 +53,7 @@ from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
 from registry.storage.legacy import LegacyUploads
 from registry.storage.manifests import ManifestService
+from registry.tagpolicy.service import open_tag_policy, projects_of
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -207,7 +208,9 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                     authorizer=authorizer,
                     metrics=Metrics(settings.metrics_dir),
                     reads=hot_reads(metadata, settings.metadata_url),
-                    projects=roles, quota=QuotaGuard(roles, metadata))
+                    projects=roles, quota=QuotaGuard(roles, metadata),
+                    tag_policy=open_tag_policy(settings, metadata,
+                                               projects_of(roles.store, "project")))
 
 
 async def _housekeeping(services: Services) -> None:
@@ -243,6 +246,8 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
             await services.blobs.close()
             await services.reads.close()
             services.metrics.flush()
+            if services.tag_policy is not None:
+                services.tag_policy.close()
             services.metadata.close()
 
     v2 = V2App(services)

@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     from registry.projects.cli import add_parser as add_project_parser
 
     add_project_parser(sub, _common)
+
+    from registry.tagpolicy.commands import add_parsers
+
+    add_parsers(sub, _common)
     _common(sub.add_parser(
         "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
@@ -281,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy", "project"):
+    if args.command in ("user", "policy", "project", "immutable", "retention"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -302,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_project(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command in ("immutable", "retention"):
+        from registry.tagpolicy import commands
+
+        return commands.main(settings, args)
     logging.config.dictConfig(log_config(settings.log_level))
     if settings.metadata_url:
         # Before the authorizer: with token auth it reads the signing key from the database.

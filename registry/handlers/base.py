@@ -35,6 +35,7 @@ from registry.storage.blobs import BlobService
 from registry.storage.driver import Reader
 from registry.storage.errors import StorageError
 from registry.storage.manifests import ManifestService
+from registry.tagpolicy.service import TagPolicyService
 
 if TYPE_CHECKING:
     from registry.projects.policy import ProjectRoles
@@ -58,6 +59,7 @@ class Services:
     reads: HotReads
     projects: ProjectRoles | None = None
     quota: QuotaGuard | None = None
+    tag_policy: TagPolicyService | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from typing import Any
 from layerstore import sqlitedb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
-from registry.metadata.store import ManifestRecord, UploadRecord
+from registry.metadata.store import ManifestRecord, TagMoved, TagProtected, UploadRecord
 from registry.metadata.values import digest_text as _digest_text
 from registry.metadata.values import parse_digest as _digest
 from registry.metadata.values import size as _size
@@ -314,9 +314,10 @@ class SqliteMetadataStore:
     # Manifests.
 
     def put_manifest(self, repository: str, record: ManifestRecord,
-                     tags: tuple[str, ...] = ()) -> None:
+                     tags: tuple[str, ...] = (), *, fixed: tuple[str, ...] = ()) -> None:
         """Store (or refresh: the row becomes ``record``) a manifest and point ``tags`` at it,
-        in one transaction."""
+        in one transaction; a tag of ``fixed`` pointing elsewhere is ``TagMoved`` (the write
+        lock is held from the check to the commit)."""
         repo = _text(repository, "repository")
         if not isinstance(record, ManifestRecord):
             raise InvalidArgument(f"record must be a ManifestRecord, not {type(record).__name__}")
@@ -336,7 +337,13 @@ class SqliteMetadataStore:
             float(record.created_at),
         )
         now = time.time()
+        kept = [tag for tag in tag_names if tag in set(fixed)]
         with self._write() as conn:
+            for tag in kept:
+                row = conn.execute("SELECT digest FROM tags WHERE repo = ? AND tag = ?",
+                                   (repo, tag)).fetchone()
+                if row is not None and row[0] != values[1]:
+                    raise TagMoved(repo, tag, _digest(row[0]))
             self._ensure_repository(conn, repo, now)
             conn.execute(
                 "INSERT INTO manifests (repo, digest, media_type, size, subject, artifact_type, "
@@ -365,10 +372,17 @@ class SqliteMetadataStore:
         rows = self._rows(sql, (repository, reference))
         return _record(rows[0]) if rows else None
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and every tag pointing at it; whether it existed."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and every tag pointing at it; whether it existed. A tag that
+        ``protected`` names is ``TagProtected`` (checked under the write lock)."""
         key = (repository, str(digest))
         with self._write() as conn:
+            if protected is not None:
+                for (tag,) in conn.execute("SELECT tag FROM tags WHERE repo = ? AND digest = ? "
+                                           "ORDER BY tag", key).fetchall():
+                    if protected(tag):
+                        raise TagProtected(repository, tag, digest)
             conn.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", key)
             cursor = conn.execute("DELETE FROM manifests WHERE repo = ? AND digest = ?", key)
             return cursor.rowcount > 0
