@@ -1,7 +1,8 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
 manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
-access policy, or what one user may do where; ``registry migrate`` creates or upgrades the
+access policy, or what one user may do where; ``registry audit`` lists the audit log and
+``registry webhook`` manages a project's webhooks; ``registry migrate`` creates or upgrades the
 metadata database's schema (``serve`` does too, before its workers start)."""
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="what this user may do where")
     who.add_argument("--anonymous", action="store_true",
                      help="what clients without credentials may do where")
+    from registry.audit.cli import add_parsers
+
+    add_parsers(sub, _common)
     _common(sub.add_parser(
         "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
@@ -274,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy"):
+    if args.command in ("user", "policy", "audit", "webhook"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -291,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
         return _policy(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command in ("audit", "webhook"):
+        from registry.audit.cli import run
+
+        return run(settings, args)
     logging.config.dictConfig(log_config(settings.log_level))
     if settings.metadata_url:
         # Before the authorizer: with token auth it reads the signing key from the database.

@@ -11,6 +11,8 @@ from starlette.responses import Response
 from layerstore.digest import Digest
 from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
+from registry import audit
+from registry.audit.events import DELETE, PULL, PUSH
 from registry.errors import (
     BLOB_UNKNOWN,
     DIGEST_INVALID,
@@ -121,6 +123,8 @@ async def get(ctx: Context) -> Response:
             raise RegistryError(MANIFEST_UNKNOWN, f"manifest {found.digest} of "
                                 f"{ctx.name!r} has no content") from None
         raise
+    audit.record(audit.request_event(PULL, ctx.request, ctx.identity.subject, ctx.name,
+                                     ctx.arg, str(found.digest)), ctx.services.settings)
     return RawResponse(200, _headers(found), body)
 
 
@@ -221,6 +225,8 @@ async def put(ctx: Context) -> Response:
                             detail={"digest": str(record.digest)})
 
     await services.manifests.put(name, parsed, body, tuple(tags))
+    audit.record(audit.request_event(PUSH, ctx.request, ctx.identity.subject, name, reference,
+                                     str(record.digest), ",".join(tags)), services.settings)
     headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
                "Docker-Content-Digest": str(record.digest)}
     if record.subject is not None:
@@ -232,9 +238,14 @@ async def delete(ctx: Context) -> Response:
     """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
     name, reference, manifests = ctx.name, ctx.arg, ctx.services.manifests
     if is_digest_reference(reference):
+        digest = str(parse_digest(reference, name))
         found = await run_blocking(manifests.delete, name, parse_digest(reference, name))
     else:
-        found = await run_blocking(manifests.delete_tag, name, check_tag(reference, name))
+        tagged = await ctx.services.reads.manifest_head(name, check_tag(reference, name))
+        digest = str(tagged.digest) if tagged is not None else ""
+        found = await run_blocking(manifests.delete_tag, name, reference)
     if not found:
         raise _unknown(ctx, reference)
+    audit.record(audit.request_event(DELETE, ctx.request, ctx.identity.subject, name,
+                                     reference, digest), ctx.services.settings)
     return respond(202)
