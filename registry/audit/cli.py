@@ -13,15 +13,13 @@ from layerstore.errors import LayerstoreError
 from registry import audit
 from registry.audit.events import (
     AuditError,
-    AuditEvent,
     AuditQuery,
     iso,
-    local_actor,
     parse_since,
 )
 from registry.config import Settings
 from registry.webhooks.model import WebhookError
-from registry.webhooks.service import DEFAULT_EVENTS, WebhookService
+from registry.webhooks.service import DEFAULT_EVENTS, WebhookService, delivery_doc, hook_doc
 from registry.webhooks.store import open_webhook_store
 
 __all__ = ["COMMANDS", "add_parsers", "run"]
@@ -124,48 +122,33 @@ def _read_secret() -> str:
 def _webhook(settings: Settings, args: argparse.Namespace) -> int:
     secret = _read_secret() if getattr(args, "secret_stdin", False) else ""
     store = open_webhook_store(settings)
-    service = WebhookService(store)
     try:
-        return _webhook_command(settings, service, args, secret)
+        return _webhook_command(WebhookService(store, settings), args, secret)
     finally:
         store.close()
 
 
-def _webhook_command(settings: Settings, service: WebhookService, args: argparse.Namespace,
-                     secret: str) -> int:
+def _webhook_command(service: WebhookService, args: argparse.Namespace, secret: str) -> int:
     command, project = args.webhook_command, args.project
-    user, address = local_actor()
     if command == "add":
         hook = service.add(project, args.url, events=args.events, secret=secret,
                            name=args.name)
-        audit.record(AuditEvent("webhook.add", user, address, project=project,
-                                detail=f"name={hook.name} url={hook.url} "
-                                f"events={','.join(hook.events)}"), settings)
         print(f"registry: webhook {hook.name!r} of project {project!r} sends "
               f"{', '.join(hook.events)} to {hook.url}"
               f"{' signed' if hook.secret else ' unsigned'}")
     elif command == "remove":
         service.remove(project, args.name)
-        audit.record(AuditEvent("webhook.remove", user, address, project=project,
-                                detail=f"name={args.name}"), settings)
         print(f"registry: webhook {args.name!r} of project {project!r} removed")
     elif command == "list":
         hooks = service.list(project)
         if args.json:
-            print(json.dumps([{"name": h.name, "url": h.url, "events": list(h.events),
-                               "signed": bool(h.secret), "created": iso(h.created_at)}
-                              for h in hooks], indent=2))
+            print(json.dumps([hook_doc(h) for h in hooks], indent=2))
         for hook in [] if args.json else hooks:
             print("\t".join([hook.name, hook.url, ",".join(hook.events),
                              "signed" if hook.secret else "unsigned"]))
     else:
-        rows = service.deliveries(project, args.name, args.limit)
-        docs = [{"id": d.id, "webhook": name, "event": d.event_type, "state": d.state,
-                 "attempts": d.attempts, "response_code": d.response_code,
-                 "last_error": d.last_error, "created": iso(d.created_at),
-                 "updated": iso(d.updated_at),
-                 "next_attempt": iso(d.next_at) if d.state == "pending" else None}
-                for name, d in rows]
+        docs = [delivery_doc(name, d)
+                for name, d in service.deliveries(project, args.name, args.limit)]
         if args.json:
             print(json.dumps(docs, indent=2))
         for doc in [] if args.json else docs:

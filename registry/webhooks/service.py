@@ -13,12 +13,15 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from registry.audit.events import DELETE, PUSH, QUOTA_EXCEEDED, AuditEvent
+from registry.audit.events import DELETE, PUSH, QUOTA_EXCEEDED, AuditEvent, iso, local_actor
+from registry.config import Settings
 from registry.webhooks.model import (
     DELETE_ARTIFACT,
     EVENT_NAMES,
+    PENDING,
     PUSH_ARTIFACT,
     QUOTA_EXCEED,
     Delivery,
@@ -31,7 +34,7 @@ from registry.webhooks.model import (
 from registry.webhooks.payload import payload_of
 from registry.webhooks.store import WebhookStore
 
-__all__ = ["BLOB_DETAIL", "WebhookService", "event_type_of"]
+__all__ = ["BLOB_DETAIL", "WebhookService", "delivery_doc", "event_type_of", "hook_doc"]
 
 BLOB_DETAIL = "blob"
 """The ``detail`` of the audit event of a blob delete (which sends no webhook)."""
@@ -54,30 +57,64 @@ def _default_name(url: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", netloc).strip("-._")[:64] or "webhook"
 
 
+def hook_doc(hook: Webhook) -> dict[str, Any]:
+    """A webhook as the CLI's ``--json`` and the API show it (never the secret)."""
+    return {"name": hook.name, "project": hook.project, "url": hook.url,
+            "events": list(hook.events), "signed": bool(hook.secret),
+            "created": iso(hook.created_at)}
+
+
+def delivery_doc(name: str, d: Delivery) -> dict[str, Any]:
+    """A delivery of webhook ``name`` as the CLI's ``--json`` and the API show it."""
+    return {"id": d.id, "webhook": name, "event": d.event_type, "state": d.state,
+            "attempts": d.attempts, "response_code": d.response_code,
+            "last_error": d.last_error, "created": iso(d.created_at),
+            "updated": iso(d.updated_at),
+            "next_attempt": iso(d.next_at) if d.state == PENDING else None}
+
+
 @dataclass(frozen=True)
 class WebhookService:
-    """A project's webhooks over a :class:`~registry.webhooks.store.WebhookStore`."""
+    """A project's webhooks over a :class:`~registry.webhooks.store.WebhookStore`. With
+    ``settings``, adding and removing a webhook is recorded in the audit log as done by
+    ``actor`` (subject, address)."""
 
     store: WebhookStore
+    settings: Settings | None = None
 
-    def add(self, project: str, url: str, *, events: str = DEFAULT_EVENTS,
-            secret: str = "", name: str | None = None) -> Webhook:
+    def _audit(self, action: str, project: str, detail: str,
+               actor: tuple[str, str] | None) -> None:
+        if self.settings is None:
+            return
+        from registry import audit
+
+        user, address = actor or local_actor()
+        audit.record(AuditEvent(action, user, address, project=project, detail=detail),
+                     self.settings)
+
+    def add(self, project: str, url: str, *, events: str | Sequence[str] = DEFAULT_EVENTS,
+            secret: str = "", name: str | None = None,
+            actor: tuple[str, str] | None = None) -> Webhook:
         """Add a webhook to ``project``; WebhookError naming the bad argument."""
         check_name(project, "PROJECT")
         check_url(url)
-        types = parse_events(events)
+        types = parse_events(events if isinstance(events, str) else ",".join(events))
         name = check_name(name if name is not None else _default_name(url))
-        return self.store.add(Webhook(0, project, name, url, types, secret, time.time()))
+        hook = self.store.add(Webhook(0, project, name, url, types, secret, time.time()))
+        self._audit("webhook.add", project, f"name={hook.name} url={hook.url} "
+                    f"events={','.join(hook.events)}", actor)
+        return hook
 
     def list(self, project: str) -> list[Webhook]:
         """The webhooks of ``project``."""
         return self.store.hooks(check_name(project, "PROJECT"))
 
-    def remove(self, project: str, name: str) -> None:
+    def remove(self, project: str, name: str, actor: tuple[str, str] | None = None) -> None:
         """Remove webhook ``name`` of ``project`` and its deliveries; WebhookError if there
         is none."""
         if not self.store.remove(check_name(project, "PROJECT"), name):
             raise WebhookError(f"NAME {name!r}: project {project!r} has no such webhook")
+        self._audit("webhook.remove", project, f"name={name}", actor)
 
     def deliveries(self, project: str, name: str | None = None, limit: int = 50
                    ) -> list[tuple[str, Delivery]]:
