@@ -293,3 +293,60 @@ def test_bad_webhook_and_audit_arguments_are_one_line_errors(tmp_path: Path) -> 
                                      "--name", "one")
     listing = registry_cli("webhook", "list", "team", "--json", "--root", str(root))
     assert [h["url"] for h in json.loads(listing.stdout)] == ["http://127.0.0.1/x"]
+
+
+def test_the_management_api(tmp_path: Path, receiver: Receiver) -> None:
+    (setup,) = start(tmp_path)
+    srv = setup.server
+    try:
+        with srv.client(auth=("ops", USERS["ops"]), local_address="127.0.0.11") as ops:
+            r = ops.post("/api/v1/projects/team/webhooks",
+                         json={"url": receiver.url("/api"), "name": "api", "secret": SECRET,
+                               "events": ["push"]})
+            assert r.status_code == 201, r.text
+            assert r.json()["events"] == ["PUSH_ARTIFACT"] and r.json()["signed"] is True
+            assert "secret" not in r.json()
+            again = ops.post("/api/v1/projects/team/webhooks",
+                             json={"url": receiver.url("/api"), "name": "api"})
+            assert again.status_code == 409, again.text
+            bad = ops.post("/api/v1/projects/team/webhooks", json={"url": "ftp://x/"})
+            assert bad.status_code == 400 and "url 'ftp://x/'" in bad.json()["errors"][0][
+                "message"]
+            unknown = ops.post("/api/v1/projects/team/webhooks",
+                               json={"url": receiver.url("/x"), "events": ["pull"]})
+            assert "unknown event 'pull'" in unknown.json()["errors"][0]["message"]
+            listed = ops.get("/api/v1/projects/team/webhooks").json()
+            assert [h["name"] for h in listed] == ["api"]
+        with setup.client("ci", "127.0.0.12", "repository:team/app:pull,push") as c:
+            pushed = Api(c).image("team/app", "7")
+        (got,) = receiver.wait("/api", 1)
+        assert got.signed_with(SECRET) and got.doc["event_data"]["resources"][0][
+            "digest"] == pushed.digest
+        with srv.client(auth=("ops", USERS["ops"]), local_address="127.0.0.11") as ops:
+            def delivered() -> list[dict[str, Any]] | None:
+                rows = ops.get("/api/v1/projects/team/webhooks/deliveries").json()
+                return rows if rows and rows[0]["state"] == "delivered" else None
+
+            (row,) = until(delivered, "the delivery through the API")
+            assert (row["webhook"], row["attempts"], row["response_code"]) == ("api", 1, 200)
+
+            def logged() -> list[dict[str, Any]] | None:
+                events = ops.get("/api/v1/audit", params={"project": "team"}).json()
+                return events if any(e["action"] == "push" for e in events) else None
+
+            events = until(logged, "the push in the audit log")
+            added = [e for e in events if e["action"] == "webhook.add"]
+            assert [(e["user"], e["address"]) for e in added] == [("ops", "127.0.0.11")]
+            assert any(e["reference"] == "7" and e["user"] == "ci" and
+                       e["address"] == "127.0.0.12" for e in events)
+            bad_since = ops.get("/api/v1/audit", params={"since": "soon"})
+            assert bad_since.status_code == 400
+            assert "since 'soon'" in bad_since.json()["errors"][0]["message"]
+            assert ops.delete("/api/v1/projects/team/webhooks/api").status_code == 204
+            gone = ops.delete("/api/v1/projects/team/webhooks/api")
+            assert gone.status_code == 404, gone.text
+        with srv.client(auth=("ci", USERS["ci"])) as ci:
+            assert ci.get("/api/v1/audit").status_code == 403
+            assert ci.get("/api/v1/projects/team/webhooks").status_code == 403
+    finally:
+        srv.stop()
