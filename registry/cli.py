@@ -1,9 +1,11 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
 manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
-access policy, or what one user may do where; ``registry audit`` lists the audit log and
-``registry webhook`` manages a project's webhooks; ``registry migrate`` creates or upgrades the
-metadata database's schema (``serve`` does too, before its workers start)."""
+access policy, or what one user may do where; ``registry project …`` manages
+projects, their members and quotas (:mod:`registry.projects.cli`); ``registry audit``
+lists the audit log and ``registry webhook`` manages a project's webhooks
+(:mod:`registry.audit.cli`); ``registry migrate`` creates or upgrades the metadata
+database's schema (``serve`` does too, before its workers start)."""
 
 from __future__ import annotations
 
@@ -67,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="what this user may do where")
     who.add_argument("--anonymous", action="store_true",
                      help="what clients without credentials may do where")
+    from registry.projects.cli import add_parser as add_project_parser
+
+    add_project_parser(sub, _common)
     from registry.audit.cli import add_parsers
 
     add_parsers(sub, _common)
@@ -278,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy", "audit", "webhook"):
+    if args.command in ("user", "policy", "project", "audit", "webhook"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -293,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         return _user(settings, args)
     if args.command == "policy":
         return _policy(settings, args)
+    if args.command == "project":
+        from registry.projects.cli import run as run_project
+
+        return run_project(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command in ("audit", "webhook"):

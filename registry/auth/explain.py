@@ -38,6 +38,9 @@ def reason(policy: AccessPolicy, who: Principal, scope: Scope, action: str) -> s
     """Why ``who`` may not take ``action`` on ``scope``, in one sentence."""
     if scope.type != "repository":
         return f"no rule covers {scope.type}:{scope.name}"
+    note = policy.project_note(who, scope.name, action)
+    if note is not None:
+        return note
     target = f"{action} on {scope.name}"
     if policy.explicit:
         hint = "; log in" if who.anonymous else ""

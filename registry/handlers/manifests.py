@@ -224,6 +224,8 @@ async def put(ctx: Context) -> Response:
         raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
                             detail={"digest": str(record.digest)})
 
+    if services.quota is not None:
+        await services.quota.check_adding(name, record.digest, len(body), "the manifest")
     await services.manifests.put(name, parsed, body, tuple(tags))
     audit.record(audit.request_event(PUSH, ctx.request, ctx.identity.subject, name, reference,
                                      str(record.digest), ",".join(tags)), services.settings)
