@@ -19,6 +19,7 @@ from registry.audit.events import (
 )
 from registry.config import Settings
 from registry.webhooks.model import WebhookError
+from registry.webhooks.projects import project_check
 from registry.webhooks.service import DEFAULT_EVENTS, WebhookService, delivery_doc, hook_doc
 from registry.webhooks.store import open_webhook_store
 
@@ -37,7 +38,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_parsers(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add ``audit`` and ``webhook`` to the ``registry`` command's subcommands."""
     show = sub.add_parser("audit", help="list the audit log (newest first)")
@@ -123,7 +124,8 @@ def _webhook(settings: Settings, args: argparse.Namespace) -> int:
     secret = _read_secret() if getattr(args, "secret_stdin", False) else ""
     store = open_webhook_store(settings)
     try:
-        return _webhook_command(WebhookService(store, settings), args, secret)
+        return _webhook_command(WebhookService(store, settings, project_check(settings)), args,
+                                secret)
     finally:
         store.close()
 
@@ -140,7 +142,7 @@ def _webhook_command(service: WebhookService, args: argparse.Namespace, secret: 
         service.remove(project, args.name)
         print(f"registry: webhook {args.name!r} of project {project!r} removed")
     elif command == "list":
-        hooks = service.list(project)
+        hooks = service.webhooks(project)
         if args.json:
             print(json.dumps([hook_doc(h) for h in hooks], indent=2))
         for hook in [] if args.json else hooks:

@@ -70,7 +70,8 @@ def event_of(row: Sequence[Any]) -> AuditEvent:
 
 def where_clause(query: AuditQuery, mark: str) -> tuple[str, list[Any]]:
     """The ``WHERE`` of ``query`` with ``mark`` as the parameter placeholder."""
-    terms, params = [], []
+    terms: list[str] = []
+    params: list[Any] = []
     for column, value in (("project", query.project), ("subject", query.user)):
         if value is not None:
             terms.append(f"{column} = {mark}")

@@ -12,7 +12,15 @@ from __future__ import annotations
 from registry.audit.events import QUOTA_EXCEEDED, AuditEvent
 from registry.config import Settings
 
-__all__ = ["quota_exceeded"]
+__all__ = ["is_quota_refusal", "quota_exceeded"]
+
+_QUOTA_DETAIL = frozenset({"project", "quota", "usage"})
+
+
+def is_quota_refusal(detail: object) -> bool:
+    """Whether an error's ``detail`` is that of a push refused for a full project quota
+    (:mod:`registry.projects.quota`: project, quota, usage, …)."""
+    return isinstance(detail, dict) and detail.keys() >= _QUOTA_DETAIL
 
 
 def quota_exceeded(settings: Settings, repository: str, *, subject: str = "",

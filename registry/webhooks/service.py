@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,10 +77,12 @@ def delivery_doc(name: str, d: Delivery) -> dict[str, Any]:
 class WebhookService:
     """A project's webhooks over a :class:`~registry.webhooks.store.WebhookStore`. With
     ``settings``, adding and removing a webhook is recorded in the audit log as done by
-    ``actor`` (subject, address)."""
+    ``actor`` (subject, address). ``check_project`` (if given) refuses a webhook for a
+    project that does not exist (:func:`registry.webhooks.projects.project_check`)."""
 
     store: WebhookStore
     settings: Settings | None = None
+    check_project: Callable[[str], None] | None = None
 
     def _audit(self, action: str, project: str, detail: str,
                actor: tuple[str, str] | None) -> None:
@@ -100,12 +102,14 @@ class WebhookService:
         check_url(url)
         types = parse_events(events if isinstance(events, str) else ",".join(events))
         name = check_name(name if name is not None else _default_name(url))
+        if self.check_project is not None:
+            self.check_project(project)
         hook = self.store.add(Webhook(0, project, name, url, types, secret, time.time()))
         self._audit("webhook.add", project, f"name={hook.name} url={hook.url} "
                     f"events={','.join(hook.events)}", actor)
         return hook
 
-    def list(self, project: str) -> list[Webhook]:
+    def webhooks(self, project: str) -> list[Webhook]:
         """The webhooks of ``project``."""
         return self.store.hooks(check_name(project, "PROJECT"))
 

@@ -21,7 +21,7 @@ from registry.config import Settings
 from registry.testing.processes import ours
 from registry.webhooks import quota_exceeded
 from tests.registry.receiver import Receiver
-from tests.registry.server import Api
+from tests.registry.server import Api, sha256
 from tests.registry.test_auth_policy import registry_cli
 from tests.registry.test_auth_server import AuthServer
 
@@ -35,7 +35,13 @@ webhook_retry_seconds = 1
 repository = "team/**"
 users = ["ci"]
 actions = ["pull", "push"]
+
+[[access]]
+repository = "small/**"
+users = ["ci"]
+actions = ["pull", "push"]
 """
+PROJECTS = (("team",), ("other",), ("small", "--quota", "1024"))
 
 
 @dataclass
@@ -78,6 +84,10 @@ def start(tmp: Path, metadata_url: str = "", *, config: str = CONFIG, replicas: 
     for user, password in USERS.items():
         done = registry_cli("user", "add", user, "--password-stdin", "--root", str(root),
                             "--config", str(config_file), stdin=f"{password}\n")
+        assert done.returncode == 0, done.stderr
+    for project in PROJECTS:
+        done = registry_cli("project", "create", *project, "--root", str(root), "--config",
+                            str(config_file))
         assert done.returncode == 0, done.stderr
     setups = []
     for i in range(replicas):
@@ -284,6 +294,10 @@ def test_bad_webhook_and_audit_arguments_are_one_line_errors(tmp_path: Path) -> 
     assert "--secret-stdin" in refused("webhook", "add", "team", "--url",
                                        "http://127.0.0.1/x", "--secret-stdin", stdin="\n")
     assert "PROJECT 'Team!'" in refused("webhook", "add", "Team!", "--url", "http://h/")
+    assert "PROJECT 'team': project 'team' does not exist" in refused(
+        "webhook", "add", "team", "--url", "http://127.0.0.1/x")
+    created = registry_cli("project", "create", "team", "--root", str(root))
+    assert created.returncode == 0, created.stderr
     assert "--since 'last week'" in refused("audit", "--since", "last week")
     assert "NAME 'nope'" in refused("webhook", "remove", "team", "nope")
     done = registry_cli("webhook", "add", "team", "--url", "http://127.0.0.1/x", "--name",
@@ -347,6 +361,48 @@ def test_the_management_api(tmp_path: Path, receiver: Receiver) -> None:
             assert gone.status_code == 404, gone.text
         with srv.client(auth=("ci", USERS["ci"])) as ci:
             assert ci.get("/api/v1/audit").status_code == 403
+            assert ci.get("/api/v1/audit", params={"project": "team"}).status_code == 403
             assert ci.get("/api/v1/projects/team/webhooks").status_code == 403
+            assert ci.get("/api/v1/projects/nope/webhooks").status_code == 404
+        setup.cli("project", "member", "add", "other", "ci", "--role", "admin")
+        with srv.client(auth=("ci", USERS["ci"]), local_address="127.0.0.13") as ci:
+            r = ci.post("/api/v1/projects/other/webhooks", json={"url": receiver.url("/o")})
+            assert r.status_code == 201, r.text
+            assert [h["name"] for h in ci.get("/api/v1/projects/other/webhooks").json()] == [
+                "127.0.0.1-" + receiver.url("/").split(":")[2].rstrip("/")]
+            assert ci.get("/api/v1/projects/team/webhooks").status_code == 403
+
+            def own() -> list[dict[str, Any]] | None:
+                r = ci.get("/api/v1/audit", params={"project": "other"})
+                assert r.status_code == 200, r.text
+                return r.json() or None
+
+            (added,) = until(own, "the project admin's own change")
+            assert (added["action"], added["user"], added["address"]) == (
+                "webhook.add", "ci", "127.0.0.13")
     finally:
         srv.stop()
+
+
+def test_a_push_over_quota_is_audited_and_sent_to_webhooks(tmp_path: Path,
+                                                         receiver: Receiver) -> None:
+    (setup,) = start(tmp_path)
+    try:
+        setup.cli("webhook", "add", "small", "--url", receiver.url("/quota"), "--events",
+                  "quota_exceeded", "--secret-stdin", stdin=f"{SECRET}\n")
+        data = b"x" * 4096
+        with setup.client("ci", "127.0.0.14", "repository:small/app:pull,push") as c:
+            r = c.post("/v2/small/app/blobs/uploads/", params={"digest": sha256(data)},
+                       content=data, headers={"Content-Type": "application/octet-stream"})
+            assert r.status_code in (403, 413), r.text
+        (got,) = receiver.wait("/quota", 1)
+        assert got.signed_with(SECRET)
+        assert got.doc["type"] == "QUOTA_EXCEED" and got.doc["operator"] == "ci"
+        assert got.doc["event_data"]["repository"]["repo_full_name"] == "small/app"
+        assert "quota" in got.doc["event_data"]["custom_attributes"]["details"]
+        (event,) = until(lambda: [e for e in setup.cli("audit", "--project", "small", "--json")
+                                  if e["action"] == "quota_exceeded"], "the audit event")
+        assert (event["user"], event["address"], event["repository"]) == (
+            "ci", "127.0.0.14", "small/app")
+    finally:
+        setup.server.stop()
