@@ -88,6 +88,9 @@ class WebhookStore(Protocol):
         """The newest ``limit`` deliveries of the project's webhooks (or of ``name``), each
         with its webhook's name."""
 
+    def prune(self, before: float) -> int:
+        """Forget the delivered and failed deliveries last attempted before ``before``."""
+
     def close(self) -> None:
         """Release the store's connections."""
 
@@ -206,6 +209,14 @@ class _SqlWebhookStore:
                 f"ON w.id = d.webhook_id WHERE w.project = ?{extra} ORDER BY d.id DESC "
                 "LIMIT ?"), (*params, limit)).fetchall()
         return [(r[0], _delivery(r[1:])) for r in rows]
+
+    def prune(self, before: float) -> int:
+        """Forget the delivered and failed deliveries last attempted before ``before``."""
+        with self._tx() as conn:
+            cursor = conn.execute(self._sql(
+                "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND updated_at < ?"),
+                (before,))
+            return int(cursor.rowcount)
 
 
 class SqliteWebhookStore(_SqlWebhookStore):

@@ -4,7 +4,8 @@ the outcome. A 2xx answer delivers; anything else (another status, a refused con
 timeout) is retried after ``webhook_retry_seconds`` doubled at each attempt (at most an
 hour), until ``webhook_max_attempts`` attempts have failed; then the delivery is ``failed``.
 Pending deliveries live in the store, so those of a stopped server are sent after it
-starts again. Redirects are not followed.
+starts again. Redirects are not followed. Delivered and failed deliveries are kept for
+:data:`KEEP_SECONDS` (30 days), then removed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 10.0
 MAX_BACKOFF = 3600.0
 BATCH = 20
+KEEP_SECONDS = 30 * 86400.0
+PRUNE_SECONDS = 3600.0
 log = logging.getLogger("registry.webhooks")
 
 
@@ -84,6 +87,7 @@ class DeliveryWorker:
         self.retry_seconds = retry_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._pruned_at = 0.0
         self._thread = threading.Thread(target=self._run, name="registry-webhooks",
                                         daemon=True)
 
@@ -108,12 +112,19 @@ class DeliveryWorker:
         while not self._stop.is_set():
             try:
                 sent = self.run_once()
+                self._prune()
             except Exception:
                 log.exception("webhook deliveries failed")
                 sent = 0
             if not sent:
                 self._wake.wait(POLL_SECONDS)
                 self._wake.clear()
+
+    def _prune(self) -> None:
+        now = time.time()
+        if now - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = now
+            self.store.prune(now - KEEP_SECONDS)
 
     def run_once(self, now: float | None = None) -> int:
         """Claim and attempt the due deliveries once; how many were attempted."""

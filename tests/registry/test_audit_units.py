@@ -168,4 +168,7 @@ def test_the_worker_backs_off_and_gives_up(tmp_path: Path) -> None:
     worker._finish(fresh, hook, Outcome(204, ""))
     states = sorted(d.state for _, d in service.deliveries("team"))
     assert states == [DELIVERED, FAILED]
+    service.emit([AuditEvent("push", repository="team/app", reference="3")], now=0.0)
+    assert hooks.prune(float("inf")) == 2
+    assert [d.state for _, d in service.deliveries("team")] == [PENDING]
     hooks.close()
