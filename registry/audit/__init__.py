@@ -8,27 +8,28 @@ of ``settings``. Events that concern webhooks (pushes, deletes, full quotas) als
 webhook deliveries (:mod:`registry.webhooks`).
 
 Configuration changes made through the CLI or the API are recorded by their service
-functions, e.g.::
+functions with :func:`change`, e.g.::
 
     from registry import audit
-    from registry.audit.events import AuditEvent, local_actor
 
-    user, address = local_actor()          # or the API caller's subject and address
-    audit.record(AuditEvent("project.create", user, address, project="team",
-                            detail="public=false quota=10GiB"), settings)
+    # The CLI: the operating-system user, address "local".
+    audit.change(settings, "project.create", project="team", detail="public=false")
+    # The API: the caller and its address.
+    audit.change(settings, "robot.create", project="team", detail="name=robot$team+ci",
+                 actor=(caller.principal.subject or "", audit.client_address(request.client)))
 """
 
 from __future__ import annotations
 
 import threading
 
-from registry.audit.events import AuditEvent, AuditQuery
+from registry.audit.events import AuditEvent, AuditQuery, local_actor
 from registry.audit.recorder import AuditRecorder
 from registry.audit.store import open_audit_store
 from registry.config import Settings
 
-__all__ = ["AuditEvent", "AuditQuery", "client_address", "install", "query", "record",
-           "request_event", "uninstall"]
+__all__ = ["AuditEvent", "AuditQuery", "change", "client_address", "install", "query",
+           "record", "request_event", "uninstall"]
 
 _recorders: dict[str, AuditRecorder] = {}
 _guard = threading.Lock()
@@ -79,6 +80,18 @@ def record(event: AuditEvent, settings: Settings | None = None) -> None:
     finally:
         hooks.close()
         store.close()
+
+
+def change(settings: Settings, action: str, *, project: str = "", repository: str = "",
+           detail: str = "", actor: tuple[str, str] | None = None) -> AuditEvent:
+    """Record a configuration change ``action`` (``project.create``, ``robot.disable``, …)
+    of ``project`` (or ``repository``) by ``actor`` (subject, address; default: the
+    operating-system user at address ``local``, for the ``registry`` command); ``detail``
+    says what changed in a line. Returns the event."""
+    user, address = actor if actor is not None else local_actor()
+    event = AuditEvent(action, user, address, repository, project=project, detail=detail)
+    record(event, settings)
+    return event
 
 
 def query(settings: Settings, selection: AuditQuery) -> list[AuditEvent]:

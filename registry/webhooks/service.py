@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from registry.audit.events import DELETE, PUSH, QUOTA_EXCEEDED, AuditEvent, iso, local_actor
+from registry.audit.events import DELETE, PUSH, QUOTA_EXCEEDED, AuditEvent, iso
 from registry.config import Settings
 from registry.webhooks.model import (
     DELETE_ARTIFACT,
@@ -90,9 +90,7 @@ class WebhookService:
             return
         from registry import audit
 
-        user, address = actor or local_actor()
-        audit.record(AuditEvent(action, user, address, project=project, detail=detail),
-                     self.settings)
+        audit.change(self.settings, action, project=project, detail=detail, actor=actor)
 
     def add(self, project: str, url: str, *, events: str | Sequence[str] = DEFAULT_EVENTS,
             secret: str = "", name: str | None = None,
