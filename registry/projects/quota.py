@@ -9,6 +9,8 @@ the quota is refused:
   closing ``PUT``) and usage plus that length exceeds the quota: at once, before a byte is
   read, with **413 SIZE_INVALID** (as for any upload announcing more than the registry will
   take);
+* when an upload session is opened while the project's usage has reached its quota: at
+  once, **403 DENIED** (a mount of a digest the project holds still passes);
 * when a blob is about to be committed (the closing ``PUT``, a monolithic ``POST``), mounted
   from another repository, or a manifest is about to be stored, and the project does not
   hold that digest yet and it would not fit: with **403 DENIED**, the code Harbor answers
@@ -124,6 +126,25 @@ class QuotaGuard:
         label = f"{what} {digest}" if digest is not None else what
         await asyncio.get_running_loop().run_in_executor(
             None, self._check_adding, entry, repository, digest, size, label)
+
+    def _check_full(self, entry: ProjectEntry, repository: str) -> None:
+        quota = entry.project.quota
+        assert quota is not None
+        name = entry.project.name
+        used = self.usage(name).bytes
+        if used >= quota:
+            raise RegistryError(
+                DENIED, f"quota exceeded: project {name} has a quota of {format_size(quota)} "
+                f"and uses {format_size(used)}: it is full, no new upload is taken",
+                detail=_detail(repository, name, quota, used, 0))
+
+    async def check_full(self, repository: str) -> None:
+        """Refuse (403 DENIED) to open an upload session in ``repository`` when its
+        project's quota is used up already (fail fast, before the client sends bytes)."""
+        entry = self.limited(repository)
+        if entry is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._check_full, entry, repository)
 
     async def holds(self, repository: str, digest: Digest) -> bool | None:
         """Whether the quota-limited project of ``repository`` holds ``digest`` (``None``:

@@ -68,6 +68,7 @@ def granted(server: AuthServer, user: str | None, repo: str) -> list[str]:
 
 
 def test_roles_decide_what_a_token_grants(server: AuthServer) -> None:
+    assert "3 projects: their members' roles add to the rules" in server.proc.log()
     assert granted(server, "guest", "team/app") == ["pull"]
     assert granted(server, "dev", "team/app") == ["pull", "push"]
     assert granted(server, "maint", "team/app") == ["pull", "push", "delete"]
@@ -224,3 +225,49 @@ def test_a_role_given_through_the_api_takes_effect(server: AuthServer) -> None:
 def _expect(got: object, want: object) -> None:
     assert got == want
 
+
+
+def test_a_mount_over_the_quota_is_refused_and_undone(server: AuthServer) -> None:
+    big = b"m" * (SMALL_QUOTA * 2)
+    with as_user(server, "dev", "repository:team/src:pull,push",
+                 "repository:small/m:pull,push") as c:
+        Api(c).blob("team/src", big)
+        before = _usage(server, "small")
+        r = c.post("/v2/small/m/blobs/uploads/", params={"mount": sha256(big),
+                                                         "from": "team/src"})
+        assert r.status_code == 403 and error_codes(r) == ["DENIED"]
+        assert f"mounting {sha256(big)} of 16.0 KiB" in message_of(r)
+        assert c.head(f"/v2/small/m/blobs/{sha256(big)}").status_code == 404
+        assert _usage(server, "small") == before
+
+
+def message_of(r: httpx.Response) -> str:
+    """The first error message of a response."""
+    return str(r.json()["errors"][0]["message"])
+
+
+def test_a_full_project_refuses_new_uploads_at_once_but_shares_what_it_holds(
+        server: AuthServer) -> None:
+    with server.client(auth=("root", USERS["root"])) as c:
+        assert c.post("/api/v1/projects", json={"name": "brim", "quota": 4096}
+                      ).status_code == 201
+        assert c.post("/api/v1/projects/brim/members", json={"member": "dev",
+                                                             "role": "developer"}
+                      ).status_code == 201
+    exact = b"e" * 4096
+
+    def fill() -> None:
+        with as_user(server, "dev", "repository:brim/a:pull,push") as c:
+            Api(c).blob("brim/a", exact)
+
+    eventually(fill)
+    with as_user(server, "dev", "repository:brim/a:pull,push",
+                 "repository:brim/b:pull,push") as c:
+        r = c.post("/v2/brim/b/blobs/uploads/")
+        assert r.status_code == 403 and error_codes(r) == ["DENIED"]
+        assert message_of(r) == ("quota exceeded: project brim has a quota of 4.0 KiB and "
+                                 "uses 4.0 KiB: it is full, no new upload is taken")
+        r = c.post("/v2/brim/b/blobs/uploads/", params={"mount": sha256(exact),
+                                                        "from": "brim/a"})
+        assert r.status_code == 201, r.text
+    assert _usage(server, "brim")["bytes"] == len(exact)
