@@ -23,11 +23,13 @@ from registry.webhooks.store import WebhookStore
 
 __all__ = ["DeliveryWorker", "Outcome", "post"]
 
-LEASE_SECONDS = 60.0
 POLL_SECONDS = 0.5
 TIMEOUT_SECONDS = 10.0
 MAX_BACKOFF = 3600.0
-BATCH = 20
+BATCH = 5
+LEASE_SECONDS = BATCH * TIMEOUT_SECONDS + 30.0
+"""A claimed batch is the claimer's for this long: enough to try each of its deliveries
+once, so that no other worker takes one of them meanwhile."""
 KEEP_SECONDS = 30 * 86400.0
 PRUNE_SECONDS = 3600.0
 log = logging.getLogger("registry.webhooks")
