@@ -1,6 +1,7 @@
 """The audit log and webhooks with the real clients: skopeo and docker push to and pull from
-a ``registry serve --tls``; the project's webhook gets a signed PUSH_ARTIFACT for each push,
-and the audit log lists each push and pull with the user and the client address."""
+a ``registry serve --tls`` and skopeo deletes; the project's webhook gets a signed
+PUSH_ARTIFACT for each push and a DELETE_ARTIFACT for the delete, and the audit log lists
+each push, pull and delete with the user and the client address."""
 
 from __future__ import annotations
 
@@ -92,6 +93,17 @@ def test_skopeo_push_and_pull(setup: Setup, receiver: Receiver, image, tmp_path:
     (pulled,) = audited(setup, repository, "pull")
     assert (pulled["user"], pulled["address"], pulled["digest"]) == (
         "ci", "127.0.0.1", str(digest))
+    run(skopeo, "delete", "--creds", f"ops:{USERS['ops']}", "--cert-dir", cert_dir, ref,
+        env=env)
+    (deleted,) = audited(setup, repository, "delete")
+    assert (deleted["user"], deleted["address"], deleted["digest"]) == (
+        "ops", "127.0.0.1", str(digest))
+    (delete,) = until(lambda: [r.doc for r in receiver.at("/peers")
+                               if r.doc["type"] == "DELETE_ARTIFACT" and
+                               r.doc["event_data"]["repository"]["repo_full_name"] ==
+                               repository], "the DELETE_ARTIFACT delivery")
+    assert delete["operator"] == "ops"
+    assert delete["event_data"]["resources"][0]["digest"] == str(digest)
 
 
 def test_docker_push_and_pull(setup: Setup, receiver: Receiver, image, dockerd: Dockerd,
