@@ -1,5 +1,5 @@
-"""The audit log and webhooks with the real clients: skopeo and docker push to and pull from
-a ``registry serve --tls`` and skopeo deletes; the project's webhook gets a signed
+"""The audit log and webhooks with the real clients: skopeo, podman and docker push to and
+pull from a ``registry serve --tls`` and skopeo deletes; the project's webhook gets a signed
 PUSH_ARTIFACT for each push and a DELETE_ARTIFACT for the delete, and the audit log lists
 each push, pull and delete with the user and the client address."""
 
@@ -67,15 +67,20 @@ def pushes_for(receiver: Receiver, repository: str) -> list[dict[str, Any]]:
     return until(found, f"a delivery for {repository}")  # type: ignore[no-any-return]
 
 
-def test_skopeo_push_and_pull(setup: Setup, receiver: Receiver, image, tmp_path: Path
-                              ) -> None:
-    _, layout, digest = image
-    skopeo = require("skopeo")
+def isolated(tmp_path: Path) -> dict[str, str]:
+    """Environment that keeps podman's and skopeo's credentials in ``tmp_path``."""
     conf = tmp_path / "containers.conf"
     conf.write_text(PODMAN_CONF)
     auth = tmp_path / "auth.json"
     auth.write_text('{"auths": {}}\n')
-    env = {"CONTAINERS_CONF": str(conf), "REGISTRY_AUTH_FILE": str(auth)}
+    return {"CONTAINERS_CONF": str(conf), "REGISTRY_AUTH_FILE": str(auth)}
+
+
+def test_skopeo_push_and_pull(setup: Setup, receiver: Receiver, image, tmp_path: Path
+                              ) -> None:
+    _, layout, digest = image
+    skopeo = require("skopeo")
+    env = isolated(tmp_path)
     repository = f"team/skopeo-{uuid.uuid4().hex[:8]}"
     ref = f"docker://{setup.server.address}/{repository}:1"
     cert_dir, creds = str(setup.server.cert_dir), f"ci:{USERS['ci']}"
@@ -131,3 +136,32 @@ def test_docker_push_and_pull(setup: Setup, receiver: Receiver, image, dockerd: 
     finally:
         docker("rmi", "-f", ref, check=False)
         client.close()
+
+
+def test_podman_push_and_pull(setup: Setup, receiver: Receiver, image, tmp_path: Path
+                              ) -> None:
+    _, layout, digest = image
+    podman, skopeo = require("podman"), require("skopeo")
+    env = isolated(tmp_path)
+    cert_dir = str(setup.server.cert_dir)
+    src = f"{setup.server.address}/team/podman-src-{uuid.uuid4().hex[:8]}:1"
+    repository = f"team/podman-{uuid.uuid4().hex[:8]}"
+    dst = f"{setup.server.address}/{repository}:2"
+    run(skopeo, "copy", "--dest-creds", f"ci:{USERS['ci']}", "--dest-cert-dir", cert_dir,
+        f"oci:{layout}:base", f"docker://{src}", env=env)
+    run(podman, "login", "--cert-dir", cert_dir, "-u", "ci", "--password-stdin",
+        setup.server.address, stdin=f"{USERS['ci']}\n", env=env)
+    try:
+        run(podman, "pull", "--cert-dir", cert_dir, src, env=env)
+        run(podman, "tag", src, dst, env=env)
+        run(podman, "push", "--cert-dir", cert_dir, dst, env=env)
+        (push,) = pushes_for(receiver, repository)
+        assert push["operator"] == "ci" and push["event_data"]["resources"][0]["tag"] == "2"
+        (pushed,) = audited(setup, repository, "push")
+        assert (pushed["user"], pushed["address"], pushed["reference"]) == (
+            "ci", "127.0.0.1", "2")
+        pulled = audited(setup, src.split("/", 1)[1].rsplit(":", 1)[0], "pull")
+        assert {(e["user"], e["address"]) for e in pulled} == {("ci", "127.0.0.1")}
+        assert str(digest) in {e["digest"] for e in pulled}
+    finally:
+        run(podman, "rmi", "-f", src, dst, env=env, check=False)
