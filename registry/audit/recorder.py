@@ -4,7 +4,9 @@ writes them in batches every :data:`FLUSH_SECONDS` (sooner when :data:`BATCH` ar
 and turns them into webhook deliveries.
 
 The queue is bounded: when :data:`CAPACITY` events wait (the database is slow or down), the
-request that adds one more writes the batch itself, so the queue never drops events.
+request that adds one more writes the batch itself, so the queue never drops events; if that
+fails too, the request is refused with ``Unavailable`` (the client is told to retry) rather
+than done unrecorded.
 :meth:`close` (a clean shutdown) writes what is left before it returns. A batch that cannot
 be written is kept and retried on the next flush.
 """
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from layerstore.errors import Unavailable
 from registry.audit.events import AuditEvent
 from registry.audit.store import AuditStore
 from registry.webhooks.service import WebhookService
@@ -60,7 +63,11 @@ class AuditRecorder:
             if size >= BATCH:
                 self._cond.notify()
         if size >= CAPACITY:
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:
+                raise Unavailable(f"the audit log cannot be written ({size} events wait): "
+                                  f"{exc}") from None
 
     def flush(self) -> None:
         """Write the queued events now (and queue their webhook deliveries)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from layerstore.errors import Unavailable
 from registry.audit import recorder as recorder_module
 from registry.audit.events import AuditError, AuditEvent, AuditQuery, parse_since
 from registry.audit.recorder import AuditRecorder
@@ -117,6 +118,11 @@ def test_a_full_queue_is_written_by_the_caller(tmp_path: Path,
     assert len(store.query(AuditQuery(limit=100))) == 25
     assert store.prune(float("inf")) == 25
     store.close()
+    broken = AuditRecorder(store)  # closed: every write fails
+    for i in range(9):
+        broken.add(AuditEvent("pull", "ci", "::1", "team/app", str(i)))
+    with pytest.raises(Unavailable, match="the audit log cannot be written"):
+        broken.add(AuditEvent("pull", "ci", "::1", "team/app", "9"))
 
 
 def test_events_become_deliveries_of_the_projects_webhooks(tmp_path: Path) -> None:
