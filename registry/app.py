@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api import PREFIX as API_PREFIX
 from registry.api import build_api
+from registry.audit.runtime import start_events
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
@@ -235,6 +236,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="registry"))
         task = asyncio.ensure_future(_housekeeping(services))
+        events = start_events(settings)
         log.info("registry serving %s (pid %d, read-only: %s)", settings.root, os.getpid(),
                  settings.read_only)
         try:
@@ -243,6 +245,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await loop.run_in_executor(None, events.close)
             await services.blobs.close()
             await services.reads.close()
             services.metrics.flush()

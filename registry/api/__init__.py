@@ -22,6 +22,8 @@ ROUTER_MODULES: tuple[str, ...] = (
     "registry.api.system",
     "registry.api.projects",
     "registry.api.tagpolicy",
+    "registry.api.audit",
+    "registry.api.webhooks",
 )
 
 

@@ -11,6 +11,8 @@ from starlette.responses import Response
 from layerstore.digest import Digest
 from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
+from registry import audit
+from registry.audit.events import DELETE, PULL, PUSH
 from registry.errors import (
     BLOB_UNKNOWN,
     DENIED,
@@ -129,6 +131,8 @@ async def get(ctx: Context) -> Response:
             raise RegistryError(MANIFEST_UNKNOWN, f"manifest {found.digest} of "
                                 f"{ctx.name!r} has no content") from None
         raise
+    audit.record(audit.request_event(PULL, ctx.request, ctx.identity.subject, ctx.name,
+                                     ctx.arg, str(found.digest)), ctx.services.settings)
     return RawResponse(200, _headers(found), body)
 
 
@@ -243,6 +247,8 @@ async def put(ctx: Context) -> Response:
                                         err.digest, "move")) from None
     except TagImmutable as err:
         raise _immutable(err) from None
+    audit.record(audit.request_event(PUSH, ctx.request, ctx.identity.subject, name, reference,
+                                     str(record.digest), ",".join(tags)), services.settings)
     headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
                "Docker-Content-Digest": str(record.digest)}
     if record.subject is not None:
@@ -257,10 +263,13 @@ async def delete(ctx: Context) -> Response:
     try:
         if is_digest_reference(reference):
             digest = parse_digest(reference, name)
+            audited = str(digest)
             guard = None if policy is None else await run_blocking(policy.protector, name)
             found = await run_blocking(manifests.delete, name, digest, guard)
         else:
             tag = check_tag(reference, name)
+            tagged = await ctx.services.reads.manifest_head(name, tag)
+            audited = str(tagged.digest) if tagged is not None else ""
             deletable = policy is None or await run_blocking(policy.check_delete_tag, meta,
                                                              name, tag)
             found = deletable and await run_blocking(manifests.delete_tag, name, tag)
@@ -272,4 +281,6 @@ async def delete(ctx: Context) -> Response:
         raise _immutable(err) from None
     if not found:
         raise _unknown(ctx, reference)
+    audit.record(audit.request_event(DELETE, ctx.request, ctx.identity.subject, name,
+                                     reference, audited), ctx.services.settings)
     return respond(202)
