@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from builder import config
 from builder.commands.common import find_image
+from builder.commands.limitflags import add_limit_flags, limits_from
 from builder.containers import RunOptions, run_container
 from builder.errors import BuildError
 from builder.store import BuildStore
@@ -38,6 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--entrypoint", metavar="COMMAND",
                         help="replace the image's Entrypoint (and drop its Cmd); '' clears it")
     parser.add_argument("--hostname", metavar="NAME", help="the container's host name")
+    add_limit_flags(parser)
     parser.add_argument("image", metavar="IMAGE", help="name or ID")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
                         help="command and arguments (replace the image's Cmd)")
@@ -46,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Run the command; return its exit status (125 when the sandbox could not start it)."""
+    settings = config.load()
+    run_limits = limits_from(args, settings)
     image = find_image(store, args.image)
     platform = image.stored.image
     if platform.os != "linux":
@@ -55,5 +60,6 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
               f"{host_architecture()}", file=sys.stderr)
     options = RunOptions(env=tuple(args.env), workdir=args.workdir, user=args.user,
                          network=args.network, entrypoint=args.entrypoint,
-                         hostname=args.hostname, command=tuple(args.command))
+                         hostname=args.hostname, command=tuple(args.command),
+                         limits=run_limits)
     return run_container(store, image, options)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+
+from builder.limits import Limits
 
 Network = Literal["default", "none", "host"]
 #: ``sandbox``: docker's default confinement (capabilities, seccomp, masked paths);
@@ -33,7 +35,8 @@ class TmpfsMount:
 @dataclass(frozen=True)
 class RunSpec:
     """One command to run: argv, the exact environment (``KEY=value``), working directory,
-    numeric ``uid:gid``, hostname, network mode, extra mounts and security mode.
+    numeric ``uid:gid``, hostname, network mode, extra mounts, resource limits (none by
+    default: no cgroup is made) and security mode.
 
     A :class:`BindMount` whose source is a directory binds a directory, one whose source is
     any other file binds that file. Extra mounts are made shallowest target first, so one can
@@ -47,16 +50,19 @@ class RunSpec:
     network: Network = "default"
     groups: tuple[int, ...] = ()
     extra_mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    limits: Limits = field(default_factory=Limits)
     security: Security = "sandbox"
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """How a run ended: its exit code (128+N when killed by signal N) and the last bytes of
-    its combined stdout and stderr."""
+    """How a run ended: its exit code (128+N when killed by signal N), the last bytes of
+    its combined stdout and stderr, and, when a resource limit made it fail, which one
+    (``was killed by the kernel's OOM killer: …``)."""
 
     exit_code: int
     output_tail: bytes
+    stopped_by: str | None = None
 
 
 class Executor(Protocol):

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.executor import hardening
+from builder.executor import cgroups, hardening
 from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
+from builder.limits import DEFAULT_SHM_SIZE
 from layerstore import syscalls
 from layerstore.rootpath import resolve as resolve_path
 from layerstore.syscalls import (
@@ -217,7 +218,12 @@ class NamespaceExecutor:
         with tempfile.TemporaryDirectory(prefix="pybuild-run-") as tmp:
             try:
                 mounts = self._prepare(spec, rootfs, Path(tmp), points)
-                return self._spawn(spec, rootfs, mounts, uid, gid)
+                with cgroups.run_cgroup(spec.limits) as cgroup:
+                    result = self._spawn(spec, rootfs, mounts, uid, gid, cgroup)
+                    if cgroup is not None:
+                        result = RunResult(result.exit_code, result.output_tail,
+                                           cgroup.verdict(result.exit_code))
+                    return result
             finally:
                 points.remove()
 
@@ -243,7 +249,7 @@ class NamespaceExecutor:
         return planned
 
     def _spawn(self, spec: RunSpec, rootfs: Path, mounts: list[_Planned],
-               uid: int, gid: int) -> RunResult:
+               uid: int, gid: int, cgroup: cgroups.RunCgroup | None) -> RunResult:
         read_fd, write_fd = os.pipe()
         pid_r, pid_w = os.pipe()
         try:
@@ -257,7 +263,7 @@ class NamespaceExecutor:
             try:
                 os.close(read_fd)
                 os.close(pid_r)
-                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w)
+                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, cgroup)
             except BaseException as exc:
                 with contextlib.suppress(BaseException):
                     os.write(write_fd, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -376,7 +382,7 @@ def _wait(pid: int) -> int | None:
 
 
 def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-            gid: int, out_fd: int, pid_fd: int) -> int:
+            gid: int, out_fd: int, pid_fd: int, cgroup: cgroups.RunCgroup | None) -> int:
     """In the forked child: new namespaces, then fork PID 1 and pass on its status."""
     os.setsid()
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -397,7 +403,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
         try:
             os.close(pid_fd)
             os.close(alive)
-            code = _init(spec, rootfs, mounts, uid, gid, lifeline)
+            code = _init(spec, rootfs, mounts, uid, gid, lifeline, cgroup)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 os.write(2, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -423,7 +429,7 @@ def _setup_root(spec: RunSpec, rootfs: Path, mounts: list[_Planned]) -> None:
            "newinstance,ptmxmode=0666,mode=0620,gid=5")
     (dev / "shm").mkdir()
     _mount("shm", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-           "mode=1777,size=65536k")
+           f"mode=1777,size={spec.limits.shm_size or DEFAULT_SHM_SIZE}")
     (dev / "mqueue").mkdir()
     with contextlib.suppress(OSError):  # a kernel without POSIX message queues
         _mount("mqueue", dev / "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -456,7 +462,7 @@ def _loopback_up() -> None:
 
 
 def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-          gid: int, lifeline: int) -> int:
+          gid: int, lifeline: int, cgroup: cgroups.RunCgroup | None) -> int:
     """PID 1: set up the root, start the command, reap everything, forward signals.
 
     ``lifeline`` is a pipe whose write end only the helper holds: EOF means it already died.
@@ -479,7 +485,7 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     command = os.fork()
     if command == 0:
         try:
-            _exec(spec, uid, gid)
+            _exec(spec, uid, gid, cgroup)
         finally:
             os._exit(SETUP_FAILED)
 
@@ -500,10 +506,13 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
             return os.WEXITSTATUS(status)
 
 
-def _exec(spec: RunSpec, uid: int, gid: int) -> None:
-    """In the command's process: drop to the user, enter cwd and exec; never returns."""
+def _exec(spec: RunSpec, uid: int, gid: int, cgroup: cgroups.RunCgroup | None) -> None:
+    """In the command's process: join the run's cgroup, set the ulimits, confine it
+    (:mod:`builder.executor.hardening`), drop to the user, enter cwd and exec; never
+    returns."""
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+    cgroups.enter(spec.limits, cgroup)
     try:
         hardening.confine(spec.security)
         os.setgroups(list(spec.groups))
