@@ -190,6 +190,7 @@ def test_insecure_keeps_every_capability_and_no_filter(rootfs: Path) -> None:
 
 # -- RUN --security=insecure in the Dockerfile ----------------------------------------------
 
+@pytest.mark.unit
 def test_insecure_needs_the_entitlement_at_its_line() -> None:
     with pytest.raises(DockerfileError) as info:
         compile_text("FROM busybox\nRUN true\nRUN --security=insecure id\n")
@@ -200,6 +201,7 @@ def test_insecure_needs_the_entitlement_at_its_line() -> None:
         compile_text("FROM busybox\nRUN --security=privileged id\n")
 
 
+@pytest.mark.unit
 def test_insecure_with_the_entitlement_is_an_insecure_exec() -> None:
     dockerfile = parse_dockerfile("FROM busybox\nRUN --security=insecure id\n")
     p = plan(dockerfile, build_args={}, target=None, build_platform=AMD64,
@@ -211,6 +213,7 @@ def test_insecure_with_the_entitlement_is_an_insecure_exec() -> None:
     assert "network=default security=insecure" in render(graph)
 
 
+@pytest.mark.unit
 def test_sandbox_keeps_the_digest_of_a_plain_run() -> None:
     plain = compile_text("FROM busybox\nRUN id\n")
     explicit = compile_text("FROM busybox\nRUN --security=sandbox id\n")
