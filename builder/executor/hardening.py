@@ -1,8 +1,11 @@
 """What makes a RUN step as confined as a docker container: pivot_root, capabilities, seccomp,
 masked and read-only ``/proc`` paths.
 
-The sandbox (:mod:`builder.executor.sandbox`) calls in at three points:
+The sandbox (:mod:`builder.executor.sandbox`) calls in at these points:
 
+* :func:`prepare` in the calling process: the seccomp program is compiled (once);
+* :func:`bind_self` in PID 1 before anything is mounted: the rootfs becomes a mount point of
+  its own, ``nodev``;
 * :func:`harden_root` in PID 1 once ``/proc``, ``/dev``, ``/sys`` and the extra mounts are on
   the rootfs: docker's masked paths (a ``/dev/null`` bind over files, an empty read-only tmpfs
   over directories) and read-only paths, then :func:`pivot_into` the rootfs — pivot_root and a

@@ -82,8 +82,8 @@ ARCH_ALLOWED = {
                 "cacheflush", "set_tls"),
 }
 
-#: ``personality(2)`` personas allowed: Linux, with UNAME26 and/or READ_IMPLIES_EXEC… as
-#: docker lists them, and the query ``0xffffffff``.
+#: ``personality(2)`` personas allowed, as docker lists them: PER_LINUX, PER_LINUX32, each
+#: with UNAME26, and the query ``0xffffffff``.
 PERSONAS = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 #: The namespace flags ``clone(2)`` may not carry without ``CAP_SYS_ADMIN`` (all CLONE_NEW*).
