@@ -7,12 +7,14 @@ buildah and rootlesskit do::
 
     inside     outside
     0          the user's own uid (gid)
-    1..65535   the first 65535 ids of the user's range in /etc/subuid (/etc/subgid)
+    1..N       the user's ranges in /etc/subuid (/etc/subgid), in file order: at least
+               65535 ids (useradd gives 65536), all of them mapped
 
 From then on the whole command (the store, the overlay mounts, the RUN sandbox, layer
 writing, push and pull) runs as uid 0 of that namespace, in the same process: no re-exec,
 no second interpreter start. Files of any uid up to 65535 are kept as they are, so a layer
-written here is byte for byte the layer root writes. Overlays are mounted with
+written here is byte for byte the layer root writes (an id beyond the user's range cannot
+be set: chown fails with EINVAL, as in every rootless builder). Overlays are mounted with
 ``userxattr`` (:mod:`layerstore.userns`); the kernel allows overlayfs in a user namespace
 since 5.11.
 
@@ -43,7 +45,7 @@ SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
 PROC_SYS = Path("/proc/sys")
 
-#: Ids 1..SUBORDINATE_IDS inside come from the user's subordinate range.
+#: The fewest subordinate ids a rootless user needs: ids 1..65535 inside.
 SUBORDINATE_IDS = 65535
 
 _USERNS_SYSCTLS = (
@@ -92,8 +94,8 @@ class Session:
     """The user namespace this process entered: who it was and which ids are mapped."""
 
     identity: Identity
-    uids: IdRange
-    gids: IdRange
+    uids: tuple[IdRange, ...]
+    gids: tuple[IdRange, ...]
 
 
 _session: Session | None = None
@@ -126,36 +128,36 @@ def data_home() -> Path:
     return Path(base) / "pybuild"
 
 
-def subordinate_range(path: Path, identity: Identity) -> IdRange:
-    """The first range of at least :data:`SUBORDINATE_IDS` ids that ``path`` (/etc/subuid
-    or /etc/subgid) gives the user, by name or by numeric uid."""
+def subordinate_ranges(path: Path, identity: Identity) -> tuple[IdRange, ...]:
+    """Every range ``path`` (/etc/subuid or /etc/subgid) gives the user, by name or by
+    numeric uid, in file order; together they must hold :data:`SUBORDINATE_IDS` ids."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         text = ""
     except OSError as exc:
         raise RootlessError(f"cannot read {path}: {exc.strerror}") from None
-    small: IdRange | None = None
+    found: list[IdRange] = []
     for line in text.splitlines():
         fields = line.strip().split(":")
         if len(fields) != 3 or fields[0] not in (identity.user, str(identity.uid)):
             continue
-        try:
-            found = IdRange(int(fields[1]), int(fields[2]))
-        except ValueError:
-            continue
-        if found.count >= SUBORDINATE_IDS:
-            return found
-        small = small or found
-    if small is not None:
+        with contextlib.suppress(ValueError):
+            start, count = int(fields[1]), int(fields[2])
+            if start >= 0 and count > 0:
+                found.append(IdRange(start, count))
+    total = sum(r.count for r in found)
+    if not found:
         raise RootlessError(
-            f"{path}: the range of user {identity.user!r} has {small.count} ids; rootless "
-            f"builds need {SUBORDINATE_IDS + 1} (e.g. usermod --add-sub{_kind(path)}s "
+            f"{path} has no entry for user {identity.user!r}: rootless builds need "
+            f"{SUBORDINATE_IDS} subordinate ids (as root: usermod --add-sub{_kind(path)}s "
             f"100000-165535 {identity.user})")
-    raise RootlessError(
-        f"{path} has no entry for user {identity.user!r}: rootless builds need "
-        f"{SUBORDINATE_IDS + 1} subordinate ids (as root: usermod --add-sub{_kind(path)}s "
-        f"100000-165535 {identity.user})")
+    if total < SUBORDINATE_IDS:
+        raise RootlessError(
+            f"{path}: user {identity.user!r} has {total} subordinate ids; rootless builds "
+            f"need {SUBORDINATE_IDS} (as root: usermod --add-sub{_kind(path)}s "
+            f"100000-165535 {identity.user})")
+    return tuple(found)
 
 
 def _kind(path: Path) -> str:
@@ -197,13 +199,19 @@ def _helper_path(name: str) -> str:
     return found
 
 
-def _map_argv(tool: str, pid: int, own: int, ids: IdRange) -> list[str]:
-    return [tool, str(pid), "0", str(own), "1", "1", str(ids.start), str(SUBORDINATE_IDS)]
+def _map_argv(tool: str, pid: int, own: int, ranges: tuple[IdRange, ...]) -> list[str]:
+    """``newuidmap PID 0 OWN 1 1 START COUNT …``: the user is 0, its ranges follow from 1."""
+    argv = [tool, str(pid), "0", str(own), "1"]
+    inside = 1
+    for r in ranges:
+        argv += [str(inside), str(r.start), str(r.count)]
+        inside += r.count
+    return argv
 
 
 def enter() -> Session:
     """Make this process root of a new user namespace (and mount namespace) mapping the
-    user to 0 and its subordinate ids to 1..65535; returns the session.
+    user to 0 and its subordinate ids from 1 on; returns the session.
 
     It must be called while the process has one thread (before any pool starts).
     Everything is checked first, so a missing subuid entry or disabled user namespaces
@@ -214,8 +222,8 @@ def enter() -> Session:
         return _session
     identity = Identity.current()
     check_user_namespaces()
-    uids = subordinate_range(SUBUID, identity)
-    gids = subordinate_range(SUBGID, identity)
+    uids = subordinate_ranges(SUBUID, identity)
+    gids = subordinate_ranges(SUBGID, identity)
     newuidmap, newgidmap = _helper_path("newuidmap"), _helper_path("newgidmap")
     if threading.active_count() != 1:
         raise RootlessError("cannot enter a user namespace: the process already runs "
