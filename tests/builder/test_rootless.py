@@ -286,6 +286,11 @@ def test_daemon_refuses_a_socket_directory_of_another_user(user: RootlessUser,
 # -- buildah, rootless, side by side ------------------------------------------------------
 
 
+#: The empty mount point buildah leaves behind in every image whose RUN steps it ran
+#: (/run, where it mounts /run/secrets and its /run/.containerenv).
+BUILDAH_STUBS = ("run",)
+
+
 def _buildah(user: RootlessUser) -> list[str]:
     storage = user.base / "buildah"
     return ["buildah", "--storage-driver", "overlay", "--root", str(storage / "root"),
@@ -338,7 +343,11 @@ def test_buildah_rootless_builds_the_same_trees(name: str, buildah_user: Rootles
     ours = _to_docker(archives / f"{name}-ours.tar", f"{tag}:ours")
     theirs = _to_docker(archives / f"{name}-buildah.tar", f"{tag}:buildah")
     try:
-        assert differences(export_tree(ours).entries, export_tree(theirs).entries) == []
+        our_tree, their_tree = export_tree(ours).entries, export_tree(theirs).entries
+        for stub in BUILDAH_STUBS:
+            if stub not in our_tree:
+                their_tree.pop(stub, None)
+        assert differences(our_tree, their_tree) == []
     finally:
         subprocess.run([DOCKER, "rmi", ours, theirs], capture_output=True, timeout=120)
 
