@@ -52,6 +52,15 @@ USER 1000
 RUN id -u > /tmp/who && ls -ln /data
 """
 
+# security.capability (cap_net_bind_service+ep, v2) and a user xattr set by a RUN step
+XATTR_DOCKERFILE = """\
+FROM debian:bookworm
+RUN cp /bin/true /usr/local/bin/bind-true && chown 1000:1000 /usr/local/bin/bind-true \\
+ && python3 -c "import os; os.setxattr('/usr/local/bin/bind-true', 'security.capability', \\
+    bytes.fromhex('0100000200040000000000000000000000000000')); \\
+    os.setxattr('/usr/local/bin/bind-true', 'user.note', b'kept')"
+"""
+
 SCRATCH_DOCKERFILE = """\
 FROM scratch
 COPY hello.txt /hello.txt
@@ -140,6 +149,19 @@ def test_scratch_copy_rootless(user: RootlessUser, bases: BaseImages,
     ctx = _context(user, "scratch", SCRATCH_DOCKERFILE)
     as_root, as_user = _build_both(user, root_store, ctx, "rootless/scratch:1")
     assert as_user == as_root
+
+
+def test_rootless_xattrs_are_byte_identical_to_roots(user: RootlessUser, bases: BaseImages,
+                                                     root_store: Path) -> None:
+    ctx = _context(user, "xattr", XATTR_DOCKERFILE)
+    as_root, as_user = _build_both(user, root_store, ctx, "rootless/xattr:1")
+    assert as_user == as_root
+    proc = user.pybuild("run", "--rm", "rootless/xattr:1", "python3", "-c",
+                        "import os; p = '/usr/local/bin/bind-true'; "
+                        "print(os.getxattr(p, 'security.capability').hex(), "
+                        "os.getxattr(p, 'user.note'))")
+    assert proc.stdout.decode().split() == ["0100000200040000000000000000000000000000",
+                                            "b'kept'"]
 
 
 def test_rootless_rebuild_hits_the_cache(user: RootlessUser, bases: BaseImages) -> None:
