@@ -164,6 +164,36 @@ def test_rootless_xattrs_are_byte_identical_to_roots(user: RootlessUser, bases: 
                                             "b'kept'"]
 
 
+def test_device_nodes_of_a_base_layer_are_skipped_rootless(user: RootlessUser,
+                                                          bases: BaseImages,
+                                                          tmp_path: Path) -> None:
+    """A user namespace may not make device nodes: a base layer's are left out when it is
+    unpacked (as containers/storage does rootless); the build goes on."""
+    from layerstore.assembly import assemble_image, history_entry, host_architecture
+    from layerstore.content.local import LocalStore
+    from layerstore.diff import write_tree
+    from layerstore.docker_archive import ArchiveImage, write_docker_archive
+    from layerstore.oci import Image, ImageConfig
+    from layerstore.testing.rootfs import make_busybox_rootfs
+
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    (rootfs / "dev").mkdir(exist_ok=True)
+    os.mknod(rootfs / "dev" / "console", 0o620 | 0o020000, os.makedev(5, 1))
+    store = LocalStore(tmp_path / "content")
+    layer = write_tree(rootfs, store, "gzip", source_date_epoch=0)
+    image = Image(architecture=host_architecture(), os="linux", created="1970-01-01T00:00:00Z",
+                  config=ImageConfig(cmd=("sh",)), history=(history_entry("rootfs"),))
+    stored = assemble_image(store, image, [layer])
+    archive = user.base / "with-devices.tar"
+    write_docker_archive(archive, store, [ArchiveImage(stored, ("rootless/devices:base",))])
+    archive.chmod(0o644)
+    user.pybuild("load", "-i", str(archive))
+    ctx = _context(user, "devices", "FROM rootless/devices:base\nRUN echo ok > /ok\n")
+    user.pybuild("build", "-q", "-t", "rootless/devices:1", str(ctx))
+    proc = user.pybuild("run", "--rm", "rootless/devices:1", "cat", "/ok")
+    assert proc.stdout == b"ok\n"
+
+
 def test_rootless_rebuild_hits_the_cache(user: RootlessUser, bases: BaseImages) -> None:
     unique = f"FROM busybox\nRUN echo {uuid.uuid4().hex} > /unique\n"
     ctx = _context(user, "cache", CHOWN_DOCKERFILE.replace("FROM busybox\n", unique))
