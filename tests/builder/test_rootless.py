@@ -194,6 +194,30 @@ def test_device_nodes_of_a_base_layer_are_skipped_rootless(user: RootlessUser,
     assert proc.stdout == b"ok\n"
 
 
+def test_a_store_where_overlayfs_cannot_work_says_so(user: RootlessUser,
+                                                     bases: BaseImages) -> None:
+    """A store on overlayfs (a container's own root) cannot hold overlay upper layers: the
+    one-line error says what a rootless overlay needs."""
+    from layerstore import syscalls
+
+    top = user.base / f"on-overlay-{uuid.uuid4().hex[:6]}"
+    for d in ("lower", "upper", "work", "merged"):
+        (top / d).mkdir(parents=True)
+    syscalls.mount("overlay", top / "merged", "overlay", 0,
+                   f"lowerdir={top / 'lower'},upperdir={top / 'upper'},workdir={top / 'work'}")
+    try:
+        user.own(top / "merged")
+        env = {"PYBUILD_ROOT": str(top / "merged" / "store")}
+        user.pybuild("load", "-i", str(user.base / bases.images[0].archive.name), env=env)
+        ctx = _context(user, "on-overlay", "FROM busybox\nRUN true\n")
+        proc = user.pybuild("build", "-q", str(ctx), env=env, check=False)
+    finally:
+        syscalls.umount(top / "merged")
+    lines = proc.stderr.decode().strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, lines
+    assert "overlay mount" in lines[0] and "in a user namespace" in lines[0], lines[0]
+
+
 def test_rootless_rebuild_hits_the_cache(user: RootlessUser, bases: BaseImages) -> None:
     unique = f"FROM busybox\nRUN echo {uuid.uuid4().hex} > /unique\n"
     ctx = _context(user, "cache", CHOWN_DOCKERFILE.replace("FROM busybox\n", unique))
