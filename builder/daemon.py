@@ -304,7 +304,13 @@ def start(directory: Path) -> int:
     if pid is not None:
         print(f"pybuild daemon: already running (pid {pid}, {directory / SOCKET_NAME})")
         return 0
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from builder.errors import BuildError
+
+    try:
+        _own_directory(directory)
+    except BuildError as exc:
+        print(f"pybuild daemon: did not start: {exc}", file=sys.stderr)
+        return 1
     log = (directory / LOG_NAME).open("ab")
     with log:
         proc = subprocess.Popen([sys.executable, "-m", "builder.daemon", "serve",
