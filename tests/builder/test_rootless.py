@@ -359,6 +359,25 @@ def test_daemon_refuses_a_socket_directory_of_another_user(user: RootlessUser,
     assert "belongs to another user" in proc.stderr.decode(), proc.stderr.decode()
 
 
+LAYERSTORE_SUITES = ("tests/layerstore/test_snapshots.py",
+                     "tests/layerstore/test_snapshot_session.py",
+                     "tests/layerstore/test_snapshot_layers.py")
+_IN_NAMESPACE = ("import sys; from builder import rootless; rootless.enter(); import pytest; "
+                 "sys.exit(pytest.main(sys.argv[1:]))")
+
+
+def test_snapshotter_suites_pass_rootless(user: RootlessUser) -> None:
+    """The snapshotter conformance suite and the snapshot/layer tests, run by the user in
+    its user namespace: overlays with userxattr, user.overlay.opaque, whiteouts."""
+    repo = Path(__file__).resolve().parents[2]
+    proc = user.run([*user.python, "-c", _IN_NAMESPACE, "-p", "no:cacheprovider", "-q",
+                     "--rootdir", str(repo), *(str(repo / s) for s in LAYERSTORE_SUITES)],
+                    env={"PYTHONDONTWRITEBYTECODE": "1"}, timeout=TIMEOUT, check=False)
+    out = proc.stdout.decode(errors="replace")
+    assert proc.returncode == 0, out[-4000:] + proc.stderr.decode(errors="replace")[-2000:]
+    assert " passed" in out and "failed" not in out
+
+
 # -- buildah, rootless, side by side ------------------------------------------------------
 
 
