@@ -11,6 +11,8 @@ PACKAGES=(
   python3-seccomp
   # builds the escape corpus of tests/builder/test_sandbox_hardening.py (static binary)
   gcc libc6-dev
+  # newuidmap/newgidmap: the id maps of a rootless build's user namespace (builder/rootless.py)
+  uidmap
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore
