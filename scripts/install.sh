@@ -7,6 +7,8 @@ PACKAGES=(
   python3 python3-venv python3-pip ca-certificates curl
   docker.io docker-compose skopeo umoci podman buildah docker-registry
   busybox-static debootstrap zstd attr libcap2-bin iproute2 util-linux wrk hey
+  # the user-mode network stack of RUN steps on the default network (builder/executor/network.py)
+  slirp4netns
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore

@@ -20,7 +20,7 @@ PACKAGES = {
     "busybox": "busybox-static", "debootstrap": "debootstrap", "zstd": "zstd",
     "radosgw": "radosgw", "ceph-mon": "ceph-mon", "ceph-mgr": "ceph-mgr",
     "ceph-osd": "ceph-osd", "/usr/lib/postgresql/15/bin/initdb": "postgresql-15",
-    "/usr/bin/aws": "awscli",
+    "/usr/bin/aws": "awscli", "slirp4netns": "slirp4netns", "ip": "iproute2",
 }
 
 
