@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from builder.entitlements import Entitlements
 
 if TYPE_CHECKING:
+    from builder.executor.protocol import ExtraHost
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
     from layerstore.oci import Platform
@@ -41,6 +42,7 @@ class BuildOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str = "default"
     allow: Entitlements = field(default_factory=Entitlements)
+    extra_hosts: tuple[ExtraHost, ...] = ()
     no_cache: bool = False
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()

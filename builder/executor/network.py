@@ -24,6 +24,8 @@ Google's public resolvers when none is left, as BuildKit and docker do; a host w
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import ipaddress
 import os
 import select
@@ -36,6 +38,7 @@ from pathlib import Path
 
 from builder.errors import BuildError
 from builder.executor.protocol import ExtraHost, Network, RunSpec
+from layerstore.syscalls import libc
 
 SLIRP4NETNS = "slirp4netns"
 #: The address of the run on the default network, and its gateway.
@@ -51,6 +54,28 @@ RESOLV_CONF = Path("/etc/resolv.conf")
 SYSTEMD_RESOLV_CONF = Path("/run/systemd/resolve/resolv.conf")
 SYSTEMD_STUB = "127.0.0.53"
 HOST_GATEWAY = "host-gateway"
+
+SYS_PIDFD_GETFD = 438
+TUNATTACHFILTER = 0x401054D5  # _IOW('T', 213, struct sock_fprog)
+TUN_DEVICE = os.makedev(10, 200)
+#: Classic BPF run on every frame the run sends into tap0 (jumps count from the next line).
+#: libslirp connects to whatever address a packet names, so a run that can route packets
+#: for 127.0.0.1 out of tap0 (CAP_NET_ADMIN) or write raw frames (CAP_NET_RAW) would reach
+#: the host's loopback despite --disable-host-loopback; the filter lets ARP through, drops
+#: IPv4 to 127.0.0.0/8 and 0.0.0.0/8 (which connects to the loopback too) and drops every
+#: other protocol (the stack is IPv4 only). Only slirp4netns holds the TAP device, so the
+#: run cannot detach it.
+LOOPBACK_FILTER = (
+    (0x28, 0, 0, 12),            # ldh [12]: the ethertype
+    (0x15, 5, 0, 0x0806),        # ARP: accept
+    (0x15, 0, 5, 0x0800),        # not IPv4: drop
+    (0x20, 0, 0, 30),            # ld [30]: the IPv4 destination
+    (0x54, 0, 0, 0xFF000000),    # and #255.0.0.0
+    (0x15, 2, 0, 0x7F000000),    # 127.0.0.0/8: drop
+    (0x15, 1, 0, 0),             # 0.0.0.0/8: drop
+    (0x06, 0, 0, 0xFFFFFFFF),    # accept
+    (0x06, 0, 0, 0),             # drop
+)
 
 _exiting: list[subprocess.Popen[bytes]] = []
 
@@ -285,6 +310,12 @@ class _Slirp:
                     stack.stop()
                     err.seek(0)
                     raise BuildError(_failure(err.read()))
+                try:
+                    guard_loopback(process.pid)
+                except OSError as exc:
+                    stack.stop()
+                    raise BuildError(f"the default network could not be set up: cannot "
+                                     f"filter its TAP device: {exc}") from None
                 return stack
         finally:
             for fd in (ready_r, ready_w, exit_r):
@@ -298,6 +329,47 @@ class _Slirp:
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGKILL)
         _exiting.append(self.process)
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def guard_loopback(pid: int) -> None:
+    """Attach :data:`LOOPBACK_FILTER` to the TAP device the slirp4netns ``pid`` serves (a
+    duplicate of its descriptor is taken with pidfd_getfd, used once and closed)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if st.st_rdev == TUN_DEVICE and (st.st_mode & 0o170000) == 0o020000:
+                tap = libc.syscall(ctypes.c_long(SYS_PIDFD_GETFD), ctypes.c_long(pidfd),
+                                   ctypes.c_long(int(name)), ctypes.c_long(0))
+                if tap < 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
+                try:
+                    _attach(tap)
+                finally:
+                    os.close(tap)
+                return
+    finally:
+        os.close(pidfd)
+    raise OSError(0, f"{SLIRP4NETNS} holds no TAP device")
+
+
+def _attach(tap: int) -> None:
+    program = (_SockFilter * len(LOOPBACK_FILTER))(*(_SockFilter(*i) for i in LOOPBACK_FILTER))
+    fprog = _SockFprog(len(LOOPBACK_FILTER), ctypes.cast(program, ctypes.POINTER(_SockFilter)))
+    fcntl.ioctl(tap, TUNATTACHFILTER, bytes(fprog))
 
 
 def _ready(fd: int, process: subprocess.Popen[bytes]) -> bool:

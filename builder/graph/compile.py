@@ -5,7 +5,8 @@ the base images, which it asks :class:`BaseImages` for (the solver's image resol
 only the images of the stages the target needs are asked for). Everything the Dockerfile
 gets wrong that can be known before a build runs is raised here as a
 :class:`~builder.errors.DockerfileError` at its line: bad ``--mount`` options, a bad
-``--network``, an unknown instruction, an ONBUILD trigger that does not parse.
+``--network`` (or ``RUN --network=host`` without the ``network.host`` entitlement), an
+unknown instruction, an ONBUILD trigger that does not parse.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from builder.errors import DockerfileError, ImageNotFound
+from builder.entitlements import NETWORK_HOST, Entitlements
+from builder.errors import BuildError, DockerfileError, ImageNotFound
 from builder.fileops import CopySpec
 from builder.frontend.convert import BuildPlan, StagePlan, find_stage
 from builder.frontend.instructions import (
@@ -48,7 +50,7 @@ from builder.graph.plan import BuildGraph, StageGraph, Step
 from layerstore.oci import Image, Platform
 
 if TYPE_CHECKING:
-    from builder.executor.protocol import Network
+    from builder.executor.protocol import ExtraHost, Network
 
 __all__ = ["BaseImages", "compile_graph", "describe"]
 
@@ -65,12 +67,16 @@ class BaseImages(Protocol):
 
 
 def compile_graph(plan: BuildPlan, *, build_args: Mapping[str, str], network: str,
-                  images: BaseImages, source_platform: Platform | None = None) -> BuildGraph:
+                  images: BaseImages, source_platform: Platform | None = None,
+                  allow: Entitlements | None = None,
+                  extra_hosts: tuple[ExtraHost, ...] = ()) -> BuildGraph:
     """The graph of ``plan``'s stages. ``network`` is the default RUN network; an image named
     by ``--from`` (not a stage) is read for ``source_platform`` (default: the first stage's
-    platform)."""
+    platform). ``allow`` is what the build is entitled to (``RUN --network=host`` needs
+    ``network.host``; default: nothing); every RUN gets ``extra_hosts`` in its ``/etc/hosts``."""
     first = next(iter(plan.stages.values())).platform
-    compiler = _Compiler(plan, build_args, network, images, source_platform or first)
+    compiler = _Compiler(plan, build_args, network, images, source_platform or first,
+                         allow or Entitlements(), extra_hosts)
     for index in plan.stages:
         compiler.stages[index] = compiler.stage(plan.stages[index])
     return BuildGraph(dict(compiler.stages), plan.target, plan.file,
@@ -104,7 +110,8 @@ class _Stage:
 
 class _Compiler:
     def __init__(self, plan: BuildPlan, build_args: Mapping[str, str], network: str,
-                 images: BaseImages, source_platform: Platform) -> None:
+                 images: BaseImages, source_platform: Platform, allow: Entitlements,
+                 extra_hosts: tuple[ExtraHost, ...]) -> None:
         self.plan = plan
         self.file = plan.file
         self.scope = Scope(plan.file, plan.dockerfile.directives.escape, build_args,
@@ -114,6 +121,8 @@ class _Compiler:
         self.images = images
         self.source_platform = source_platform
         self.stages: dict[int, StageGraph] = {}
+        self.allow = allow
+        self.extra_hosts = extra_hosts
 
     def fail(self, message: str, line: int | None) -> DockerfileError:
         return DockerfileError(message, line, self.file)
@@ -208,6 +217,11 @@ class _Compiler:
         network = _NETWORKS.get(asked)
         if network is None:
             raise self.fail(f"RUN --network={asked}: expected default, none or host", ins.line)
+        if network == "host" and ins.network:
+            try:
+                self.allow.require(NETWORK_HOST, "RUN --network=host")
+            except BuildError as exc:
+                raise self.fail(str(exc), ins.line) from None
         if ins.security not in (None, "sandbox"):
             raise self.fail(f"RUN --security={ins.security} is not supported (only sandbox)",
                             ins.line)
@@ -225,7 +239,7 @@ class _Compiler:
         shown = c.history_args()
         prefix = f"|{len(shown)} " + " ".join(shown) + " " if shown else ""
         op = Exec(s.root, args, c.run_env(), c.workdir or "/", c.user, network,
-                  tuple(mounts), scripts, ins.line)
+                  tuple(mounts), scripts, extra_hosts=self.extra_hosts, line=ins.line)
         return op, "RUN " + prefix + " ".join(args) + " # buildkit"
 
     def copy(self, s: _Stage, ins: Copy | Add) -> tuple[CopyOp | MergeOp, str]:

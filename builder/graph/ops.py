@@ -19,10 +19,13 @@ from builder.graph.mounts import BindSpec, RunMount
 from layerstore.oci import Platform
 
 if TYPE_CHECKING:
-    from builder.executor.protocol import Network
+    from builder.executor.protocol import ExtraHost, Network
 
 #: Fields that say where something was written, not what it does.
 _NOT_DIGESTED = frozenset({"line", "file"})
+#: Fields added after digests were first published: left out while empty, so the ops of
+#: builds that do not use them keep their digests (and cache keys).
+_DIGESTED_WHEN_SET = frozenset({"extra_hosts"})
 
 
 def _canonical(value: Any) -> Any:
@@ -42,8 +45,10 @@ def _canonical(value: Any) -> Any:
 def _fields(value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(value).__name__}
     for f in dataclasses.fields(value):
-        if f.name not in _NOT_DIGESTED:
-            out[f.name] = _canonical(getattr(value, f.name))
+        if f.name in _NOT_DIGESTED or (f.name in _DIGESTED_WHEN_SET
+                                       and not getattr(value, f.name)):
+            continue
+        out[f.name] = _canonical(getattr(value, f.name))
     return out
 
 
@@ -106,7 +111,8 @@ class Script:
 @dataclasses.dataclass(frozen=True)
 class Exec(Op):
     """RUN: ``args`` on a writable copy of ``base``'s filesystem, as ``user`` (a name or
-    ``uid[:gid]`` resolved inside it), in ``cwd``, with the exact environment ``env``."""
+    ``uid[:gid]`` resolved inside it), in ``cwd``, with the exact environment ``env`` and
+    ``extra_hosts`` added to its ``/etc/hosts`` (``--add-host``)."""
 
     base: Op
     args: tuple[str, ...]
@@ -116,6 +122,7 @@ class Exec(Op):
     network: Network
     mounts: tuple[ExecMount, ...] = ()
     scripts: tuple[Script, ...] = ()
+    extra_hosts: tuple[ExtraHost, ...] = ()
     line: int = dataclasses.field(default=0, compare=False)
 
     def inputs(self) -> tuple[Op, ...]:
