@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -78,6 +79,7 @@ LOOPBACK_FILTER = (
 )
 
 _exiting: list[subprocess.Popen[bytes]] = []
+_exiting_lock = threading.Lock()
 
 
 def needs_namespace(network: Network) -> bool:
@@ -127,7 +129,7 @@ def host_gateway(where: str) -> str:
     the default network reaches the host's non-loopback services there."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            s.connect(("192.0.2.1", 9))  # a route lookup only: UDP connect sends nothing
+            s.connect(("8.8.8.8", 53))  # a route lookup only: UDP connect sends nothing
         except OSError:
             raise BuildError(f"{where}: this host has no default route, so no address for "
                              f"{HOST_GATEWAY}; give an IP address instead") from None
@@ -328,7 +330,8 @@ class _Slirp:
             os.close(self.exit_w)
         with contextlib.suppress(ProcessLookupError):
             self.process.send_signal(signal.SIGKILL)
-        _exiting.append(self.process)
+        with _exiting_lock:
+            _exiting.append(self.process)
 
 
 class _SockFilter(ctypes.Structure):
@@ -387,4 +390,5 @@ def _failure(stderr: bytes) -> str:
 
 def _reap() -> None:
     """Reap the stacks of earlier runs that have exited by now."""
-    _exiting[:] = [p for p in _exiting if p.poll() is None]
+    with _exiting_lock:
+        _exiting[:] = [p for p in _exiting if p.poll() is None]
