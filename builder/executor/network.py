@@ -56,6 +56,10 @@ SYSTEMD_RESOLV_CONF = Path("/run/systemd/resolve/resolv.conf")
 SYSTEMD_STUB = "127.0.0.53"
 HOST_GATEWAY = "host-gateway"
 
+CLONE_NEWNET = 0x40000000
+#: Prepare the next run's network namespace and stack while a run goes on (off only for
+#: measurements and tests of the direct path).
+PREPARE_AHEAD = True
 SYS_PIDFD_GETFD = 438
 TUNATTACHFILTER = 0x401054D5  # _IOW('T', 213, struct sock_fprog)
 TUN_DEVICE = os.makedev(10, 200)
@@ -216,43 +220,157 @@ def etc_files(spec: RunSpec) -> dict[str, bytes]:
 class RunNetwork:
     """The network side of one run.
 
-    Made before the sandbox forks: ``gate`` is a pipe whose read end the namespace's PID 1
-    keeps and waits on (:func:`wait_gate`) before it starts the command. Once PID 1 exists,
-    :meth:`start` connects its namespace (on the default network) and opens the gate; the
-    sandbox's own setup runs meanwhile. :meth:`close` stops the stack without waiting for
-    the kernel to tear down its device.
+    Made before the sandbox forks. On the default network it takes the namespace prepared
+    ahead (:data:`PREPARE_AHEAD`: connected, filtered, unused) when there is one, which the
+    sandbox joins (:meth:`enter`); otherwise the sandbox makes a namespace and, once its
+    PID 1 exists, :meth:`start` connects it while the sandbox's own setup runs. ``gate`` is
+    a pipe whose read end PID 1 keeps and waits on (:func:`wait_gate`) before it starts the
+    command; :meth:`start` opens it. :meth:`close` stops the stack without waiting for the
+    kernel to tear down its device, and has the next namespace prepared.
     """
 
     def __init__(self, spec: RunSpec) -> None:
         self.network = spec.network
-        self.gate, self._open = os.pipe()
+        self.namespace: int | None = None
         self._stack: _Slirp | None = None
+        if self.network == "default" and PREPARE_AHEAD:
+            prepared = _spares.take()
+            if prepared is not None:
+                self.namespace, self._stack = prepared
+        self.gate, self._open = os.pipe()
 
     def in_child(self) -> int:
         """In the forked sandbox: drop the parent's end; returns the gate to wait on."""
         os.close(self._open)
         return self.gate
 
+    def enter(self) -> bool:
+        """In the forked sandbox, before it unshares its namespaces: join the prepared
+        namespace; True when the sandbox is to make a network namespace itself."""
+        if self.namespace is None:
+            return needs_namespace(self.network)
+        if libc.setns(self.namespace, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into the prepared network: {os.strerror(err)}")
+        os.close(self.namespace)
+        return False
+
     def in_parent(self) -> None:
         """In the calling process after the fork: drop the sandbox's end."""
         os.close(self.gate)
 
     def start(self, pid: int | None, pidfd: int | None) -> None:
-        """Connect the namespace of PID 1 (``pid``, also open as ``pidfd``) and open the
-        gate. Nothing is started when PID 1 never came to be or is already gone: the
-        sandbox reports why. Raises :class:`BuildError` when the stack fails."""
-        if self.network == "default" and pid is not None and pidfd is not None:
+        """Connect the namespace of PID 1 (``pid``, also open as ``pidfd``) unless it was
+        prepared, and open the gate. Nothing is started when PID 1 never came to be or is
+        already gone: the sandbox reports why. Raises :class:`BuildError` when the stack
+        fails."""
+        if self.network == "default" and self._stack is None and pid is not None \
+                and pidfd is not None:
             self._stack = _Slirp.start(pid, pidfd)
         with contextlib.suppress(BrokenPipeError):
             os.write(self._open, b"1")
 
     def close(self) -> None:
-        """Stop the stack (if any) and close the gate."""
+        """Stop the stack (if any), release the namespace, close the gate, and have the next
+        run's namespace prepared."""
         if self._stack is not None:
             self._stack.stop()
             self._stack = None
+        if self.namespace is not None:
+            os.close(self.namespace)
+            self.namespace = None
         with contextlib.suppress(OSError):
             os.close(self._open)
+        if self.network == "default" and PREPARE_AHEAD:
+            _spares.refill()
+
+
+class _Spares:
+    """At most one network namespace prepared ahead, made by a background thread: the
+    thread unshares a network namespace for itself alone, keeps a descriptor of it and
+    returns to its own; slirp4netns is started on it and the filter attached. The next run
+    on the default network joins it instead of waiting for a stack to start."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ready: tuple[int, _Slirp] | None = None
+        self.pending: int | None = None
+        self.busy = False
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child (a sandbox among them): the prepared namespace is the parent's,
+        for a later run; close this process's descriptors of it, so that nothing a run
+        starts can reach it through its PID 1."""
+        self.lock = threading.Lock()
+        for fd in (self.pending, self.ready[0] if self.ready else None):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.ready, self.pending, self.busy = None, None, False
+
+    def take(self) -> tuple[int, _Slirp] | None:
+        """The prepared namespace and its stack, if one is ready and its stack alive."""
+        with self.lock:
+            ready, self.ready = self.ready, None
+        if ready is not None and ready[1].process.poll() is not None:
+            os.close(ready[0])
+            return None
+        return ready
+
+    def refill(self) -> None:
+        """Have a namespace prepared unless one is ready or being made."""
+        with self.lock:
+            if self.ready is not None or self.busy:
+                return
+            self.busy = True
+        threading.Thread(target=self._make, name="pybuild-netns", daemon=True).start()
+
+    def _make(self) -> None:
+        made: tuple[int, _Slirp] | None = None
+        try:
+            ns = _unshared_namespace()
+            with self.lock:
+                self.pending = ns
+            try:
+                stack = _Slirp._spawn(ns)
+            except BaseException:
+                with self.lock:
+                    self.pending = None
+                os.close(ns)
+                raise
+            made = (ns, stack)
+        except Exception:
+            made = None  # the next run takes the direct path, which reports what fails
+        finally:
+            with self.lock:
+                self.busy = False
+                self.pending = None
+                if made is not None and self.ready is None:
+                    self.ready, made = made, None
+            if made is not None:
+                made[1].stop()
+                os.close(made[0])
+
+
+def _unshared_namespace() -> int:
+    """A descriptor of a new network namespace, made by this thread for itself; the thread
+    is back in its own namespace on return."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare: {os.strerror(err)}")
+        try:
+            return os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            if libc.setns(own, CLONE_NEWNET) != 0:
+                os.abort()  # a thread left in a foreign network namespace cannot go on
+    finally:
+        os.close(own)
+
+
+_spares = _Spares()
+os.register_at_fork(after_in_child=_spares.after_fork_in_child)
 
 
 def wait_gate(gate: int) -> bool:

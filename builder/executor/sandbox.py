@@ -247,8 +247,8 @@ class NamespaceExecutor:
             try:
                 os.close(read_fd)
                 os.close(pid_r)
-                gate = net.in_child()
-                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, gate)
+                net.in_child()
+                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, net)
             except BaseException as exc:
                 with contextlib.suppress(BaseException):
                     os.write(write_fd, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -372,7 +372,7 @@ def _wait(pid: int) -> int | None:
 
 
 def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-            gid: int, out_fd: int, pid_fd: int, gate: int) -> int:
+            gid: int, out_fd: int, pid_fd: int, net: network.RunNetwork) -> int:
     """In the forked child: new namespaces, then fork PID 1 and pass on its status."""
     os.setsid()
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -382,7 +382,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     os.dup2(out_fd, 2)
     os.close(null)
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
-    if network.needs_namespace(spec.network):
+    if net.enter():
         flags |= CLONE_NEWNET
     syscalls.unshare(flags)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -393,7 +393,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
         try:
             os.close(pid_fd)
             os.close(alive)
-            code = _init(spec, rootfs, mounts, uid, gid, lifeline, gate)
+            code = _init(spec, rootfs, mounts, uid, gid, lifeline, net.gate)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 os.write(2, f"pybuild: sandbox setup failed: {exc}\n".encode())

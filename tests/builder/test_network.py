@@ -11,10 +11,12 @@ a server on its own loopback, with pybuild started inside it.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,23 @@ def rootfs(busybox_rootfs: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "rootfs"
     shutil.copytree(busybox_rootfs, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture(params=["direct", "prepared"])
+def stack(request: pytest.FixtureRequest, rootfs: Path,
+          monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a run gets its stack: started once its namespace exists (direct), or a
+    namespace prepared ahead and joined (a run before has had it made)."""
+    require("slirp4netns")
+    prepared = request.param == "prepared"
+    monkeypatch.setattr(net, "PREPARE_AHEAD", prepared)
+    if prepared:
+        assert run(rootfs, "true")[0].exit_code == 0
+        deadline = time.monotonic() + 30
+        while net._spares.ready is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert net._spares.ready is not None, "no network namespace was prepared"
+    return str(request.param)
 
 
 @pytest.fixture
@@ -170,8 +189,8 @@ def test_hosts_file_lines() -> None:
 
 # --- the executor on this host --------------------------------------------------------------
 
-def test_default_network_files_and_interfaces(rootfs: Path) -> None:
-    require("slirp4netns")
+def test_default_network_files_and_interfaces(rootfs: Path, stack: str) -> None:
+    spare = net._spares.ready
     result, out = run(rootfs, "cat /proc/net/dev /etc/hosts /etc/resolv.conf; ip -4 addr; "
                               "ip route", hostname="netbox",
                       extra_hosts=(ExtraHost("db.internal", "10.1.2.3"),))
@@ -185,13 +204,13 @@ def test_default_network_files_and_interfaces(rootfs: Path) -> None:
     assert net.resolv_conf("default").decode() in out
     assert f"inet {net.ADDRESS}/24" in out
     assert f"default via {net.GATEWAY} dev tap0" in out
+    assert stack == "direct" or net._spares.ready is not spare  # the run took it
 
 
 def test_default_network_does_not_reach_the_hosts_loopback(
-        rootfs: Path, loopback_server: tuple[int, list[str]]) -> None:
+        rootfs: Path, loopback_server: tuple[int, list[str]], stack: str) -> None:
     """Neither through the gateway, 0.0.0.0 nor packets routed for 127.0.0.1 out of tap0
     (what root with CAP_NET_ADMIN in the run can arrange)."""
-    require("slirp4netns")
     port, seen = loopback_server
     result, out = run(rootfs, (
         f"for a in {net.GATEWAY} 0.0.0.0 127.0.0.1; do nc -w 3 $a {port} && echo reached-$a; "
@@ -321,3 +340,22 @@ def test_host_network_needs_the_entitlement(store_root: Path, tmp_path: Path,
     assert main(["--root", str(store_root), "run", "--allow", "network.host", "--network",
                  "host", "net-host:1", "cat", "/n"]) == 0
     assert capfd.readouterr().out.split() == [p.name for p in host]
+
+
+def test_a_prepared_namespace_is_out_of_a_runs_reach(rootfs: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The namespace prepared for a later run is not among the descriptors a run's PID 1
+    inherits (a root command could open /proc/1/fd/N and join it)."""
+    require("slirp4netns")
+    assert run(rootfs, "true")[0].exit_code == 0
+    deadline = time.monotonic() + 30
+    while net._spares.ready is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ready = net._spares.ready
+    assert ready is not None, "no network namespace was prepared"
+    spare = f"net:[{os.fstat(ready[0]).st_ino}]"
+    monkeypatch.setattr(net, "PREPARE_AHEAD", False)  # this run leaves it where it is
+    result, out = run(rootfs, "ls -l /proc/1/fd/ /proc/self/ns/net")
+    assert result.exit_code == 0, out
+    assert net._spares.ready is ready
+    assert "net:[" in out and spare not in out
