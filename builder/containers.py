@@ -9,15 +9,17 @@ run ends, so nothing the command wrote is kept.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor import NamespaceExecutor, RunSpec
 from builder.executor.protocol import ExtraHost, Network
 from builder.fileops.users import read_passwd, resolve_user
+from builder.limits import Limits
 from builder.localimages import LocalImage
 from builder.store import BuildStore, temp_key, unpack_layers
 from layerstore.snapshots.session import mounted_snapshot
@@ -30,7 +32,8 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What ``pybuild run`` may change about the image's defaults."""
+    """What ``pybuild run`` may change about the image's defaults, and its resource
+    limits."""
 
     env: tuple[str, ...] = ()
     workdir: str | None = None
@@ -40,17 +43,22 @@ class RunOptions:
     hostname: str | None = None
     command: tuple[str, ...] = ()
     extra_hosts: tuple[ExtraHost, ...] = ()
+    limits: Limits = field(default_factory=Limits)
 
 
 def run_container(store: BuildStore, image: LocalImage, options: RunOptions) -> int:
     """Run the command ``options`` and the image give; return its exit status (125 when the
-    sandbox could not start it)."""
+    sandbox could not start it). When a resource limit made it fail (the OOM killer, the
+    process limit), a line on stderr says which."""
     argv = command_line(image, options.entrypoint, options.command)
     chain = unpack_layers(store, image.layers, image.stored.image.rootfs.diff_ids)
     with mounted_snapshot(store.snapshots, temp_key("active"), chain,
                           temp_dir=store.tmp) as rootfs:
         spec = run_spec(image, rootfs, argv, options)
         result = NamespaceExecutor().run(spec, rootfs)
+    if result.stopped_by:
+        print(f"pybuild: the container {result.stopped_by} (exit code {result.exit_code})",
+              file=sys.stderr)
     return result.exit_code
 
 
@@ -98,7 +106,7 @@ def run_spec(image: LocalImage, rootfs: Path, argv: tuple[str, ...],
         raise BuildError(f"the working directory {workdir!r} must be an absolute path")
     return RunSpec(args=argv, env=env, cwd=workdir, user=f"{user.uid}:{user.gid}",
                    groups=user.process_groups,
-                   hostname=hostname, network=options.network,
+                   hostname=hostname, network=options.network, limits=options.limits,
                    extra_hosts=options.extra_hosts)
 
 

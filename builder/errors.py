@@ -33,14 +33,24 @@ class ImageNotFound(BuildError):
     """No image answers to a reference."""
 
 
-class ExecError(BuildError):
-    """A RUN command exited with a non-zero status; ``tail`` is the end of its output."""
+class LimitError(BuildError):
+    """A resource limit (``--memory``, ``--pids-limit``, …) cannot be applied on this host."""
 
-    def __init__(self, exit_code: int, command: str, tail: bytes = b"") -> None:
+
+class ExecError(BuildError):
+    """A RUN command exited with a non-zero status; ``tail`` is the end of its output and
+    ``reason``, when set, the resource limit that made it fail (``was killed by the
+    kernel's OOM killer: …``)."""
+
+    def __init__(self, exit_code: int, command: str, tail: bytes = b"",
+                 reason: str | None = None) -> None:
         self.exit_code = exit_code
         self.command = command
         self.tail = tail
+        self.reason = reason
         super().__init__(str(self))
 
     def __str__(self) -> str:
+        if self.reason:
+            return f"process {self.command!r} {self.reason} (exit code {self.exit_code})"
         return f"process {self.command!r} did not complete successfully: exit code {self.exit_code}"

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder.entitlements import Entitlements
+from builder.limits import Limits
 
 if TYPE_CHECKING:
     from builder.executor.protocol import ExtraHost
@@ -24,7 +25,8 @@ class BuildOptions:
     ``dockerfile_path`` (None when read from stdin) is where ``<Dockerfile>.dockerignore`` is
     looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
     history, making builds reproducible. ``compression_level`` is the compressor's own level
-    for new layers (None: its default).
+    for new layers (None: its default). ``limits`` are the resource limits of every RUN step
+    (they change neither cache keys nor the image).
     """
 
     context: Path
@@ -42,6 +44,7 @@ class BuildOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str = "default"
     allow: Entitlements = field(default_factory=Entitlements)
+    limits: Limits = field(default_factory=Limits)
     extra_hosts: tuple[ExtraHost, ...] = ()
     no_cache: bool = False
     no_cache_filter: tuple[str, ...] = ()

@@ -21,9 +21,12 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api import PREFIX as API_PREFIX
+from registry.api import build_api
+from registry.audit.runtime import start_events
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
@@ -43,11 +46,15 @@ from registry.metadata.pglocks import cluster_lock_for
 from registry.metadata.reads import hot_reads
 from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
+from registry.projects.backends import open_project_store
+from registry.projects.policy import ProjectPolicy, ProjectRoles
+from registry.projects.quota import QuotaGuard
 from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
 from registry.storage.legacy import LegacyUploads
 from registry.storage.manifests import ManifestService
+from registry.tagpolicy.service import open_tag_policy, projects_of
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
 access_log = logging.getLogger("registry.access")
@@ -131,6 +138,8 @@ class RegistryApp(FastAPI):
 def _route_of(path: str) -> str:
     if path in ("/metrics", "/healthz", "/debug/health"):
         return path.strip("/").replace("debug/", "")
+    if path.startswith(API_PREFIX + "/"):
+        return "api"
     return "unknown"
 
 
@@ -174,6 +183,14 @@ def check_storage(settings: Settings) -> None:
         raise ConfigError(f"s3.endpoint {settings.s3_endpoint or 'AWS'}: {exc}") from None
 
 
+def project_roles(settings: Settings, authorizer: Authorizer) -> ProjectRoles:
+    """The project roles the authorizer consults (one cache for both), else its own."""
+    policy = getattr(getattr(authorizer, "logins", None), "policy", None)
+    if isinstance(policy, ProjectPolicy):
+        return policy.roles
+    return ProjectRoles(open_project_store(settings))
+
+
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
     """Open the stores of ``settings`` and build what the handlers share."""
     metadata = open_metadata(settings)
@@ -185,11 +202,16 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                               lambda: push_guard(settings.root)).adopt
     blobs = BlobService(driver, metadata, cache_bytes=settings.manifest_cache_bytes,
                         lock_root=settings.root, adopt=adopt)
+    authorizer = authorizer or load_authorizer(settings)
+    roles = project_roles(settings, authorizer)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
-                    authorizer=authorizer or load_authorizer(settings),
+                    authorizer=authorizer,
                     metrics=Metrics(settings.metrics_dir),
-                    reads=hot_reads(metadata, settings.metadata_url))
+                    reads=hot_reads(metadata, settings.metadata_url),
+                    projects=roles, quota=QuotaGuard(roles, metadata),
+                    tag_policy=open_tag_policy(settings, metadata,
+                                               projects_of(roles.store, "project")))
 
 
 async def _housekeeping(services: Services) -> None:
@@ -214,6 +236,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="registry"))
         task = asyncio.ensure_future(_housekeeping(services))
+        events = start_events(settings)
         log.info("registry serving %s (pid %d, read-only: %s)", settings.root, os.getpid(),
                  settings.read_only)
         try:
@@ -222,9 +245,12 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await loop.run_in_executor(None, events.close)
             await services.blobs.close()
             await services.reads.close()
             services.metrics.flush()
+            if services.tag_policy is not None:
+                services.tag_policy.close()
             services.metadata.close()
 
     v2 = V2App(services)
@@ -238,6 +264,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         Route("/debug/health", health(services), methods=["GET", "HEAD"]),
         Route("/metrics", metrics(services), methods=["GET", "HEAD"]),
         *token_routes(services.authorizer),
+        Mount(API_PREFIX, build_api(services)),
     ])
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(AccessMiddleware, metrics=services.metrics,

@@ -1,8 +1,11 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
 manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
-access policy, or what one user may do where; ``registry migrate`` creates or upgrades the
-metadata database's schema (``serve`` does too, before its workers start)."""
+access policy, or what one user may do where; ``registry project …`` manages
+projects, their members and quotas (:mod:`registry.projects.cli`); ``registry audit``
+lists the audit log and ``registry webhook`` manages a project's webhooks
+(:mod:`registry.audit.cli`); ``registry migrate`` creates or upgrades the metadata
+database's schema (``serve`` does too, before its workers start)."""
 
 from __future__ import annotations
 
@@ -66,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="what this user may do where")
     who.add_argument("--anonymous", action="store_true",
                      help="what clients without credentials may do where")
+    from registry.projects.cli import add_parser as add_project_parser
+
+    add_project_parser(sub, _common)
+    from registry.audit.cli import add_parsers as add_audit_parsers
+    from registry.tagpolicy.commands import add_parsers as add_tagpolicy_parsers
+
+    add_tagpolicy_parsers(sub, _common)
+    add_audit_parsers(sub, _common)
     _common(sub.add_parser(
         "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
@@ -217,9 +228,11 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy_of(settings: Settings) -> AccessPolicy:
+    from registry.auth.authorizers import with_projects
     from registry.auth.rules import AccessPolicy
 
-    return AccessPolicy(settings.access, settings.admins, settings.groups)
+    return with_projects(AccessPolicy(settings.access, settings.admins, settings.groups),
+                         settings)
 
 
 def policy_summary(settings: Settings) -> str:
@@ -274,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy"):
+    if args.command in ("user", "policy", "project", "immutable", "retention", "audit",
+                        "webhook"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -289,8 +303,20 @@ def main(argv: list[str] | None = None) -> int:
         return _user(settings, args)
     if args.command == "policy":
         return _policy(settings, args)
+    if args.command == "project":
+        from registry.projects.cli import run as run_project
+
+        return run_project(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
+    if args.command in ("immutable", "retention"):
+        from registry.tagpolicy import commands
+
+        return commands.main(settings, args)
+    if args.command in ("audit", "webhook"):
+        from registry.audit.cli import run
+
+        return run(settings, args)
     logging.config.dictConfig(log_config(settings.log_level))
     if settings.metadata_url:
         # Before the authorizer: with token auth it reads the signing key from the database.

@@ -117,6 +117,12 @@ class Settings:
     s3_prefix: str = ""
     s3_path_style: bool = False
     s3_redirect: bool = False
+    # Audit log and webhooks (registry.audit, registry.webhooks): events older than
+    # ``audit_max_age`` days are removed (0: kept forever); a webhook delivery is tried up to
+    # ``webhook_max_attempts`` times, ``webhook_retry_seconds`` apart, doubling each time.
+    audit_max_age: int = 0
+    webhook_max_attempts: int = 8
+    webhook_retry_seconds: int = 10
 
     def __post_init__(self) -> None:
         check_scaleout(self)
@@ -143,6 +149,7 @@ class Settings:
             raise ConfigError(f"token_realm must be an http(s) URL, not {self.token_realm!r}")
         _check_limits(self)
         _check_storage(self)
+        _check_audit(self)
 
     @property
     def tls_enabled(self) -> bool:
@@ -270,6 +277,21 @@ def _check_limits(settings: Settings) -> None:
         if value < 0:
             raise ConfigError(f"{name} must not be negative (0: {zero}), not {value}")
 # End of login throttling and upload limits.
+
+
+# Audit log and webhooks.
+_FIELD_TYPES.update({"audit_max_age": int, "webhook_max_attempts": int,
+                     "webhook_retry_seconds": int})
+
+
+def _check_audit(settings: Settings) -> None:
+    if settings.audit_max_age < 0:
+        raise ConfigError(f"audit_max_age must not be negative (0: keep forever), not "
+                          f"{settings.audit_max_age}")
+    for name in ("webhook_max_attempts", "webhook_retry_seconds"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, not {getattr(settings, name)}")
+# End of audit log and webhooks.
 
 
 # --- Scale-out backing settings.

@@ -25,6 +25,11 @@ while they run, and a blob committed after the listing is never a candidate. Upl
 older than ``upload_max_age`` are purged with their bytes (ingests ``upload-<uuid>``), as are
 ``upload-`` ingests that have no session and are as old. A dry run takes no lock and changes
 nothing; it reports what a run would do.
+
+Before the mark, the projects' retention rules are applied (``registry retention run``, see
+:mod:`registry.tagpolicy.retention`; ``--no-retention`` skips it), so that the blobs of the
+manifests they remove are collected by the same run; a dry run lists what they would remove
+and counts those manifests as gone.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from registry.storage.backends import storage_driver
 from registry.storage.errors import StorageError
 from registry.storage.filesystem import FilesystemDriver
 from registry.storage.sweeping import DriverContent, FilesystemContent, Sweepable
+from registry.tagpolicy.errors import TagPolicyError
 
 CONTENT_DIR = "content"
 METADATA_FILE = "metadata.db"
@@ -120,19 +126,22 @@ def _closure(roots: Iterable[Digest], records: dict[Digest, ManifestRecord],
     return kept
 
 
-def _mark(meta: MetadataStore, delete_untagged: bool, cutoff: float) -> _Mark:
-    """Mark every blob a kept manifest needs; list the manifests to delete."""
+def _mark(meta: MetadataStore, delete_untagged: bool, cutoff: float,
+          removed: frozenset[ManifestRef] = frozenset()) -> _Mark:
+    """Mark every blob a kept manifest needs; list the manifests to delete. Manifests of
+    ``removed`` count as gone (a dry run after a planned retention run)."""
     marked: set[Digest] = set()
     doomed: list[ManifestRef] = []
     kept_count = 0
     for repo in meta.repositories():
-        records = {record.digest: record for record in meta.manifests(repo)}
+        records = {record.digest: record for record in meta.manifests(repo)
+                   if ManifestRef(repo, record.digest) not in removed}
         referrers: dict[Digest, list[Digest]] = defaultdict(list)
         for record in records.values():
             if record.subject is not None:
                 referrers[record.subject].append(record.digest)
         if delete_untagged:
-            roots = set(meta.tagged(repo).values())
+            roots = {d for d in meta.tagged(repo).values() if d in records}
             roots.update(d for d, record in records.items() if record.created_at > cutoff)
         else:
             roots = set(records)
@@ -185,9 +194,12 @@ def _check_seconds(value: float | None, what: str) -> None:
 def collect(root_content: Sweepable, meta: MetadataStore, *, lock_root: Path,
             dry_run: bool = False, delete_untagged: bool = False,
             grace_seconds: float = 3600, upload_max_age: float | None = None,
-            now: float | None = None) -> GCReport:
+            now: float | None = None,
+            removed: frozenset[ManifestRef] = frozenset()) -> GCReport:
     """Collect garbage as the module docstring describes; return what was (or would be)
-    removed. ``now`` (default: the current time) is what ages are measured from."""
+    removed. ``now`` (default: the current time) is what ages are measured from;
+    ``removed`` are manifests a dry run treats as already gone (what a retention run
+    would remove first)."""
     _check_seconds(grace_seconds, "grace_seconds")
     _check_seconds(upload_max_age, "upload_max_age")
     now = time.time() if now is None else now
@@ -198,7 +210,7 @@ def collect(root_content: Sweepable, meta: MetadataStore, *, lock_root: Path,
     listed = list(root_content.walk())
     lock: AbstractContextManager[None] = nullcontext() if dry_run else sweep_lock(lock_root)
     with lock:
-        mark = _mark(meta, delete_untagged, cutoff)
+        mark = _mark(meta, delete_untagged, cutoff, removed)
         if not dry_run:
             for ref in mark.doomed:
                 meta.delete_manifest(ref.repository, ref.digest)
@@ -278,7 +290,34 @@ def _parser() -> argparse.ArgumentParser:
                         help="keep anything younger than this (default: 3600)")
     parser.add_argument("--upload-max-age", type=_seconds, default=None, metavar="SECONDS",
                         help="purge upload sessions older than this (default: keep them)")
+    parser.add_argument("--no-retention", dest="retention", action="store_false",
+                        help="do not apply the projects' retention rules first")
     return parser
+
+
+def _retention(root: Path, settings: Settings | None, meta: MetadataStore,
+               dry_run: bool) -> frozenset[ManifestRef]:
+    """Apply the retention rules (``registry retention run``) before collecting, printing
+    what they remove; the manifests removed (or, dry, that would be)."""
+    from registry.tagpolicy.commands import report_lines
+    from registry.tagpolicy.service import open_tag_policy
+    from registry.tagpolicy.store import DB_FILE
+
+    if (settings is None or not settings.metadata_url) and not (root / DB_FILE).exists():
+        return frozenset()
+    policy = open_tag_policy(settings if settings is not None else Settings(root=root), meta)
+    try:
+        planned = policy.plan_retention(meta)
+        if not planned.repositories:
+            return frozenset()
+        result = None if dry_run else policy.run_retention(meta, planned)
+    finally:
+        policy.close()
+    for line in report_lines(planned, result):
+        print(line.replace("; run 'registry gc' to free their blobs", ""))
+    if not dry_run:
+        return frozenset()  # removed for real (a skipped one stays and keeps its blobs)
+    return frozenset(ManifestRef(r.repository, r.digest) for r in planned.removals)
 
 
 def _open_metadata(root: Path, settings: Settings | None) -> MetadataStore:
@@ -315,14 +354,17 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
                 content = FilesystemContent(FilesystemDriver(root / CONTENT_DIR), meta)
             use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
+                removed = (_retention(root, settings, meta, args.dry_run) if args.retention
+                           else frozenset())
                 report = collect(
                     content, meta, lock_root=root,
                     dry_run=args.dry_run, delete_untagged=args.delete_untagged,
                     grace_seconds=args.grace, upload_max_age=args.upload_max_age,
+                    removed=removed,
                 )
         finally:
             meta.close()
-    except (LayerstoreError, StorageError) as err:
+    except (LayerstoreError, StorageError, TagPolicyError) as err:
         print(f"registry gc: {err}", file=sys.stderr)
         return 1
     print(report.summary())

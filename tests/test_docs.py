@@ -3,7 +3,8 @@
 * Every ``pybuild`` and ``registry`` command shown in a fenced block parses with the real
   command-line parsers (flags, choices, values); a command in an inline code span uses only
   flags its subcommand has; a bare ``--flag`` span names a flag of one of the two commands.
-* Every TOML block is a valid registry config; every JSON block with registry keys is a valid
+* Every TOML block is a valid registry config, or a valid builder config when it has a
+  ``[limits]`` table or ``insecure-entitlements``; every JSON block with registry keys is a valid
   ``--registry-config`` file.
 * docs/registry.md's configuration reference lists exactly the settings of
   :class:`registry.config.Settings`, each with its variable and its default.
@@ -43,6 +44,9 @@ import httpx
 import pytest
 
 from builder import cli as pybuild_cli
+from builder import config as builder_config
+from builder import limits as builder_limits
+from builder.errors import BuildError
 from layerstore.content.local import LocalStore
 from layerstore.docker_archive import ArchiveImage, write_docker_archive
 from registry import cli as registry_cli
@@ -309,7 +313,16 @@ def test_config_snippets_are_valid(tmp_path: Path) -> None:
     checked = 0
     for block in all_blocks():
         path = tmp_path / f"snippet-{checked}"
-        if block.lang == "toml":
+        if block.lang == "toml" and re.search(r"^(\[limits\]|insecure-entitlements)",
+                                              block.text, re.M):
+            path.write_text(block.text)
+            try:
+                builder_settings = builder_config.load(path)
+                builder_limits.from_config(builder_settings.limits, path)
+            except BuildError as exc:
+                pytest.fail(f"{block.where}: {exc}")
+            checked += 1
+        elif block.lang == "toml":
             path.write_text(block.text)
             try:
                 load_settings(path, {}, {})

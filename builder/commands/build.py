@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder import config, entitlements
+from builder.commands.limitflags import add_limit_flags, limits_from
 from builder.commands.registryflags import add_registry_flags, settings_from
 from builder.errors import BuildError
 from builder.options import BuildOptions
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="always pull the base images, even when they are stored locally")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
+    add_limit_flags(p)
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
                    help="write the image digest and names as JSON (containerimage.digest)")
@@ -133,6 +135,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a whole number of "
                              "seconds") from None
     platform = target_platform(args.platform) if args.platform else None
+    settings = config.load()
     from layerstore.compression import check as check_compression
     from layerstore.errors import InvalidArgument
 
@@ -155,7 +158,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         tags=tuple(args.tag), target=args.target, build_args=build_args, secrets=secrets,
         platform=platform, compression=compression, source_date_epoch=epoch,
         labels=_pairs(args.label, "--label", False), network=args.network,
-        allow=entitlements.parse(args.allow).union(config.load().entitlements),
+        allow=entitlements.parse(args.allow).union(settings.entitlements),
+        limits=limits_from(args, settings),
         extra_hosts=extra_hosts(args.add_host),
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),

@@ -9,6 +9,7 @@ import sys
 from builder import config, entitlements
 from builder.commands.build import extra_hosts
 from builder.commands.common import find_image
+from builder.commands.limitflags import add_limit_flags, limits_from
 from builder.containers import RunOptions, run_container
 from builder.errors import BuildError
 from builder.store import BuildStore
@@ -45,6 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--entrypoint", metavar="COMMAND",
                         help="replace the image's Entrypoint (and drop its Cmd); '' clears it")
     parser.add_argument("--hostname", metavar="NAME", help="the container's host name")
+    add_limit_flags(parser)
     parser.add_argument("image", metavar="IMAGE", help="name or ID")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
                         help="command and arguments (replace the image's Cmd)")
@@ -53,11 +55,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Run the command; return its exit status (125 when the sandbox could not start it)."""
+    settings = config.load()
     granted = entitlements.parse(args.allow)
     if args.network == "host":
-        granted = granted.union(config.load().entitlements)
+        granted = granted.union(settings.entitlements)
         granted.require(entitlements.NETWORK_HOST, "--network=host")
     hosts = extra_hosts(args.add_host)
+    run_limits = limits_from(args, settings)
     image = find_image(store, args.image)
     platform = image.stored.image
     if platform.os != "linux":
@@ -68,5 +72,5 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     options = RunOptions(env=tuple(args.env), workdir=args.workdir, user=args.user,
                          network=args.network, entrypoint=args.entrypoint,
                          hostname=args.hostname, command=tuple(args.command),
-                         extra_hosts=hosts)
+                         limits=run_limits, extra_hosts=hosts)
     return run_container(store, image, options)

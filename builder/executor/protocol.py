@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
+
+from builder.limits import Limits
 
 Network = Literal["default", "none", "host"]
 
@@ -39,7 +41,8 @@ class ExtraHost:
 @dataclass(frozen=True)
 class RunSpec:
     """One command to run: argv, the exact environment (``KEY=value``), working directory,
-    numeric ``uid:gid``, hostname, network mode, extra mounts and extra ``/etc/hosts`` lines.
+    numeric ``uid:gid``, hostname, network mode, extra mounts, extra ``/etc/hosts`` lines and
+    resource limits (none by default: no cgroup is made).
 
     ``network`` is ``default`` (a network namespace of its own, with outbound access through
     a user-mode network stack), ``none`` (its own namespace with only a loopback interface)
@@ -58,16 +61,19 @@ class RunSpec:
     network: Network = "default"
     groups: tuple[int, ...] = ()
     extra_mounts: tuple[BindMount | TmpfsMount, ...] = ()
+    limits: Limits = field(default_factory=Limits)
     extra_hosts: tuple[ExtraHost, ...] = ()
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """How a run ended: its exit code (128+N when killed by signal N) and the last bytes of
-    its combined stdout and stderr."""
+    """How a run ended: its exit code (128+N when killed by signal N), the last bytes of
+    its combined stdout and stderr, and, when a resource limit made it fail, which one
+    (``was killed by the kernel's OOM killer: …``)."""
 
     exit_code: int
     output_tail: bytes
+    stopped_by: str | None = None
 
 
 class Executor(Protocol):

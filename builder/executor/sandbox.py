@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.executor import network
+from builder.executor import cgroups, network
 from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
+from builder.limits import DEFAULT_SHM_SIZE
 from layerstore import syscalls
 from layerstore.rootpath import resolve as resolve_path
 from layerstore.syscalls import (
@@ -204,7 +205,12 @@ class NamespaceExecutor:
         with tempfile.TemporaryDirectory(prefix="pybuild-run-") as tmp:
             try:
                 mounts = self._prepare(spec, rootfs, Path(tmp), points)
-                return self._spawn(spec, rootfs, mounts, uid, gid)
+                with cgroups.run_cgroup(spec.limits) as cgroup:
+                    result = self._spawn(spec, rootfs, mounts, uid, gid, cgroup)
+                    if cgroup is not None:
+                        result = RunResult(result.exit_code, result.output_tail,
+                                           cgroup.verdict(result.exit_code))
+                    return result
             finally:
                 points.remove()
 
@@ -230,7 +236,7 @@ class NamespaceExecutor:
         return planned
 
     def _spawn(self, spec: RunSpec, rootfs: Path, mounts: list[_Planned],
-               uid: int, gid: int) -> RunResult:
+               uid: int, gid: int, cgroup: cgroups.RunCgroup | None) -> RunResult:
         read_fd, write_fd = os.pipe()
         pid_r, pid_w = os.pipe()
         net = network.RunNetwork(spec)
@@ -248,7 +254,8 @@ class NamespaceExecutor:
                 os.close(read_fd)
                 os.close(pid_r)
                 net.in_child()
-                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, net)
+                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, cgroup,
+                               net)
             except BaseException as exc:
                 with contextlib.suppress(BaseException):
                     os.write(write_fd, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -372,7 +379,8 @@ def _wait(pid: int) -> int | None:
 
 
 def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-            gid: int, out_fd: int, pid_fd: int, net: network.RunNetwork) -> int:
+            gid: int, out_fd: int, pid_fd: int, cgroup: cgroups.RunCgroup | None,
+            net: network.RunNetwork) -> int:
     """In the forked child: new namespaces, then fork PID 1 and pass on its status."""
     os.setsid()
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -393,7 +401,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
         try:
             os.close(pid_fd)
             os.close(alive)
-            code = _init(spec, rootfs, mounts, uid, gid, lifeline, net.gate)
+            code = _init(spec, rootfs, mounts, uid, gid, lifeline, cgroup, net.gate)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 os.write(2, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -419,7 +427,7 @@ def _setup_root(spec: RunSpec, rootfs: Path, mounts: list[_Planned]) -> None:
            "newinstance,ptmxmode=0666,mode=0620")
     (dev / "shm").mkdir()
     _mount("shm", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-           "mode=1777,size=65536k")
+           f"mode=1777,size={spec.limits.shm_size or DEFAULT_SHM_SIZE}")
     for name, target in _DEV_LINKS:
         (dev / name).symlink_to(target)
     sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -449,7 +457,8 @@ def _loopback_up() -> None:
 
 
 def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-          gid: int, lifeline: int, gate: int) -> int:
+          gid: int, lifeline: int, cgroup: cgroups.RunCgroup | None,
+          gate: int) -> int:
     """PID 1: set up the root, start the command, reap everything, forward signals.
 
     ``lifeline`` is a pipe whose write end only the helper holds: EOF means it already died;
@@ -475,7 +484,7 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     command = os.fork()
     if command == 0:
         try:
-            _exec(spec, uid, gid)
+            _exec(spec, uid, gid, cgroup)
         finally:
             os._exit(SETUP_FAILED)
 
@@ -496,10 +505,12 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
             return os.WEXITSTATUS(status)
 
 
-def _exec(spec: RunSpec, uid: int, gid: int) -> None:
-    """In the command's process: drop to the user, enter cwd and exec; never returns."""
+def _exec(spec: RunSpec, uid: int, gid: int, cgroup: cgroups.RunCgroup | None) -> None:
+    """In the command's process: join the run's cgroup, set the ulimits, drop to the user,
+    enter cwd and exec; never returns."""
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+    cgroups.enter(spec.limits, cgroup)
     try:
         os.setgroups(list(spec.groups))
         os.setgid(gid)

@@ -12,7 +12,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import DockerfileError, ExecError
@@ -21,6 +21,7 @@ from builder.fileops import ResolvedUser, copy_into, resolve_path, resolve_user
 from builder.frontend.dockerignore import DockerIgnore
 from builder.graph.mounts import BindSpec, CacheMount
 from builder.graph.ops import ContextSource, CopyOp, Exec, FsOp, MkdirOp, Op
+from builder.limits import Limits
 from builder.runmounts import SecretSource, run_mounts
 
 #: Makes the executor of one RUN: its output goes to the first argument, and it stops
@@ -33,8 +34,8 @@ Views = Callable[[Op], AbstractContextManager[Path]]
 @dataclass(frozen=True)
 class Workspace:
     """What running ops needs from outside the graph: the build context and its
-    ``.dockerignore``, a scratch directory, the cache-mount root, the secrets, and how to
-    make an executor."""
+    ``.dockerignore``, a scratch directory, the cache-mount root, the secrets, how to
+    make an executor, and the resource limits of every RUN."""
 
     context: Path
     ignore: DockerIgnore
@@ -44,6 +45,7 @@ class Workspace:
     file: str
     executor: ExecutorFactory
     cancel: threading.Event
+    limits: Limits = field(default_factory=Limits)
 
 
 def run_op(ws: Workspace, op: FsOp, rootfs: Path, views: Views, command: str,
@@ -115,7 +117,7 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
             spec = RunSpec(args=op.args, env=op.env + plan.env, cwd=op.cwd,
                            user=f"{ids.uid}:{ids.gid}", groups=ids.process_groups,
                            network=op.network, extra_hosts=op.extra_hosts,
-                           extra_mounts=(*scripts, *plan.mounts))
+                           extra_mounts=(*scripts, *plan.mounts), limits=ws.limits)
             result = ws.executor(output, ws.cancel).run(spec, rootfs)
     if result.exit_code != 0:
-        raise ExecError(result.exit_code, command, result.output_tail)
+        raise ExecError(result.exit_code, command, result.output_tail, result.stopped_by)

@@ -76,7 +76,8 @@ class Solver:
         self.cancel = threading.Event()
         self.steplog = StepLog()
         self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
-                                   dict(options.secrets), graph.file, executor, self.cancel)
+                                   dict(options.secrets), graph.file, executor, self.cancel,
+                                   options.limits)
         self.cache = OpCache(store, options.context, ignore, graph.file, remote)
         self.stages: dict[int, Future[StageResult]] = {}
         self._ops: dict[str, Future[OpResult]] = {}

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from layerstore.errors import Unavailable
+from registry.audit import client_address
 from registry.auth.access import CATALOG, DELETE, PULL, PUSH
 from registry.auth.access import Scope as AccessScope
 from registry.errors import (
@@ -29,10 +30,11 @@ from registry.errors import (
     unavailable_response,
 )
 from registry.handlers import blobs, catalog, manifests, misc, referrers, tags, uploads
-from registry.handlers.base import ROUTE_KEY, Context, Endpoint, Services, match_v2
+from registry.handlers.base import ROUTE_KEY, Context, Endpoint, Match, Services, match_v2
 from registry.metadata.store import MetadataUnavailable
 from registry.names import check_name
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable, StorageError
+from registry.webhooks import is_quota_refusal, quota_exceeded
 
 log = logging.getLogger("registry.handlers")
 
@@ -108,7 +110,23 @@ async def dispatch(request: Request, services: Services) -> Response:
                                 f"{path[:200]!r} refused")
         if endpoint.actions == _DELETE and not settings.delete_enabled:
             raise RegistryError(UNSUPPORTED, "deletion is disabled on this registry")
-    return await endpoint.handler(Context(request, services, name, found.arg, identity))
+    try:
+        return await endpoint.handler(Context(request, services, name, found.arg, identity))
+    except RegistryError as err:
+        if name and is_quota_refusal(err.entries[0].detail):
+            _report_quota(request, services, name, found, identity.subject, err)
+        raise
+
+
+def _report_quota(request: Request, services: Services, name: str, found: Match,
+                  subject: str | None, err: RegistryError) -> None:
+    """A push refused for a full quota goes to the audit log and the webhooks."""
+    detail = err.entries[0].detail
+    quota_exceeded(services.settings, name, subject=subject or "",
+                   address=client_address(request.client),
+                   digest=str(detail.get("digest", "")),
+                   reference=found.arg if found.route == "manifests" else "",
+                   details=err.message, host=request.headers.get("host", ""))
 
 
 class V2App:

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -35,6 +35,11 @@ from registry.storage.blobs import BlobService
 from registry.storage.driver import Reader
 from registry.storage.errors import StorageError
 from registry.storage.manifests import ManifestService
+from registry.tagpolicy.service import TagPolicyService
+
+if TYPE_CHECKING:
+    from registry.projects.policy import ProjectRoles
+    from registry.projects.quota import QuotaGuard
 
 OCTET_STREAM = "application/octet-stream"
 MAX_PAGE = 1000
@@ -52,6 +57,9 @@ class Services:
     authorizer: Authorizer
     metrics: Metrics
     reads: HotReads
+    projects: ProjectRoles | None = None
+    quota: QuotaGuard | None = None
+    tag_policy: TagPolicyService | None = None
 
 
 @dataclass(frozen=True, slots=True)

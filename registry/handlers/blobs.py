@@ -7,6 +7,8 @@ import io
 from starlette.responses import Response
 
 from layerstore.digest import Digest
+from registry import audit
+from registry.audit.events import DELETE
 from registry.errors import RANGE_INVALID, RegistryError
 from registry.handlers.base import (
     OCTET_STREAM,
@@ -19,6 +21,7 @@ from registry.handlers.base import (
 from registry.names import parse_digest
 from registry.storage.errors import BlobUnknown
 from registry.storage.threads import run_blocking
+from registry.webhooks.service import BLOB_DETAIL
 
 SMALL_BLOB = 64 * 1024
 
@@ -124,4 +127,7 @@ async def delete(ctx: Context) -> Response:
     """DELETE a blob from a repository (202)."""
     digest = parse_digest(ctx.arg, ctx.name)
     await ctx.services.blobs.delete(ctx.name, digest)
+    audit.record(audit.request_event(DELETE, ctx.request, ctx.identity.subject, ctx.name,
+                                     str(digest), str(digest), BLOB_DETAIL),
+                 ctx.services.settings)
     return respond(202, {"Docker-Content-Digest": str(digest)})

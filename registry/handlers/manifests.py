@@ -11,8 +11,11 @@ from starlette.responses import Response
 from layerstore.digest import Digest
 from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
+from registry import audit
+from registry.audit.events import DELETE, PULL, PUSH
 from registry.errors import (
     BLOB_UNKNOWN,
+    DENIED,
     DIGEST_INVALID,
     MANIFEST_INVALID,
     MANIFEST_UNKNOWN,
@@ -30,11 +33,12 @@ from registry.handlers.base import (
     respond,
 )
 from registry.metadata.reads import ManifestHead
-from registry.metadata.store import ManifestRecord
+from registry.metadata.store import ManifestRecord, TagMoved, TagProtected
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.storage.errors import BlobUnknown
 from registry.storage.manifests import MANIFEST_TYPES, ParsedManifest
 from registry.storage.threads import run_blocking
+from registry.tagpolicy.errors import TagImmutable
 
 _UNTYPED = frozenset({"", "application/json", "application/octet-stream"})
 _ANY = frozenset({"*/*", "application/*", "application/json"})
@@ -46,6 +50,12 @@ def _unknown(ctx: Context, what: str) -> RegistryError:
                              detail={"name": ctx.name})
     return RegistryError(MANIFEST_UNKNOWN, f"manifest {what} is unknown to repository "
                          f"{ctx.name!r}", detail={"name": ctx.name, "reference": what})
+
+
+def _immutable(err: TagImmutable) -> RegistryError:
+    return RegistryError(DENIED, str(err), detail={
+        "name": err.repository, "tag": err.tag, "rule": err.rule,
+        "reason": "the tag is immutable"})
 
 
 def _check_reference(reference: str, name: str) -> None:
@@ -121,6 +131,8 @@ async def get(ctx: Context) -> Response:
             raise RegistryError(MANIFEST_UNKNOWN, f"manifest {found.digest} of "
                                 f"{ctx.name!r} has no content") from None
         raise
+    audit.record(audit.request_event(PULL, ctx.request, ctx.identity.subject, ctx.name,
+                                     ctx.arg, str(found.digest)), ctx.services.settings)
     return RawResponse(200, _headers(found), body)
 
 
@@ -220,7 +232,23 @@ async def put(ctx: Context) -> Response:
         raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
                             detail={"digest": str(record.digest)})
 
-    await services.manifests.put(name, parsed, body, tuple(tags))
+    if services.quota is not None:
+        await services.quota.check_adding(name, record.digest, len(body), "the manifest")
+    fixed: tuple[str, ...] = ()
+    policy = services.tag_policy
+    try:
+        if policy is not None and tags:
+            fixed = await run_blocking(policy.check_push, services.metadata, name, tuple(tags),
+                                       record.digest)
+        await services.manifests.put(name, parsed, body, tuple(tags), fixed)
+    except TagMoved as err:
+        assert policy is not None
+        raise _immutable(policy.refusal(name, err.tag, policy.protecting(name, err.tag),
+                                        err.digest, "move")) from None
+    except TagImmutable as err:
+        raise _immutable(err) from None
+    audit.record(audit.request_event(PUSH, ctx.request, ctx.identity.subject, name, reference,
+                                     str(record.digest), ",".join(tags)), services.settings)
     headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
                "Docker-Content-Digest": str(record.digest)}
     if record.subject is not None:
@@ -231,10 +259,28 @@ async def put(ctx: Context) -> Response:
 async def delete(ctx: Context) -> Response:
     """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
     name, reference, manifests = ctx.name, ctx.arg, ctx.services.manifests
-    if is_digest_reference(reference):
-        found = await run_blocking(manifests.delete, name, parse_digest(reference, name))
-    else:
-        found = await run_blocking(manifests.delete_tag, name, check_tag(reference, name))
+    policy, meta = ctx.services.tag_policy, ctx.services.metadata
+    try:
+        if is_digest_reference(reference):
+            digest = parse_digest(reference, name)
+            audited = str(digest)
+            guard = None if policy is None else await run_blocking(policy.protector, name)
+            found = await run_blocking(manifests.delete, name, digest, guard)
+        else:
+            tag = check_tag(reference, name)
+            tagged = await ctx.services.reads.manifest_head(name, tag)
+            audited = str(tagged.digest) if tagged is not None else ""
+            deletable = policy is None or await run_blocking(policy.check_delete_tag, meta,
+                                                             name, tag)
+            found = deletable and await run_blocking(manifests.delete_tag, name, tag)
+    except TagProtected as err:
+        assert policy is not None
+        raise _immutable(policy.refusal(name, err.tag, policy.protecting(name, err.tag),
+                                        err.digest, "delete")) from None
+    except TagImmutable as err:
+        raise _immutable(err) from None
     if not found:
         raise _unknown(ctx, reference)
+    audit.record(audit.request_event(DELETE, ctx.request, ctx.identity.subject, name,
+                                     reference, audited), ctx.services.settings)
     return respond(202)

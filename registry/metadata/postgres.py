@@ -34,7 +34,13 @@ from psycopg.types.json import Jsonb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from registry.metadata import migrate as migrations
-from registry.metadata.store import ManifestRecord, MetadataUnavailable, UploadRecord
+from registry.metadata.store import (
+    ManifestRecord,
+    MetadataUnavailable,
+    TagMoved,
+    TagProtected,
+    UploadRecord,
+)
 from registry.metadata.values import digest_text as _digest_text
 from registry.metadata.values import parse_digest as _digest
 from registry.metadata.values import size as _size
@@ -192,6 +198,35 @@ class PostgresMetadataStore:
         )
         return [name for (name,) in rows]
 
+    def namespace_usage(self, namespace: str) -> tuple[int, int]:
+        """``(repositories, bytes)`` under ``namespace/``: the repositories holding a link or
+        a manifest, and the size of the distinct blobs and manifests they hold (a digest
+        held by several of them counts once). Range scans of the primary keys."""
+        low = text(namespace, "namespace") + "/"
+        rows = self._read(
+            "WITH held (repo, digest, size) AS ("
+            "SELECT repo, digest, size FROM blob_links WHERE repo >= %(low)s AND repo < %(high)s "
+            "UNION ALL SELECT repo, digest, size FROM manifests "
+            "WHERE repo >= %(low)s AND repo < %(high)s) "
+            "SELECT (SELECT count(DISTINCT repo) FROM held), "
+            "(SELECT coalesce(sum(size), 0) FROM "
+            "(SELECT max(size) AS size FROM held GROUP BY digest) AS d)",
+            {"low": low, "high": low[:-1] + "0"})
+        if not rows:
+            return 0, 0
+        return int(rows[0][0]), int(rows[0][1])
+
+    def namespace_holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
+        manifest (the digest indexes, then the repository range)."""
+        low = text(namespace, "namespace") + "/"
+        rows = self._read(
+            "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = %(d)s AND repo >= %(low)s "
+            "AND repo < %(high)s) OR EXISTS (SELECT 1 FROM manifests WHERE digest = %(d)s "
+            "AND repo >= %(low)s AND repo < %(high)s)",
+            {"d": _digest_text(digest, "digest"), "low": low, "high": low[:-1] + "0"})
+        return bool(rows and rows[0][0])
+
     def repository_exists(self, repository: str) -> bool:
         """Whether the repository holds any link or manifest."""
         rows = self._read(
@@ -248,9 +283,11 @@ class PostgresMetadataStore:
     # Manifests.
 
     def put_manifest(self, repository: str, record: ManifestRecord,
-                     tags: tuple[str, ...] = ()) -> None:
+                     tags: tuple[str, ...] = (), *, fixed: tuple[str, ...] = ()) -> None:
         """Store (or refresh: the row becomes ``record``) a manifest and point ``tags`` at it,
-        in one transaction."""
+        in one transaction. A tag of ``fixed`` is written by an upsert that updates only a
+        row at the same digest: one that points elsewhere (committed by a concurrent writer
+        too: the upsert waits for it) is ``TagMoved`` and rolls everything back."""
         repo = _text(repository, "repository")
         if not isinstance(record, ManifestRecord):
             raise InvalidArgument(f"record must be a ManifestRecord, not {type(record).__name__}")
@@ -284,13 +321,28 @@ class PostgresMetadataStore:
                 "created_at = excluded.created_at",
                 values,
             )
-            if tag_names:
+            kept = [tag for tag in tag_names if tag in set(fixed)]
+            if kept:
+                written = {row[0] for row in conn.execute(
+                    "INSERT INTO tags (repo, tag, digest, updated_at) "
+                    "SELECT %s, tag, %s, %s FROM unnest(%s::text[]) AS tag ORDER BY tag "
+                    "ON CONFLICT (repo, tag) DO UPDATE SET updated_at = excluded.updated_at "
+                    "WHERE tags.digest = excluded.digest RETURNING tag",
+                    (repo, values[1], now, kept),
+                ).fetchall()}
+                for tag in kept:
+                    if tag not in written:
+                        row = conn.execute("SELECT digest FROM tags WHERE repo = %s AND "
+                                           "tag = %s", (repo, tag)).fetchone()
+                        raise TagMoved(repo, tag, _digest(row[0]) if row else record.digest)
+            moving = [tag for tag in tag_names if tag not in set(fixed)]
+            if moving:
                 conn.execute(
                     "INSERT INTO tags (repo, tag, digest, updated_at) "
                     "SELECT %s, tag, %s, %s FROM unnest(%s::text[]) AS tag ORDER BY tag "
                     "ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, "
                     "updated_at = excluded.updated_at",
-                    (repo, values[1], now, tag_names),
+                    (repo, values[1], now, moving),
                 )
 
         self._write(write)
@@ -306,13 +358,28 @@ class PostgresMetadataStore:
         rows = self._read(sql, (repository, reference))
         return _record(rows[0]) if rows else None
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and (by the cascading key) every tag pointing at it."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and (by the cascading key) every tag pointing at it. With
+        ``protected``, the manifest's row is locked first (a concurrent ``put_manifest``
+        of it holds that lock until it commits), then its tags are read: one that
+        ``protected`` names is ``TagProtected``."""
         if _has_nul([repository, digest]):
             return False
-        return self._write(lambda conn: conn.execute(
-            "DELETE FROM manifests WHERE repo = %s AND digest = %s",
-            (repository, str(digest))).rowcount > 0)
+        key = (repository, str(digest))
+
+        def write(conn: psycopg.Connection) -> bool:
+            if protected is not None:
+                conn.execute("SELECT 1 FROM manifests WHERE repo = %s AND digest = %s "
+                             "FOR UPDATE", key)
+                for (tag,) in conn.execute("SELECT tag FROM tags WHERE repo = %s AND "
+                                           "digest = %s ORDER BY tag", key).fetchall():
+                    if protected(tag):
+                        raise TagProtected(repository, tag, digest)
+            return conn.execute("DELETE FROM manifests WHERE repo = %s AND digest = %s",
+                                key).rowcount > 0
+
+        return self._write(write)
 
     def manifests(self, repository: str) -> Iterator[ManifestRecord]:
         """Every manifest of ``repository``, sorted by digest (read in one statement)."""

@@ -41,7 +41,7 @@ from typing import Any
 from layerstore import sqlitedb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unavailable
-from registry.metadata.store import ManifestRecord, UploadRecord
+from registry.metadata.store import ManifestRecord, TagMoved, TagProtected, UploadRecord
 from registry.metadata.values import digest_text as _digest_text
 from registry.metadata.values import parse_digest as _digest
 from registry.metadata.values import size as _size
@@ -236,6 +236,32 @@ class SqliteMetadataStore:
         )
         return [name for (name,) in self._rows(sql, args)]
 
+    def namespace_usage(self, namespace: str) -> tuple[int, int]:
+        """``(repositories, bytes)`` under ``namespace/``: the repositories holding a link or
+        a manifest, and the size of the distinct blobs and manifests they hold (a digest
+        held by several of them counts once). Range scans of the primary keys."""
+        low = _text(namespace, "namespace") + "/"
+        high = low[:-1] + "0"
+        rows = self._rows(
+            "WITH held (repo, digest, size) AS ("
+            "SELECT repo, digest, size FROM blob_links WHERE repo >= ?1 AND repo < ?2 "
+            "UNION ALL SELECT repo, digest, size FROM manifests WHERE repo >= ?1 AND repo < ?2) "
+            "SELECT (SELECT count(DISTINCT repo) FROM held), "
+            "(SELECT coalesce(sum(size), 0) FROM "
+            "(SELECT max(size) AS size FROM held GROUP BY digest))", (low, high))
+        return int(rows[0][0]), int(rows[0][1])
+
+    def namespace_holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
+        manifest (the digest indexes, then the repository range)."""
+        low = _text(namespace, "namespace") + "/"
+        key = _digest_text(digest, "digest")
+        rows = self._rows(
+            "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = ?1 AND repo >= ?2 "
+            "AND repo < ?3) OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?1 "
+            "AND repo >= ?2 AND repo < ?3)", (key, low, low[:-1] + "0"))
+        return bool(rows[0][0])
+
     def repository_exists(self, repository: str) -> bool:
         """Whether the repository holds any link or manifest."""
         rows = self._rows(
@@ -288,9 +314,10 @@ class SqliteMetadataStore:
     # Manifests.
 
     def put_manifest(self, repository: str, record: ManifestRecord,
-                     tags: tuple[str, ...] = ()) -> None:
+                     tags: tuple[str, ...] = (), *, fixed: tuple[str, ...] = ()) -> None:
         """Store (or refresh: the row becomes ``record``) a manifest and point ``tags`` at it,
-        in one transaction."""
+        in one transaction; a tag of ``fixed`` pointing elsewhere is ``TagMoved`` (the write
+        lock is held from the check to the commit)."""
         repo = _text(repository, "repository")
         if not isinstance(record, ManifestRecord):
             raise InvalidArgument(f"record must be a ManifestRecord, not {type(record).__name__}")
@@ -310,7 +337,13 @@ class SqliteMetadataStore:
             float(record.created_at),
         )
         now = time.time()
+        kept = [tag for tag in tag_names if tag in set(fixed)]
         with self._write() as conn:
+            for tag in kept:
+                row = conn.execute("SELECT digest FROM tags WHERE repo = ? AND tag = ?",
+                                   (repo, tag)).fetchone()
+                if row is not None and row[0] != values[1]:
+                    raise TagMoved(repo, tag, _digest(row[0]))
             self._ensure_repository(conn, repo, now)
             conn.execute(
                 "INSERT INTO manifests (repo, digest, media_type, size, subject, artifact_type, "
@@ -339,10 +372,17 @@ class SqliteMetadataStore:
         rows = self._rows(sql, (repository, reference))
         return _record(rows[0]) if rows else None
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and every tag pointing at it; whether it existed."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and every tag pointing at it; whether it existed. A tag that
+        ``protected`` names is ``TagProtected`` (checked under the write lock)."""
         key = (repository, str(digest))
         with self._write() as conn:
+            if protected is not None:
+                for (tag,) in conn.execute("SELECT tag FROM tags WHERE repo = ? AND digest = ? "
+                                           "ORDER BY tag", key).fetchall():
+                    if protected(tag):
+                        raise TagProtected(repository, tag, digest)
             conn.execute("DELETE FROM tags WHERE repo = ? AND digest = ?", key)
             cursor = conn.execute("DELETE FROM manifests WHERE repo = ? AND digest = ?", key)
             return cursor.rowcount > 0

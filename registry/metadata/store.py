@@ -19,17 +19,39 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from layerstore.digest import Digest
-from layerstore.errors import Unavailable
+from layerstore.errors import FailedPrecondition, Unavailable
 
 
 class MetadataUnavailable(Unavailable):
     """The metadata database cannot be used right now (unreachable, restarting, timed out);
     the message names the setting and the cause. The server answers it with 503."""
+
+
+class TagMoved(FailedPrecondition):
+    """``put_manifest`` would move a tag it was told to keep where it is (an immutable
+    tag); nothing was written."""
+
+    def __init__(self, repository: str, tag: str, digest: Digest) -> None:
+        super().__init__(f"tag {tag!r} of {repository!r} points at {digest}; it may not move")
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
+
+
+class TagProtected(FailedPrecondition):
+    """``delete_manifest`` would remove a tag it was told is protected; nothing was
+    removed."""
+
+    def __init__(self, repository: str, tag: str, digest: Digest) -> None:
+        super().__init__(f"tag {tag!r} of {repository!r} points at {digest}; it may not go")
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
 
 
 @dataclass(frozen=True)
@@ -73,6 +95,17 @@ class MetadataStore(Protocol):
         """Whether the repository holds any link or manifest."""
         ...
 
+    def namespace_usage(self, namespace: str) -> tuple[int, int]:
+        """``(repositories, bytes)`` under ``namespace/``: the repositories holding a link or
+        a manifest, and the size of the distinct blobs and manifests they hold (a digest
+        held by several of them counts once)."""
+        ...
+
+    def namespace_holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
+        manifest."""
+        ...
+
     def link_blob(self, repository: str, digest: Digest, size: int) -> None:
         """Make blob ``digest`` visible in ``repository`` (idempotent)."""
         ...
@@ -94,11 +127,13 @@ class MetadataStore(Protocol):
         ...
 
     def put_manifest(self, repository: str, record: ManifestRecord,
-                     tags: tuple[str, ...] = ()) -> None:
+                     tags: tuple[str, ...] = (), *, fixed: tuple[str, ...] = ()) -> None:
         """Store (or refresh) a manifest in ``repository`` and point ``tags`` at it.
 
         Refreshing replaces the stored record with ``record``; tags already pointing at it
-        stay."""
+        stay. A tag of ``tags`` also in ``fixed`` may be created or re-pointed at the digest
+        it already has, never moved: if it points at another digest (even one a concurrent
+        writer just put), :class:`TagMoved` is raised and nothing is written."""
         ...
 
     def get_manifest(self, repository: str, digest: Digest) -> ManifestRecord | None:
@@ -110,8 +145,12 @@ class MetadataStore(Protocol):
         contain ``:``, so a reference with one is a digest)."""
         ...
 
-    def delete_manifest(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and every tag pointing at it; whether it existed."""
+    def delete_manifest(self, repository: str, digest: Digest, *,
+                        protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and every tag pointing at it; whether it existed. With
+        ``protected``, if a tag pointing at it is one ``protected`` says is (an immutable
+        tag, even one a concurrent writer just put there), :class:`TagProtected` is raised
+        and nothing is removed."""
         ...
 
     def manifests(self, repository: str) -> Iterator[ManifestRecord]:

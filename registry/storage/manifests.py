@@ -79,9 +79,10 @@ class ManifestService:
         self.blobs = blobs
 
     async def put(self, repository: str, parsed: ParsedManifest, body: bytes,
-                  tags: tuple[str, ...]) -> None:
+                  tags: tuple[str, ...], fixed: tuple[str, ...] = ()) -> None:
         """Store a manifest and point ``tags`` at it; ``ManifestReferencesMissing`` if the
-        repository lacks what it references."""
+        repository lacks what it references, ``TagMoved`` if a tag of ``fixed`` points at
+        another manifest."""
         record = parsed.record
 
         def store() -> None:
@@ -89,7 +90,7 @@ class ManifestService:
             if problems:
                 raise ManifestReferencesMissing(problems)
             self.blobs.store_small(record.digest, body)
-            self.metadata.put_manifest(repository, record, tags)
+            self.metadata.put_manifest(repository, record, tags, fixed=fixed)
 
         await self.blobs.run_guarded(store)
         self.blobs.remember(record.digest, body)
@@ -102,9 +103,11 @@ class ManifestService:
         """A manifest's bytes (``BlobUnknown`` if they are gone)."""
         return await self.blobs.read_small(record.digest)
 
-    def delete(self, repository: str, digest: Digest) -> bool:
-        """Remove a manifest and its tags; whether it existed."""
-        return self.metadata.delete_manifest(repository, digest)
+    def delete(self, repository: str, digest: Digest,
+               protected: Callable[[str], bool] | None = None) -> bool:
+        """Remove a manifest and its tags; whether it existed. ``TagProtected`` if one of
+        its tags is ``protected``."""
+        return self.metadata.delete_manifest(repository, digest, protected=protected)
 
     def delete_tag(self, repository: str, tag: str) -> bool:
         """Remove one tag; whether it existed."""
