@@ -226,7 +226,8 @@ class RunNetwork:
     PID 1 exists, :meth:`start` connects it while the sandbox's own setup runs. ``gate`` is
     a pipe whose read end PID 1 keeps and waits on (:func:`wait_gate`) before it starts the
     command; :meth:`start` opens it. :meth:`close` stops the stack without waiting for the
-    kernel to tear down its device, and has the next namespace prepared.
+    kernel to tear down its device, and from a process's second run on (a build, not a
+    lone ``pybuild run``) has the next namespace prepared.
     """
 
     def __init__(self, spec: RunSpec) -> None:
@@ -281,7 +282,7 @@ class RunNetwork:
             self.namespace = None
         with contextlib.suppress(OSError):
             os.close(self._open)
-        if self.network == "default" and PREPARE_AHEAD:
+        if self.network == "default" and PREPARE_AHEAD and _spares.note_run() > 1:
             _spares.refill()
 
 
@@ -296,6 +297,13 @@ class _Spares:
         self.ready: tuple[int, _Slirp] | None = None
         self.pending: int | None = None
         self.busy = False
+        self.runs = 0
+
+    def note_run(self) -> int:
+        """Count a finished run on the default network; how many there have been."""
+        with self.lock:
+            self.runs += 1
+            return self.runs
 
     def after_fork_in_child(self) -> None:
         """In a forked child (a sandbox among them): the prepared namespace is the parent's,
