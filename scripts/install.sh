@@ -13,6 +13,8 @@ PACKAGES=(
   gcc libc6-dev
   # newuidmap/newgidmap: the id maps of a rootless build's user namespace (builder/rootless.py)
   uidmap
+  # the user-mode network stack of RUN steps on the default network (builder/executor/network.py)
+  slirp4netns
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore

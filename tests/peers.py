@@ -22,7 +22,8 @@ PACKAGES = {
     "useradd": "passwd", "usermod": "passwd", "userdel": "passwd",
     "radosgw": "radosgw", "ceph-mon": "ceph-mon", "ceph-mgr": "ceph-mgr",
     "ceph-osd": "ceph-osd", "/usr/lib/postgresql/15/bin/initdb": "postgresql-15",
-    "/usr/bin/aws": "awscli", "gcc": "gcc libc6-dev",
+    "/usr/bin/aws": "awscli", "gcc": "gcc libc6-dev", "slirp4netns": "slirp4netns",
+    "ip": "iproute2",
 }
 
 

@@ -19,7 +19,7 @@ from builder.graph.mounts import BindSpec, RunMount
 from layerstore.oci import Platform
 
 if TYPE_CHECKING:
-    from builder.executor.protocol import Network, Security
+    from builder.executor.protocol import ExtraHost, Network, Security
 
 #: Fields that say where something was written, not what it does.
 _NOT_DIGESTED = frozenset({"line", "file"})
@@ -116,7 +116,8 @@ class Script:
 class Exec(Op):
     """RUN: ``args`` on a writable copy of ``base``'s filesystem, as ``user`` (a name or
     ``uid[:gid]`` resolved inside it), in ``cwd``, with the exact environment ``env``, in
-    the ``security`` mode of ``RUN --security``."""
+    the ``security`` mode of ``RUN --security`` and with ``extra_hosts`` added to its
+    ``/etc/hosts`` (``--add-host``)."""
 
     base: Op
     args: tuple[str, ...]
@@ -128,6 +129,8 @@ class Exec(Op):
     scripts: tuple[Script, ...] = ()
     security: Security = dataclasses.field(default="sandbox",
                                            metadata={_OMIT_DEFAULT: True})
+    extra_hosts: tuple[ExtraHost, ...] = dataclasses.field(default=(),
+                                                          metadata={_OMIT_DEFAULT: True})
     line: int = dataclasses.field(default=0, compare=False)
 
     def inputs(self) -> tuple[Op, ...]:
