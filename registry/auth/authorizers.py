@@ -39,7 +39,7 @@ from registry.auth.users import UserError, UserStore
 from registry.config import ConfigError, Settings
 from registry.errors import DENIED, UNAUTHORIZED, RegistryError
 from registry.handlers.base import absolute_url
-from registry.robots.service import RobotService, is_robot, open_robot_store
+from registry.robots.service import RobotRefused, RobotService, is_robot, open_robot_store
 
 AUTH_DIR = "auth"
 BASIC_CACHE_SECONDS = 60.0
@@ -110,10 +110,10 @@ class Logins:
             if is_robot(name):
                 try:
                     who = self.secrets.robot(name, password)
-                except RegistryError as err:
-                    if err.detail:
+                except RobotRefused as exc:
+                    if exc.wrong_secret:
                         self.throttle.failed(name, client)
-                    raise RegistryError(UNAUTHORIZED, err.message) from None
+                    raise RegistryError(UNAUTHORIZED, str(exc)) from None
                 self.throttle.succeeded(name, client)
                 return who
             found = self.secrets.user_secret(name, password)

@@ -54,15 +54,8 @@ class SecretLogins:
 
     def robot(self, name: str, secret: str) -> Principal:
         """The principal of robot ``name`` if ``secret`` is its secret and it is usable;
-        RegistryError(UNAUTHORIZED) saying why not otherwise (``wrong`` in its detail when
-        the secret was wrong, which counts as a failed login)."""
-        try:
-            robot = self.service.authenticate(name, secret)
-        except RobotRefused as exc:
-            wrong = "incorrect" in str(exc)
-            raise RegistryError(UNAUTHORIZED, str(exc),
-                                detail={"wrong": True} if wrong else None) from None
-        return robot_principal(robot)
+        :class:`~registry.robots.service.RobotRefused` saying why not otherwise."""
+        return robot_principal(self.service.authenticate(name, secret))
 
     def user_secret(self, name: str, password: str) -> Principal | None:
         """The principal of user ``name`` if ``password`` is one of its CLI secrets."""

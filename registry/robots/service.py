@@ -56,7 +56,12 @@ class Issued:
 
 
 class RobotRefused(Exception):
-    """Credentials that name a robot but are not accepted; the message says why."""
+    """Credentials that name a robot but are not accepted; the message says why.
+    ``wrong_secret``: the secret was wrong (a failed login), not the robot unusable."""
+
+    def __init__(self, message: str, *, wrong_secret: bool = False) -> None:
+        super().__init__(message)
+        self.wrong_secret = wrong_secret
 
 
 class RobotService:
@@ -132,10 +137,10 @@ class RobotService:
         try:
             project, name = split_robot_name(full_name)
         except RobotError:
-            raise RobotRefused("incorrect username or password") from None
+            raise RobotRefused("incorrect username or password", wrong_secret=True) from None
         robot = self.store.get(project, name)
         if robot is None or not verify_secret(robot.secret_hash, secret):
-            raise RobotRefused("incorrect username or password")
+            raise RobotRefused("incorrect username or password", wrong_secret=True)
         self.check_usable(robot, now)
         return robot
 
