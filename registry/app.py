@@ -21,9 +21,11 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api import PREFIX as API_PREFIX
+from registry.api import build_api
 from registry.auth.access import AllowAll, Authorizer
 from registry.auth.token_endpoint import token_routes
 from registry.config import HANDOFF_ENV, ConfigError, Settings
@@ -131,6 +133,8 @@ class RegistryApp(FastAPI):
 def _route_of(path: str) -> str:
     if path in ("/metrics", "/healthz", "/debug/health"):
         return path.strip("/").replace("debug/", "")
+    if path.startswith(API_PREFIX + "/"):
+        return "api"
     return "unknown"
 
 
@@ -238,6 +242,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         Route("/debug/health", health(services), methods=["GET", "HEAD"]),
         Route("/metrics", metrics(services), methods=["GET", "HEAD"]),
         *token_routes(services.authorizer),
+        Mount(API_PREFIX, build_api(services)),
     ])
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(AccessMiddleware, metrics=services.metrics,
