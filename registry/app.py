@@ -45,6 +45,9 @@ from registry.metadata.pglocks import cluster_lock_for
 from registry.metadata.reads import hot_reads
 from registry.metadata.store import MetadataUnavailable
 from registry.metrics import Metrics
+from registry.projects.backends import open_project_store
+from registry.projects.policy import ProjectPolicy, ProjectRoles
+from registry.projects.quota import QuotaGuard
 from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
@@ -178,6 +181,14 @@ def check_storage(settings: Settings) -> None:
         raise ConfigError(f"s3.endpoint {settings.s3_endpoint or 'AWS'}: {exc}") from None
 
 
+def project_roles(settings: Settings, authorizer: Authorizer) -> ProjectRoles:
+    """The project roles the authorizer consults (one cache for both), else its own."""
+    policy = getattr(getattr(authorizer, "logins", None), "policy", None)
+    if isinstance(policy, ProjectPolicy):
+        return policy.roles
+    return ProjectRoles(open_project_store(settings))
+
+
 def open_services(settings: Settings, authorizer: Authorizer | None = None) -> Services:
     """Open the stores of ``settings`` and build what the handlers share."""
     metadata = open_metadata(settings)
@@ -189,11 +200,14 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                               lambda: push_guard(settings.root)).adopt
     blobs = BlobService(driver, metadata, cache_bytes=settings.manifest_cache_bytes,
                         lock_root=settings.root, adopt=adopt)
+    authorizer = authorizer or load_authorizer(settings)
+    roles = project_roles(settings, authorizer)
     return Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
-                    authorizer=authorizer or load_authorizer(settings),
+                    authorizer=authorizer,
                     metrics=Metrics(settings.metrics_dir),
-                    reads=hot_reads(metadata, settings.metadata_url))
+                    reads=hot_reads(metadata, settings.metadata_url),
+                    projects=roles, quota=QuotaGuard(roles, metadata))
 
 
 async def _housekeeping(services: Services) -> None:

@@ -2,8 +2,10 @@
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
 manages the users that ``--auth basic|token`` let in (``registry user secret`` their CLI
 secrets, ``registry robot`` the robot accounts of CI); ``registry policy show`` prints the
-access policy, or what one user may do where; ``registry migrate`` creates or upgrades the
-metadata database's schema (``serve`` does too, before its workers start)."""
+access policy, or what one user may do where; ``registry project …`` manages
+projects, their members and quotas (:mod:`registry.projects.cli`); ``registry migrate``
+creates or upgrades the metadata database's schema (``serve`` does too, before its
+workers start)."""
 
 from __future__ import annotations
 
@@ -75,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     who.add_argument("--user", metavar="NAME", help="what this user may do where")
     who.add_argument("--anonymous", action="store_true",
                      help="what clients without credentials may do where")
+    from registry.projects.cli import add_parser as add_project_parser
+
+    add_project_parser(sub, _common)
     _common(sub.add_parser(
         "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy", "robot"):
+    if args.command in ("user", "policy", "project", "robot"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -302,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_robot(settings, args)
     if args.command == "policy":
         return _policy(settings, args)
+    if args.command == "project":
+        from registry.projects.cli import run as run_project
+
+        return run_project(settings, args)
     if args.command == "migrate":
         return _migrate(settings)
     logging.config.dictConfig(log_config(settings.log_level))

@@ -20,6 +20,7 @@ from registry.handlers.base import Services
 PREFIX = "/api/v1"
 ROUTER_MODULES: tuple[str, ...] = (
     "registry.api.system",
+    "registry.api.projects",
 )
 
 

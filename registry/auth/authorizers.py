@@ -321,6 +321,14 @@ class BasicAuthorizer:
         return self.logins.visible(identity, repository)
 
 
+def with_projects(policy: AccessPolicy, settings: Settings) -> AccessPolicy:
+    """``policy`` combined with the project roles of ``settings``' project store."""
+    from registry.projects.backends import open_project_store
+    from registry.projects.policy import ProjectPolicy, ProjectRoles
+
+    return ProjectPolicy(policy, ProjectRoles(open_project_store(settings)))
+
+
 def _logins(settings: Settings) -> Logins:
     if settings.htpasswd is not None and not settings.htpasswd.is_file():
         raise ConfigError(f"htpasswd file {str(settings.htpasswd)!r} does not exist")
@@ -329,7 +337,8 @@ def _logins(settings: Settings) -> Logins:
         users.users()
     except UserError as exc:
         raise ConfigError(str(exc)) from None
-    policy = AccessPolicy(settings.access, settings.admins, settings.groups)
+    policy = with_projects(AccessPolicy(settings.access, settings.admins, settings.groups),
+                           settings)
     throttle = open_login_throttle(settings)
     secrets = SecretLogins(RobotService(open_robot_store(settings)), users, policy)
     return Logins(users, policy, throttle, secrets)

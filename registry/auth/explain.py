@@ -43,6 +43,9 @@ def reason(policy: AccessPolicy, who: Principal, scope: Scope, action: str) -> s
                 f"({grant.project}/...), not {action} on {scope.name}")
     if scope.type != "repository":
         return f"no rule covers {scope.type}:{scope.name}"
+    note = policy.project_note(who, scope.name, action)
+    if note is not None:
+        return note
     target = f"{action} on {scope.name}"
     if policy.explicit:
         hint = "; log in" if who.anonymous else ""

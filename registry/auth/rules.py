@@ -271,6 +271,11 @@ class AccessPolicy:
                 granted.update(rule.actions)
         return frozenset(granted)
 
+    def project_note(self, who: Principal, repository: str, action: str) -> str | None:
+        """Why ``who`` may not take ``action`` on ``repository`` beyond the rules (a policy
+        with projects says it; ``None``: the rules alone decide)."""
+        return None
+
     def grant(self, who: Principal, type_: str, name: str, wanted: Iterable[str]
               ) -> tuple[str, ...]:
         """The actions of ``wanted`` (``*`` = all) that ``who`` may have, in a stable order."""

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -36,6 +36,10 @@ from registry.storage.driver import Reader
 from registry.storage.errors import StorageError
 from registry.storage.manifests import ManifestService
 
+if TYPE_CHECKING:
+    from registry.projects.policy import ProjectRoles
+    from registry.projects.quota import QuotaGuard
+
 OCTET_STREAM = "application/octet-stream"
 MAX_PAGE = 1000
 ROUTE_KEY = "registry.route"
@@ -52,6 +56,8 @@ class Services:
     authorizer: Authorizer
     metrics: Metrics
     reads: HotReads
+    projects: ProjectRoles | None = None
+    quota: QuotaGuard | None = None
 
 
 @dataclass(frozen=True, slots=True)

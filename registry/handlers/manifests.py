@@ -220,6 +220,8 @@ async def put(ctx: Context) -> Response:
         raise RegistryError(DIGEST_INVALID, f"{where}: its content hashes to {record.digest}",
                             detail={"digest": str(record.digest)})
 
+    if services.quota is not None:
+        await services.quota.check_adding(name, record.digest, len(body), "the manifest")
     await services.manifests.put(name, parsed, body, tuple(tags))
     headers = {"Location": absolute_url(ctx.request, f"/v2/{name}/manifests/{record.digest}"),
                "Docker-Content-Digest": str(record.digest)}

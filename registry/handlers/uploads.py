@@ -30,6 +30,7 @@ from registry.handlers.base import (
 from registry.handlers.limits import check_upload_size
 from registry.names import check_name, check_upload_id, parse_digest
 from registry.storage.errors import StorageError
+from registry.storage.threads import run_blocking
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?\s*([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]+|\*))?")
 
@@ -110,6 +111,7 @@ async def start(ctx: Context) -> Response:
     """POST: mount a blob (201), upload one whole (``?digest=``, 201) or open a session
     (202 with ``Location``)."""
     check_upload_size(ctx, content_length(ctx.request))
+    await _check_quota(ctx, None)
     name, params, blobs = ctx.name, ctx.request.query_params, ctx.services.blobs
     mount = params.get("mount")
     if mount is not None:
@@ -118,12 +120,27 @@ async def start(ctx: Context) -> Response:
         if source is not None:
             check_name(source)
         allowed = source is None or await _may_pull(ctx, source)
-        if allowed and await blobs.mount(name, digest, source) is not None:
+        held = None if not allowed or ctx.services.quota is None else \
+            await ctx.services.quota.holds(name, digest)
+        size = await blobs.mount(name, digest, source) if allowed else None
+        if size is not None:
+            if held is False:
+                await _refuse_mount(ctx, digest, size)
             return _created(ctx, digest)
     elif params.get("digest") is not None:
         return await _monolithic(ctx, parse_digest(params["digest"], name))
     record = await blobs.start_upload(name)
     return respond(202, session_headers(ctx, record.uuid, 0))
+
+
+async def _refuse_mount(ctx: Context, digest: Digest, size: int) -> None:
+    """Undo a mount its project's quota has no room for, and refuse it."""
+    assert ctx.services.quota is not None
+    try:
+        await ctx.services.quota.check_adding(ctx.name, None, size, f"mounting {digest}")
+    except RegistryError:
+        await run_blocking(ctx.services.metadata.unlink_blob, ctx.name, digest)
+        raise
 
 
 async def _monolithic(ctx: Context, digest: Digest) -> Response:
@@ -133,6 +150,7 @@ async def _monolithic(ctx: Context, digest: Digest) -> Response:
         async with blobs.upload(ctx.name, record.uuid) as upload:
             await upload.receive(body_chunks(ctx.request),
                                  length=content_length(ctx.request))
+            await _check_commit(ctx, digest, upload.offset)
             await upload.commit(digest)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -153,6 +171,7 @@ async def patch(ctx: Context) -> Response:
     upload_id = check_upload_id(ctx.arg, ctx.name)
     start_at, length = _chunk_bounds(ctx)
     check_upload_size(ctx, length, start_at)
+    await _check_quota(ctx, length, start_at)
     try:
         async with ctx.services.blobs.upload(ctx.name, upload_id) as upload:
             offset = await upload.receive(body_chunks(ctx.request), start=start_at,
@@ -170,15 +189,33 @@ async def finish(ctx: Context) -> Response:
     digest = _digest_param(ctx)
     start_at, length = _chunk_bounds(ctx)
     check_upload_size(ctx, length, start_at)
+    await _check_quota(ctx, length, start_at)
     try:
         async with ctx.services.blobs.upload(ctx.name, upload_id) as upload:
             await upload.receive(body_chunks(ctx.request), start=start_at, length=length)
+            await _check_commit(ctx, digest, upload.offset)
             await upload.commit(digest)
     except (RegistryError, StorageError) as exc:
         err = as_registry_error(exc)
+        if err.code is DENIED:
+            with contextlib.suppress(Exception):
+                await ctx.services.blobs.cancel_upload(ctx.name, upload_id)
         _locate(err, ctx, upload_id)
         raise err from None
     return _created(ctx, digest)
+
+
+async def _check_quota(ctx: Context, length: int | None, start: int | None = None) -> None:
+    """Refuse an upload announcing more than its project's quota leaves (413)."""
+    if ctx.services.quota is not None:
+        await ctx.services.quota.check_announced(
+            ctx.name, length if length is not None else content_length(ctx.request), start)
+
+
+async def _check_commit(ctx: Context, digest: Digest, size: int) -> None:
+    """Refuse a blob its project's quota has no room for (403 DENIED)."""
+    if ctx.services.quota is not None:
+        await ctx.services.quota.check_adding(ctx.name, digest, size)
 
 
 def _locate(err: RegistryError, ctx: Context, upload_id: str) -> None:

@@ -192,6 +192,35 @@ class PostgresMetadataStore:
         )
         return [name for (name,) in rows]
 
+    def namespace_usage(self, namespace: str) -> tuple[int, int]:
+        """``(repositories, bytes)`` under ``namespace/``: the repositories holding a link or
+        a manifest, and the size of the distinct blobs and manifests they hold (a digest
+        held by several of them counts once). Range scans of the primary keys."""
+        low = text(namespace, "namespace") + "/"
+        rows = self._read(
+            "WITH held (repo, digest, size) AS ("
+            "SELECT repo, digest, size FROM blob_links WHERE repo >= %(low)s AND repo < %(high)s "
+            "UNION ALL SELECT repo, digest, size FROM manifests "
+            "WHERE repo >= %(low)s AND repo < %(high)s) "
+            "SELECT (SELECT count(DISTINCT repo) FROM held), "
+            "(SELECT coalesce(sum(size), 0) FROM "
+            "(SELECT max(size) AS size FROM held GROUP BY digest) AS d)",
+            {"low": low, "high": low[:-1] + "0"})
+        if not rows:
+            return 0, 0
+        return int(rows[0][0]), int(rows[0][1])
+
+    def namespace_holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
+        manifest (the digest indexes, then the repository range)."""
+        low = text(namespace, "namespace") + "/"
+        rows = self._read(
+            "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = %(d)s AND repo >= %(low)s "
+            "AND repo < %(high)s) OR EXISTS (SELECT 1 FROM manifests WHERE digest = %(d)s "
+            "AND repo >= %(low)s AND repo < %(high)s)",
+            {"d": _digest_text(digest, "digest"), "low": low, "high": low[:-1] + "0"})
+        return bool(rows and rows[0][0])
+
     def repository_exists(self, repository: str) -> bool:
         """Whether the repository holds any link or manifest."""
         rows = self._read(

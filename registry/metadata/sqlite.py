@@ -236,6 +236,32 @@ class SqliteMetadataStore:
         )
         return [name for (name,) in self._rows(sql, args)]
 
+    def namespace_usage(self, namespace: str) -> tuple[int, int]:
+        """``(repositories, bytes)`` under ``namespace/``: the repositories holding a link or
+        a manifest, and the size of the distinct blobs and manifests they hold (a digest
+        held by several of them counts once). Range scans of the primary keys."""
+        low = _text(namespace, "namespace") + "/"
+        high = low[:-1] + "0"
+        rows = self._rows(
+            "WITH held (repo, digest, size) AS ("
+            "SELECT repo, digest, size FROM blob_links WHERE repo >= ?1 AND repo < ?2 "
+            "UNION ALL SELECT repo, digest, size FROM manifests WHERE repo >= ?1 AND repo < ?2) "
+            "SELECT (SELECT count(DISTINCT repo) FROM held), "
+            "(SELECT coalesce(sum(size), 0) FROM "
+            "(SELECT max(size) AS size FROM held GROUP BY digest))", (low, high))
+        return int(rows[0][0]), int(rows[0][1])
+
+    def namespace_holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
+        manifest (the digest indexes, then the repository range)."""
+        low = _text(namespace, "namespace") + "/"
+        key = _digest_text(digest, "digest")
+        rows = self._rows(
+            "SELECT EXISTS (SELECT 1 FROM blob_links WHERE digest = ?1 AND repo >= ?2 "
+            "AND repo < ?3) OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?1 "
+            "AND repo >= ?2 AND repo < ?3)", (key, low, low[:-1] + "0"))
+        return bool(rows[0][0])
+
     def repository_exists(self, repository: str) -> bool:
         """Whether the repository holds any link or manifest."""
         rows = self._rows(

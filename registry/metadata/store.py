@@ -73,6 +73,17 @@ class MetadataStore(Protocol):
         """Whether the repository holds any link or manifest."""
         ...
 
+    def namespace_usage(self, namespace: str) -> tuple[int, int]:
+        """``(repositories, bytes)`` under ``namespace/``: the repositories holding a link or
+        a manifest, and the size of the distinct blobs and manifests they hold (a digest
+        held by several of them counts once)."""
+        ...
+
+    def namespace_holds(self, namespace: str, digest: Digest) -> bool:
+        """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
+        manifest."""
+        ...
+
     def link_blob(self, repository: str, digest: Digest, size: int) -> None:
         """Make blob ``digest`` visible in ``repository`` (idempotent)."""
         ...

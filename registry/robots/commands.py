@@ -131,11 +131,19 @@ def service_of(settings: Settings, project_check: Callable[[str], bool] | None =
                         lambda name: users.get(name) is not None)
 
 
-def run_robot(settings: Settings, args: argparse.Namespace,
-              project_check: Callable[[str], bool] | None = None) -> int:
+def project_check(settings: Settings) -> Callable[[str], bool]:
+    """Whether a project exists in the project store of ``settings``."""
+    from registry.projects.backends import open_project_store
+
+    store = open_project_store(settings, migrate=True)
+    return lambda name: store.get(name) is not None
+
+
+def run_robot(settings: Settings, args: argparse.Namespace) -> int:
     """``registry robot …``; the exit status."""
     try:
-        service = service_of(settings, project_check)
+        service = service_of(settings, project_check(settings)
+                             if args.robot_command == "create" else None)
         where = service.store.location
         command = args.robot_command
         if command == "create":
