@@ -95,15 +95,18 @@ def robot(server: AuthServer, project: str, actions: str, *extra: str) -> tuple[
     return doc["name"], doc["secret"]
 
 
-def project() -> str:
-    """A project name no other run uses."""
-    return f"robots-{uuid.uuid4().hex[:8]}"
+def project(server: AuthServer) -> str:
+    """A new project (``registry project create``) no other run uses."""
+    name = f"robots-{uuid.uuid4().hex[:8]}"
+    made = registry(server.root, "project", "create", name)
+    assert made.returncode == 0, made.stderr
+    return name
 
 
 def test_docker_robot_pushes_to_its_project_and_is_refused_elsewhere(
         server: AuthServer, image, dockerd: Dockerd, tmp_path: Path) -> None:
     store, _, digest = image
-    team, other = project(), project()
+    team, other = project(server), project(server)
     name, secret = robot(server, team, "pull,push")
     mine, theirs = f"{server.address}/{team}/app:1", f"{server.address}/{other}/app:1"
     client = DockerClient(server, tmp_path / "docker-config")
@@ -141,7 +144,7 @@ def test_docker_login_with_a_users_cli_secret_until_revoked(
                     "--json")
     assert made.returncode == 0, made.stderr
     secret = json.loads(made.stdout)["secret"]
-    ref = f"{server.address}/{project()}/secret:1"
+    ref = f"{server.address}/secrets-{uuid.uuid4().hex[:8]}/app:1"  # in no project
     client = DockerClient(server, tmp_path / "docker-config")
     try:
         client.load(store, digest, tmp_path / "image.tar", ref)
@@ -165,7 +168,7 @@ def test_podman_pull_only_robot_cannot_push(server: AuthServer, image,
                                             isolated: dict[str, str]) -> None:
     _, layout, _ = image
     podman, skopeo, cert_dir = require("podman"), require("skopeo"), str(server.cert_dir)
-    team = project()
+    team = project(server)
     pusher, pusher_secret = robot(server, team, "pull,push")
     puller, puller_secret = robot(server, team, "pull")
     src = f"{server.address}/{team}/base:1"
@@ -190,7 +193,7 @@ def test_skopeo_disabled_expired_and_rotated_robots(server: AuthServer, image,
                                                     tmp_path: Path) -> None:
     _, layout, _ = image
     skopeo, cert_dir = require("skopeo"), str(server.cert_dir)
-    team = project()
+    team = project(server)
     name, secret = robot(server, team, "pull,push", "--expires", "7")
     ref = f"docker://{server.address}/{team}/app:1"
 
@@ -199,9 +202,9 @@ def test_skopeo_disabled_expired_and_rotated_robots(server: AuthServer, image,
                    f"oci:{layout}:base", ref, env=isolated, check=False)
 
     assert copy(f"{name}:{secret}").returncode == 0
+    elsewhere = f"docker://{server.address}/{project(server)}/x:1"
     other = run(skopeo, "copy", "--dest-creds", f"{name}:{secret}", "--dest-cert-dir",
-                cert_dir, f"oci:{layout}:base", f"docker://{server.address}/{project()}/x:1",
-                env=isolated, check=False)
+                cert_dir, f"oci:{layout}:base", elsewhere, env=isolated, check=False)
     assert other.returncode != 0
     assert re.search(r"denied|403 \(Forbidden\)", other.stderr, re.I), other.stderr
 
@@ -238,7 +241,7 @@ def test_pybuild_login_as_a_robot(server: AuthServer, image, tmp_path: Path,
     daemon = tmp_path / "daemon.json"
     daemon.write_text("{}")
     monkeypatch.setenv("PYBUILD_DAEMON_CONFIG", str(daemon))
-    team = project()
+    team = project(server)
     name, secret = robot(server, team, "pull,push")
     manifest = store.info(digest)
     assert manifest is not None
@@ -253,7 +256,7 @@ def test_pybuild_login_as_a_robot(server: AuthServer, image, tmp_path: Path,
                                 size=manifest.size)
         assert push(store, descriptor, f"{server.address}/{team}/pb:1") == digest
         with pytest.raises(Denied) as refused:
-            push(store, descriptor, f"{server.address}/{project()}/pb:1")
+            push(store, descriptor, f"{server.address}/{project(server)}/pb:1")
         assert "HTTP 403" in str(refused.value), refused.value
         assert registry(server.root, "robot", "disable", name).returncode == 0
         monkeypatch.setattr("sys.stdin", io.StringIO(secret + "\n"))

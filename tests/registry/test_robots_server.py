@@ -1,6 +1,7 @@
 """Robot accounts and users' CLI secrets against ``registry serve --tls`` over HTTP, on
 SQLite and on PostgreSQL: the token endpoint (GET with basic credentials, POST password and
-refresh grants) grants a robot only its actions on its project whatever the rules say;
+refresh grants) grants a robot only its actions on its project whatever the rules and the
+projects say (a public project gives it nothing);
 disabled, expired, rotated and deleted robots and revoked CLI secrets are refused at the
 next token request, refresh tokens too; ``--auth basic`` does the same per request; the
 commands refuse bad input with one line naming the argument and change nothing."""
@@ -85,6 +86,9 @@ def _start(tmp: Path, env: dict[str, str], auth: str = "token") -> Robots:
     robots = Robots(AuthServer(proc, root), env, settings)
     added = robots.cli("user", "add", USER, "--password-stdin", stdin=f"{USER_PASSWORD}\n")
     assert added.returncode == 0, added.stderr
+    for project, public in (("team", False), ("other", False), ("open", True)):
+        made = robots.cli("project", "create", project, *(["--public"] if public else []))
+        assert made.returncode == 0, made.stderr
     return robots
 
 
@@ -131,7 +135,7 @@ def test_a_robot_token_carries_only_its_actions_on_its_project(robots: Robots) -
                                  "repository:team/deep/app:pull",
                                  "repository:other/app:pull,push",
                                  "repository:team:pull", "repository:teamx/app:pull",
-                                 "registry:catalog:*"))
+                                 "repository:open/app:pull", "registry:catalog:*"))
     assert granted == {"repository:team/app": ["pull", "push"],
                        "repository:team/deep/app": ["pull"],
                        "registry:catalog": ["*"]}
@@ -248,6 +252,8 @@ def test_a_users_cli_secret_logs_in_and_is_revoked(robots: Robots) -> None:
      "and digits, separated by '.', '_' or '-'"),
     (["robot", "rotate", "robot$team+dup", "--secret-stdin"], "\n",
      "registry robot: --secret-stdin: the secret on standard input is empty"),
+    (["robot", "create", "x", "--project", "nope", "--actions", "pull"], "",
+     "registry robot: --project: no project 'nope' (registry project create nope)"),
     (["user", "secret", "create", "nobody"], "",
      "registry user secret: USER: no user 'nobody' (registry user add)"),
 ])
