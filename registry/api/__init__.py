@@ -21,6 +21,7 @@ PREFIX = "/api/v1"
 ROUTER_MODULES: tuple[str, ...] = (
     "registry.api.system",
     "registry.api.projects",
+    "registry.api.robots",
 )
 
 

@@ -22,7 +22,13 @@ from registry.robots.store import (
     robot_of,
     secret_of,
 )
-from registry.robots.values import Robot, RobotError, RobotNotFound, UserSecret, robot_name
+from registry.robots.values import (
+    Robot,
+    RobotExists,
+    RobotNotFound,
+    UserSecret,
+    robot_name,
+)
 
 GENERATION_CACHE_SECONDS = 1.0
 _SECRET_COLUMNS = 'id, "user", label, secret_hash, created_at'
@@ -74,7 +80,7 @@ class PostgresRobotStore:
                               robot.secret_hash, robot.created_at, robot.expires_at,
                               robot.disabled, robot.description))
         except psycopg.errors.UniqueViolation:
-            raise RobotError(f"NAME: robot {robot.full_name!r} exists already") from None
+            raise RobotExists(f"NAME: robot {robot.full_name!r} exists already") from None
 
     def update(self, project: str, name: str, **changes: Any) -> Robot:
         """Change some fields of a robot (see the protocol)."""
@@ -104,7 +110,7 @@ class PostgresRobotStore:
                              (secret.id, secret.user, secret.label, secret.secret_hash,
                               secret.created_at))
         except psycopg.errors.UniqueViolation:
-            raise RobotError(f"--name: user {secret.user!r} has a CLI secret called "
+            raise RobotExists(f"--name: user {secret.user!r} has a CLI secret called "
                              f"{secret.label!r} already") from None
 
     def secrets(self, user: str | None = None) -> list[UserSecret]:

@@ -52,7 +52,7 @@ class Issued:
         """What ``--json`` prints and the API answers."""
         record = (self.robot.to_json() if self.robot is not None
                   else self.user_secret.to_json() if self.user_secret is not None else {})
-        return {**record, "name": self.name, "secret": self.secret}
+        return {"name": self.name, **record, "secret": self.secret}
 
 
 class RobotRefused(Exception):

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from layerstore import sqlitedb
-from registry.robots.values import Robot, RobotError, RobotNotFound, UserSecret, robot_name
+from registry.robots.values import (
+    Robot,
+    RobotError,
+    RobotExists,
+    RobotNotFound,
+    UserSecret,
+    robot_name,
+)
 
 ROBOTS_FILE = "robots.db"
 
@@ -180,7 +187,7 @@ class SqliteRobotStore:
                             robot.secret_hash, robot.created_at, robot.expires_at,
                             int(robot.disabled), robot.description))
         except sqlite3.IntegrityError:
-            raise RobotError(f"NAME: robot {robot.full_name!r} exists already") from None
+            raise RobotExists(f"NAME: robot {robot.full_name!r} exists already") from None
 
     def update(self, project: str, name: str, **changes: Any) -> Robot:
         """Change some fields of a robot (see :class:`RobotStore`)."""
@@ -209,7 +216,7 @@ class SqliteRobotStore:
                            (secret.id, secret.user, secret.label, secret.secret_hash,
                             secret.created_at))
         except sqlite3.IntegrityError:
-            raise RobotError(f"--name: user {secret.user!r} has a CLI secret called "
+            raise RobotExists(f"--name: user {secret.user!r} has a CLI secret called "
                              f"{secret.label!r} already") from None
 
     def secrets(self, user: str | None = None) -> list[UserSecret]:

@@ -43,6 +43,10 @@ class RobotNotFound(RobotError):
     """The robot account or CLI secret named does not exist."""
 
 
+class RobotExists(RobotError):
+    """A robot account or CLI secret of that name exists already."""
+
+
 def robot_name(project: str, name: str) -> str:
     """The full account name of robot ``name`` of ``project``: ``robot$project+name``."""
     return f"{ROBOT_PREFIX}{project}+{name}"
