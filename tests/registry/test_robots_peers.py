@@ -3,12 +3,13 @@
 ``robot$project+name``; a robot pushes to its project and is refused elsewhere with
 DENIED; a pull-only robot cannot push; disabled and expired robots are refused at the next
 token request; rotating a secret invalidates the old one; a user's CLI secret logs docker
-in until it is revoked."""
+in until it is revoked. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -47,19 +48,31 @@ def deadline() -> Iterator[None]:
         yield
 
 
+# The environment of each server's root (REGISTRY_METADATA_URL on PostgreSQL).
+ENVIRONMENTS: dict[Path, dict[str, str]] = {}
+
+
 def registry(root: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """``registry ARGS --root ROOT`` as a program."""
+    """``registry ARGS --root ROOT`` as a program, with the environment of ``root``."""
     return subprocess.run([sys.executable, "-m", "registry.cli", *args, "--root", str(root)],
-                          input=stdin, capture_output=True, text=True, timeout=120)
+                          input=stdin, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **ENVIRONMENTS.get(root, {})})
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthServer]:
-    """``registry serve --tls`` on a fresh root, no config file, user ``ci``."""
-    root = tmp_path_factory.mktemp("robots-peers") / "root"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[AuthServer]:
+    """``registry serve --tls`` on a fresh root, no config file, user ``ci``; its metadata,
+    robots and projects in SQLite or PostgreSQL."""
+    root = tmp_path_factory.mktemp(f"robots-peers-{request.param}") / "root"
+    env: dict[str, str] = {}
+    if request.param == "postgres":
+        env["REGISTRY_METADATA_URL"] = request.getfixturevalue("postgres").create_database(
+            "robots_peers")
+    ENVIRONMENTS[root] = env
     added = registry(root, "user", "add", "ci", "--password-stdin", stdin=f"{CI_PASSWORD}\n")
     assert added.returncode == 0, added.stderr
-    proc = ours(root, tls=True).start()
+    proc = ours(root, tls=True, env=env).start()
     yield AuthServer(proc, root)
     proc.stop()
 
@@ -70,7 +83,9 @@ def image(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path
     """An OCI layout holding busybox as ``base``: the store, the layout and its digest."""
     tmp = tmp_path_factory.mktemp("robots-images")
     store = LocalStore(tmp / "store")
-    base = busybox_image(store, busybox_rootfs, architecture="amd64")
+    # A layer of its own: no other test's `docker rmi` can take this image away.
+    base = busybox_image(store, busybox_rootfs, architecture="amd64", workdir=tmp / "work",
+                         extra={"robots-test": uuid.uuid4().hex.encode()})
     return store, layout_of(tmp / "layout", store, {"base": base.manifest}), \
         base.manifest.digest
 
@@ -213,7 +228,8 @@ def test_skopeo_disabled_expired_and_rotated_robots(server: AuthServer, image,
     assert disabled.returncode != 0 and "disabled" in disabled.stderr, disabled.stderr
     assert registry(server.root, "robot", "enable", name).returncode == 0
 
-    store = open_robot_store(Settings(root=server.root))
+    url = ENVIRONMENTS[server.root].get("REGISTRY_METADATA_URL", "")
+    store = open_robot_store(Settings(root=server.root, metadata_url=url))
     try:
         store.update(team, name.split("+", 1)[1], expires_at=time.time() - 1)
     finally:
