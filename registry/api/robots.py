@@ -33,6 +33,7 @@ from registry.api.errors import CONFLICT, INVALID, NOT_FOUND
 from registry.api.projects import actor, answer, project_service
 from registry.errors import RegistryError
 from registry.handlers.base import Services
+from registry.robots.commands import project_made_in
 from registry.robots.service import RobotService, open_robot_store
 from registry.robots.values import (
     ROBOT_PREFIX,
@@ -77,7 +78,7 @@ def robot_service(svc: Services) -> RobotService:
     users = getattr(logins, "users", None)
     return RobotService(
         store,
-        None if roles is None else (lambda name: roles.store.get(name) is not None),
+        None if roles is None else project_made_in(roles.store),
         None if users is None else (lambda name: users.get(name) is not None))
 
 

@@ -30,7 +30,7 @@ from starlette.requests import Request
 
 from registry.auth.access import ANONYMOUS, Identity, Scope
 from registry.auth.explain import denial
-from registry.auth.robot_logins import SecretLogins
+from registry.auth.robot_logins import SecretLogins, project_made
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, AccessPolicy, Principal
 from registry.auth.shared_state import load_signing_key, open_login_throttle, open_user_store
 from registry.auth.throttle import LoginThrottle
@@ -340,7 +340,9 @@ def _logins(settings: Settings) -> Logins:
     policy = with_projects(AccessPolicy(settings.access, settings.admins, settings.groups),
                            settings)
     throttle = open_login_throttle(settings)
-    secrets = SecretLogins(RobotService(open_robot_store(settings)), users, policy)
+    secrets = SecretLogins(RobotService(open_robot_store(settings),
+                                        project_made(getattr(policy, "roles", None))),
+                           users, policy)
     return Logins(users, policy, throttle, secrets)
 
 

@@ -12,15 +12,29 @@ so revoking the secret revokes them.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from registry.auth.rules import AccessPolicy, Principal, RobotGrant
 from registry.auth.users import UserStore
 from registry.errors import UNAUTHORIZED, RegistryError
-from registry.robots.service import RobotRefused, RobotService, is_robot
+from registry.robots.service import ProjectCheck, RobotRefused, RobotService, is_robot
 from registry.robots.values import Robot, RobotError, split_robot_name
 
 SECRET_STAMP = "secret:"
 log = logging.getLogger("registry.auth")
+
+
+def project_made(roles: Any) -> ProjectCheck | None:
+    """When a project of ``roles`` (the project policy's cached snapshot) was made; ``None``
+    without projects."""
+    if roles is None:
+        return None
+
+    def made(name: str) -> float | None:
+        entry = roles.entry(name)
+        return None if entry is None else float(entry.project.created_at)
+
+    return made
 
 
 def robot_principal(robot: Robot) -> Principal:

@@ -11,9 +11,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from registry.config import Settings
-from registry.robots.service import Issued, RobotService, open_robot_store
+from registry.robots.service import Issued, ProjectCheck, RobotService, open_robot_store
 from registry.robots.values import ROBOT_PREFIX, Robot, RobotError, RobotNotFound, robot_name
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -121,7 +122,7 @@ def _describe(robot: Robot) -> str:
             f"expires {expires}\t{robot.description}").rstrip()
 
 
-def service_of(settings: Settings, project_check: Callable[[str], bool] | None = None
+def service_of(settings: Settings, project_check: ProjectCheck | None = None
                ) -> RobotService:
     """The robot service of ``settings`` (creating the store's schema if needed)."""
     from registry.auth.shared_state import open_user_store
@@ -131,12 +132,22 @@ def service_of(settings: Settings, project_check: Callable[[str], bool] | None =
                         lambda name: users.get(name) is not None)
 
 
-def project_check(settings: Settings) -> Callable[[str], bool]:
-    """Whether a project exists in the project store of ``settings``."""
+def project_check(settings: Settings) -> ProjectCheck:
+    """When a project of the project store of ``settings`` was made (``None``: no such
+    project)."""
     from registry.projects.backends import open_project_store
 
-    store = open_project_store(settings, migrate=True)
-    return lambda name: store.get(name) is not None
+    return project_made_in(open_project_store(settings, migrate=True))
+
+
+def project_made_in(store: Any) -> ProjectCheck:
+    """When a project of ``store`` (a project store) was made, read from the store."""
+
+    def made(name: str) -> float | None:
+        found = store.get(name)
+        return None if found is None else float(found.created_at)
+
+    return made
 
 
 def run_robot(settings: Settings, args: argparse.Namespace) -> int:

@@ -35,8 +35,9 @@ from registry.robots.values import (
     verify_secret,
 )
 
-#: Answers whether a project exists (``None``: projects are not checked).
-ProjectCheck = Callable[[str], bool]
+#: When a project was made (seconds since the epoch), or ``None`` if there is no such
+#: project. A service without one does not check projects.
+ProjectCheck = Callable[[str], float | None]
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class RobotService:
         expires_at = parse_expires(expires)
         if secret is not None:
             check_chosen_secret(secret)
-        if self.project_exists is not None and not self.project_exists(project):
+        if self.project_exists is not None and self.project_exists(project) is None:
             raise RobotError(f"--project: no project {project!r} (registry project create "
                              f"{project})")
         plain = secret if secret is not None else new_secret()
@@ -145,7 +146,13 @@ class RobotService:
         return robot
 
     def check_usable(self, robot: Robot, now: float | None = None) -> None:
-        """RobotRefused if ``robot`` is disabled or expired."""
+        """RobotRefused if ``robot`` is disabled or expired, or its project is gone (a
+        project made again later under the same name does not revive its robots)."""
+        if self.project_exists is not None:
+            made = self.project_exists(robot.project)
+            if made is None or made > robot.created_at:
+                raise RobotRefused(f"robot account {robot.full_name}: project "
+                                   f"{robot.project} no longer exists")
         if robot.disabled:
             raise RobotRefused(f"robot account {robot.full_name} is disabled (registry robot "
                                "enable)")

@@ -209,6 +209,23 @@ def test_disabled_and_expired_robots_are_refused_at_the_next_token_request(
     assert gone.status_code == 401 and "incorrect" in _message(gone)
 
 
+def test_a_robot_of_a_deleted_project_is_refused(robots: Robots) -> None:
+    assert robots.cli("project", "create", "gone").returncode == 0
+    made = robots.create("ci", "gone", "pull")
+    assert _get_token(robots, made["name"], made["secret"]).status_code == 200
+    deleted = robots.cli("project", "delete", "gone")
+    assert deleted.returncode == 0, deleted.stderr
+    deadline = time.monotonic() + 10  # the servers re-read the projects within a second
+    while (refused := _get_token(robots, made["name"], made["secret"])).status_code == 200:
+        assert time.monotonic() < deadline, "the robot still logs in"
+        time.sleep(0.2)
+    assert _message(refused) == f"robot account {made['name']}: project gone no longer exists"
+    assert robots.cli("project", "create", "gone").returncode == 0
+    time.sleep(1.5)
+    again = _get_token(robots, made["name"], made["secret"], "repository:gone/app:pull")
+    assert again.status_code == 401 or _access(again) == {}, again.text
+
+
 def test_a_users_cli_secret_logs_in_and_is_revoked(robots: Robots) -> None:
     made = robots.cli("user", "secret", "create", USER, "--name", "laptop", "--json")
     assert made.returncode == 0, made.stderr
