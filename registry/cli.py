@@ -231,9 +231,11 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _policy_of(settings: Settings) -> AccessPolicy:
+    from registry.auth.authorizers import with_projects
     from registry.auth.rules import AccessPolicy
 
-    return AccessPolicy(settings.access, settings.admins, settings.groups)
+    return with_projects(AccessPolicy(settings.access, settings.admins, settings.groups),
+                         settings)
 
 
 def policy_summary(settings: Settings) -> str:

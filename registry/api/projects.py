@@ -114,7 +114,7 @@ def _size(value: int | str | None) -> int | None:
 def list_projects(caller: AnyCaller, svc: ServicesDep) -> list[dict[str, Any]]:
     """Every project for system admins; the public ones and the caller's for others."""
     service = project_service(svc)
-    return [project_dict(p) for p in answer(caller, lambda: service.list(actor(caller)))]
+    return [project_dict(p) for p in answer(caller, lambda: service.list_projects(actor(caller)))]
 
 
 @router.post("/projects", status_code=201, summary="Create a project (system admins)")

@@ -72,13 +72,14 @@ def denial(policy: AccessPolicy, who: Principal, scopes: Sequence[Scope]) -> Den
 def summary(policy: AccessPolicy) -> str:
     """The effective policy in one line (the server's start-up log)."""
     if not policy.explicit:
-        return DEFAULT_SUMMARY
+        return DEFAULT_SUMMARY + policy.project_summary()
     parts = [f"{len(policy.rules)} access rule{'s' if len(policy.rules) != 1 else ''}"]
     if policy.admins:
         parts.append(f"admins {', '.join(policy.admins)}")
     if policy.groups:
         parts.append(f"{len(policy.groups)} group{'s' if len(policy.groups) != 1 else ''}")
-    return f"explicit policy ({'; '.join(parts)}): only what a rule grants is allowed"
+    return (f"explicit policy ({'; '.join(parts)}): only what a rule grants is allowed"
+            f"{policy.project_summary()}")
 
 
 def _grantees(rule: AccessRule) -> str:
@@ -110,6 +111,7 @@ def render(policy: AccessPolicy, who: Principal | None = None) -> list[str]:
         lines.append("rules (a principal's actions are the union of the rules that match):")
         lines += _table([(r.repository, ",".join(r.actions), _grantees(r))
                          for r in policy.rules])
+        lines += policy.project_lines(None)
         lines.append("anything else: nothing")
         return lines
     lines.append(_who(who))
@@ -119,5 +121,7 @@ def render(policy: AccessPolicy, who: Principal | None = None) -> list[str]:
     rows = [(r.repository, ",".join(r.actions), _grantees(r))
             for r in policy.rules if r.applies_to(who)]
     lines += _table(rows)
-    lines.append("  anything else: nothing" if rows else "  nothing anywhere")
+    projects = policy.project_lines(who)
+    lines += projects
+    lines.append("  anything else: nothing" if rows or projects else "  nothing anywhere")
     return lines

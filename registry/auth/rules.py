@@ -271,6 +271,14 @@ class AccessPolicy:
                 granted.update(rule.actions)
         return frozenset(granted)
 
+    def project_summary(self) -> str:
+        """What projects add to :func:`~registry.auth.explain.summary` (``""``: none)."""
+        return ""
+
+    def project_lines(self, who: Principal | None) -> list[str]:
+        """What projects add, for ``registry policy show`` (none without projects)."""
+        return []
+
     def project_note(self, who: Principal, repository: str, action: str) -> str | None:
         """Why ``who`` may not take ``action`` on ``repository`` beyond the rules (a policy
         with projects says it; ``None``: the rules alone decide)."""

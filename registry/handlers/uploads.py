@@ -129,6 +129,8 @@ async def start(ctx: Context) -> Response:
             return _created(ctx, digest)
     elif params.get("digest") is not None:
         return await _monolithic(ctx, parse_digest(params["digest"], name))
+    if ctx.services.quota is not None:
+        await ctx.services.quota.check_full(name)
     record = await blobs.start_upload(name)
     return respond(202, session_headers(ctx, record.uuid, 0))
 

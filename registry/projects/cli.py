@@ -115,7 +115,7 @@ def _run(service: ProjectService, args: argparse.Namespace) -> None:
               f"({'public' if project.public else 'private'}, quota "
               f"{format_size(project.quota)})")
     elif command == "list":
-        projects = service.list()
+        projects = service.list_projects()
         if args.json:
             print(json.dumps([project_dict(p) for p in projects], indent=2))
         for p in [] if args.json else projects:

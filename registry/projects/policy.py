@@ -170,3 +170,36 @@ class ProjectPolicy(AccessPolicy):
         note = "" if self.explicit else (" (the default policy does not apply inside "
                                          "projects; ask a project admin for a role)")
         return f"{rules} grants {target}: {why}{note}"
+
+    def project_lines(self, who: Principal | None) -> list[str]:
+        """The projects for ``registry policy show``: each with its visibility and members,
+        or (``who``) the roles ``who`` holds and the public projects."""
+        entries = self.roles.entries()
+        if not entries:
+            return []
+        scope = "add to the rules" if self.explicit else "replace the default policy there"
+        if who is None:
+            lines = [f"projects (<name>/**; members' roles {scope}):"]
+            for name, entry in sorted(entries.items()):
+                members = [f"{u} {r}" for u, r in sorted(entry.users.items())]
+                members += [f"@{g} {r}" for g, r in sorted(entry.groups.items())]
+                visibility = "public" if entry.project.public else "private"
+                lines.append(f"  {name}  {visibility}  {', '.join(members) or '(no members)'}")
+            return lines
+        lines = []
+        for name, entry in sorted(entries.items()):
+            actions = entry.actions(who)
+            if actions:
+                role = entry.role(who)
+                how = f"project role {role}" if role else "public project"
+                order = [a for a in ("pull", "push", "delete") if a in actions]
+                lines.append(f"  {name}/**  {','.join(order)}  {how}")
+        return lines
+
+    def project_summary(self) -> str:
+        """How many projects there are and what they do, for the one-line summary."""
+        count = len(self.roles.entries())
+        if not count:
+            return ""
+        scope = "add to the rules" if self.explicit else "replace the default policy there"
+        return f"; {count} project{'s' if count != 1 else ''}: their members' roles {scope}"

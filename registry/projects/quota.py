@@ -9,13 +9,17 @@ the quota is refused:
   closing ``PUT``) and usage plus that length exceeds the quota: at once, before a byte is
   read, with **413 SIZE_INVALID** (as for any upload announcing more than the registry will
   take);
+* when an upload session is opened while the project's usage has reached its quota: at
+  once, **403 DENIED** (a mount of a digest the project holds still passes);
 * when a blob is about to be committed (the closing ``PUT``, a monolithic ``POST``), mounted
   from another repository, or a manifest is about to be stored, and the project does not
   hold that digest yet and it would not fit: with **403 DENIED**, the code Harbor answers
   too (clients do not retry it; docker prints its message). The upload's bytes are
   discarded.
 
-Messages name the project, its quota, its usage and what the push would add. Concurrent
+Messages name the project, its quota, its usage and what the push would add; every refusal
+is also passed to the :attr:`QuotaGuard.listeners` as a :class:`QuotaExceeded` (for the
+``quota-exceeded`` webhook event and the audit log), in a worker thread. Concurrent
 pushes to one project are checked independently, so together they may pass the quota by
 at most what they add at once.
 """
@@ -23,6 +27,9 @@ at most what they add at once.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from layerstore.digest import Digest
@@ -31,6 +38,19 @@ from registry.projects.model import Usage, format_size
 from registry.projects.policy import ProjectEntry, ProjectRoles
 
 TOO_LARGE = 413
+log = logging.getLogger("registry.projects")
+
+
+@dataclass(frozen=True)
+class QuotaExceeded:
+    """A push refused for its project's quota (what :attr:`QuotaGuard.listeners` get)."""
+
+    project: str
+    repository: str
+    quota: int
+    usage: int
+    adding: int
+    digest: str | None = None
 
 
 class UsageSource(Protocol):
@@ -68,6 +88,19 @@ class QuotaGuard:
     def __init__(self, roles: ProjectRoles, usage: UsageSource) -> None:
         self.roles = roles
         self.usage_source = usage
+        self.listeners: list[Callable[[QuotaExceeded], None]] = []
+
+    def _refused(self, err: RegistryError) -> RegistryError:
+        """Tell the listeners (webhooks, the audit log) about a refusal; ``err``."""
+        d = err.entries[0].detail
+        event = QuotaExceeded(d["project"], d["repository"], d["quota"], d["usage"],
+                              d["adding"], d.get("digest"))
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("a quota listener failed on %s", event)
+        return err
 
     def limited(self, repository: str) -> ProjectEntry | None:
         """The project of ``repository`` if it has a quota (a lookup in memory)."""
@@ -85,11 +118,11 @@ class QuotaGuard:
         used = self.usage(entry.project.name).bytes
         if used + length > quota:
             name = entry.project.name
-            raise RegistryError(
+            raise self._refused(RegistryError(
                 SIZE_INVALID, quota_message(name, quota, used, length,
                                             f"an upload to {repository} announcing"),
                 status=TOO_LARGE, detail=_detail(repository, name, quota, used, length),
-                headers={"Connection": "close"})
+                headers={"Connection": "close"}))
 
     def _check_adding(self, entry: ProjectEntry, repository: str, digest: Digest | None,
                       size: int, what: str) -> None:
@@ -100,8 +133,9 @@ class QuotaGuard:
             return
         used = self.usage(name).bytes
         if used + size > quota:
-            raise RegistryError(DENIED, quota_message(name, quota, used, size, what),
-                                detail=_detail(repository, name, quota, used, size, digest))
+            raise self._refused(RegistryError(
+                DENIED, quota_message(name, quota, used, size, what),
+                detail=_detail(repository, name, quota, used, size, digest)))
 
     async def check_announced(self, repository: str, length: int | None,
                               start: int | None = None) -> None:
@@ -124,6 +158,25 @@ class QuotaGuard:
         label = f"{what} {digest}" if digest is not None else what
         await asyncio.get_running_loop().run_in_executor(
             None, self._check_adding, entry, repository, digest, size, label)
+
+    def _check_full(self, entry: ProjectEntry, repository: str) -> None:
+        quota = entry.project.quota
+        assert quota is not None
+        name = entry.project.name
+        used = self.usage(name).bytes
+        if used >= quota:
+            raise self._refused(RegistryError(
+                DENIED, f"quota exceeded: project {name} has a quota of {format_size(quota)} "
+                f"and uses {format_size(used)}: it is full, no new upload is taken",
+                detail=_detail(repository, name, quota, used, 0)))
+
+    async def check_full(self, repository: str) -> None:
+        """Refuse (403 DENIED) to open an upload session in ``repository`` when its
+        project's quota is used up already (fail fast, before the client sends bytes)."""
+        entry = self.limited(repository)
+        if entry is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._check_full, entry, repository)
 
     async def holds(self, repository: str, digest: Digest) -> bool | None:
         """Whether the quota-limited project of ``repository`` holds ``digest`` (``None``:

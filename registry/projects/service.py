@@ -10,7 +10,7 @@ permission (Harbor's rules):
 * creating a project and setting a quota needs a system admin;
 * a project admin may change the project's visibility, manage its members and delete it;
 * any member may read the project, its members and its usage; anyone may read a public
-  project's record; ``list`` shows a caller the public projects and those it belongs to.
+  project's record; ``list_projects`` shows a caller the public projects and those it belongs to.
 
 Failures are :class:`~registry.projects.model.ProjectError` with a one-line message naming
 the argument; a refused operation changes nothing.
@@ -146,7 +146,7 @@ class ProjectService:
             raise ProjectNotFound(f"project {name!r} does not exist")
         return found
 
-    def list(self, actor: Actor = OPERATOR) -> list[Project]:
+    def list_projects(self, actor: Actor = OPERATOR) -> list[Project]:
         """The projects ``actor`` may see, by name."""
         projects = self.store.projects()
         if actor.admin:

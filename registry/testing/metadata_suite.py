@@ -337,6 +337,25 @@ class MetadataStoreSuite(ABC):
             assert not store.repository_exists(name), name
         assert store.repository_exists("kept")
 
+    def test_namespace_usage_counts_each_digest_once(self, tmp_path: Path) -> None:
+        store = self.make_store(tmp_path)
+        assert store.namespace_usage("team") == (0, 0)
+        store.link_blob("team/a", blob("shared"), 1000)
+        store.link_blob("team/b", blob("shared"), 1000)
+        store.link_blob("team/b/deep", blob("own"), 10)
+        store.link_blob("teammate/x", blob("other"), 7)
+        store.link_blob("team", blob("bare"), 5)
+        store.put_manifest("team/a", manifest("m"))
+        size = manifest("m").size
+        assert store.namespace_usage("team") == (3, 1010 + size)
+        assert store.namespace_usage("teammate") == (1, 7)
+        assert store.namespace_holds("team", blob("shared"))
+        assert store.namespace_holds("team", manifest("m").digest)
+        assert not store.namespace_holds("team", blob("other"))
+        assert not store.namespace_holds("team", blob("bare"))
+        store.unlink_blob("team/b/deep", blob("own"))
+        assert store.namespace_usage("team") == (2, 1000 + size)
+
     # Uploads.
 
     def test_upload_lifecycle(self, tmp_path: Path) -> None:
