@@ -126,16 +126,17 @@ def test_docker_robot_pushes_to_its_project_and_is_refused_elsewhere(
     mine, theirs = f"{server.address}/{team}/app:1", f"{server.address}/{other}/app:1"
     client = DockerClient(server, tmp_path / "docker-config")
     try:
-        client.load(store, digest, tmp_path / "image.tar", mine, theirs)
+        client.load(store, digest, tmp_path / "image.tar", mine)
         login = client("login", server.address, "-u", name, "--password-stdin",
                        password=secret)
         assert b"Login Succeeded" in login.stdout
         assert "Pushed" in client("push", mine).stdout.decode()
+        client("tag", mine, theirs)
         refused = client("push", theirs, check=False)
         assert refused.returncode != 0
         text = refused.stderr.decode()
         assert "denied" in text.lower() and f"robot account {name}" in text, text
-        client("rmi", mine)
+        client("rmi", mine, theirs)
         client("pull", mine)
         assert client("run", "--rm", mine).stdout.decode().strip() == GREETING
         # Disabled: the stored login (a refresh token) is refused at the next token request.
