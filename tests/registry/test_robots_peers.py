@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -83,9 +84,12 @@ def image(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path
     """An OCI layout holding busybox as ``base``: the store, the layout and its digest."""
     tmp = tmp_path_factory.mktemp("robots-images")
     store = LocalStore(tmp / "store")
-    # A layer of its own: no other test's `docker rmi` can take this image away.
-    base = busybox_image(store, busybox_rootfs, architecture="amd64", workdir=tmp / "work",
-                         extra={"robots-test": uuid.uuid4().hex.encode()})
+    # Layers of its own: docker shares no layer of it with other tests' images, which they
+    # may remove while this module pulls.
+    rootfs = tmp / "rootfs"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    (rootfs / "robots-test").write_text(uuid.uuid4().hex)
+    base = busybox_image(store, rootfs, architecture="amd64")
     return store, layout_of(tmp / "layout", store, {"base": base.manifest}), \
         base.manifest.digest
 
