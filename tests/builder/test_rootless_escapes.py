@@ -1,0 +1,148 @@
+"""The escape corpus of tests/builder/test_sandbox_hardening.py run through a real rootless
+``pybuild build``: an ordinary user (with subordinate ids) builds one Dockerfile whose RUN
+steps each try one escape, as root of the image and as uid 1000, and the host is checked
+unchanged afterwards. Resource limits and the network modes of a rootless build as this
+cgroup v1 host allows them.
+
+Where an outcome differs from the one as root, docs/sandbox.md says why.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.builder.bases import BUSYBOX, BaseImages
+from tests.builder.escapecorpus import (
+    CORPUS,
+    CORPUS_IDS,
+    HostState,
+    compile_escape,
+    escape_command,
+    escape_keyring_exists,
+)
+from tests.builder.examples import pybuild_command, run
+from tests.builder.rootlessuser import RootlessUser, UserSetupFailed
+from tests.peers import require
+
+#: Seconds any one command of these tests may take (a build of the whole corpus included).
+TIMEOUT = 300
+#: The users of the image the corpus runs as.
+SANDBOX_USERS = ("0:0", "1000:1000")
+
+#: The attempts whose outcome differs between a rootless build and a build as root (the
+#: result file of each: the user inside and the attempt), as (as root, rootless);
+#: docs/sandbox.md says why. Every other attempt is refused the same way in both.
+DIFFERENCES = {
+    # mknod of a device node: the user namespace refuses it before nodev is reached
+    "0-blockdev-{disk}": ("BLOCKED EACCES", "BLOCKED EPERM"),
+    "0-kmsg": ("BLOCKED EACCES", "BLOCKED EPERM"),
+    # /proc/sys files belong to the host's root, whom the user namespace does not map: the
+    # permission check fails before the read-only mount is reached
+    "0-write-_proc_sys_kernel_printk_ratelimit": ("BLOCKED EROFS", "BLOCKED EACCES"),
+}
+
+
+@pytest.fixture(scope="module")
+def user() -> Iterator[RootlessUser]:
+    """A new ordinary user with subordinate ids, removed afterwards."""
+    for tool in ("useradd", "usermod", "userdel", "setpriv", "newuidmap", "newgidmap"):
+        require(tool)
+    try:
+        made = RootlessUser.create("pbesc")
+    except UserSetupFailed as exc:
+        pytest.fail(f"cannot set up a rootless user: {exc}")
+    yield made
+    made.remove()
+
+
+@pytest.fixture(scope="module")
+def busybox(user: RootlessUser, base_images: BaseImages) -> str:
+    """busybox, loaded into the user's default store (as the user)."""
+    base = next(b for b in base_images.images if b.name == BUSYBOX)
+    user.pybuild("load", "-i", str(user.share(base.archive)), timeout=TIMEOUT)
+    return base.name
+
+
+def _context(user: RootlessUser, dockerfile: str, *files: Path) -> Path:
+    """A new build context readable by everyone, holding ``files``."""
+    ctx = user.base / "contexts" / uuid.uuid4().hex[:8]
+    ctx.mkdir(parents=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for f in files:
+        (ctx / f.name).write_bytes(f.read_bytes())
+    for p in (ctx.parent, ctx, *ctx.iterdir()):
+        p.chmod(0o755)
+    return ctx
+
+
+def _result_name(user: str, attempt_id: str) -> str:
+    return f"{user.split(':')[0]}-{attempt_id.strip('-').replace('/', '_')}"
+
+
+def _corpus_dockerfile(marker: Path, sleeper: int) -> str:
+    """One RUN step per attempt and user; each writes the attempt's line to /results."""
+    lines = ["FROM busybox", "COPY escape /escape", "RUN mkdir -m 1777 /results"]
+    for who in SANDBOX_USERS:
+        lines.append(f"USER {who}")
+        for (attempt, args), name in zip(CORPUS, CORPUS_IDS, strict=True):
+            command = escape_command(attempt, args, marker=marker, sleeper=sleeper)
+            lines.append(f"RUN {command} > /results/{_result_name(who, name)}")
+    lines += ["FROM scratch", "COPY --from=0 /results /"]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def escape_binary(user: RootlessUser) -> Path:
+    """The escape binary, built where the user can read it."""
+    return compile_escape(user.workdir("escape-binary"))
+
+
+def _results(directory: Path) -> dict[str, str]:
+    return {p.name: p.read_text().strip() for p in directory.iterdir()}
+
+
+def test_escape_corpus_is_contained_rootless(user: RootlessUser, busybox: str,
+                                             escape_binary: Path, store_root: Path,
+                                             tmp_path: Path) -> None:
+    """The corpus built rootless and, for comparison, as root: every attempt refused in
+    both, the differences exactly :data:`DIFFERENCES`, the host unchanged."""
+    marker = user.base / f"host-only-marker-{uuid.uuid4().hex[:6]}"
+    marker.write_text("host")
+    marker.chmod(0o644)
+    # a process of the same user outside the build: the one a rootless RUN could reach
+    sleeper = subprocess.Popen(user.argv(["sleep", "600"]))
+    try:
+        before = HostState.now(user.base)
+        ctx = _context(user, _corpus_dockerfile(marker, sleeper.pid), escape_binary)
+        out = user.workdir(f"results-{uuid.uuid4().hex[:6]}")
+        user.pybuild("build", "-q", "--no-cache", "--output", f"type=local,dest={out}",
+                     str(ctx), timeout=TIMEOUT)
+        rootless = _results(out)
+        assert HostState.now(user.base) == before
+        assert sleeper.poll() is None  # neither traced nor killed
+        assert marker.read_text() == "host"
+        assert not escape_keyring_exists()
+        run([*pybuild_command(), "--root", str(store_root), "build", "-q", "--no-cache",
+             "--output", f"type=local,dest={tmp_path / 'as-root'}", str(ctx)],
+            timeout=TIMEOUT, env={"PYBUILD_NO_DAEMON": "1"})
+        as_root = _results(tmp_path / "as-root")
+        assert HostState.now(user.base) == before
+        assert sleeper.poll() is None
+        assert marker.read_text() == "host"
+        assert not escape_keyring_exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    names = {_result_name(who, name) for who in SANDBOX_USERS for name in CORPUS_IDS}
+    assert set(rootless) == set(as_root) == names
+    for name in sorted(names):
+        assert rootless[name].startswith("BLOCKED "), (name, rootless[name])
+        assert as_root[name].startswith("BLOCKED "), (name, as_root[name])
+    differing = {name: (as_root[name], rootless[name]) for name in names
+                 if as_root[name] != rootless[name]}
+    assert differing == DIFFERENCES
