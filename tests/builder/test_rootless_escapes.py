@@ -9,6 +9,7 @@ Where an outcome differs from the one as root, docs/sandbox.md says why.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from layerstore.snapshots.mount import mountinfo
 from tests.builder.bases import BUSYBOX, BaseImages
 from tests.builder.escapecorpus import (
     CORPUS,
@@ -146,3 +148,97 @@ def test_escape_corpus_is_contained_rootless(user: RootlessUser, busybox: str,
     differing = {name: (as_root[name], rootless[name]) for name in names
                  if as_root[name] != rootless[name]}
     assert differing == DIFFERENCES
+
+
+# -- resource limits and networks, rootless ------------------------------------------------
+
+
+#: The error of any cgroup limit asked for by an ordinary user on this cgroup v1 host.
+V1_REFUSAL = re.compile(
+    r"^error: --memory 64m: cannot create the cgroup /sys/fs/cgroup/memory/pybuild/\S+: "
+    r"Permission denied: on a cgroup v1 host only root can set resource limits \(build as "
+    r"root, or on a cgroup v2 host with delegation\)$")
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
+    err = proc.stderr.decode(errors="replace")
+    lines = err.strip().splitlines()
+    assert proc.returncode == 1, (proc.returncode, err)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _on_cgroup_v1() -> None:
+    if any(m.fstype == "cgroup2" and m.mount_point == "/sys/fs/cgroup" for m in mountinfo()):
+        pytest.fail("this test checks the cgroup v1 host this project runs on")
+
+
+def test_memory_limit_rootless_on_cgroup_v1_is_one_clear_line(user: RootlessUser,
+                                                             busybox: str) -> None:
+    """No cgroup can be made rootless on v1: the build and the run stop with the one-line
+    error before any RUN step runs, never without the limit."""
+    _on_cgroup_v1()
+    ctx = _context(user, "FROM busybox\nRUN echo ran-$((6 * 7))\n")
+    tag = f"rootless/limits-{uuid.uuid4().hex[:6]}:1"
+    proc = user.pybuild("build", "--progress", "plain", "--no-cache", "--memory", "64m", "-t",
+                        tag, str(ctx), check=False, timeout=TIMEOUT)
+    assert b"ran-42" not in proc.stdout + proc.stderr
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    assert proc.returncode == 1 and lines, proc.stderr.decode(errors="replace")
+    assert V1_REFUSAL.match(lines[-1]), lines[-1]
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    assert "Traceback" not in proc.stderr.decode(errors="replace")
+    quiet = user.pybuild("build", "-q", "--no-cache", "--memory", "64m", "-t", tag, str(ctx),
+                         check=False, timeout=TIMEOUT)
+    assert V1_REFUSAL.match(_one_line_error(quiet))
+    assert user.pybuild("inspect", tag, check=False, timeout=TIMEOUT).returncode != 0
+    ran = user.pybuild("run", "--rm", "--memory", "64m", busybox, "echo", "ran",
+                       check=False, timeout=TIMEOUT)
+    assert V1_REFUSAL.match(_one_line_error(ran))
+    assert ran.stdout == b""
+
+
+def test_memory_limit_from_the_config_file_rootless_is_refused_too(user: RootlessUser,
+                                                                    busybox: str) -> None:
+    _on_cgroup_v1()
+    config = user.base / f"limits-{uuid.uuid4().hex[:6]}.toml"
+    config.write_text('[limits]\nmemory = "64m"\n')
+    config.chmod(0o644)
+    ctx = _context(user, "FROM busybox\nRUN echo ran-without-limits\n")
+    proc = user.pybuild("build", "-q", "--no-cache", str(ctx), check=False, timeout=TIMEOUT,
+                        env={"PYBUILD_CONFIG": str(config)})
+    line = _one_line_error(proc)
+    assert "cannot create the cgroup /sys/fs/cgroup/memory/pybuild/" in line, line
+    assert "on a cgroup v1 host only root can set resource limits" in line, line
+
+
+def _interfaces(text: str) -> list[str]:
+    """The interface names of a /proc/net/dev listing."""
+    return [line.split(":")[0].strip() for line in text.splitlines()[2:] if ":" in line]
+
+
+def test_network_modes_rootless(user: RootlessUser, busybox: str) -> None:
+    """A rootless RUN with no network sees loopback only; with the default network it runs
+    and has an interface besides loopback."""
+    ctx = _context(user, "FROM busybox\n"
+                         "RUN cat /proc/net/dev > /default\n"
+                         "RUN --network=none cat /proc/net/dev > /none\n"
+                         "RUN --network=none ip link set lo up && ping -c 1 -W 5 127.0.0.1 "
+                         "> /dev/null && echo ok > /lo\n"
+                         "FROM scratch\nCOPY --from=0 /default /none /lo /\n")
+    out = user.workdir(f"network-{uuid.uuid4().hex[:6]}")
+    user.pybuild("build", "-q", "--no-cache", "--output", f"type=local,dest={out}", str(ctx),
+                 timeout=TIMEOUT)
+    assert _interfaces((out / "none").read_text()) == ["lo"]
+    assert (out / "lo").read_text() == "ok\n"
+    default = _interfaces((out / "default").read_text())
+    assert "lo" in default and len(default) >= 2, default
+    flag = user.workdir(f"network-flag-{uuid.uuid4().hex[:6]}")
+    user.pybuild("build", "-q", "--no-cache", "--network", "none", "--output",
+                 f"type=local,dest={flag}", str(ctx), timeout=TIMEOUT)
+    assert _interfaces((flag / "default").read_text()) == ["lo"]
+    ran = user.pybuild("run", "--rm", "--network", "none", busybox, "cat", "/proc/net/dev",
+                       timeout=TIMEOUT)
+    assert _interfaces(ran.stdout.decode()) == ["lo"]
+    ran = user.pybuild("run", "--rm", busybox, "cat", "/proc/net/dev", timeout=TIMEOUT)
+    assert "lo" in _interfaces(ran.stdout.decode())
