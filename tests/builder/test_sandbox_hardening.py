@@ -4,7 +4,6 @@ host unchanged), side by side with ``docker run`` on the same image, and
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -22,28 +21,29 @@ from builder.frontend.instructions import parse_dockerfile
 from builder.graph.compile import compile_graph
 from builder.graph.ops import Exec, _fields
 from builder.graph.render import render
-from layerstore.snapshots.mount import mountinfo
 from tests.builder.bases import BUSYBOX, BaseImages
+from tests.builder.escapecorpus import (
+    CORPUS,
+    CORPUS_IDS,
+    SYSCTL,
+    HostState,
+    compile_escape,
+    escape_command,
+    escape_keyring_exists,
+    host_mounts,
+)
 from tests.builder.test_build import build, image_tree
 from tests.builder.test_graph import AMD64, TableImages, compile_text
 from tests.peers import DOCKER, require
 
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
-ESCAPE_C = Path(__file__).parent / "escape" / "escape.c"
-#: A global, harmless kernel setting the corpus tries to change.
-SYSCTL = Path("/proc/sys/kernel/printk_ratelimit")
 STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
 
 
 @pytest.fixture(scope="module")
 def escape_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/builder/escape/escape.c, linked statically so it runs in any rootfs."""
-    gcc = require("gcc")
-    out = tmp_path_factory.mktemp("escape") / "escape"
-    proc = subprocess.run([gcc, "-static", "-O1", "-o", str(out), str(ESCAPE_C)],
-                          capture_output=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr.decode()
-    return out
+    return compile_escape(tmp_path_factory.mktemp("escape"))
 
 
 @pytest.fixture
@@ -68,71 +68,24 @@ def status(text: str) -> dict[str, str]:
     return {k: found[k] for k in STATUS_FIELDS if k in found}
 
 
-#: Host mount points a leaked mount from the corpus would show at (besides the test's own
-#: directory); other programs on a shared machine mount elsewhere meanwhile.
-SYSTEM_MOUNTS = ("/", "/proc", "/sys", "/dev", "/etc", "/mnt")
-
-
-def host_mounts(root: Path) -> list[tuple[int, str]]:
-    """The host's mounts under ``root`` and at or below the system directories."""
-    inside = f"{str(root).rstrip('/')}/"
-    return [(m.mount_id, m.mount_point) for m in mountinfo()
-            if m.mount_point.startswith(inside) or m.mount_point == "/"
-            or any(m.mount_point == d or m.mount_point.startswith(d + "/")
-                   for d in SYSTEM_MOUNTS[1:])]
-
-
-def host_disk() -> str:
-    st = os.stat("/")
-    return f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-
-
-def read_or_empty(path: str) -> str:
-    """A /proc file's text; empty where this kernel has no such file (no modules, no keys)."""
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-CORPUS = [
-    # (attempt, arguments after the name; {marker}, {sleeper} and {disk} are filled in)
-    ("chroot", "{marker}"),
-    ("mount", "proc"),
-    ("mount", "sysfs"),
-    ("mount", "tmpfs"),
-    ("write", "/proc/sysrq-trigger b"),
-    ("write", f"{SYSCTL} 9"),
-    ("module", ""),
-    ("userns", ""),
-    ("blockdev", "{disk}"),
-    ("kmsg", ""),
-    ("keyctl", ""),
-    ("ptrace", "{sleeper}"),
-    ("ptrace-init", ""),
-]
-
-
 @pytest.mark.parametrize("user", ["0:0", "1000:1000"])
-@pytest.mark.parametrize(("attempt", "args"), CORPUS, ids=[f"{a}-{b.split()[0] if b else ''}"
-                                                           for a, b in CORPUS])
+@pytest.mark.parametrize(("attempt", "args"), CORPUS, ids=CORPUS_IDS)
 def test_escape_corpus_is_contained(rootfs: Path, tmp_path: Path, attempt: str, args: str,
                                     user: str) -> None:
     marker = tmp_path / "host-only-marker"
     marker.write_text("host")
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        before = (host_mounts(tmp_path), SYSCTL.read_text(), read_or_empty("/proc/modules"))
-        filled = args.format(marker=marker, sleeper=sleeper.pid, disk=host_disk())
-        result, out = run(rootfs, f"/escape {attempt} {filled}", user=user)
+        before = HostState.now(tmp_path)
+        command = escape_command(attempt, args, marker=marker, sleeper=sleeper.pid)
+        result, out = run(rootfs, command, user=user)
         assert result.exit_code == 0, out
         assert out.startswith("BLOCKED "), out
         assert "ESCAPED" not in out
-        after = (host_mounts(tmp_path), SYSCTL.read_text(), read_or_empty("/proc/modules"))
-        assert after == before
+        assert HostState.now(tmp_path) == before
         assert sleeper.poll() is None  # neither traced nor killed
         assert marker.read_text() == "host"
-        assert "escape-keyring" not in read_or_empty("/proc/keys")
+        assert not escape_keyring_exists()
     finally:
         sleeper.kill()
         sleeper.wait()
