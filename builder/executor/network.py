@@ -507,17 +507,17 @@ def _ready(fd: int, process: subprocess.Popen[bytes]) -> bool:
     return bool(ready) and os.read(fd, 1) == b"1" and process.poll() is None
 
 
-TUN_DEVICE = "/dev/net/tun"
+TUN_PATH = "/dev/net/tun"
 
 
 def _failure(stderr: bytes) -> str:
     text = stderr.decode(errors="replace")
-    if f'open("{TUN_DEVICE}"): Permission denied' in text:
+    if f'open("{TUN_PATH}"): Permission denied' in text:
         mode = ""
         with contextlib.suppress(OSError):
-            mode = f" (it is mode {os.stat(TUN_DEVICE).st_mode & 0o777:04o})"
-        return (f"the default network could not be set up: {TUN_DEVICE} is not open to this "
-                f"user{mode}: make it mode 0666 as udev does (chmod 0666 {TUN_DEVICE} as "
+            mode = f" (it is mode {os.stat(TUN_PATH).st_mode & 0o777:04o})"
+        return (f"the default network could not be set up: {TUN_PATH} is not open to this "
+                f"user{mode}: make it mode 0666 as udev does (chmod 0666 {TUN_PATH} as "
                 "root), or build with --network=none")
     lines = [line for line in text.splitlines() if line.strip() and "tapfd" not in line]
     detail = lines[-1].strip() if lines else "it exited before the network was up"
