@@ -365,6 +365,11 @@ def _unshared_namespace() -> int:
     is back in its own namespace on return."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
+        # Joining the namespace we are in needs what the way back needs (CAP_SYS_ADMIN over
+        # its owner: a rootless build lacks it for the host's): find out before leaving.
+        if libc.setns(own, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns: {os.strerror(err)}")
         if libc.unshare(CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"unshare: {os.strerror(err)}")
