@@ -26,10 +26,11 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from layerstore.errors import LayerstoreError, Unavailable
 from registry.audit.changes import ActorAddress, ChangeRecorder, change_event
 from registry.audit.events import AuditEvent, AuditQuery
 from registry.audit.recorder import AuditRecorder
-from registry.audit.store import open_audit_store
+from registry.audit.store import is_unavailable, open_audit_store
 from registry.config import Settings
 
 __all__ = ["AuditEvent", "AuditQuery", "ChangeRecorder", "change", "change_recorder",
@@ -102,7 +103,17 @@ class _SettingsRecorder:
     settings: Settings
 
     def __call__(self, events: Sequence[AuditEvent]) -> None:
-        record_all(events, self.settings)
+        try:
+            record_all(events, self.settings)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if not (isinstance(exc, LayerstoreError) or is_unavailable(exc)):
+                raise
+            done = ", ".join(sorted({e.action for e in events}))
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Unavailable(f"{done}: done, but the audit log cannot be written: "
+                              f"{first}") from None
 
 
 def change_recorder(settings: Settings) -> ChangeRecorder:

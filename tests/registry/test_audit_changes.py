@@ -16,6 +16,7 @@ import pytest
 from registry.audit.events import local_actor
 from tests.registry.server import Api
 from tests.registry.test_audit_webhooks import USERS, Setup, start, until
+from tests.registry.test_auth_policy import registry_cli
 
 CHANGES = ("project.", "member.", "immutable.", "retention.", "user.")
 
@@ -192,3 +193,21 @@ def test_changes_made_through_the_api_name_the_caller_and_its_address(
                     if e["action"].startswith(CHANGES)][::-1] == [e["action"] for e in events]
     finally:
         srv.stop()
+
+
+def test_a_change_whose_audit_event_cannot_be_written_says_so_in_a_line(
+        tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "audit.db").mkdir(parents=True)
+    done = registry_cli("project", "create", "team", "--root", str(root))
+    assert done.returncode == 1
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("registry project: project.create: done, but the audit log "
+                           "cannot be written: "), line
+    assert "audit.db" in line
+    listed = registry_cli("project", "list", "--root", str(root))
+    assert listed.stdout.split() == ["team", "private", "unlimited"]
+    done = registry_cli("immutable", "add", "team", "--tags", "v*", "--root", str(root))
+    assert done.returncode == 1
+    assert done.stderr.startswith("registry immutable add: immutable.add: done, but the "
+                                  "audit log cannot be written: "), done.stderr
