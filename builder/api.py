@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from builder import buildkey
+from builder.entitlements import NETWORK_HOST
 from builder.errors import BuildError, ContextError, DockerfileError
 from builder.options import BuildOptions
 from builder.progress import Progress
@@ -74,8 +75,11 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
                 stage.stage.from_.line, plan.file)
     if isinstance(images, ResolvedImages):
         _prefetch(plan, images)
+    if options.network == "host":
+        options.allow.require(NETWORK_HOST, "--network=host")
     return compile_graph(plan, build_args=options.build_args, network=options.network,
-                         images=images, source_platform=options.platform)
+                         images=images, source_platform=options.platform,
+                         allow=options.allow, extra_hosts=options.extra_hosts)
 
 
 def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:

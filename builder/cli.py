@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
+NO_STORE = ("login", "logout")
+"""Commands that neither mount nor write the store: a rootless user runs them as itself."""
+
 COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune",
             "run", "login", "logout", "pull", "push", "daemon")
 
@@ -27,7 +30,8 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pybuild", description="Build container images from Dockerfiles; manage them.")
     parser.add_argument("--root", type=Path,
-                        help="store directory ($PYBUILD_ROOT, default /var/lib/pybuild)")
+                        help="store directory ($PYBUILD_ROOT, default /var/lib/pybuild for root, "
+                             "$XDG_DATA_HOME/pybuild for other users)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in (only,) if only in COMMANDS else COMMANDS:
         try:
@@ -80,6 +84,8 @@ def run_command(words: list[str]) -> int:
 
     args = _parser(_command_of(words)).parse_args(words)
     try:
+        if args.command not in NO_STORE:
+            _enter_user_namespace()
         with BuildStore.open(args.root) as store:
             status = int(args.command_module.run(args, store))
         sys.stdout.flush()
@@ -93,6 +99,15 @@ def run_command(words: list[str]) -> int:
     except (BuildError, LayerstoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _enter_user_namespace() -> None:
+    """As a user other than root, become root of a user namespace of one's own first
+    (:mod:`builder.rootless`)."""
+    from builder import rootless
+
+    if rootless.needed():
+        rootless.enter()
 
 
 def _silence_stdout() -> None:

@@ -41,7 +41,9 @@ def config_path() -> Path:
     """Where the config file is looked for."""
     if os.environ.get("PYBUILD_CONFIG"):
         return Path(os.environ["PYBUILD_CONFIG"])
-    if os.geteuid() == 0:
+    from builder import rootless
+
+    if rootless.running_as_root():
         return Path("/etc/pybuild/pybuild.toml")
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "pybuild" / "pybuild.toml"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor import NamespaceExecutor, RunSpec
-from builder.executor.protocol import Network
+from builder.executor.protocol import ExtraHost, Network
 from builder.fileops.users import read_passwd, resolve_user
 from builder.limits import Limits
 from builder.localimages import LocalImage
@@ -42,6 +42,7 @@ class RunOptions:
     entrypoint: str | None = None
     hostname: str | None = None
     command: tuple[str, ...] = ()
+    extra_hosts: tuple[ExtraHost, ...] = ()
     limits: Limits = field(default_factory=Limits)
 
 
@@ -105,7 +106,8 @@ def run_spec(image: LocalImage, rootfs: Path, argv: tuple[str, ...],
         raise BuildError(f"the working directory {workdir!r} must be an absolute path")
     return RunSpec(args=argv, env=env, cwd=workdir, user=f"{user.uid}:{user.gid}",
                    groups=user.process_groups,
-                   hostname=hostname, network=options.network, limits=options.limits)
+                   hostname=hostname, network=options.network, limits=options.limits,
+                   extra_hosts=options.extra_hosts)
 
 
 def environment(image_env: Sequence[str], flags: Sequence[str]) -> tuple[str, ...]:

@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.daemonclient import SOCKET_NAME, command_of, daemon_dir, fingerprint, send
+from builder.daemonclient import (
+    SOCKET_NAME,
+    command_of,
+    daemon_dir,
+    fingerprint,
+    same_user,
+    send,
+)
 
 PRELOAD = (
     "builder.cli", "builder.api", "builder.commands.build", "builder.solver.scheduler",
@@ -50,7 +57,6 @@ PID_NAME = "daemon.pid"
 LOG_NAME = "daemon.log"
 START_TIMEOUT = 30.0
 REAP_INTERVAL = 5.0
-_PEERCRED = struct.Struct("3i")
 
 
 class _Stop(Exception):
@@ -83,12 +89,25 @@ class Request:
 
 
 def serve(directory: Path) -> int:
-    """Load the modules, then serve requests on ``directory/daemon.sock`` until SIGTERM."""
+    """Load the modules, then serve requests on ``directory/daemon.sock`` until SIGTERM.
+
+    Run by a user other than root, the daemon first enters that user's namespace
+    (:mod:`builder.rootless`), so each command it forks runs rootless as it would alone;
+    only that user's clients are served (the peer's uid is 0 there, anyone else's not).
+    """
+    from builder import rootless
+    from builder.errors import BuildError
+
+    try:
+        if rootless.needed():
+            rootless.enter()
+        _own_directory(directory)
+    except BuildError as exc:
+        print(f"pybuild daemon: {exc}", flush=True)
+        return 1
     for name in PRELOAD:
         importlib.import_module(name)
     code = fingerprint()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
     path = directory / SOCKET_NAME
     temp = directory / f".{SOCKET_NAME}.{os.getpid()}"
     temp.unlink(missing_ok=True)
@@ -125,6 +144,20 @@ def serve(directory: Path) -> int:
         _remove_own(directory)
 
 
+def _own_directory(directory: Path) -> None:
+    """Make ``directory`` (mode 0700), refusing one that another user owns."""
+    from builder.errors import BuildError
+
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.lstat().st_uid != os.geteuid() or directory.is_symlink():
+            raise BuildError(f"socket directory {directory} belongs to another user; set "
+                             "PYBUILD_DAEMON_DIR or --dir to a directory of your own")
+        os.chmod(directory, 0o700)
+    except OSError as exc:
+        raise BuildError(f"socket directory {directory}: {exc.strerror}") from None
+
+
 def _remove_own(directory: Path) -> None:
     """Remove the socket and PID file when they are still this process's."""
     pid_file = directory / PID_NAME
@@ -142,9 +175,7 @@ def _reap() -> None:
 
 def _serve_one(conn: socket.socket, listener: socket.socket, code: str) -> bool:
     """Fork a process for the request on ``conn``; False when the client's code differs."""
-    _pid, uid, _gid = _PEERCRED.unpack(
-        conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-    if uid != os.geteuid():
+    if not same_user(conn):
         return True
     try:
         request, fds = _receive_request(conn)
@@ -273,7 +304,13 @@ def start(directory: Path) -> int:
     if pid is not None:
         print(f"pybuild daemon: already running (pid {pid}, {directory / SOCKET_NAME})")
         return 0
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    from builder.errors import BuildError
+
+    try:
+        _own_directory(directory)
+    except BuildError as exc:
+        print(f"pybuild daemon: did not start: {exc}", file=sys.stderr)
+        return 1
     log = (directory / LOG_NAME).open("ab")
     with log:
         proc = subprocess.Popen([sys.executable, "-m", "builder.daemon", "serve",
@@ -284,12 +321,21 @@ def start(directory: Path) -> int:
         if proc.poll() is not None or time.monotonic() > deadline:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            print(f"pybuild daemon: did not start (see {directory / LOG_NAME})",
-                  file=sys.stderr)
+            print(f"pybuild daemon: did not start{_last_line(directory / LOG_NAME)} (see "
+                  f"{directory / LOG_NAME})", file=sys.stderr)
             return 1
         time.sleep(0.02)
     print(f"pybuild daemon: serving on {directory / SOCKET_NAME} (pid {proc.pid})")
     return 0
+
+
+def _last_line(log: Path) -> str:
+    """``: <the log's last line>`` (a refusal to start says why there), or nothing."""
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f": {lines[-1].removeprefix('pybuild daemon: ')}" if lines else ""
 
 
 def stop_daemon(directory: Path) -> int:

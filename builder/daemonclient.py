@@ -32,13 +32,18 @@ SERVED = frozenset({"build", "images", "inspect", "history", "tag", "rmi", "save
 SOCKET_NAME = "daemon.sock"
 PACKAGES = ("builder", "layerstore", "registry")
 _HEADER = struct.Struct("!I")
+_PEERCRED = struct.Struct("3i")
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def daemon_dir() -> Path:
     """Where this user's daemon keeps its socket, PID and log: ``$PYBUILD_DAEMON_DIR``,
     else ``/run/pybuild`` for root, else ``$XDG_RUNTIME_DIR/pybuild`` or
-    ``/tmp/pybuild-<uid>``."""
+    ``/tmp/pybuild-<uid>``.
+
+    Called outside any user namespace (by the client and by ``pybuild daemon``), so the
+    uid is the user's own; a rootless daemon is handed its directory on the command line.
+    Whose daemon answers there is checked by :func:`same_user` on connecting."""
     explicit = os.environ.get("PYBUILD_DAEMON_DIR")
     if explicit:
         return Path(explicit)
@@ -46,6 +51,18 @@ def daemon_dir() -> Path:
         return Path("/run/pybuild")
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     return Path(runtime) / "pybuild" if runtime else Path(f"/tmp/pybuild-{os.geteuid()}")
+
+
+def same_user(sock: socket.socket) -> bool:
+    """Whether the process at the other end of ``sock`` runs as this process's user.
+
+    The kernel translates the peer's uid into the reader's user namespace: a rootless
+    daemon (uid 0 of its own namespace, see :mod:`builder.rootless`) is its user to that
+    user's client, and that client is 0 to the daemon; root and any other user are not.
+    """
+    _pid, uid, _gid = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return uid == os.geteuid()
 
 
 def fingerprint() -> str:
@@ -116,6 +133,9 @@ def run_in_daemon(words: list[str]) -> int | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(daemon_dir() / SOCKET_NAME))
+        if not same_user(sock):
+            sock.close()
+            return None  # another user's daemon: never hand it this user's command
         umask = os.umask(0o022)
         os.umask(umask)
         send(sock, {"argv": words, "env": dict(os.environ), "cwd": os.getcwd(),

@@ -11,6 +11,7 @@ from builder.entitlements import Entitlements
 from builder.limits import Limits
 
 if TYPE_CHECKING:
+    from builder.executor.protocol import ExtraHost
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
     from layerstore.oci import Platform
@@ -44,6 +45,7 @@ class BuildOptions:
     network: str = "default"
     allow: Entitlements = field(default_factory=Entitlements)
     limits: Limits = field(default_factory=Limits)
+    extra_hosts: tuple[ExtraHost, ...] = ()
     no_cache: bool = False
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()

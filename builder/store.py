@@ -1,6 +1,7 @@
 """The builder's local state: blobs, snapshots, image names and cache-mount directories.
 
-Layout under the store root (``--root``, ``$PYBUILD_ROOT``, default ``/var/lib/pybuild``)::
+Layout under the store root (``--root``, ``$PYBUILD_ROOT``, default ``/var/lib/pybuild``;
+``$XDG_DATA_HOME/pybuild`` for a rootless user, see :mod:`builder.rootless`)::
 
     content/      layerstore content store (layer blobs, configs, manifests)
     snapshots/    overlay snapshotter; a committed layer stack is named by its chainID
@@ -36,8 +37,14 @@ T = TypeVar("T")
 
 
 def default_root() -> Path:
-    """The store root: ``$PYBUILD_ROOT`` or ``/var/lib/pybuild``."""
-    return Path(os.environ.get("PYBUILD_ROOT") or DEFAULT_ROOT)
+    """The store root: ``$PYBUILD_ROOT``, else ``/var/lib/pybuild`` for root and
+    ``$XDG_DATA_HOME/pybuild`` (``~/.local/share/pybuild``) for a rootless user."""
+    from builder import rootless
+
+    explicit = os.environ.get("PYBUILD_ROOT")
+    if explicit:
+        return Path(explicit)
+    return Path(DEFAULT_ROOT) if rootless.running_as_root() else rootless.data_home()
 
 
 class BuildStore:

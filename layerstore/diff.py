@@ -43,6 +43,8 @@ from layerstore.oci import Descriptor
 
 _WHITEOUT = wh.WHITEOUT_PREFIX.encode()
 _OPAQUE = wh.OPAQUE_MARKER.encode()
+_DEPENDENT_XATTRS = frozenset(prefix + name for prefix in (b"trusted.overlay.", b"user.overlay.")
+                              for name in (b"redirect", b"metacopy"))
 
 
 def _write_layer(produce: Callable[[TarWriter], None], store: ContentStore, compression: str,
@@ -98,6 +100,7 @@ def write_upper(upperdir: Path, store: ContentStore, compression: str = "gzip", 
     xattrs) raise :class:`FailedPrecondition`: mount with ``redirect_dir=off,metacopy=off``.
     """
     top = _tree_root(upperdir, "upperdir")
+    opaque_key = wh.opaque_xattr().encode()
 
     def produce(tar: TarWriter) -> None:
         if wh.is_overlay_opaque(top):
@@ -110,13 +113,13 @@ def write_upper(upperdir: Path, store: ContentStore, compression: str = "gzip", 
             xattrs = all_xattrs(path)
             opaque = False
             for key, value in xattrs:
-                if key in (b"trusted.overlay.redirect", b"trusted.overlay.metacopy"):
+                if key in _DEPENDENT_XATTRS:
                     raise FailedPrecondition(
                         f"upperdir entry {os.fsdecode(name)!r} has {os.fsdecode(key)}: the "
                         "overlay was mounted with redirect_dir/metacopy; its changes cannot "
                         "be read from the upperdir alone"
                     )
-                if key == b"trusted.overlay.opaque" and value == b"y":
+                if key == opaque_key and value == b"y":
                     opaque = stat.S_ISDIR(st.st_mode)
             tar.add(name, path, st, [(k, v) for k, v in xattrs if not wh.is_overlay_xattr(k)])
             if opaque:

@@ -36,7 +36,7 @@ _CHUNK = 1 << 24
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM)
-_OVERLAY_XATTR = "trusted.overlay."
+_OVERLAY_XATTR = ("trusted.overlay.", "user.overlay.")
 
 #: Source inode ``(st_dev, st_ino)`` → the destination path it was first copied to.
 Inodes = dict[tuple[int, int], str]

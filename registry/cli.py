@@ -1,6 +1,7 @@
 """The ``registry`` command: ``registry serve`` runs the OCI distribution server;
 ``registry gc`` collects garbage (see :mod:`registry.gc`); ``registry user add|list|del``
-manages the users that ``--auth basic|token`` let in; ``registry policy show`` prints the
+manages the users that ``--auth basic|token`` let in (``registry user secret`` their CLI
+secrets, ``registry robot`` the robot accounts of CI); ``registry policy show`` prints the
 access policy, or what one user may do where; ``registry project …`` manages
 projects, their members and quotas (:mod:`registry.projects.cli`); ``registry audit``
 lists the audit log and ``registry webhook`` manages a project's webhooks
@@ -17,6 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from registry.config import HANDOFF_ENV, ConfigError, Settings, load_settings
+from registry.robots.commands import (
+    add_robot_parser,
+    add_user_secret_parser,
+    run_robot,
+    run_user_secret,
+)
 
 if TYPE_CHECKING:
     from registry.auth.rules import AccessPolicy
@@ -60,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     remove = user_sub.add_parser("del", help="remove a user")
     _common(remove)
     remove.add_argument("name")
+    add_user_secret_parser(user_sub, _common)
+    add_robot_parser(sub, _common)
     policy = sub.add_parser("policy", help="show the access policy")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_sub.add_parser(
@@ -299,8 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = parser.parse_known_args(argv)
     else:
         args, rest = parser.parse_args(argv), []
-    if args.command in ("user", "policy", "project", "immutable", "retention", "audit",
-                        "webhook"):
+    if args.command in ("user", "policy", "project", "robot", "immutable", "retention",
+                        "audit", "webhook"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -311,8 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "gc":
         return _gc(settings, rest)
+    if args.command == "user" and args.user_command == "secret":
+        return run_user_secret(settings, args)
     if args.command == "user":
         return _user(settings, args)
+    if args.command == "robot":
+        return run_robot(settings, args)
     if args.command == "policy":
         return _policy(settings, args)
     if args.command == "project":

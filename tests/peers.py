@@ -18,9 +18,12 @@ PACKAGES = {
     "docker": "docker.io", "dockerd": "docker.io", "skopeo": "skopeo", "umoci": "umoci",
     "podman": "podman", "buildah": "buildah", "registry": "docker-registry",
     "busybox": "busybox-static", "debootstrap": "debootstrap", "zstd": "zstd",
+    "newuidmap": "uidmap", "newgidmap": "uidmap", "setpriv": "util-linux",
+    "useradd": "passwd", "usermod": "passwd", "userdel": "passwd",
     "radosgw": "radosgw", "ceph-mon": "ceph-mon", "ceph-mgr": "ceph-mgr",
     "ceph-osd": "ceph-osd", "/usr/lib/postgresql/15/bin/initdb": "postgresql-15",
-    "/usr/bin/aws": "awscli",
+    "/usr/bin/aws": "awscli", "gcc": "gcc libc6-dev", "slirp4netns": "slirp4netns",
+    "ip": "iproute2",
 }
 
 

@@ -59,7 +59,7 @@ from tests.peers import DOCKER, Dockerd, require
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md")])
-EXPECTED_DOCS = {"README.md", "quickstart.md", "ci.md", "registry.md", "flags.md",
+EXPECTED_DOCS = {"README.md", "quickstart.md", "ci.md", "registry.md", "flags.md", "network.md",
                  "architecture.md"}
 PROGRAMS = ("pybuild", "registry")
 PASSWORD = "docs-test-password"

@@ -18,6 +18,7 @@ from builder.progress import Progress
 from builder.store import BuildStore
 
 if TYPE_CHECKING:
+    from builder.executor.protocol import ExtraHost
     from builder.outputs import OutputSpec
     from builder.runmounts import SecretSource
     from builder.transfer import RegistryAccess
@@ -47,6 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="network mode of RUN steps (default: default)")
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                    help="grant an entitlement: network.host, security.insecure (repeatable)")
+    p.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
+                   help="add a line to /etc/hosts of RUN steps; IP may be host-gateway "
+                        "(repeatable)")
     p.add_argument("--progress", choices=("auto", "plain", "tty", "quiet"), default="auto",
                    help="progress output (default auto: tty on a terminal, else plain)")
     p.add_argument("--compression", default="gzip", choices=("gzip", "zstd", "none"),
@@ -156,10 +160,20 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         labels=_pairs(args.label, "--label", False), network=args.network,
         allow=entitlements.parse(args.allow).union(settings.entitlements),
         limits=limits_from(args, settings),
+        extra_hosts=extra_hosts(args.add_host),
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
+
+
+def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:
+    """The ``--add-host`` values as /etc/hosts lines."""
+    if not values:
+        return ()
+    from builder.executor.network import parse_extra_hosts
+
+    return parse_extra_hosts(values)
 
 
 def target_platform(text: str) -> Platform:

@@ -23,7 +23,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "status 3 if not), or serve in the foreground")
     parser.add_argument("--dir", type=Path, default=None,
                         help="socket directory (default: $PYBUILD_DAEMON_DIR, /run/pybuild "
-                             "for root)")
+                             "for root, $XDG_RUNTIME_DIR/pybuild or /tmp/pybuild-UID for "
+                             "other users)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from builder import config
+from builder import config, entitlements
+from builder.commands.build import extra_hosts
 from builder.commands.common import find_image
 from builder.commands.limitflags import add_limit_flags, limits_from
 from builder.containers import RunOptions, run_container
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "run", help="run a command in a new container",
         description="Run a command in a throwaway container made from IMAGE, in the same "
-                    "sandbox as RUN steps (own mount, PID, UTS and IPC namespaces). The "
+                    "sandbox as RUN steps (own mount, PID, UTS, IPC and network namespaces). The "
                     "command is the image's Entrypoint followed by its Cmd, or by COMMAND "
                     "when given. Its stdout and stderr are printed on stdout and its exit "
                     "status is pybuild's. Standard input is not connected. The container's "
@@ -35,8 +36,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("-u", "--user", metavar="USER[:GROUP]",
                         help="user name or uid, optionally with a group name or gid")
     parser.add_argument("--network", choices=("default", "none", "host"), default="default",
-                        help="network mode: none gives the container only a loopback "
-                             "interface (default: default)")
+                        help="network mode: default has outbound access through a user-mode "
+                             "stack, none only a loopback interface, host (needs --allow "
+                             "network.host) is the host's network (default: default)")
+    parser.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                        help="grant an entitlement: network.host (repeatable)")
+    parser.add_argument("--add-host", action="append", default=[], metavar="HOST:IP",
+                        help="add a line to /etc/hosts; IP may be host-gateway (repeatable)")
     parser.add_argument("--entrypoint", metavar="COMMAND",
                         help="replace the image's Entrypoint (and drop its Cmd); '' clears it")
     parser.add_argument("--hostname", metavar="NAME", help="the container's host name")
@@ -50,6 +56,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Run the command; return its exit status (125 when the sandbox could not start it)."""
     settings = config.load()
+    granted = entitlements.parse(args.allow)
+    if args.network == "host":
+        granted = granted.union(settings.entitlements)
+        granted.require(entitlements.NETWORK_HOST, "--network=host")
+    hosts = extra_hosts(args.add_host)
     run_limits = limits_from(args, settings)
     image = find_image(store, args.image)
     platform = image.stored.image
@@ -61,5 +72,5 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     options = RunOptions(env=tuple(args.env), workdir=args.workdir, user=args.user,
                          network=args.network, entrypoint=args.entrypoint,
                          hostname=args.hostname, command=tuple(args.command),
-                         limits=run_limits)
+                         limits=run_limits, extra_hosts=hosts)
     return run_container(store, image, options)

@@ -9,6 +9,9 @@ from typing import Literal, Protocol
 from builder.limits import Limits
 
 Network = Literal["default", "none", "host"]
+#: ``sandbox``: docker's default confinement (capabilities, seccomp, masked paths);
+#: ``insecure``: every capability of root and no seccomp (``RUN --security=insecure``).
+Security = Literal["sandbox", "insecure"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +33,24 @@ class TmpfsMount:
 
 
 @dataclass(frozen=True)
+class ExtraHost:
+    """One more ``/etc/hosts`` line for a run: ``name`` resolves to ``address`` (an IPv4 or
+    IPv6 address, as ``--add-host name:address`` gives it)."""
+
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """One command to run: argv, the exact environment (``KEY=value``), working directory,
-    numeric ``uid:gid``, hostname, network mode, extra mounts and resource limits (none by
-    default: no cgroup is made).
+    numeric ``uid:gid``, hostname, network mode, extra mounts, extra ``/etc/hosts`` lines,
+    resource limits (none by default: no cgroup is made) and security mode.
+
+    ``network`` is ``default`` (a network namespace of its own, with outbound access through
+    a user-mode network stack), ``none`` (its own namespace with only a loopback interface)
+    or ``host`` (the host's network namespace; callers check the ``network.host``
+    entitlement before asking for it).
 
     A :class:`BindMount` whose source is a directory binds a directory, one whose source is
     any other file binds that file. Extra mounts are made shallowest target first, so one can
@@ -48,6 +65,8 @@ class RunSpec:
     groups: tuple[int, ...] = ()
     extra_mounts: tuple[BindMount | TmpfsMount, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    security: Security = "sandbox"
+    extra_hosts: tuple[ExtraHost, ...] = ()
 
 
 @dataclass(frozen=True)

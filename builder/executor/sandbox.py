@@ -1,9 +1,11 @@
-"""A RUN executor built on Linux namespaces and chroot.
+"""A RUN executor built on Linux namespaces and pivot_root.
 
 The calling process forks a helper that unshares mount, UTS, IPC and PID namespaces (and a
-network namespace for ``network="none"``) and forks the namespace's PID 1: a tiny init that
-mounts ``/proc``, ``/dev``, ``/sys`` and the ``/etc`` files on the rootfs, chroots into it,
-forks the command and reaps every process until the command exits. All mounts live in the
+network namespace unless ``network="host"``) and forks the namespace's PID 1: a tiny init that
+mounts ``/proc``, ``/dev``, ``/sys`` and the ``/etc`` files on the rootfs, pivots into it,
+waits for the network (:mod:`builder.executor.network`), forks the command (confined as
+:mod:`builder.executor.hardening` says) and reaps every
+process until the command exits. All mounts live in the
 helper's private mount namespace, so they vanish with it; when PID 1 exits the kernel kills
 whatever is left in the PID namespace.
 """
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
-from builder.executor import cgroups
+from builder.executor import cgroups, hardening, network
 from builder.executor.protocol import BindMount, RunResult, RunSpec, TmpfsMount
 from builder.limits import DEFAULT_SHM_SIZE
 from layerstore import syscalls
@@ -169,19 +171,6 @@ class _MountPoints:
         self.created.clear()
 
 
-def _etc_contents(spec: RunSpec) -> dict[str, bytes]:
-    hosts = (f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-             f"127.0.1.1\t{spec.hostname}\n").encode()
-    resolv = b""
-    if spec.network != "none":
-        with contextlib.suppress(OSError):
-            resolv = Path("/etc/resolv.conf").read_bytes()
-    if spec.network == "host":
-        with contextlib.suppress(OSError):
-            hosts = Path("/etc/hosts").read_bytes()
-    return {"hosts": hosts, "resolv.conf": resolv, "hostname": f"{spec.hostname}\n".encode()}
-
-
 def _write_stdout(data: bytes) -> None:
     buffer = getattr(sys.stdout, "buffer", None)
     if buffer is None:
@@ -193,7 +182,7 @@ def _write_stdout(data: bytes) -> None:
 
 
 class NamespaceExecutor:
-    """Runs commands in fresh mount, PID, UTS and IPC namespaces chrooted into a rootfs.
+    """Runs commands in fresh mount, PID, UTS and IPC namespaces pivoted into a rootfs.
 
     ``output`` receives the command's combined stdout and stderr as it arrives (default: this
     process's stdout); ``timeout`` (seconds) kills a run that takes longer, which then reports
@@ -212,6 +201,8 @@ class NamespaceExecutor:
             raise BuildError("RUN needs a command")
         rootfs = Path(os.path.abspath(rootfs))
         uid, gid = _parse_user(spec.user)
+        hardening.prepare(spec.security)
+        network.check_available(spec.network)
         points = _MountPoints(rootfs)
         with tempfile.TemporaryDirectory(prefix="pybuild-run-") as tmp:
             try:
@@ -232,7 +223,7 @@ class NamespaceExecutor:
         for d in ("proc", "dev", "sys"):
             points.ensure(d, directory=True)
         planned: list[_Planned] = []
-        for name, data in _etc_contents(spec).items():
+        for name, data in network.etc_files(spec).items():
             src = tmp / name
             src.write_bytes(data)
             src.chmod(0o644)
@@ -250,18 +241,23 @@ class NamespaceExecutor:
                uid: int, gid: int, cgroup: cgroups.RunCgroup | None) -> RunResult:
         read_fd, write_fd = os.pipe()
         pid_r, pid_w = os.pipe()
+        net = network.RunNetwork(spec)
         try:
             pid = os.fork()
         except BaseException:
             for fd in (read_fd, write_fd, pid_r, pid_w):
                 os.close(fd)
+            net.in_parent()
+            net.close()
             raise
         if pid == 0:
             code = SETUP_FAILED
             try:
                 os.close(read_fd)
                 os.close(pid_r)
-                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, cgroup)
+                net.in_child()
+                code = _helper(spec, rootfs, mounts, uid, gid, write_fd, pid_w, cgroup,
+                               net)
             except BaseException as exc:
                 with contextlib.suppress(BaseException):
                     os.write(write_fd, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -269,9 +265,11 @@ class NamespaceExecutor:
                 os._exit(code)
         os.close(write_fd)
         os.close(pid_w)
+        net.in_parent()
         child = _Child(pid)
         try:
             child.watch_init(pid_r)
+            net.start(child.init_pid, child.init_fd)
             tail = self._pump(read_fd, child)
             status = _wait(pid)
         except BaseException:
@@ -279,6 +277,7 @@ class NamespaceExecutor:
             _wait(pid)
             raise
         finally:
+            net.close()
             child.close()
             os.close(read_fd)
             os.close(pid_r)
@@ -336,6 +335,7 @@ class _Child:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.init_pid: int | None = None
         self.init_fd: int | None = None
 
     def watch_init(self, fd: int) -> None:
@@ -346,8 +346,9 @@ class _Child:
             if not chunk:
                 return
             data += chunk
+        self.init_pid = struct.unpack("i", data)[0]
         with contextlib.suppress(ProcessLookupError):
-            self.init_fd = os.pidfd_open(struct.unpack("i", data)[0])
+            self.init_fd = os.pidfd_open(self.init_pid)
 
     def kill(self) -> None:
         """SIGKILL PID 1, which takes its whole PID namespace along and lets the helper exit;
@@ -380,7 +381,8 @@ def _wait(pid: int) -> int | None:
 
 
 def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-            gid: int, out_fd: int, pid_fd: int, cgroup: cgroups.RunCgroup | None) -> int:
+            gid: int, out_fd: int, pid_fd: int, cgroup: cgroups.RunCgroup | None,
+            net: network.RunNetwork) -> int:
     """In the forked child: new namespaces, then fork PID 1 and pass on its status."""
     os.setsid()
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -390,7 +392,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     os.dup2(out_fd, 2)
     os.close(null)
     flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
-    if spec.network == "none":
+    if net.enter():
         flags |= CLONE_NEWNET
     syscalls.unshare(flags)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
@@ -401,7 +403,7 @@ def _helper(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
         try:
             os.close(pid_fd)
             os.close(alive)
-            code = _init(spec, rootfs, mounts, uid, gid, lifeline, cgroup)
+            code = _init(spec, rootfs, mounts, uid, gid, lifeline, cgroup, net.gate)
         except BaseException as exc:
             with contextlib.suppress(BaseException):
                 os.write(2, f"pybuild: sandbox setup failed: {exc}\n".encode())
@@ -424,10 +426,13 @@ def _setup_root(spec: RunSpec, rootfs: Path, mounts: list[_Planned]) -> None:
         _mount(f"/dev/{name}", dev / name, None, MS_BIND)
     (dev / "pts").mkdir()
     _mount("devpts", dev / "pts", "devpts", MS_NOSUID | MS_NOEXEC,
-           "newinstance,ptmxmode=0666,mode=0620")
+           "newinstance,ptmxmode=0666,mode=0620,gid=5")
     (dev / "shm").mkdir()
     _mount("shm", dev / "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
            f"mode=1777,size={spec.limits.shm_size or DEFAULT_SHM_SIZE}")
+    (dev / "mqueue").mkdir()
+    with contextlib.suppress(OSError):  # a kernel without POSIX message queues
+        _mount("mqueue", dev / "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     for name, target in _DEV_LINKS:
         (dev / name).symlink_to(target)
     sys_flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -457,10 +462,12 @@ def _loopback_up() -> None:
 
 
 def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
-          gid: int, lifeline: int, cgroup: cgroups.RunCgroup | None) -> int:
+          gid: int, lifeline: int, cgroup: cgroups.RunCgroup | None,
+          gate: int) -> int:
     """PID 1: set up the root, start the command, reap everything, forward signals.
 
-    ``lifeline`` is a pipe whose write end only the helper holds: EOF means it already died.
+    ``lifeline`` is a pipe whose write end only the helper holds: EOF means it already died;
+    ``gate`` opens when the network is up (:class:`~builder.executor.network.RunNetwork`).
     """
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if select.select([lifeline], [], [], 0)[0]:
@@ -468,14 +475,18 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
     os.close(lifeline)
     name_buf = ctypes.create_string_buffer(b"pybuild-init")
     _libc.prctl(PR_SET_NAME, ctypes.addressof(name_buf), 0, 0, 0)
+    hardening.bind_self(rootfs, spec.security)
     _setup_root(spec, rootfs, mounts)
-    os.chroot(rootfs)
-    os.chdir("/")
+    hardening.harden_root(rootfs, spec.security)
+    hardening.pivot_into(rootfs)
     name = spec.hostname.encode()
     syscalls.sethostname(name)
-    if spec.network == "none":
+    if network.needs_namespace(spec.network):
         _loopback_up()
     os.makedirs(spec.cwd, exist_ok=True)
+    if not network.wait_gate(gate):
+        os.write(2, b"pybuild: sandbox setup failed: the network did not come up\n")
+        return SETUP_FAILED
     command = os.fork()
     if command == 0:
         try:
@@ -501,15 +512,18 @@ def _init(spec: RunSpec, rootfs: Path, mounts: list[_Planned], uid: int,
 
 
 def _exec(spec: RunSpec, uid: int, gid: int, cgroup: cgroups.RunCgroup | None) -> None:
-    """In the command's process: join the run's cgroup, set the ulimits, drop to the user,
-    enter cwd and exec; never returns."""
+    """In the command's process: join the run's cgroup, set the ulimits, confine it
+    (:mod:`builder.executor.hardening`), drop to the user, enter cwd and exec; never
+    returns."""
     for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     cgroups.enter(spec.limits, cgroup)
     try:
+        hardening.confine(spec.security)
         os.setgroups(list(spec.groups))
         os.setgid(gid)
         os.setuid(uid)
+        hardening.drop_caps(spec.security, uid)
         os.chdir(spec.cwd)
     except OSError as exc:
         os.write(2, f"pybuild: cannot set up the process: {exc}\n".encode())

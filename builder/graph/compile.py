@@ -5,7 +5,9 @@ the base images, which it asks :class:`BaseImages` for (the solver's image resol
 only the images of the stages the target needs are asked for). Everything the Dockerfile
 gets wrong that can be known before a build runs is raised here as a
 :class:`~builder.errors.DockerfileError` at its line: bad ``--mount`` options, a bad
-``--network``, an unknown instruction, an ONBUILD trigger that does not parse.
+``--network`` (or ``RUN --network=host`` without the ``network.host`` entitlement), an
+unknown instruction, an ONBUILD trigger that does not parse, a ``RUN --security=insecure``
+the build is not entitled to.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from builder.errors import DockerfileError, ImageNotFound
+from builder.entitlements import NETWORK_HOST, SECURITY_INSECURE, Entitlements
+from builder.errors import BuildError, DockerfileError, ImageNotFound
 from builder.fileops import CopySpec
 from builder.frontend.convert import BuildPlan, StagePlan, find_stage
 from builder.frontend.instructions import (
@@ -48,11 +51,12 @@ from builder.graph.plan import BuildGraph, StageGraph, Step
 from layerstore.oci import Image, Platform
 
 if TYPE_CHECKING:
-    from builder.executor.protocol import Network
+    from builder.executor.protocol import ExtraHost, Network, Security
 
 __all__ = ["BaseImages", "compile_graph", "describe"]
 
 _NETWORKS: dict[str, Network] = {"default": "default", "none": "none", "host": "host"}
+_SECURITY: dict[str, Security] = {"sandbox": "sandbox", "insecure": "insecure"}
 
 
 class BaseImages(Protocol):
@@ -65,12 +69,16 @@ class BaseImages(Protocol):
 
 
 def compile_graph(plan: BuildPlan, *, build_args: Mapping[str, str], network: str,
-                  images: BaseImages, source_platform: Platform | None = None) -> BuildGraph:
+                  images: BaseImages, source_platform: Platform | None = None,
+                  allow: Entitlements | None = None,
+                  extra_hosts: tuple[ExtraHost, ...] = ()) -> BuildGraph:
     """The graph of ``plan``'s stages. ``network`` is the default RUN network; an image named
     by ``--from`` (not a stage) is read for ``source_platform`` (default: the first stage's
-    platform)."""
+    platform). ``allow`` is what the build is entitled to (``RUN --network=host`` needs
+    ``network.host``; default: nothing); every RUN gets ``extra_hosts`` in its ``/etc/hosts``."""
     first = next(iter(plan.stages.values())).platform
-    compiler = _Compiler(plan, build_args, network, images, source_platform or first)
+    compiler = _Compiler(plan, build_args, network, images, source_platform or first,
+                         allow or Entitlements(), extra_hosts)
     for index in plan.stages:
         compiler.stages[index] = compiler.stage(plan.stages[index])
     return BuildGraph(dict(compiler.stages), plan.target, plan.file,
@@ -104,7 +112,8 @@ class _Stage:
 
 class _Compiler:
     def __init__(self, plan: BuildPlan, build_args: Mapping[str, str], network: str,
-                 images: BaseImages, source_platform: Platform) -> None:
+                 images: BaseImages, source_platform: Platform, allow: Entitlements,
+                 extra_hosts: tuple[ExtraHost, ...]) -> None:
         self.plan = plan
         self.file = plan.file
         self.scope = Scope(plan.file, plan.dockerfile.directives.escape, build_args,
@@ -114,6 +123,8 @@ class _Compiler:
         self.images = images
         self.source_platform = source_platform
         self.stages: dict[int, StageGraph] = {}
+        self.allow = allow
+        self.extra_hosts = extra_hosts
 
     def fail(self, message: str, line: int | None) -> DockerfileError:
         return DockerfileError(message, line, self.file)
@@ -208,9 +219,21 @@ class _Compiler:
         network = _NETWORKS.get(asked)
         if network is None:
             raise self.fail(f"RUN --network={asked}: expected default, none or host", ins.line)
-        if ins.security not in (None, "sandbox"):
-            raise self.fail(f"RUN --security={ins.security} is not supported (only sandbox)",
+        if network == "host" and ins.network:
+            try:
+                self.allow.require(NETWORK_HOST, "RUN --network=host")
+            except BuildError as exc:
+                raise self.fail(str(exc), ins.line) from None
+        asked_security = self.x(s, ins.security, ins.line, "RUN --security") \
+            if ins.security else "sandbox"
+        security = _SECURITY.get(asked_security)
+        if security is None:
+            raise self.fail(f"RUN --security={asked_security}: expected sandbox or insecure",
                             ins.line)
+        if security == "insecure" and not self.allow.allows(SECURITY_INSECURE):
+            raise self.fail(f"RUN --security=insecure needs the {SECURITY_INSECURE} "
+                            f"entitlement: pass --allow {SECURITY_INSECURE} (or list it in "
+                            "insecure-entitlements of the builder config)", ins.line)
         mounts = []
         for text in ins.mounts:
             spec = parse_mount(self.x(s, text, ins.line, "RUN --mount"), line=ins.line,
@@ -225,7 +248,8 @@ class _Compiler:
         shown = c.history_args()
         prefix = f"|{len(shown)} " + " ".join(shown) + " " if shown else ""
         op = Exec(s.root, args, c.run_env(), c.workdir or "/", c.user, network,
-                  tuple(mounts), scripts, ins.line)
+                  tuple(mounts), scripts, security, extra_hosts=self.extra_hosts,
+                  line=ins.line)
         return op, "RUN " + prefix + " ".join(args) + " # buildkit"
 
     def copy(self, s: _Stage, ins: Copy | Add) -> tuple[CopyOp | MergeOp, str]:

@@ -19,7 +19,7 @@ from builder.graph.mounts import BindSpec, RunMount
 from layerstore.oci import Platform
 
 if TYPE_CHECKING:
-    from builder.executor.protocol import Network
+    from builder.executor.protocol import ExtraHost, Network, Security
 
 #: Fields that say where something was written, not what it does.
 _NOT_DIGESTED = frozenset({"line", "file"})
@@ -42,9 +42,18 @@ def _canonical(value: Any) -> Any:
 def _fields(value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(value).__name__}
     for f in dataclasses.fields(value):
-        if f.name not in _NOT_DIGESTED:
-            out[f.name] = _canonical(getattr(value, f.name))
+        if f.name in _NOT_DIGESTED:
+            continue
+        field_value = getattr(value, f.name)
+        if f.metadata.get(_OMIT_DEFAULT) and field_value == f.default:
+            continue
+        out[f.name] = _canonical(field_value)
     return out
+
+
+#: Field metadata: leave the field out of the digest while it has its default, so that a
+#: field added later keeps the digests (and cache keys) of ops that do not use it.
+_OMIT_DEFAULT = "omit-default"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +115,9 @@ class Script:
 @dataclasses.dataclass(frozen=True)
 class Exec(Op):
     """RUN: ``args`` on a writable copy of ``base``'s filesystem, as ``user`` (a name or
-    ``uid[:gid]`` resolved inside it), in ``cwd``, with the exact environment ``env``."""
+    ``uid[:gid]`` resolved inside it), in ``cwd``, with the exact environment ``env``, in
+    the ``security`` mode of ``RUN --security`` and with ``extra_hosts`` added to its
+    ``/etc/hosts`` (``--add-host``)."""
 
     base: Op
     args: tuple[str, ...]
@@ -116,6 +127,10 @@ class Exec(Op):
     network: Network
     mounts: tuple[ExecMount, ...] = ()
     scripts: tuple[Script, ...] = ()
+    security: Security = dataclasses.field(default="sandbox",
+                                           metadata={_OMIT_DEFAULT: True})
+    extra_hosts: tuple[ExtraHost, ...] = dataclasses.field(default=(),
+                                                          metadata={_OMIT_DEFAULT: True})
     line: int = dataclasses.field(default=0, compare=False)
 
     def inputs(self) -> tuple[Op, ...]:

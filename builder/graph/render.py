@@ -63,7 +63,8 @@ def render_op(op: Op) -> list[str]:
         return [f"{head} context"]
     if isinstance(op, Exec):
         lines = [f"{head} exec on {short(op.base)}: {_q(list(op.args))}",
-                 f"    cwd={op.cwd} user={op.user or '-'} network={op.network}",
+                 f"    cwd={op.cwd} user={op.user or '-'} network={op.network}"
+                 + (f" security={op.security}" if op.security != "sandbox" else ""),
                  f"    env {_q(list(op.env))}"]
         lines += [f"    mount {_mount(m)}" for m in op.mounts]
         lines += [f"    script {s.target} ({len(s.content)} bytes)" for s in op.scripts]

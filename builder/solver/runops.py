@@ -116,7 +116,8 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
                         line=op.line, file=ws.file, ignore=ws.ignore) as plan:
             spec = RunSpec(args=op.args, env=op.env + plan.env, cwd=op.cwd,
                            user=f"{ids.uid}:{ids.gid}", groups=ids.process_groups,
-                           network=op.network,
+                           network=op.network, security=op.security,
+                           extra_hosts=op.extra_hosts,
                            extra_mounts=(*scripts, *plan.mounts), limits=ws.limits)
             result = ws.executor(output, ws.cancel).run(spec, rootfs)
     if result.exit_code != 0:

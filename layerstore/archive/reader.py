@@ -21,6 +21,7 @@ from layerstore.archive import whiteout as wh
 from layerstore.archive.safepath import RootResolver, clean_entry_name, quote_name
 from layerstore.digest import CHUNK, Digest, Hasher, new_hasher
 from layerstore.errors import InvalidArgument, LayerstoreError, UnsafeLayer
+from layerstore.userns import in_user_namespace
 
 BLOCK = 512
 MAX_META_SIZE = 1 << 20
@@ -415,7 +416,12 @@ class Applier:
                 os.mkfifo(path, 0o600)
             else:
                 fmt = stat.S_IFCHR if kind == b"3" else stat.S_IFBLK
-                os.mknod(path, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor))
+                try:
+                    os.mknod(path, fmt | 0o600, os.makedev(entry.devmajor, entry.devminor))
+                except PermissionError:
+                    if not in_user_namespace():
+                        raise
+                    return  # no device nodes in a user namespace: skipped, as rootless peers do
             self._metadata(path, entry, symlink=kind == b"2")
             os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
         self.written.add(path)

@@ -3,7 +3,8 @@
 In a layer tar a deleted ``name`` is an empty file ``.wh.<name>`` in the same directory and
 an opaque directory (one hiding everything below it in lower layers) holds ``.wh..wh..opq``.
 On overlayfs a deletion is a character device 0/0 and an opaque directory carries the
-``trusted.overlay.opaque=y`` xattr.
+``trusted.overlay.opaque=y`` xattr, or ``user.overlay.opaque=y`` inside a user namespace
+(overlays mounted there with ``userxattr``, see :mod:`layerstore.userns`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import stat
 
 from layerstore.archive.safepath import quote_name
 from layerstore.errors import UnsafeLayer
+from layerstore.userns import in_user_namespace
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+OVERLAY_USER_OPAQUE_XATTR = "user.overlay.opaque"
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 _OVERLAY_XATTR_PREFIXES_B = tuple(p.encode() for p in OVERLAY_XATTR_PREFIXES)
 
@@ -27,10 +30,16 @@ def is_overlay_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
+def opaque_xattr() -> str:
+    """The xattr overlayfs marks an opaque directory with in this process's user namespace:
+    ``trusted.overlay.opaque``, or ``user.overlay.opaque`` inside a user namespace."""
+    return OVERLAY_USER_OPAQUE_XATTR if in_user_namespace() else OVERLAY_OPAQUE_XATTR
+
+
 def is_overlay_opaque(path: str | bytes) -> bool:
-    """Whether the directory at ``path`` is marked opaque (``trusted.overlay.opaque=y``)."""
+    """Whether the directory at ``path`` is marked opaque (:func:`opaque_xattr` is ``y``)."""
     try:
-        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, opaque_xattr(), follow_symlinks=False) == b"y"
     except OSError:
         return False
 
@@ -62,7 +71,7 @@ def make_overlay_whiteout(path: str) -> None:
 
 def set_overlay_opaque(path: str) -> None:
     """Mark the directory ``path`` opaque for overlayfs."""
-    os.setxattr(path, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
+    os.setxattr(path, opaque_xattr(), b"y", follow_symlinks=False)
 
 
 def remove_path(path: str, st: os.stat_result | None = None) -> bool:

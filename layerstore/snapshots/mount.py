@@ -47,6 +47,7 @@ from layerstore.syscalls import (
     MS_SYNCHRONOUS,
     MS_UNBINDABLE,
 )
+from layerstore.userns import in_user_namespace
 
 __all__ = ["MAX_MOUNT_DATA", "MountInfo", "ParsedOptions", "mount", "mount_all", "mounted",
            "mountinfo", "mounts_under", "parse_options", "unmount", "unmount_new"]
@@ -100,6 +101,11 @@ _KEEP_ON_REMOUNT = (
 )
 
 
+_USERNS_OVERLAY = ("; in a user namespace (a rootless build) overlayfs needs Linux 5.11 or "
+                   "later and the store on a local filesystem such as ext4, xfs or btrfs "
+                   "(not overlayfs or NFS)")
+
+
 @dataclass(frozen=True)
 class ParsedOptions:
     """A mount's options split into mount(2) flags, propagation flags and the data string."""
@@ -134,9 +140,9 @@ def _describe(m: Mount, target: str) -> str:
     return f"{m.type} mount of {m.source!r} on {target!r} with options {options!r}{where}"
 
 
-def _fail(action: str, err: int) -> MountError:
+def _fail(action: str, err: int, hint: str = "") -> MountError:
     name = errno.errorcode.get(err, str(err))
-    exc = MountError(f"{action} failed: {os.strerror(err)} ({name})")
+    exc = MountError(f"{action} failed: {os.strerror(err)} ({name}){hint}")
     exc.errno = err
     return exc
 
@@ -177,7 +183,8 @@ def _mount_one(m: Mount, target: str) -> None:
             )
         err = _sys_mount(m.source, target, m.type, flags, opts.data)
         if err:
-            raise _fail(what, err)
+            hint = _USERNS_OVERLAY if m.type == "overlay" and in_user_namespace() else ""
+            raise _fail(what, err, hint)
     if opts.propagation:
         err = _sys_mount(None, target, None, opts.propagation, None)
         if err:

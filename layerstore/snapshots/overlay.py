@@ -36,6 +36,7 @@ from layerstore.fsutil import fsync_dir
 from layerstore.snapshots.metadata import MetadataStore, SnapshotRecord, check_labels
 from layerstore.snapshots.mount import MAX_MOUNT_DATA, parse_options
 from layerstore.snapshots.snapshotter import Kind, Mount, SnapshotInfo, Usage
+from layerstore.userns import in_user_namespace
 
 #: overlayfs refuses more lower layers than this (``OVL_MAX_STACK``).
 MAX_LAYERS = 500
@@ -44,6 +45,10 @@ MAX_LAYERS = 500
 #: lower layer of any later mount), and no redirects or metacopy, so the upper directory
 #: always holds full files and plain whiteouts that a layer diff can read as they are.
 OVERLAY_OPTIONS = ("index=off", "redirect_dir=off", "metacopy=off")
+
+#: The same inside a user namespace (:mod:`layerstore.userns`): overlayfs keeps its xattrs
+#: under ``user.overlay.`` (``userxattr``), which allows no redirects to be followed.
+USERNS_OVERLAY_OPTIONS = ("userxattr", "index=off", "redirect_dir=nofollow", "metacopy=off")
 
 def _syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path`` to disk."""
@@ -81,9 +86,11 @@ class OverlaySnapshotter:
     - active, no parent: ``bind`` of its ``fs`` (``rbind``, ``rw``);
     - active with parents: ``overlay`` with ``lowerdir`` = the parent chain nearest first
       (relative to ``Mount.workdir`` = ``<root>/snapshots``), absolute ``upperdir`` and
-      ``workdir`` (with backslash, comma and colon escaped), plus :data:`OVERLAY_OPTIONS`;
+      ``workdir`` (with backslash, comma and colon escaped), plus :data:`OVERLAY_OPTIONS`
+      (:data:`USERNS_OVERLAY_OPTIONS` inside a user namespace);
     - view of one layer: read-only bind of that layer's ``fs``;
-    - view of a chain: read-only ``overlay`` with ``lowerdir`` only;
+    - view of a chain: read-only ``overlay`` with ``lowerdir`` only (and ``userxattr``
+      inside a user namespace);
     - view of nothing: read-only bind of its own (empty) ``fs``.
 
     ``commit`` flushes the filesystem (``syncfs``) before the row turns committed, unless
@@ -217,11 +224,12 @@ class OverlaySnapshotter:
         if kind is Kind.VIEW and len(parents) == 1:
             return [Mount("bind", str(self._dir(parents[0].id) / "fs"), ("rbind", "ro"))]
         lowerdir = "lowerdir=" + ":".join(f"{p.id}/fs" for p in parents)
+        userns = in_user_namespace()
         if kind is Kind.VIEW:
-            options: tuple[str, ...] = ("ro", lowerdir)
+            options: tuple[str, ...] = ("ro", "userxattr", lowerdir) if userns else ("ro", lowerdir)
         else:
             options = (
-                *OVERLAY_OPTIONS,
+                *(USERNS_OVERLAY_OPTIONS if userns else OVERLAY_OPTIONS),
                 lowerdir,
                 f"upperdir={_escape(own / 'fs')}",
                 f"workdir={_escape(own / 'work')}",

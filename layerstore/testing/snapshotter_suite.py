@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from layerstore.archive.whiteout import opaque_xattr
 from layerstore.errors import AlreadyExists, FailedPrecondition, NotFound
 from layerstore.snapshots.mount import mounted, mounts_under, unmount_new
 from layerstore.snapshots.snapshotter import Kind, Snapshotter
@@ -338,7 +339,7 @@ class SnapshotterSuite:
         self.layer(sn, mnt, "parent", None, write("d/old1", "1"), write("d/sub/old2", "2"))
         self.layer(sn, mnt, "child", "parent", recreate)
         assert expect_files(self.tree_of(sn, mnt, "child")) == {"d/new": "new"}
-        assert os.getxattr(sn.upperdir("child") / "d", "trusted.overlay.opaque") == b"y"
+        assert os.getxattr(sn.upperdir("child") / "d", opaque_xattr()) == b"y"
         self.layer(sn, mnt, "grandchild", "child", write("d/more", "m"))
         assert expect_files(self.tree_of(sn, mnt, "grandchild")) == {"d/new": "new", "d/more": "m"}
 

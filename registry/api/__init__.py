@@ -24,6 +24,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "registry.api.tagpolicy",
     "registry.api.audit",
     "registry.api.webhooks",
+    "registry.api.robots",
 )
 
 

@@ -30,6 +30,7 @@ from starlette.requests import Request
 
 from registry.auth.access import ANONYMOUS, Identity, Scope
 from registry.auth.explain import denial
+from registry.auth.robot_logins import SecretLogins, project_made
 from registry.auth.rules import ANONYMOUS_PRINCIPAL, AccessPolicy, Principal
 from registry.auth.shared_state import load_signing_key, open_login_throttle, open_user_store
 from registry.auth.throttle import LoginThrottle
@@ -38,6 +39,7 @@ from registry.auth.users import UserError, UserStore
 from registry.config import ConfigError, Settings
 from registry.errors import DENIED, UNAUTHORIZED, RegistryError
 from registry.handlers.base import absolute_url
+from registry.robots.service import RobotRefused, RobotService, is_robot, open_robot_store
 
 AUTH_DIR = "auth"
 BASIC_CACHE_SECONDS = 60.0
@@ -80,20 +82,44 @@ class Logins:
     """Checks passwords and refresh tokens, throttled per user and client address
     (:mod:`registry.auth.throttle`), and knows each user's principal."""
 
-    def __init__(self, users: UserStore, policy: AccessPolicy, throttle: LoginThrottle) -> None:
+    def __init__(self, users: UserStore, policy: AccessPolicy, throttle: LoginThrottle,
+                 secrets: SecretLogins | None = None) -> None:
         self.users = users
         self.policy = policy
         self.throttle = throttle
+        self.secrets = secrets
+
+    def generation(self) -> tuple[int, int]:
+        """Changes whenever a user, robot or CLI secret does."""
+        return (self.users.refresh(),
+                self.secrets.generation() if self.secrets is not None else 0)
 
     def principal(self, subject: str | None) -> Principal:
         """The principal of ``subject`` with its groups (anonymous for ``None``)."""
         if subject is None:
             return ANONYMOUS_PRINCIPAL
+        robot = self.secrets.principal(subject) if self.secrets is not None else None
+        if robot is not None:
+            return robot
         user = self.users.get(subject)
         return self.policy.principal(subject, user.groups if user is not None else ())
 
     def _password(self, client: str, name: str, password: str) -> Principal:
         self.throttle.check(name, client)
+        if self.secrets is not None:
+            if is_robot(name):
+                try:
+                    who = self.secrets.robot(name, password)
+                except RobotRefused as exc:
+                    if exc.wrong_secret:
+                        self.throttle.failed(name, client)
+                    raise RegistryError(UNAUTHORIZED, str(exc)) from None
+                self.throttle.succeeded(name, client)
+                return who
+            found = self.secrets.user_secret(name, password)
+            if found is not None:
+                self.throttle.succeeded(name, client)
+                return found
         try:
             user = self.users.authenticate(name, password)
         except UserError as exc:
@@ -119,6 +145,9 @@ class Logins:
         except TokenError as exc:
             self.throttle.failed(NOBODY, client)
             raise RegistryError(UNAUTHORIZED, f"refresh token refused: {exc}") from None
+        found = self.secrets.refresh(subject, stamp) if self.secrets is not None else None
+        if found is not None:
+            return found
         user = self.users.get(subject)
         if user is None or user.stamp != stamp:
             raise RegistryError(UNAUTHORIZED, "refresh token refused: the user or its "
@@ -131,6 +160,11 @@ class Logins:
         failed passwords keeps its refresh tokens, which are no guesses."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._refresh, client, verifier, token)
+
+    def stamp_of(self, who: Principal) -> str:
+        """What ``who``'s refresh tokens carry: the stamp of the secret it logged in with
+        (a robot's, a CLI secret's), or of its password."""
+        return who.credential or self.stamp(who.subject or "")
 
     def stamp(self, subject: str) -> str:
         """The password stamp of a user (for its refresh tokens)."""
@@ -230,7 +264,7 @@ class BasicAuthorizer:
     def __init__(self, logins: Logins, realm: str = "pybuild-registry") -> None:
         self.logins = logins
         self.realm = realm
-        self._cache: OrderedDict[str, tuple[Principal, float, int]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Principal, float, tuple[int, int]]] = OrderedDict()
 
     def unauthorized(self, scopes: Sequence[Scope], message: str) -> RegistryError:
         """A 401 asking for basic credentials."""
@@ -239,8 +273,7 @@ class BasicAuthorizer:
 
     async def _principal(self, request: Request, header: str,
                          scopes: Sequence[Scope]) -> Principal:
-        users = self.logins.users
-        generation = users.refresh()
+        generation = self.logins.generation()
         now = time.monotonic()
         hit = self._cache.get(header)
         if hit is not None and hit[1] > now and hit[2] == generation:
@@ -259,7 +292,10 @@ class BasicAuthorizer:
             if err.code is UNAUTHORIZED:
                 raise self.unauthorized(scopes, err.message) from None
             raise
-        self._cache[header] = (who, now + BASIC_CACHE_SECONDS, users.refresh())
+        until = now + BASIC_CACHE_SECONDS
+        if who.robot is not None and who.robot.expires_at is not None:
+            until = min(until, now + who.robot.expires_at - time.time())
+        self._cache[header] = (who, until, self.logins.generation())
         if len(self._cache) > _CACHE_SIZE:
             self._cache.popitem(last=False)
         return who
@@ -304,7 +340,10 @@ def _logins(settings: Settings) -> Logins:
     policy = with_projects(AccessPolicy(settings.access, settings.admins, settings.groups),
                            settings)
     throttle = open_login_throttle(settings)
-    return Logins(users, policy, throttle)
+    secrets = SecretLogins(RobotService(open_robot_store(settings),
+                                        project_made(getattr(policy, "roles", None))),
+                           users, policy)
+    return Logins(users, policy, throttle, secrets)
 
 
 def token_authorizer(settings: Settings) -> TokenAuthorizer:

@@ -36,6 +36,11 @@ def _who(who: Principal) -> str:
 
 def reason(policy: AccessPolicy, who: Principal, scope: Scope, action: str) -> str:
     """Why ``who`` may not take ``action`` on ``scope``, in one sentence."""
+    if who.robot is not None:
+        grant = who.robot
+        may = ",".join(a for a in ACTIONS if a in grant.actions) or "nothing"
+        return (f"robot account {who.subject} may {may} only in project {grant.project} "
+                f"({grant.project}/...), not {action} on {scope.name}")
     if scope.type != "repository":
         return f"no rule covers {scope.type}:{scope.name}"
     note = policy.project_note(who, scope.name, action)

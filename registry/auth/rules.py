@@ -49,12 +49,34 @@ class RuleError(ValueError):
 
 
 @dataclass(frozen=True)
+class RobotGrant:
+    """What a robot account may do: ``actions`` on the repositories of ``project`` (those
+    named ``project/…``), nothing else, whatever the rules say."""
+
+    project: str
+    actions: frozenset[str]
+    expires_at: float | None = None
+
+    def allowed(self, type_: str, name: str) -> frozenset[str]:
+        """The actions on resource ``type_:name``."""
+        if type_ == "registry" and name == "catalog":
+            return frozenset({"*"})
+        if type_ == "repository" and name.startswith(self.project + "/"):
+            return self.actions
+        return NO_ACTIONS
+
+
+@dataclass(frozen=True)
 class Principal:
     """Who asks: ``subject`` is ``None`` for an anonymous client; ``groups`` are the groups
-    it belongs to (from the users file and the config's ``groups``)."""
+    it belongs to (from the users file and the config's ``groups``). A robot account
+    carries its ``robot`` grant; ``credential`` is the stamp of the secret it logged in
+    with, when that is not the password (refresh tokens carry it)."""
 
     subject: str | None
     groups: frozenset[str] = frozenset()
+    robot: RobotGrant | None = None
+    credential: str = field(default="", compare=False)
 
     @property
     def anonymous(self) -> bool:
@@ -230,11 +252,13 @@ class AccessPolicy:
 
     def is_admin(self, who: Principal) -> bool:
         """Whether ``who`` has the admin role."""
-        return who.subject is not None and (
+        return who.subject is not None and who.robot is None and (
             who.subject in self.admin_users or not who.groups.isdisjoint(self.admin_groups))
 
     def allowed(self, who: Principal, type_: str, name: str) -> frozenset[str]:
         """The actions ``who`` may take on resource ``type_:name``."""
+        if who.robot is not None:
+            return who.robot.allowed(type_, name)
         if type_ == "registry" and name == "catalog":
             return frozenset({"*"})
         if type_ != "repository":

@@ -123,7 +123,7 @@ class TokenEndpoint:
         }
         if offline and who.subject is not None:
             doc["refresh_token"] = self.issuer.refresh_token(
-                who.subject, self.logins.stamp(who.subject))
+                who.subject, self.logins.stamp_of(who))
         return json_response(doc, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     def _check_service(self, service: str | None) -> None:

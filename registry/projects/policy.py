@@ -133,6 +133,8 @@ class ProjectPolicy(AccessPolicy):
 
     def allowed(self, who: Principal, type_: str, name: str) -> frozenset[str]:
         """The actions ``who`` may take on ``type_:name``: the rules' and the project's."""
+        if who.robot is not None:
+            return who.robot.allowed(type_, name)
         if type_ != "repository":
             return super().allowed(who, type_, name)
         entry = self.roles.of_repository(name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from isal import igzip
 
+from layerstore.archive.whiteout import opaque_xattr
 from layerstore.content.local import LocalStore
 from layerstore.diff import apply_layer, apply_stream, write_diff, write_tree, write_upper
 from layerstore.digest import Digest
@@ -107,7 +108,7 @@ def test_overlay_upper_applies_to_the_merged_view(tmp_path: Path, store: LocalSt
     fresh_upper = tmp_path / "upper2"
     fresh_upper.mkdir()
     assert apply_layer(store, layer.descriptor, fresh_upper, overlay=True) == layer.diff_id
-    assert os.getxattr(fresh_upper / "dir" / "sub", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(fresh_upper / "dir" / "sub", opaque_xattr()) == b"y"
     st = os.lstat(fresh_upper / "deep")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
     with overlay(lower, fresh_upper, tmp_path) as merged2:
@@ -276,7 +277,7 @@ def test_overlay_form_whiteouts(tmp_path: Path) -> None:
     root = _seed(tmp_path / "upper", lambda r: None)
     _apply(root, ("dir", "d"), ("file", "d/.wh..wh..opq"), ("file", "d/x"),
            ("file", "e/.wh.gone"), overlay=True)
-    assert os.getxattr(root / "d", "trusted.overlay.opaque") == b"y"
+    assert os.getxattr(root / "d", opaque_xattr()) == b"y"
     st = os.lstat(root / "e" / "gone")
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and stat.S_IMODE(st.st_mode) == 0
     assert not os.path.lexists(root / "d" / ".wh..wh..opq")

@@ -28,8 +28,14 @@ from layerstore.snapshots.mount import (
     parse_options,
     unmount,
 )
-from layerstore.snapshots.overlay import MAX_LAYERS, OVERLAY_OPTIONS, OverlaySnapshotter
+from layerstore.snapshots.overlay import (
+    MAX_LAYERS,
+    OVERLAY_OPTIONS,
+    USERNS_OVERLAY_OPTIONS,
+    OverlaySnapshotter,
+)
 from layerstore.testing.snapshotter_suite import SnapshotterSuite, no_mount_left
+from layerstore.userns import in_user_namespace
 
 
 class TestOverlayConformance(SnapshotterSuite):
@@ -112,7 +118,7 @@ def test_active_with_parents_is_an_overlay(sn: OverlaySnapshotter) -> None:
             "overlay",
             "overlay",
             (
-                *OVERLAY_OPTIONS,
+                *(USERNS_OVERLAY_OPTIONS if in_user_namespace() else OVERLAY_OPTIONS),
                 f"lowerdir={ids[0]}/fs:{ids[1]}/fs:{ids[2]}/fs",
                 f"upperdir={own}/fs",
                 f"workdir={own}/work",
@@ -134,7 +140,7 @@ def test_view_mounts(sn: OverlaySnapshotter) -> None:
         Mount(
             "overlay",
             "overlay",
-            ("ro", f"lowerdir={l2}/fs:{l1}/fs"),
+            ("ro", *(("userxattr",) if in_user_namespace() else ()), f"lowerdir={l2}/fs:{l1}/fs"),
             workdir=str(sn.root / "snapshots"),
         )
     ]
