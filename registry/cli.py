@@ -221,8 +221,11 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.user_command == "add":
             password = _read_password(args.password_stdin)
+            existed = args.replace and store.get(args.name) is not None
             store.add(args.name, password, args.group, replace=args.replace)
             print(f"registry: user {args.name!r} saved in {where}")
+            _audit_user(settings, "user.add", f"user={args.name} groups="
+                        f"{','.join(args.group) or '-'}{' (replaced)' if existed else ''}")
         elif args.user_command == "list":
             for user in store.users():
                 groups = ",".join(user.groups) or "-"
@@ -230,10 +233,19 @@ def _user(settings: Settings, args: argparse.Namespace) -> int:
         elif not store.remove(args.name):
             print(f"registry: no user {args.name!r} in {where}", file=sys.stderr)
             return 1
+        else:
+            _audit_user(settings, "user.remove", f"user={args.name}")
     except (UserError, ValueError, OSError, LayerstoreError) as exc:
         print(f"registry user: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _audit_user(settings: Settings, action: str, detail: str) -> None:
+    """Log a change of the users in the audit log (as the operating-system user)."""
+    from registry import audit
+
+    audit.change(settings, action, detail=detail)
 
 
 def _policy_of(settings: Settings) -> AccessPolicy:

@@ -47,11 +47,12 @@ class Caller:
 
     ``admin``: a system admin (the config's ``admins``, or anyone on a registry without
     authentication); ``via``: how it authenticated (``basic``, ``bearer``, ``anonymous``,
-    ``open``)."""
+    ``open``); ``address``: the client address of the request (for the audit log)."""
 
     principal: Principal
     admin: bool = False
     via: str = "anonymous"
+    address: str = ""
 
     @property
     def anonymous(self) -> bool:
@@ -62,6 +63,11 @@ class Caller:
     def name(self) -> str:
         """The caller's name for messages (``anonymous`` without credentials)."""
         return self.principal.subject or "anonymous"
+
+    @property
+    def audited(self) -> tuple[str, str]:
+        """Who the audit log names for the caller's changes: (subject, address)."""
+        return self.principal.subject or "", self.address or "unknown"
 
 
 def unauthorized(message: str) -> RegistryError:
@@ -118,14 +124,15 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 async def current_caller(request: Request, svc: ServicesDep) -> Caller:
     """The caller of ``request`` (anonymous without credentials); 401 for bad ones."""
+    address = client_address(request)
     if isinstance(svc.authorizer, AllowAll):
-        return Caller(ANONYMOUS_PRINCIPAL, admin=True, via="open")
+        return Caller(ANONYMOUS_PRINCIPAL, admin=True, via="open", address=address)
     logins = _logins(svc)
     if logins is None:
         raise denied("the management API needs auth = \"token\" or \"basic\"")
     header = request.headers.get("authorization")
     if header is None:
-        return Caller(ANONYMOUS_PRINCIPAL)
+        return Caller(ANONYMOUS_PRINCIPAL, address=address)
     scheme = header[:7].lower()
     if scheme.startswith("basic "):
         who, via = await _basic(request, logins, header), "basic"
@@ -133,7 +140,7 @@ async def current_caller(request: Request, svc: ServicesDep) -> Caller:
         who, via = _bearer(svc, logins, header), "bearer"
     else:
         raise unauthorized("unsupported authorization scheme: use Basic or Bearer")
-    return Caller(who, admin=logins.policy.is_admin(who), via=via)
+    return Caller(who, admin=logins.policy.is_admin(who), via=via, address=address)
 
 
 AnyCaller = Annotated[Caller, Depends(current_caller)]

@@ -28,6 +28,7 @@ from starlette.responses import Response
 
 from registry.api.deps import AnyCaller, Caller, ServicesDep, UserCaller, denied, unauthorized
 from registry.api.errors import CONFLICT, INVALID, NOT_FOUND
+from registry.audit import change_recorder
 from registry.errors import RegistryError
 from registry.handlers.base import Services
 from registry.projects.model import (
@@ -75,17 +76,19 @@ class MemberAdd(BaseModel):
 
 
 def project_service(svc: Services) -> ProjectService:
-    """The project service over the server's stores (sharing the authorizer's cache)."""
+    """The project service over the server's stores (sharing the authorizer's cache),
+    recording its changes in the server's audit log."""
     roles = svc.projects
     if roles is None:
         raise RegistryError(NOT_FOUND, "this registry has no project store")
     logins = getattr(svc.authorizer, "logins", None)
-    return ProjectService(roles.store, svc.metadata, getattr(logins, "users", None), roles)
+    return ProjectService(roles.store, svc.metadata, getattr(logins, "users", None), roles,
+                          record=change_recorder(svc.settings))
 
 
 def actor(caller: Caller) -> Actor:
-    """The service's view of an API caller."""
-    return Actor(caller.principal, caller.admin)
+    """The service's view of an API caller (and its address, for the audit log)."""
+    return Actor(caller.principal, caller.admin, caller.address)
 
 
 def answer(caller: Caller, call: Callable[[], T]) -> T:

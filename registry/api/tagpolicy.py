@@ -99,7 +99,7 @@ def add_immutable(project: str, body: ImmutableRuleIn, caller: UserCaller,
     _manager(caller, svc, project)
     try:
         return _policy(svc).add_immutable(project, body.repositories, body.tags,
-                                          API_NAMES).to_json()
+                                          API_NAMES, actor=caller.audited).to_json()
     except TagPolicyError as err:
         raise _error(err) from None
 
@@ -111,7 +111,7 @@ def remove_immutable(project: str, rule_id: str, caller: UserCaller,
     """Remove an immutability rule; 404 NOT_FOUND for an unknown id."""
     _manager(caller, svc, project)
     try:
-        _policy(svc).remove_immutable(project, rule_id)
+        _policy(svc).remove_immutable(project, rule_id, actor=caller.audited)
     except TagPolicyError as err:
         raise _error(err) from None
     return Response(status_code=204)
@@ -135,7 +135,8 @@ def add_retention(project: str, body: RetentionRuleIn, caller: UserCaller,
     _manager(caller, svc, project)
     try:
         return _policy(svc).add_retention(project, body.kind, body.count, body.repositories,
-                                          body.tags, API_NAMES).to_json()
+                                          body.tags, API_NAMES,
+                                          actor=caller.audited).to_json()
     except TagPolicyError as err:
         raise _error(err) from None
 
@@ -147,7 +148,7 @@ def remove_retention(project: str, rule_id: str, caller: UserCaller,
     """Remove a retention rule; 404 NOT_FOUND for an unknown id."""
     _manager(caller, svc, project)
     try:
-        _policy(svc).remove_retention(project, rule_id)
+        _policy(svc).remove_retention(project, rule_id, actor=caller.audited)
     except TagPolicyError as err:
         raise _error(err) from None
     return Response(status_code=204)
@@ -167,7 +168,7 @@ def run_retention(project: str, caller: UserCaller, svc: ServicesDep,
     answer: dict[str, Any] = {"dry_run": dry_run, "kept": planned.kept,
                               "planned": [_removal(r) for r in planned.removals]}
     if not dry_run:
-        result = policy.run_retention(svc.metadata, planned)
+        result = policy.run_retention(svc.metadata, planned, actor=caller.audited)
         answer["removed"] = [_removal(r) for r in result.removed]
         answer["skipped"] = [_removal(r) for r in result.skipped]
     return answer

@@ -7,8 +7,9 @@ written off the request path by the process's :class:`~registry.audit.recorder.A
 of ``settings``. Events that concern webhooks (pushes, deletes, full quotas) also become
 webhook deliveries (:mod:`registry.webhooks`).
 
-Configuration changes made through the CLI or the API are recorded by their service
-functions with :func:`change`, e.g.::
+Configuration changes made through the CLI or the API are recorded by their services:
+those of projects and tag policies are given a :func:`change_recorder` when they are built
+(:mod:`registry.audit.changes`); others call :func:`change`, e.g.::
 
     from registry import audit
 
@@ -22,14 +23,19 @@ functions with :func:`change`, e.g.::
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from registry.audit.events import AuditEvent, AuditQuery, local_actor
+from layerstore.errors import LayerstoreError, Unavailable
+from registry.audit.changes import ActorAddress, ChangeRecorder, change_event
+from registry.audit.events import AuditEvent, AuditQuery
 from registry.audit.recorder import AuditRecorder
-from registry.audit.store import open_audit_store
+from registry.audit.store import is_unavailable, open_audit_store
 from registry.config import Settings
 
-__all__ = ["AuditEvent", "AuditQuery", "change", "client_address", "install", "query",
-           "record", "request_event", "uninstall"]
+__all__ = ["AuditEvent", "AuditQuery", "ChangeRecorder", "change", "change_recorder",
+           "client_address", "install", "query", "record", "record_all", "request_event",
+           "uninstall"]
 
 _recorders: dict[str, AuditRecorder] = {}
 _guard = threading.Lock()
@@ -64,9 +70,18 @@ def record(event: AuditEvent, settings: Settings | None = None) -> None:
                              "log is open in this process)")
         recorders[0].add(event)
         return
+    record_all([event], settings)
+
+
+def record_all(events: Sequence[AuditEvent], settings: Settings) -> None:
+    """Log ``events`` in the audit log of ``settings``, as :func:`record` does (written at
+    once, outside a server process, in one batch)."""
+    if not events:
+        return
     recorder = _recorders.get(_key(settings))
     if recorder is not None:
-        recorder.add(event)
+        for event in events:
+            recorder.add(event)
         return
     from registry.webhooks.service import WebhookService
     from registry.webhooks.store import open_webhook_store
@@ -75,21 +90,46 @@ def record(event: AuditEvent, settings: Settings | None = None) -> None:
     hooks = open_webhook_store(settings)
     try:
         direct = AuditRecorder(store, WebhookService(hooks))
-        direct.add(event)
+        for event in events:
+            direct.add(event)
         direct.flush()
     finally:
         hooks.close()
         store.close()
 
 
+@dataclass(frozen=True)
+class _SettingsRecorder:
+    settings: Settings
+
+    def __call__(self, events: Sequence[AuditEvent]) -> None:
+        try:
+            record_all(events, self.settings)
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if not (isinstance(exc, LayerstoreError) or is_unavailable(exc)):
+                raise
+            done = ", ".join(sorted({e.action for e in events}))
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Unavailable(f"{done}: done, but the audit log cannot be written: "
+                              f"{first}") from None
+
+
+def change_recorder(settings: Settings) -> ChangeRecorder:
+    """The :class:`~registry.audit.changes.ChangeRecorder` that logs in the audit log of
+    ``settings`` (what the project and tag policy services are given)."""
+    return _SettingsRecorder(settings)
+
+
 def change(settings: Settings, action: str, *, project: str = "", repository: str = "",
-           detail: str = "", actor: tuple[str, str] | None = None) -> AuditEvent:
+           detail: str = "", actor: ActorAddress = None) -> AuditEvent:
     """Record a configuration change ``action`` (``project.create``, ``robot.disable``, …)
     of ``project`` (or ``repository``) by ``actor`` (subject, address; default: the
     operating-system user at address ``local``, for the ``registry`` command); ``detail``
     says what changed in a line. Returns the event."""
-    user, address = actor if actor is not None else local_actor()
-    event = AuditEvent(action, user, address, repository, project=project, detail=detail)
+    event = change_event(action, actor, project=project, repository=repository,
+                         detail=detail)
     record(event, settings)
     return event
 

@@ -1,7 +1,8 @@
 """``registry project …``: create, list, show, update and delete projects, and manage their
 members, on the registry's root (or its PostgreSQL database with ``metadata_url``). The
 command acts as the registry's operator (:data:`~registry.projects.service.OPERATOR`); it
-calls the same :class:`~registry.projects.service.ProjectService` as the management API.
+calls the same :class:`~registry.projects.service.ProjectService` as the management API,
+which records each change in the audit log (as the operating-system user at ``local``).
 
 Changes reach a running server within a second."""
 
@@ -77,6 +78,7 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
 
 
 def _open(settings: Settings, *, usage: bool) -> ProjectService:
+    from registry.audit import change_recorder
     from registry.auth.shared_state import open_user_store
     from registry.projects.backends import open_project_store
 
@@ -86,7 +88,7 @@ def _open(settings: Settings, *, usage: bool) -> ProjectService:
 
         metadata = open_metadata(settings, migrate=True)
     return ProjectService(open_project_store(settings, migrate=True), metadata,
-                          users=open_user_store(settings))
+                          users=open_user_store(settings), record=change_recorder(settings))
 
 
 def _show(view: ProjectView) -> list[str]:

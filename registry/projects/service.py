@@ -14,6 +14,11 @@ permission (Harbor's rules):
 
 Failures are :class:`~registry.projects.model.ProjectError` with a one-line message naming
 the argument; a refused operation changes nothing.
+
+Each change (``project.create``, ``project.update``, ``project.delete``, ``member.add``,
+``member.remove``) is logged in the audit log through the service's
+:class:`~registry.audit.changes.ChangeRecorder`, if it was given one, as done by the actor
+(the operator: the operating-system user at address ``local``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from registry.audit.changes import ActorAddress, ChangeRecorder, change_event
 from registry.auth.rules import Principal
 from registry.auth.users import UserStore
 from registry.projects.model import (
@@ -45,10 +51,12 @@ from registry.projects.store import ProjectStore
 
 @dataclass(frozen=True)
 class Actor:
-    """Who asks for a project operation: ``principal`` ``None`` is the operator."""
+    """Who asks for a project operation: ``principal`` ``None`` is the operator; ``address``
+    is where an API caller's request came from (for the audit log)."""
 
     principal: Principal | None = None
     admin: bool = True
+    address: str = ""
 
     @property
     def name(self) -> str:
@@ -56,6 +64,13 @@ class Actor:
         if self.principal is None:
             return "the operator"
         return self.principal.subject or "anonymous"
+
+    @property
+    def audited(self) -> ActorAddress:
+        """Who the audit log names: (subject, address), or ``None`` for the operator."""
+        if self.principal is None:
+            return None
+        return self.principal.subject or "", self.address or "unknown"
 
 
 OPERATOR = Actor()
@@ -99,11 +114,16 @@ class ProjectService:
     """Project operations over a :class:`ProjectStore` (module docstring)."""
 
     def __init__(self, store: ProjectStore, usage: UsageSource | None = None,
-                 users: UserStore | None = None, roles: ProjectRoles | None = None) -> None:
+                 users: UserStore | None = None, roles: ProjectRoles | None = None,
+                 record: ChangeRecorder | None = None) -> None:
+        """Keep projects in ``store``; ``usage`` tells what their repositories hold,
+        ``users`` vets new members, ``roles`` is the cache to clear on a change, ``record``
+        logs the changes in the audit log."""
         self.store = store
         self.usage_source = usage
         self.users = users
         self.roles = roles or ProjectRoles(store)
+        self.record = record
 
     # --- permissions -----------------------------------------------------------------
 
@@ -134,8 +154,11 @@ class ProjectService:
             raise ProjectDenied(f"{actor.name} may not {doing}: only system admins (the "
                                 "config's admins) may")
 
-    def _changed(self) -> None:
+    def _changed(self, action: str, actor: Actor, project: str, detail: str) -> None:
         self.roles.invalidate()
+        if self.record is not None:
+            self.record([change_event(action, actor.audited, project=project,
+                                      detail=detail)])
 
     # --- projects --------------------------------------------------------------------
 
@@ -183,9 +206,11 @@ class ProjectService:
             raise ProjectInvalid(f"--quota {quota} is negative")
         project = Project(name, public, quota)
         self.store.create(project)
+        detail = _settings_detail(project)
         if actor.principal is not None and actor.principal.subject is not None:
             self.store.set_member(Member(name, actor.principal.subject, ADMIN))
-        self._changed()
+            detail += f" admin={actor.principal.subject}"
+        self._changed("project.create", actor, name, detail)
         return self.get(name)
 
     def update(self, name: str, *, public: bool | None = None,
@@ -200,7 +225,7 @@ class ProjectService:
                       project.quota if quota is _UNSET else quota,  # type: ignore[arg-type]
                       project.created_at)
         self.store.update(new)
-        self._changed()
+        self._changed("project.update", actor, name, _update_detail(project, new))
         return new
 
     def delete(self, name: str, actor: Actor = OPERATOR) -> Project:
@@ -214,7 +239,7 @@ class ProjectService:
                 f"repositor{'y' if held.repositories == 1 else 'ies'}: delete its images "
                 "first (and run registry gc)")
         self.store.delete(name)
-        self._changed()
+        self._changed("project.delete", actor, name, _settings_detail(project))
         return project
 
     # --- members ---------------------------------------------------------------------
@@ -235,10 +260,14 @@ class ProjectService:
                 self.users.get(member) is None:
             raise ProjectNotFound(f"user {member!r} does not exist (registry user add "
                                   f"{member}; or name a group as @{member})")
-        record = Member(project, member, role)
-        added = self.store.set_member(record)
-        self._changed()
-        return record, added
+        before = [m.role for m in self.store.members(project) if m.name == member]
+        entry = Member(project, member, role)
+        added = self.store.set_member(entry)
+        detail = f"member={member} role={role}"
+        if before and not added:
+            detail += f" (was {before[0]})"
+        self._changed("member.add", actor, project, detail)
+        return entry, added
 
     def remove_member(self, project: str, member: str, actor: Actor = OPERATOR) -> Member:
         """Take ``member``'s role in ``project`` away (project admin)."""
@@ -247,5 +276,32 @@ class ProjectService:
         current = [m for m in self.store.members(project) if m.name == member]
         if not current or not self.store.remove_member(project, member):
             raise ProjectNotFound(f"{member!r} is not a member of project {project!r}")
-        self._changed()
+        self._changed("member.remove", actor, project,
+                      f"member={member} role={current[0].role}")
         return current[0]
+
+
+def _visibility(project: Project) -> str:
+    return "public" if project.public else "private"
+
+
+def _settings_detail(project: Project) -> str:
+    """A project's settings in the audit log: ``visibility=private quota=unlimited`` (a
+    quota in bytes)."""
+    return f"visibility={_visibility(project)} quota={_quota(project.quota)}"
+
+
+def _quota(quota: int | None) -> str:
+    return "unlimited" if quota is None else str(quota)
+
+
+def _update_detail(old: Project, new: Project) -> str:
+    """What an update changed: ``visibility=public (was private) quota=1024 (was
+    unlimited)``;
+    ``unchanged`` if nothing did."""
+    parts = []
+    if old.public != new.public:
+        parts.append(f"visibility={_visibility(new)} (was {_visibility(old)})")
+    if old.quota != new.quota:
+        parts.append(f"quota={_quota(new.quota)} (was {_quota(old.quota)})")
+    return " ".join(parts) or f"unchanged: {_settings_detail(new)}"

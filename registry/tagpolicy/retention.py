@@ -49,11 +49,13 @@ class Removal:
 
 @dataclass(frozen=True)
 class RetentionPlan:
-    """What a retention run removes, in removal order, and how many artifacts it keeps."""
+    """What a retention run removes, in removal order, and how many artifacts it keeps
+    (of ``project`` only, if the plan was made for one)."""
 
     removals: tuple[Removal, ...]
     kept: int
     repositories: int
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ def plan(meta: MetadataStore, rules: list[RetentionRule], immutable: list[Immuta
     removals: list[Removal] = []
     kept = covered = 0
     if not rules:
-        return RetentionPlan((), 0, 0)
+        return RetentionPlan((), 0, 0, project)
     for repository in meta.repositories():
         owner = project_of(repository)
         if owner is None or (project is not None and owner != project):
@@ -149,7 +151,7 @@ def plan(meta: MetadataStore, rules: list[RetentionRule], immutable: list[Immuta
         found, retained = _plan_repository(meta, repository, applying, immutable, now)
         removals.extend(found)
         kept += retained
-    return RetentionPlan(tuple(removals), kept, covered)
+    return RetentionPlan(tuple(removals), kept, covered, project)
 
 
 def apply(meta: MetadataStore, planned: RetentionPlan,

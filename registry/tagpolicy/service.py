@@ -3,6 +3,12 @@
 It keeps the rules in a :class:`~registry.tagpolicy.store.TagPolicyStore`, checks pushes
 and deletes against the immutability rules, and plans and applies retention runs over a
 metadata store.
+
+With a :class:`~registry.audit.changes.ChangeRecorder` (:func:`open_tag_policy` gives it
+that of the settings) it logs each change in the audit log, as done by the ``actor`` the
+caller names (subject, address; ``None``: the operating-system user at ``local``):
+``immutable.add``, ``immutable.remove``, ``retention.add``, ``retention.remove``, and for a
+retention run one ``retention.delete`` per manifest removed and a ``retention.run`` summary.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layerstore.digest import Digest
+from registry.audit.changes import ActorAddress, ChangeRecorder, change_event
 from registry.config import Settings
 from registry.metadata.store import MetadataStore
 from registry.projects.store import ProjectStore
@@ -36,12 +43,18 @@ ProjectCheck = Callable[[str], None]
 class TagPolicyService:
     """Immutability and retention rules of projects."""
 
-    def __init__(self, store: TagPolicyStore, check_project_exists: ProjectCheck | None = None
-                 ) -> None:
+    def __init__(self, store: TagPolicyStore, check_project_exists: ProjectCheck | None = None,
+                 record: ChangeRecorder | None = None) -> None:
         """Keep rules in ``store``; ``check_project_exists`` vets the project of a new
-        rule (any well-formed name without it)."""
+        rule (any well-formed name without it); ``record`` logs the changes in the audit
+        log."""
         self.store = store
         self._exists = check_project_exists
+        self.record = record
+
+    def _changed(self, action: str, actor: ActorAddress, project: str, detail: str) -> None:
+        if self.record is not None:
+            self.record([change_event(action, actor, project=project, detail=detail)])
 
     def _project(self, project: str) -> str:
         check_project(project)
@@ -52,23 +65,30 @@ class TagPolicyService:
     # Immutability.
 
     def add_immutable(self, project: str, repositories: str = "**", tags: str = "**",
-                      names: ArgumentNames = CLI_NAMES) -> ImmutableRule:
+                      names: ArgumentNames = CLI_NAMES, *, actor: ActorAddress = None
+                      ) -> ImmutableRule:
         """Add an immutability rule (checked first: nothing is stored on bad input; errors
         call the arguments by ``names``)."""
         rule = new_immutable(project, repositories, tags, names)
         self._project(project)
-        return self.store.add_immutable(rule)
+        added = self.store.add_immutable(rule)
+        self._changed("immutable.add", actor, project, _immutable_detail(added))
+        return added
 
     def immutable_rules(self, project: str | None = None) -> list[ImmutableRule]:
         """The immutability rules of ``project`` (all with ``None``)."""
         return self.store.immutable_rules(None if project is None else check_project(project))
 
-    def remove_immutable(self, project: str, rule_id: object) -> None:
+    def remove_immutable(self, project: str, rule_id: object, *,
+                         actor: ActorAddress = None) -> None:
         """Remove an immutability rule; :class:`UnknownRule` if the project has none with
         that id."""
         number = check_rule_id(rule_id)
-        if not self.store.remove_immutable(check_project(project), number):
+        old = [r for r in self.store.immutable_rules(check_project(project)) if r.id == number]
+        if not self.store.remove_immutable(project, number):
             raise UnknownRule(f"RULE: no immutability rule {number} in project {project!r}")
+        self._changed("immutable.remove", actor, project,
+                      _immutable_detail(old[0]) if old else f"rule={number}")
 
     def protecting(self, repository: str, tag: str,
                    rules: list[ImmutableRule] | None = None) -> ImmutableRule | None:
@@ -137,23 +157,30 @@ class TagPolicyService:
 
     def add_retention(self, project: str, kind: str, count: object = None,
                       repositories: str = "**", tags: str = "**",
-                      names: ArgumentNames = CLI_NAMES) -> RetentionRule:
+                      names: ArgumentNames = CLI_NAMES, *, actor: ActorAddress = None
+                      ) -> RetentionRule:
         """Add a retention rule (checked first: nothing is stored on bad input; errors call
         the arguments by ``names``)."""
         rule = new_retention(project, repositories, tags, kind, count, names)
         self._project(project)
-        return self.store.add_retention(rule)
+        added = self.store.add_retention(rule)
+        self._changed("retention.add", actor, project, _retention_detail(added))
+        return added
 
     def retention_rules(self, project: str | None = None) -> list[RetentionRule]:
         """The retention rules of ``project`` (all with ``None``)."""
         return self.store.retention_rules(None if project is None else check_project(project))
 
-    def remove_retention(self, project: str, rule_id: object) -> None:
+    def remove_retention(self, project: str, rule_id: object, *,
+                         actor: ActorAddress = None) -> None:
         """Remove a retention rule; :class:`UnknownRule` if the project has none with that
         id."""
         number = check_rule_id(rule_id)
-        if not self.store.remove_retention(check_project(project), number):
+        old = [r for r in self.store.retention_rules(check_project(project)) if r.id == number]
+        if not self.store.remove_retention(project, number):
             raise UnknownRule(f"RULE: no retention rule {number} in project {project!r}")
+        self._changed("retention.remove", actor, project,
+                      _retention_detail(old[0]) if old else f"rule={number}")
 
     def plan_retention(self, meta: MetadataStore, project: str | None = None,
                        now: float | None = None) -> retention.RetentionPlan:
@@ -163,15 +190,37 @@ class TagPolicyService:
         return retention.plan(meta, self.store.retention_rules(project),
                               self.store.immutable_rules(project), project=project, now=now)
 
-    def run_retention(self, meta: MetadataStore, planned: retention.RetentionPlan
-                      ) -> retention.RetentionResult:
+    def run_retention(self, meta: MetadataStore, planned: retention.RetentionPlan, *,
+                      actor: ActorAddress = None) -> retention.RetentionResult:
         """Remove what ``planned`` lists (see :func:`retention.apply`); a manifest that an
-        immutable tag points at by then is skipped."""
-        return retention.apply(meta, planned, self.protector)
+        immutable tag points at by then is skipped. Logs a ``retention.delete`` per manifest
+        removed and a ``retention.run`` saying what the run did."""
+        result = retention.apply(meta, planned, self.protector)
+        if self.record is not None:
+            events = [change_event("retention.delete", actor, repository=r.repository,
+                                   reference=str(r.digest), digest=str(r.digest),
+                                   detail=f"tags={','.join(r.tags) or '-'} ({r.reason})")
+                      for r in result.removed]
+            events.append(change_event(
+                "retention.run", actor, project=planned.project or "",
+                detail=f"removed={len(result.removed)} skipped={len(result.skipped)} "
+                       f"kept={planned.kept} repositories={planned.repositories}"))
+            self.record(events)
+        return result
 
     def close(self) -> None:
         """Release the store."""
         self.store.close()
+
+
+def _immutable_detail(rule: ImmutableRule) -> str:
+    return f"rule={rule.id} repositories={rule.repositories} tags={rule.tags}"
+
+
+def _retention_detail(rule: RetentionRule) -> str:
+    keep = rule.kind if rule.count is None else f"{rule.kind}={rule.count}"
+    return (f"rule={rule.id} repositories={rule.repositories} tags={rule.tags} "
+            f"keep={keep}")
 
 
 def projects_of(store: ProjectStore, what: str = "PROJECT") -> ProjectCheck:
@@ -190,14 +239,17 @@ def open_tag_policy(settings: Settings, meta: MetadataStore | None = None,
                     check_project_exists: ProjectCheck | None = None) -> TagPolicyService:
     """The service over the rules of ``settings``: ``<root>/tagpolicy.db``, or the
     PostgreSQL database of ``metadata_url`` (through ``meta``'s pool when it is that
-    store)."""
+    store); it logs its changes in the audit log of ``settings``."""
+    from registry.audit import change_recorder
+
+    record = change_recorder(settings)
     if not settings.metadata_url:
         return TagPolicyService(SqliteTagPolicyStore(Path(settings.root) / DB_FILE),
-                                check_project_exists)
+                                check_project_exists, record)
     from registry.metadata.postgres import PostgresMetadataStore
     from registry.tagpolicy.postgres import PostgresTagPolicyStore
 
     if not isinstance(meta, PostgresMetadataStore):
         meta = PostgresMetadataStore(settings.metadata_url, migrate=False, min_size=1,
                                      max_size=4)
-    return TagPolicyService(PostgresTagPolicyStore(meta), check_project_exists)
+    return TagPolicyService(PostgresTagPolicyStore(meta), check_project_exists, record)

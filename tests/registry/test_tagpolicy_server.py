@@ -170,6 +170,12 @@ def test_retention_run_removes_what_the_dry_run_listed(tmp_path: Path,
         run = ok(registry(root, env, "gc", "--grace", "0"))
         assert removal_lines(run, "removed ") == planned, run
         assert "manifests: deleted 0" in run  # retention removed them; nothing else went
+        audited = json.loads(ok(registry(root, env, "audit", "--project", "team", "--json")))
+        assert {e["digest"] for e in audited if e["action"] == "retention.delete"} == expected
+        every = json.loads(ok(registry(root, env, "audit", "--json")))
+        (summary,) = [e for e in every if e["action"] == "retention.run"]  # dry runs: none
+        assert summary["detail"].startswith(f"removed={len(expected)} skipped=0 "), summary
+        assert (summary["project"], summary["address"]) == ("", "local")  # all projects
 
         for gone in expected:
             assert client.head(f"/v2/team/app/manifests/{gone}").status_code == 404
