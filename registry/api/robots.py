@@ -31,6 +31,7 @@ from starlette.responses import Response
 from registry.api.deps import Caller, ServicesDep, UserCaller, denied
 from registry.api.errors import CONFLICT, INVALID, NOT_FOUND
 from registry.api.projects import actor, answer, project_service
+from registry.audit import change_recorder
 from registry.errors import RegistryError
 from registry.handlers.base import Services
 from registry.robots.commands import project_made_in
@@ -79,7 +80,8 @@ def robot_service(svc: Services) -> RobotService:
     return RobotService(
         store,
         None if roles is None else project_made_in(roles.store),
-        None if users is None else (lambda name: users.get(name) is not None))
+        None if users is None else (lambda name: users.get(name) is not None),
+        change_recorder(svc.settings))
 
 
 def _robots(caller: Caller, svc: Services, project: str) -> RobotService:
@@ -129,7 +131,8 @@ def create_robot(project: str, body: RobotCreate, caller: UserCaller,
     actions = body.actions if isinstance(body.actions, str) else ",".join(body.actions)
     issued = _robot_call(lambda: service.create(project, body.name, actions,
                                                 body.expires_days,
-                                                description=body.description))
+                                                description=body.description,
+                                                actor=caller.audited))
     return issued.to_json()
 
 
@@ -148,7 +151,7 @@ def update_robot(project: str, name: str, body: RobotUpdate, caller: UserCaller,
     """Set ``disabled``: a disabled robot is refused at its next login."""
     service = _robots(caller, svc, project)
     full = _mine(project, _full(project, name))
-    return _robot_call(lambda: service.set_disabled(full, body.disabled)).to_json()
+    return _robot_call(lambda: service.set_disabled(full, body.disabled, caller.audited)).to_json()
 
 
 @router.delete("/projects/{project}/robots/{name}", status_code=204,
@@ -157,7 +160,7 @@ def delete_robot(project: str, name: str, caller: UserCaller, svc: ServicesDep) 
     """Delete the robot; its logins are refused from now on."""
     service = _robots(caller, svc, project)
     full = _mine(project, _full(project, name))
-    _robot_call(lambda: service.delete(full))
+    _robot_call(lambda: service.delete(full, caller.audited))
     return Response(status_code=204)
 
 
@@ -168,7 +171,7 @@ def rotate_robot(project: str, name: str, caller: UserCaller,
     """A new random secret; the old one and its refresh tokens stop working."""
     service = _robots(caller, svc, project)
     full = _mine(project, _full(project, name))
-    return _robot_call(lambda: service.rotate(full)).to_json()
+    return _robot_call(lambda: service.rotate(full, actor=caller.audited)).to_json()
 
 
 def _secrets(caller: Caller, svc: Services, user: str) -> RobotService:
@@ -192,7 +195,8 @@ def create_secret(user: str, body: SecretCreate, caller: UserCaller,
                   svc: ServicesDep) -> dict[str, Any]:
     """A new secret the user can log in with instead of its password."""
     service = _secrets(caller, svc, user)
-    issued = _robot_call(lambda: service.create_user_secret(user, body.name))
+    issued = _robot_call(lambda: service.create_user_secret(user, body.name,
+                                                                 caller.audited))
     return issued.to_json()
 
 
@@ -201,5 +205,5 @@ def create_secret(user: str, body: SecretCreate, caller: UserCaller,
 def revoke_secret(user: str, name: str, caller: UserCaller, svc: ServicesDep) -> Response:
     """Revoke the secret with that label or id; its logins are refused from now on."""
     service = _secrets(caller, svc, user)
-    _robot_call(lambda: service.revoke_user_secret(user, name))
+    _robot_call(lambda: service.revoke_user_secret(user, name, caller.audited))
     return Response(status_code=204)

@@ -125,11 +125,12 @@ def _describe(robot: Robot) -> str:
 def service_of(settings: Settings, project_check: ProjectCheck | None = None
                ) -> RobotService:
     """The robot service of ``settings`` (creating the store's schema if needed)."""
+    from registry.audit import change_recorder
     from registry.auth.shared_state import open_user_store
 
     users = open_user_store(settings, migrate=True)
     return RobotService(open_robot_store(settings, migrate=True), project_check,
-                        lambda name: users.get(name) is not None)
+                        lambda name: users.get(name) is not None, change_recorder(settings))
 
 
 def project_check(settings: Settings) -> ProjectCheck:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from registry.audit.changes import ActorAddress, ChangeRecorder, change_event
 from registry.config import Settings
 from registry.robots.store import RobotStore, SqliteRobotStore
 from registry.robots.values import (
@@ -69,15 +70,24 @@ class RobotService:
     """Robot accounts and CLI secrets over a :class:`RobotStore`."""
 
     def __init__(self, store: RobotStore, project_exists: ProjectCheck | None = None,
-                 user_exists: Callable[[str], bool] | None = None) -> None:
+                 user_exists: Callable[[str], bool] | None = None,
+                 record: ChangeRecorder | None = None) -> None:
+        """``record`` logs each change in the audit log (none: not logged)."""
         self.store = store
         self.project_exists = project_exists
         self.user_exists = user_exists
+        self.record = record
+
+    def _changed(self, action: str, actor: ActorAddress, *, project: str = "",
+                 detail: str = "") -> None:
+        if self.record is not None:
+            self.record([change_event(action, actor, project=project, detail=detail)])
 
     # Robots.
 
     def create(self, project: str, name: str, actions: str, expires: str | int | None = None,
-               *, secret: str | None = None, description: str = "") -> Issued:
+               *, secret: str | None = None, description: str = "",
+               actor: ActorAddress = None) -> Issued:
         """Make robot ``robot$project+name`` with ``actions`` (``pull,push``) that expires
         after ``expires`` days (never: ``None``); its secret is ``secret`` if given (chosen
         by the caller), a fresh random one otherwise."""
@@ -94,6 +104,9 @@ class RobotService:
         robot = Robot(project, name, parsed, hash_secret(plain, chosen=secret is not None),
                       time.time(), expires_at, False, description[:256])
         self.store.add(robot)
+        self._changed("robot.create", actor, project=project,
+                      detail=f"robot={robot.full_name} actions={','.join(parsed)} "
+                      f"expires={'never' if expires_at is None else int(expires_at)}")
         return Issued(robot.full_name, plain, robot=robot)
 
     def find(self, full_name: str) -> Robot:
@@ -110,18 +123,24 @@ class RobotService:
             check_project(project)
         return self.store.robots(project)
 
-    def set_disabled(self, full_name: str, disabled: bool) -> Robot:
+    def set_disabled(self, full_name: str, disabled: bool, actor: ActorAddress = None
+                     ) -> Robot:
         """Disable or enable a robot."""
         robot = self.find(full_name)
-        return self.store.update(robot.project, robot.name, disabled=disabled)
+        updated = self.store.update(robot.project, robot.name, disabled=disabled)
+        self._changed("robot.disable" if disabled else "robot.enable", actor,
+                      project=robot.project, detail=f"robot={robot.full_name}")
+        return updated
 
-    def delete(self, full_name: str) -> None:
+    def delete(self, full_name: str, actor: ActorAddress = None) -> None:
         """Delete a robot; RobotNotFound if there is none."""
         project, name = split_robot_name(full_name)
         if not self.store.remove(project, name):
             raise RobotNotFound(f"no robot {full_name!r}")
+        self._changed("robot.delete", actor, project=project, detail=f"robot={full_name}")
 
-    def rotate(self, full_name: str, *, secret: str | None = None) -> Issued:
+    def rotate(self, full_name: str, *, secret: str | None = None,
+               actor: ActorAddress = None) -> Issued:
         """Give a robot a new secret (``secret``, or a fresh one); the old one stops
         working at once, and so do refresh tokens obtained with it."""
         if secret is not None:
@@ -130,6 +149,8 @@ class RobotService:
         plain = secret if secret is not None else new_secret()
         updated = self.store.update(robot.project, robot.name,
                                     secret_hash=hash_secret(plain, chosen=secret is not None))
+        self._changed("robot.rotate", actor, project=robot.project,
+                      detail=f"robot={robot.full_name}")
         return Issued(updated.full_name, plain, robot=updated)
 
     def authenticate(self, full_name: str, secret: str, now: float | None = None) -> Robot:
@@ -175,7 +196,8 @@ class RobotService:
 
     # Users' CLI secrets.
 
-    def create_user_secret(self, user: str, label: str | None = None) -> Issued:
+    def create_user_secret(self, user: str, label: str | None = None,
+                           actor: ActorAddress = None) -> Issued:
         """A new CLI secret for ``user`` (a password it can log in with, revocable alone)."""
         if user.startswith(ROBOT_PREFIX):
             raise RobotError(f"USER {user[:80]!r}: robot accounts have one secret (registry "
@@ -187,16 +209,19 @@ class RobotService:
         plain = new_secret()
         record = UserSecret(secret_id, user, label, secret_digest(plain), time.time())
         self.store.add_secret(record)
+        self._changed("user.secret.create", actor, detail=f"user={user} label={label}")
         return Issued(user, plain, user_secret=record)
 
     def user_secrets(self, user: str | None = None) -> list[UserSecret]:
         """The CLI secrets of ``user`` (of everyone: ``None``), without the secrets."""
         return self.store.secrets(user)
 
-    def revoke_user_secret(self, user: str, id_or_label: str) -> None:
+    def revoke_user_secret(self, user: str, id_or_label: str, actor: ActorAddress = None
+                           ) -> None:
         """Revoke a CLI secret of ``user`` by id or label; RobotNotFound if none."""
         if not self.store.remove_secret(user, id_or_label):
             raise RobotNotFound(f"user {user!r} has no CLI secret {id_or_label!r}")
+        self._changed("user.secret.revoke", actor, detail=f"user={user} secret={id_or_label}")
 
     def user_secret_login(self, user: str, password: str) -> UserSecret | None:
         """The CLI secret of ``user`` that ``password`` is, if it is one (one indexed

@@ -18,7 +18,7 @@ from tests.registry.server import Api
 from tests.registry.test_audit_webhooks import USERS, Setup, start, until
 from tests.registry.test_auth_policy import registry_cli
 
-CHANGES = ("project.", "member.", "immutable.", "retention.", "user.")
+CHANGES = ("project.", "member.", "immutable.", "retention.", "user.", "robot.")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -211,3 +211,34 @@ def test_a_change_whose_audit_event_cannot_be_written_says_so_in_a_line(
     assert done.returncode == 1
     assert done.stderr.startswith("registry immutable add: immutable.add: done, but the "
                                   "audit log cannot be written: "), done.stderr
+
+
+def test_robot_and_cli_secret_changes_are_audited(tmp_path: Path, database: str) -> None:
+    user, local = local_actor()
+    (setup,) = start(tmp_path, database)
+    try:
+        before = len(changes(setup, 0))
+        made = setup.cli("robot", "create", "builder", "--project", "team", "--actions",
+                         "pull,push", "--expires", "7", "--json")
+        name = made["name"]
+        setup.cli("robot", "disable", name)
+        setup.cli("robot", "enable", name)
+        setup.cli("robot", "rotate", name, "--json")
+        setup.cli("robot", "delete", name)
+        setup.cli("user", "secret", "create", "ci", "--name", "laptop", "--json")
+        setup.cli("user", "secret", "revoke", "ci", "--name", "laptop")
+        events = changes(setup, before + 7)[before:]
+        assert [(e["action"], e["user"], e["address"], e["project"]) for e in events] == [
+            ("robot.create", user, local, "team"),
+            ("robot.disable", user, local, "team"),
+            ("robot.enable", user, local, "team"),
+            ("robot.rotate", user, local, "team"),
+            ("robot.delete", user, local, "team"),
+            ("user.secret.create", user, local, ""),
+            ("user.secret.revoke", user, local, ""),
+        ]
+        assert events[0]["detail"].startswith(f"robot={name} actions=pull,push expires=")
+        assert all(f"robot={name}" == e["detail"] for e in events[1:5])
+        assert events[5]["detail"] == "user=ci label=laptop"
+    finally:
+        setup.server.stop()
