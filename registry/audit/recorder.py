@@ -86,6 +86,9 @@ class AuditRecorder:
                 try:
                     if self.webhooks.emit(batch) and self.delivered is not None:
                         self.delivered()
+                except Unavailable as exc:
+                    log.error("queueing webhook deliveries for %d events failed: %s",
+                              len(batch), exc)
                 except Exception:
                     log.exception("queueing webhook deliveries for %d events failed",
                                   len(batch))
@@ -99,8 +102,11 @@ class AuditRecorder:
             try:
                 self.flush()
                 self._prune()
-            except Exception:
-                log.exception("writing the audit log failed; retrying")
+            except Exception as exc:
+                if isinstance(exc, Unavailable):
+                    log.error("writing the audit log failed (%s); retrying", exc)
+                else:
+                    log.exception("writing the audit log failed; retrying")
                 if not stopping:
                     time.sleep(FLUSH_SECONDS)
             if stopping:
@@ -125,6 +131,9 @@ class AuditRecorder:
             self._thread.join()
         try:
             self.flush()
+        except Unavailable as exc:
+            log.error("audit log: %d events could not be written at shutdown: %s",
+                      len(self._queue), exc)
         except Exception:
             log.exception("audit log: %d events could not be written at shutdown",
                           len(self._queue))

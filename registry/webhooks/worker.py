@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from layerstore.errors import Unavailable
 from registry.webhooks.model import DELIVERED, FAILED, PENDING, Delivery, Webhook
 from registry.webhooks.payload import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from registry.webhooks.store import WebhookStore
@@ -115,6 +116,9 @@ class DeliveryWorker:
             try:
                 sent = self.run_once()
                 self._prune()
+            except Unavailable as exc:
+                log.error("webhook deliveries failed: %s", exc)
+                sent = 0
             except Exception:
                 log.exception("webhook deliveries failed")
                 sent = 0

@@ -28,6 +28,7 @@ from builder.errors import BuildError
 from builder.executor import ExtraHost, NamespaceExecutor, RunResult, RunSpec
 from builder.executor import network as net
 from tests.builder import networld
+from tests.builder.bases import BaseImages, load_into_pybuild
 from tests.builder.examples import pybuild_command
 from tests.builder.test_build import image_tree
 from tests.peers import require
@@ -242,13 +243,20 @@ def test_none_network_has_only_loopback_and_no_nameserver(rootfs: Path) -> None:
     assert out.endswith("10.1.2.3\tdb\n")
 
 
+def _own_store(base_images: BaseImages, tmp_path: Path) -> Path:
+    """A store of the test's own holding the base images (the session's store may hold
+    snapshots of other tests, whiteout devices among them, that a tree copy cannot open)."""
+    root = tmp_path / "root"
+    load_into_pybuild(base_images, root, pybuild_command())
+    return root
+
+
 def test_default_network_resolves_and_fetches_from_the_debian_archive(
-        pybuild_root: Path, tmp_path: Path) -> None:
+        base_images: BaseImages, tmp_path: Path) -> None:
     """apt's own downloader, through the host's nameservers and slirp4netns (the Debian
     archive is the one outside server the test machines reach)."""
     require("slirp4netns")
-    root = tmp_path / "root"
-    shutil.copytree(pybuild_root, root, symlinks=True)
+    root = _own_store(base_images, tmp_path)
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     rc = build(root, ctx, (
@@ -284,11 +292,10 @@ def test_run_reaches_a_non_loopback_server_and_resolves_names(
     assert world.dns_queries and set(world.seen) == {networld.ADDRESS}
 
 
-def test_build_reaches_the_world_by_name(world: networld.World, pybuild_root: Path,
+def test_build_reaches_the_world_by_name(world: networld.World, base_images: BaseImages,
                                          tmp_path: Path) -> None:
     """glibc's resolver (as apt uses it) on the default network, and bash's /dev/tcp."""
-    root = tmp_path / "root"
-    shutil.copytree(pybuild_root, root, symlinks=True)
+    root = _own_store(base_images, tmp_path)
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(
