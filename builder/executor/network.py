@@ -232,6 +232,8 @@ class RunNetwork:
 
     def __init__(self, spec: RunSpec) -> None:
         self.network = spec.network
+        # A run with every capability may have changed its namespace's configuration.
+        self.reusable = spec.security != "insecure"
         self.namespace: int | None = None
         self._stack: _Slirp | None = None
         if self.network == "default" and PREPARE_AHEAD:
@@ -268,12 +270,21 @@ class RunNetwork:
         if self.network == "default" and self._stack is None and pid is not None \
                 and pidfd is not None:
             self._stack = _Slirp.start(pid, pidfd)
+            if self._stack is not None and PREPARE_AHEAD:
+                self.namespace = _own_namespace(pid, pidfd)
         with contextlib.suppress(BrokenPipeError):
             os.write(self._open, b"1")
 
-    def close(self) -> None:
-        """Stop the stack (if any), release the namespace, close the gate, and have the next
-        run's namespace prepared."""
+    def close(self, reuse: bool = False) -> None:
+        """With ``reuse`` (the run ended and its PID 1, which outlives every process of the
+        run, is gone), hand the namespace and its stack on to the next run when this run
+        could not have changed them (without CAP_NET_ADMIN it could alter no address, route
+        or rule), as BuildKit's pool of network namespaces does; otherwise stop the stack
+        (if any) and release the namespace. Then close the gate, and have the next run's
+        namespace prepared if none is."""
+        if (reuse and self._stack is not None and self.namespace is not None and self.reusable
+                and _spares.give_back(self.namespace, self._stack)):
+            self._stack, self.namespace = None, None
         if self._stack is not None:
             self._stack.stop()
             self._stack = None
@@ -315,6 +326,17 @@ class _Spares:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.ready, self.pending, self.busy = None, None, False
+
+    def give_back(self, namespace: int, stack: _Slirp) -> bool:
+        """Keep a used namespace whose stack still runs for the next run, unless one is
+        ready already; whether it was kept."""
+        if stack.process.poll() is not None:
+            return False
+        with self.lock:
+            if self.ready is not None:
+                return False
+            self.ready = (namespace, stack)
+            return True
 
     def take(self) -> tuple[int, _Slirp] | None:
         """The prepared namespace and its stack, if one is ready and its stack alive."""
@@ -358,6 +380,19 @@ class _Spares:
             if made is not None:
                 made[1].stop()
                 os.close(made[0])
+
+
+def _own_namespace(pid: int, pidfd: int) -> int | None:
+    """A descriptor of the network namespace of ``pid`` (open as ``pidfd``), or None when
+    that process is gone and the namespace opened may not be its own."""
+    try:
+        ns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if select.select([pidfd], [], [], 0)[0]:
+        os.close(ns)
+        return None
+    return ns
 
 
 def _unshared_namespace() -> int:

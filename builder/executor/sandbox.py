@@ -267,17 +267,21 @@ class NamespaceExecutor:
         os.close(pid_w)
         net.in_parent()
         child = _Child(pid)
+        ended = False
         try:
             child.watch_init(pid_r)
             net.start(child.init_pid, child.init_fd)
             tail = self._pump(read_fd, child)
             status = _wait(pid)
+            # PID 1 exits only once every process of its namespace is gone.
+            ended = status is not None and (child.init_fd is None or bool(
+                select.select([child.init_fd], [], [], 0)[0]))
         except BaseException:
             child.kill()
             _wait(pid)
             raise
         finally:
-            net.close()
+            net.close(reuse=ended)
             child.close()
             os.close(read_fd)
             os.close(pid_r)

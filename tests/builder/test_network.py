@@ -369,3 +369,25 @@ def test_a_prepared_namespace_is_out_of_a_runs_reach(rootfs: Path,
     assert result.exit_code == 0, out
     assert net._spares.ready is ready
     assert "net:[" in out and spare not in out
+
+
+def test_a_namespace_is_reused_only_after_a_run_that_could_not_change_it(
+        rootfs: Path) -> None:
+    """As BuildKit's pool: the next run takes the namespace of a finished run without
+    CAP_NET_ADMIN (no process of it is left); never the one of an insecure run."""
+    def namespace(**kwargs: object) -> str:
+        result, out = run(rootfs, "readlink /proc/self/ns/net", **kwargs)
+        assert result.exit_code == 0, out
+        return out.strip()
+
+    first = namespace()
+    again = namespace()
+    assert again == first
+    insecure = namespace(security="insecure")
+    assert insecure == first  # it took the free namespace, and spoilt it
+    after = namespace()
+    assert after != insecure
+    result, out = run(rootfs, "ip addr add 10.9.9.9/32 dev lo", security="insecure")
+    assert result.exit_code == 0, out
+    result, out = run(rootfs, "ip -4 addr show dev lo")
+    assert "10.9.9.9" not in out
