@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
@@ -34,6 +33,13 @@ from psycopg.types.json import Jsonb
 from layerstore.digest import Digest
 from layerstore.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from registry.metadata import migrate as migrations
+from registry.metadata.pgrows import has_nul as _has_nul
+from registry.metadata.pgrows import limit as _limit
+from registry.metadata.pgrows import mapping as _mapping
+from registry.metadata.pgrows import record as _record
+from registry.metadata.pgrows import redact
+from registry.metadata.pgrows import text_value as _text
+from registry.metadata.pgrows import upload as _upload
 from registry.metadata.store import (
     ManifestRecord,
     MetadataUnavailable,
@@ -74,68 +80,6 @@ HOT_QUERIES: Mapping[str, str] = {
     "blob_size": _BLOB_SIZE,
 }
 """The statements on the request hot paths, each with two parameters ``(repo, key)``."""
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
-
-
-def _mapping(value: Mapping[str, str] | None, what: str) -> Jsonb | None:
-    if value is None:
-        return None
-    try:
-        plain = dict(value)
-    except (TypeError, ValueError) as err:
-        raise InvalidArgument(f"{what} cannot be stored: {err}") from None
-    for key, item in plain.items():
-        _text(key, f"{what} key")
-        _text(item, f"{what} value of {key!r}")
-    return Jsonb(plain)
-
-
-def _text(value: object, what: str) -> str:
-    return text(value, what, nul_ok=False)
-
-
-def _has_nul(args: Sequence[Any] | Mapping[str, Any]) -> bool:
-    """Whether a key holds a NUL character: PostgreSQL text cannot, so nothing stored can
-    match it (and sending it would be an error)."""
-    values = args.values() if isinstance(args, Mapping) else args
-    return any(isinstance(v, str) and "\x00" in v for v in values)
-
-
-def _limit(n: int | None) -> int | None:
-    if n is not None and (type(n) is not int or n < 0):
-        raise InvalidArgument(f"n must be a non-negative int, not {n!r}")
-    return n
-
-
-def _record(row: Sequence[Any]) -> ManifestRecord:
-    digest, media_type, size, subject, artifact_type, annotations, refs, created_at = row
-    return ManifestRecord(
-        digest=_digest(digest),
-        media_type=media_type,
-        size=size,
-        references=tuple(_digest(ref) for ref in refs),
-        subject=None if subject is None else _digest(subject),
-        artifact_type=artifact_type,
-        annotations=annotations,
-        created_at=created_at,
-    )
-
-
-def _upload(row: Sequence[Any]) -> UploadRecord:
-    uuid, repo, started_at, labels = row
-    return UploadRecord(uuid=uuid, repository=repo, started_at=started_at, labels=labels)
 
 
 class PostgresMetadataStore:

@@ -126,7 +126,8 @@ def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
         found = check()
         if found:
             return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.3)
 
 
