@@ -12,7 +12,8 @@ migrations (``migrate=True``) or checks that none is missing.
 Failures of the database itself (unreachable, restarted, out of connections, a statement
 timeout) raise :class:`~registry.metadata.store.MetadataUnavailable`, which the server
 answers with 503; a read whose pooled connection turned out broken is retried once on a
-fresh one. A process forked from one that used the store opens its own pool.
+fresh one, after every idle pooled connection is tested (a restart breaks them all). A
+process forked from one that used the store opens its own pool.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import psycopg
@@ -437,6 +438,7 @@ class PostgresMetadataStore:
             with self._pooled() as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as err:
+            self._sweep(err)
             raise self._unavailable(err) from err
 
     # Internals.
@@ -521,6 +523,15 @@ class PostgresMetadataStore:
             self._pool = self._open_pool()
         failed.close(timeout=0)
 
+    def _sweep(self, err: BaseException) -> None:
+        """After a connection broke, test every idle pooled one and replace the broken: a
+        database restart breaks them all at once, and each would otherwise fail one request."""
+        if not isinstance(err, psycopg.OperationalError) or isinstance(
+                err, pg_errors.QueryCanceled):
+            return
+        with suppress(psycopg.Error, psycopg_pool.PoolTimeout, FailedPrecondition):
+            self._current_pool().check()
+
     def _unavailable(self, err: BaseException) -> MetadataUnavailable:
         if not isinstance(err, pg_errors.QueryCanceled):
             self._failed_at = time.monotonic()
@@ -538,6 +549,7 @@ class PostgresMetadataStore:
             except psycopg.OperationalError as err:
                 if attempt == 0 and not isinstance(err, pg_errors.QueryCanceled):
                     self._failed_at = time.monotonic()
+                    self._sweep(err)
                     continue
                 raise self._unavailable(err) from err
             except psycopg_pool.PoolTimeout as err:
@@ -556,6 +568,7 @@ class PostgresMetadataStore:
                     raise self._unavailable(err) from err
                 time.sleep(0.01 * (attempt + 1))
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as err:
+                self._sweep(err)
                 raise self._unavailable(err) from err
         raise AssertionError("unreachable")
 

@@ -180,6 +180,23 @@ def test_server_gone_at_run_time_is_unavailable(tmp_path: Path,
     assert store.blob_size(REPO, blob("a")) == 1
 
 
+def test_every_pooled_connection_broken_at_once_costs_no_read(tmp_path: Path,
+                                                              postgres: PostgresEngine) -> None:
+    """A database restart breaks every idle pooled connection; the first read after it
+    tests them all and succeeds, and so does every read after it."""
+    store = open_store(tmp_path, own_database_url(tmp_path), min_size=6, max_size=6)
+    store.link_blob(REPO, blob("a"), 1)
+    with store.connection() as c1, store.connection() as c2, store.connection() as c3, \
+            store.connection() as c4, store.connection() as c5, store.connection() as c6:
+        assert len({id(c) for c in (c1, c2, c3, c4, c5, c6)}) == 6
+    with psycopg.connect(postgres.admin_url, autocommit=True) as admin:
+        killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = %s", (_name(tmp_path),)).fetchone()
+    assert killed is not None and killed[0] >= 6
+    for _ in range(12):
+        assert store.blob_size(REPO, blob("a")) == 1
+
+
 def test_failure_inside_the_transaction_rolls_back(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     kept = manifest("kept")
