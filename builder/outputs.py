@@ -4,7 +4,8 @@ The image is always kept in the local store too; outputs are written after it is
 ``--output`` values follow buildx: ``type=oci,dest=x.tar``, ``type=docker,dest=x.tar``,
 ``type=local,dest=DIR``, ``type=tar,dest=x.tar``, ``type=registry`` (or ``type=image`` with
 ``push=true``), with an optional ``name=`` list; a bare value is ``type=local,dest=VALUE``
-and ``-`` is ``type=tar`` on stdout.
+and ``-`` is ``type=tar`` on stdout. ``type=docker`` without ``dest`` (``--load``) loads the
+image into the local Docker engine (:mod:`builder.dockerimages`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def parse_output(text: str) -> OutputSpec:
         kind, push = "image", True
     if kind in ("local",) and not dest:
         raise BuildError(f"--output {text!r}: type=local needs dest=DIR")
-    if kind in ("docker", "oci") and not dest:
+    if kind == "oci" and not dest:
         raise BuildError(f"--output {text!r}: type={kind} needs dest=FILE (the image is "
                          "stored locally anyway)")
     return OutputSpec(kind, dest, names, push, attrs, layers)
@@ -93,6 +94,10 @@ def write_outputs(store: BuildStore, image: StoredImage, chain: str | None,
                 write_oci_archive(f, store.content, [LayoutEntry(n, image.manifest)
                                                      for n in names] or
                                   [LayoutEntry(None, image.manifest)])
+        elif out.type == "docker" and out.dest is None:
+            from builder.dockerimages import load_image_into_engine
+
+            load_image_into_engine(store, image, names)
         elif out.type == "docker":
             local = LocalImage(tuple(names), image.manifest, image, ())
             with destination(_path(out.dest)) as f:

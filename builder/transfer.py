@@ -93,15 +93,36 @@ class PullingImages:
             pulled = pull(reference, self.store.content, platform, self.settings,
                           progress=reporter(vertex))
         except ClientError as exc:
-            if vertex is not None:
-                vertex.error(str(exc))
-            raise ImageNotFound(str(exc)) from None
+            return self._from_docker(reference, platform, str(exc), vertex)
         if name is not None:
             self.store.images.put(name, pulled.target)
         self.pulled.append(str(reference))
         if vertex is not None:
             vertex.done()
         return load_image(self.store.content, pulled.manifest)
+
+    def _from_docker(self, reference: Reference, platform: Platform, registry_error: str,
+                     vertex: Vertex | None) -> StoredImage:
+        """The image from the local Docker engine when the registry did not give it (see
+        :mod:`builder.dockerimages`); it is named in the store as a pulled image is."""
+        from builder.dockerimages import fetch_image
+
+        name = local_name(reference)
+        wanted = (f"{reference.familiar_name()}@{reference.digest}" if reference.digest
+                  else name or str(reference))
+        try:
+            image = fetch_image(self.store, wanted, platform)
+        except BuildError as exc:
+            message = f"{registry_error}; {exc}"
+            if vertex is not None:
+                vertex.error(message)
+            raise ImageNotFound(message) from None
+        if name is not None:
+            self.store.images.put(name, image.manifest)
+        if vertex is not None:
+            vertex.log(f"{registry_error}\nloaded {wanted} from the Docker engine\n".encode())
+            vertex.done()
+        return image
 
 
 def push_image(store: BuildStore, manifest: Descriptor, name: str, settings: ClientSettings,

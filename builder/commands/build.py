@@ -72,6 +72,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "type=tar,dest=FILE; type=registry[,name=NAME] (repeatable)")
     p.add_argument("--push", action="store_true",
                    help="push the image to its registry (same as --output type=registry)")
+    p.add_argument("--load", action="store_true",
+                   help="load the image into the local Docker engine (same as --output "
+                   "type=docker)")
     p.add_argument("--pull", action="store_true",
                    help="always pull the base images, even when they are stored locally")
     p.add_argument("--print-graph", action="store_true",
@@ -203,6 +206,14 @@ def target_platform(text: str) -> Platform:
     return platform
 
 
+def _loads_into_docker(text: str) -> bool:
+    """Whether an ``--output`` value is ``type=docker`` without ``dest`` (a load into the
+    Docker engine); a malformed value is left for :func:`~builder.outputs.parse_output`."""
+    attrs = {key.strip().lower(): value.strip() for key, _, value in
+             (part.partition("=") for part in text.split(","))}
+    return attrs.get("type") == "docker" and "dest" not in attrs
+
+
 def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
                              ) -> BuildOptions:
     """Build the layers the way the outputs ask (the first one that names a compression)."""
@@ -302,16 +313,27 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     from builder.api import build
 
+    loads = args.load or any(_loads_into_docker(o) for o in args.output)
+    if loads:
+        from builder.dockerimages import check_load_platforms
+
+        check_load_platforms(args.platform, "--load" if args.load else "--output type=docker")
     options = options_from(args)
     if args.push or any("registry" in o or "push" in o for o in args.output):
         _import_in_background("registry.client.push")
-    if args.output or args.push:
+    if args.output or args.push or args.load:
         from builder.outputs import OutputSpec, parse_output, write_outputs
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    if args.load:
+        outputs.append(OutputSpec("docker"))
     if args.print_graph:
         return _print_graph(store, args, options)
+    if loads:
+        from builder.dockerimages import check_engine
+
+        check_engine()
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     access: RegistryAccess | None = None

@@ -1,0 +1,80 @@
+"""What builds do with the local Docker engine (:mod:`builder.dockerengine`): take a base
+image from it, and load a result into it (``--load``, ``--output type=docker`` without
+``dest``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from builder.dockerengine import DockerEngine, DockerEngineError, NotInDockerEngine
+from builder.dockerstream import archive_chunks, read_stream
+from builder.errors import BuildError
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage
+from layerstore.docker_archive import ArchiveImage
+from layerstore.errors import LayerstoreError
+from layerstore.oci import Platform
+
+__all__ = ["check_engine", "check_load_platforms", "fetch_image", "load_image_into_engine"]
+
+
+def _platform(os_: str, arch: str, variant: str | None) -> str:
+    return f"{os_}/{arch}" + (f"/{variant}" if variant else "")
+
+
+def fetch_image(store: BuildStore, name: str, platform: Platform,
+                compression: str = "gzip") -> StoredImage:
+    """Copy the engine's image ``name`` into ``store`` (streamed, see
+    :func:`builder.dockerstream.read_stream`) and return it, unnamed. An image of another
+    platform than ``platform`` is refused (:class:`NotInDockerEngine`)."""
+    with DockerEngine() as engine:
+        info = engine.inspect(name)
+        if info.architecture and (info.os, info.architecture) != (platform.os,
+                                                                   platform.architecture):
+            have = _platform(info.os, info.architecture, info.variant)
+            want = _platform(platform.os, platform.architecture, platform.variant)
+            raise NotInDockerEngine(f"the Docker engine at {engine.address.where} holds "
+                                    f"{name!r} for {have}, not for {want}")
+        where = f"Docker engine at {engine.address.where}: image {name}"
+        try:
+            with engine.save(name) as stream:
+                images = read_stream(stream, store.content, where, compression)
+        except LayerstoreError as exc:
+            raise DockerEngineError(str(exc)) from None
+    for item in images:
+        if str(item.image.config.digest) == info.id:
+            return item.image
+    if len(images) == 1:
+        return images[0].image
+    raise DockerEngineError(f"{where}: the saved archive does not hold image {info.id}")
+
+
+def check_engine() -> None:
+    """Fail early (:class:`~builder.dockerengine.NoDockerEngine`) when no engine answers."""
+    with DockerEngine() as engine:
+        engine.ping()
+
+
+def load_image_into_engine(store: BuildStore, image: StoredImage, names: Sequence[str]
+                           ) -> list[str]:
+    """Send ``image`` under ``names`` to the engine (``docker load``, streamed); return the
+    engine's report lines."""
+    archive = archive_chunks(store.content, [ArchiveImage(image, tuple(names))])
+    with DockerEngine() as engine:
+        try:
+            return engine.load(archive)
+        except LayerstoreError as exc:
+            raise BuildError(f"loading into the Docker engine at {engine.address.where}: "
+                             f"{exc}") from None
+
+
+def check_load_platforms(platform_text: str | None, flag: str) -> None:
+    """The engine's image store holds one platform per name: refuse a platform list."""
+    if platform_text is None:
+        return
+    platforms = [p.strip() for p in platform_text.split(",") if p.strip()]
+    if len(platforms) > 1:
+        raise BuildError(f"{flag}: the Docker engine's image store takes one platform per "
+                         f"image, and --platform {platform_text} names {len(platforms)}; "
+                         "build one platform, or use --push or --output type=oci,dest=FILE "
+                         "for a multi-platform image")
