@@ -1,0 +1,237 @@
+"""The local Docker engine as an image store: ``FROM`` and ``COPY --from`` an image only the
+engine has, ``--load`` / ``--output type=docker`` into it, and the errors without one. Run
+against the real engine (every image made here is named ``dockerstore-…`` and removed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builder.cli import main
+from builder.dockerengine import DockerEngine, NotInDockerEngine
+from builder.dockerstream import read_stream
+from builder.store import BuildStore
+from layerstore.assembly import load_image
+from layerstore.content.local import LocalStore
+from layerstore.errors import InvalidArgument, NotFound
+from tests.peers import DOCKER, Dockerd, docker
+
+
+@dataclass(frozen=True)
+class DockerImages:
+    """Images made in docker for this module: a base imported from a busybox rootfs and a
+    three-layer image docker built on it (it adds /added and /etc/marker, deletes /bin/ls)."""
+
+    base: str
+    layered: str
+    layered_id: str
+    created: list[str]
+
+    def name(self, what: str) -> str:
+        """A fresh docker image name, removed from the engine after the module."""
+        name = f"dockerstore-{what}-{uuid.uuid4().hex[:10]}:1"
+        self.created.append(name)
+        return name
+
+
+@pytest.fixture(scope="module")
+def docker_images(dockerd: Dockerd, busybox_rootfs: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerImages]:
+    created: list[str] = []
+    images = DockerImages("", "", "", created)
+    try:
+        base = images.name("base")
+        tar = subprocess.run(["tar", "-C", str(busybox_rootfs), "-c", "."],
+                             capture_output=True, check=True, timeout=120).stdout
+        docker("import", "-c", 'CMD ["sh"]', "-", base, input=tar)
+        ctx = tmp_path_factory.mktemp("docker-ctx")
+        (ctx / "Dockerfile").write_text(
+            f"FROM {base}\n"
+            "RUN echo added > /added && rm /bin/ls\n"
+            "RUN mkdir -p /etc && echo marker > /etc/marker\n"
+            "ENV FROM_DOCKER=yes\n")
+        layered = images.name("layered")
+        docker("build", "-q", "--network", "none", "-t", layered, str(ctx))
+        layered_id = json.loads(docker("image", "inspect", layered).stdout)[0]["Id"]
+        yield DockerImages(base, layered, layered_id, created)
+    finally:
+        docker("rmi", "-f", *created, check=False)
+
+
+def build(root: Path, context: Path, dockerfile: str, *args: str) -> int:
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(dockerfile)
+    return main(["--root", str(root), "build", "--progress=plain", *args, str(context)])
+
+
+def docker_run(name: str, *command: str) -> str:
+    return docker("run", "--rm", "--network", "none", name, *command).stdout.decode()
+
+
+def test_from_an_image_only_docker_has(docker_images: DockerImages, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "store"
+    out = docker_images.name("from")
+    rc = build(root, tmp_path / "ctx",
+               f"FROM {docker_images.layered}\n"
+               "RUN test \"$FROM_DOCKER\" = yes && test ! -e /bin/ls && cat /added /etc/marker"
+               " > /seen\n"
+               'CMD ["cat", "/seen"]\n', "-t", out, "--load")
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"loaded {docker_images.layered} from the Docker engine" in err
+    with BuildStore.open(root) as store:
+        base = load_image(store.content, store.images.get(docker_images.layered).target)
+        built = load_image(store.content, store.images.get(out).target)
+    assert str(base.config.digest) == docker_images.layered_id
+    assert len(base.image.rootfs.diff_ids) == 3
+    listed = docker("images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}").stdout.decode()
+    assert f"{out} {built.config.digest.hex[:12]}" in listed.splitlines()
+    assert docker_run(out) == "added\nmarker\n"
+
+
+def test_copy_from_an_image_only_docker_has(docker_images: DockerImages,
+                                            tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    out = docker_images.name("copy")
+    rc = build(root, tmp_path / "ctx",
+               f"FROM {docker_images.base}\n"
+               f"COPY --from={docker_images.layered} /added /etc/marker /copied/\n"
+               'CMD ["cat", "/copied/added", "/copied/marker"]\n',
+               "-t", out, "-o", "type=docker")
+    assert rc == 0
+    assert docker_run(out) == "added\nmarker\n"
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_load_gives_docker_the_same_image(docker_images: DockerImages, tmp_path: Path,
+                                          compression: str) -> None:
+    root = tmp_path / "store"
+    first, second = docker_images.name("load"), docker_images.name("load")
+    rc = build(root, tmp_path / "ctx",
+               f"FROM {docker_images.base}\n"
+               "RUN echo one > /one\n"
+               "RUN rm /one && echo two > /two\n"
+               "USER nobody\nWORKDIR /tmp\n"
+               'CMD ["sh", "-c", "cat /two; id -u; pwd; test ! -e /one"]\n',
+               "-t", first, "-t", second, "--load", "--compression", compression)
+    assert rc == 0
+    with BuildStore.open(root) as store:
+        ours = load_image(store.content, store.images.get(first).target)
+    for name in (first, second):
+        inspect = json.loads(docker("image", "inspect", name).stdout)[0]
+        assert inspect["Id"] == str(ours.config.digest)
+        assert inspect["RootFS"]["Layers"] == [str(d) for d in ours.image.rootfs.diff_ids]
+    assert docker_run(first) == "two\n65534\n/tmp\n"
+
+
+def test_loaded_image_comes_back_unchanged(docker_images: DockerImages,
+                                           tmp_path: Path) -> None:
+    """pybuild → docker → a fresh pybuild store: the same image ID and layers."""
+    made = docker_images.name("roundtrip")
+    assert build(tmp_path / "a", tmp_path / "ctx", f"FROM {docker_images.layered}\n"
+                 "RUN echo x > /x\n", "-t", made, "--load") == 0
+    assert build(tmp_path / "b", tmp_path / "ctx2", f"FROM {made}\nRUN cat /x\n") == 0
+    with BuildStore.open(tmp_path / "a") as a, BuildStore.open(tmp_path / "b") as b:
+        there = load_image(a.content, a.images.get(made).target)
+        back = load_image(b.content, b.images.get(made).target)
+    assert back.config.digest == there.config.digest
+    assert back.image.rootfs.diff_ids == there.image.rootfs.diff_ids
+
+
+def test_read_stream_takes_docker_save_from_a_pipe(docker_images: DockerImages,
+                                                   tmp_path: Path) -> None:
+    """One forward pass over a pipe (no seeking): ``docker save`` piped in."""
+    save = subprocess.Popen([DOCKER, "save", docker_images.layered], stdout=subprocess.PIPE)
+    assert save.stdout is not None
+    store = LocalStore(tmp_path / "content")
+    images = read_stream(save.stdout, store, "docker save")
+    assert save.wait(timeout=120) == 0
+    assert [str(i.image.config.digest) for i in images] == [docker_images.layered_id]
+    assert images[0].tags == (docker_images.layered,)
+
+
+def test_engine_client_reports_a_missing_image(docker_images: DockerImages) -> None:
+    with DockerEngine() as engine:
+        engine.ping()
+        assert engine.inspect(docker_images.base).id.startswith("sha256:")
+        with pytest.raises(NotInDockerEngine, match="has no image 'dockerstore-none"):
+            engine.inspect("dockerstore-none-here:1")
+
+
+def test_image_in_neither_place_is_one_line_at_its_from(docker_images: DockerImages,
+                                                        tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    absent = f"dockerstore-absent-{uuid.uuid4().hex[:8]}:1"
+    assert build(tmp_path / "store", tmp_path / "ctx", f"FROM {absent}\nRUN true\n") == 1
+    err = [line for line in capsys.readouterr().err.splitlines()
+           if line.startswith("error:")]
+    assert len(err) == 1
+    assert err[0].startswith("error: Dockerfile:1: FROM ")
+    assert f"has no image '{absent}'" in err[0]
+    assert "/var/run/docker.sock" in err[0]
+
+
+def test_no_engine_is_named_by_its_socket(docker_images: DockerImages, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no-docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{missing}")
+    root = tmp_path / "store"
+    assert build(root, tmp_path / "ctx", f"FROM {docker_images.base}\n") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: Dockerfile:1: FROM ")
+    assert f"no Docker engine at unix://{missing} (DOCKER_HOST)" in err[-1]
+    assert "the socket does not exist" in err[-1]
+    assert build(root, tmp_path / "ctx", "FROM scratch\nCOPY Dockerfile /\n",
+                 "--load", "-t", "dockerstore-never:1") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: no Docker engine at unix://{missing} (DOCKER_HOST): the socket "
+                   "does not exist"]
+    with BuildStore.open(root) as store:
+        assert [r.name for r in store.images.list()] == []
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--load", "--platform", "linux/amd64,linux/arm64"], None,
+     "error: --load: the Docker engine's image store takes one platform per image, and "
+     "--platform linux/amd64,linux/arm64 names 2"),
+    (["-o", "type=docker", "--platform", "linux/amd64,linux/arm64/v8"], None,
+     "error: --output type=docker: the Docker engine's image store takes one platform"),
+    (["--load"], "tcp://127.0.0.1:2375",
+     "error: DOCKER_HOST=tcp://127.0.0.1:2375: pybuild reaches the Docker engine through a "
+     "unix:// socket only"),
+])
+def test_bad_load_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str], args: list[str],
+                           env: str | None, message: str) -> None:
+    if env is not None:
+        monkeypatch.setenv("DOCKER_HOST", env)
+    assert build(tmp_path / "store", tmp_path / "ctx", "FROM scratch\n", *args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(message), err
+
+
+def test_a_stream_that_breaks_off_is_refused(tmp_path: Path) -> None:
+    """A stream cut inside a layer is an error naming its source; nothing is named."""
+    info = tarfile.TarInfo("abc/layer.tar")
+    info.size = 4096
+    cut = info.tobuf(tarfile.PAX_FORMAT) + b"\0" * 1000
+    store = LocalStore(tmp_path / "content")
+    with pytest.raises(InvalidArgument, match=r"^engine stream: the archive is damaged"):
+        read_stream(io.BytesIO(cut), store, "engine stream")
+    whole = io.BytesIO()
+    with tarfile.open(fileobj=whole, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(b"\0" * 4096))
+    whole.seek(0)
+    with pytest.raises(NotFound, match=r"^engine stream: the archive has no manifest\.json"):
+        read_stream(whole, store, "engine stream")
