@@ -20,7 +20,7 @@ import json
 import posixpath
 import tarfile
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from layerstore.archive.writer import BLOCK, RECORD_SIZE, TYPE_REG, encode_header
 from layerstore.assembly import StoredImage
@@ -44,7 +44,7 @@ _LEGACY_SKIPPED = ("/json", "/VERSION")
 class _Rejoined(io.RawIOBase):
     """``head`` followed by the rest of ``stream``."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
         self._head = memoryview(head)
         self._stream = stream
 
