@@ -17,11 +17,15 @@ import pytest
 
 from builder.cli import main
 from builder.dockerengine import DockerEngine, NotInDockerEngine
+from builder.dockerimages import load_image_into_engine
 from builder.dockerstream import read_stream
+from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import load_image
 from layerstore.content.local import LocalStore
 from layerstore.errors import InvalidArgument, NotFound
+from layerstore.oci import Manifest
+from layerstore.walk import load_manifest
 from tests.peers import DOCKER, Dockerd, docker
 
 
@@ -235,3 +239,19 @@ def test_a_stream_that_breaks_off_is_refused(tmp_path: Path) -> None:
     whole.seek(0)
     with pytest.raises(NotFound, match=r"^engine stream: the archive has no manifest\.json"):
         read_stream(whole, store, "engine stream")
+
+
+def test_a_missing_blob_stops_the_load_and_docker_keeps_nothing(tmp_path: Path,
+                                                                dockerd: Dockerd) -> None:
+    root = tmp_path / "store"
+    name = f"dockerstore-broken-{uuid.uuid4().hex[:10]}:1"
+    assert build(root, tmp_path / "ctx", "FROM scratch\nCOPY Dockerfile /\n", "-t", name) == 0
+    with BuildStore.open(root) as store:
+        image = load_image(store.content, store.images.get(name).target)
+        manifest = load_manifest(store.content, image.manifest)
+        assert isinstance(manifest, Manifest)
+        store.content.delete(manifest.layers[0].digest)
+        with pytest.raises(BuildError, match=r"^loading into the Docker engine at "
+                           r"/var/run/docker\.sock: .*" + manifest.layers[0].digest.hex):
+            load_image_into_engine(store, image, [name])
+    assert docker("image", "inspect", name, check=False).returncode != 0
