@@ -99,14 +99,18 @@ class DockerEngine:
         self._client.close()
 
     def _unreachable(self, exc: httpx.HTTPError) -> NoDockerEngine:
-        reason = exc.__cause__ or exc.__context__ or exc
-        if isinstance(reason, OSError) and reason.strerror:
-            text = reason.strerror.lower()
-        else:
-            text = str(reason) or type(reason).__name__
+        text = str(exc) or type(exc).__name__
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, OSError) and cause.strerror:
+                text = cause.strerror.lower()
+                break
+            cause = cause.__cause__ or cause.__context__
         if not os.path.exists(self.address.socket):
-            text = "the socket does not exist"
-        return NoDockerEngine(f"no Docker engine at {self.address.where}: {text}")
+            return NoDockerEngine(f"no Docker engine at {self.address.where}: the socket "
+                                  "does not exist")
+        return NoDockerEngine(f"cannot reach the Docker engine at {self.address.where}: "
+                              f"{text}")
 
     def _failed(self, what: str, response: httpx.Response) -> DockerEngineError:
         try:

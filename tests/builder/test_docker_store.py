@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import tarfile
 import uuid
@@ -255,3 +256,15 @@ def test_a_missing_blob_stops_the_load_and_docker_keeps_nothing(tmp_path: Path,
                            r"/var/run/docker\.sock: .*" + manifest.layers[0].digest.hex):
             load_image_into_engine(store, image, [name])
     assert docker("image", "inspect", name, check=False).returncode != 0
+
+
+def test_a_socket_nobody_listens_on_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    dead = tmp_path / "dead.sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(dead))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{dead}")
+    assert build(tmp_path / "store", tmp_path / "ctx", "FROM scratch\n", "--load") == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: cannot reach the Docker engine at unix://{dead} (DOCKER_HOST): "
+        "connection refused"]
