@@ -28,8 +28,8 @@ import httpx
 
 from builder.errors import BuildError, ImageNotFound
 
-__all__ = ["DEFAULT_SOCKET", "DockerEngine", "DockerEngineError", "EngineImage",
-           "NoDockerEngine", "NotInDockerEngine", "engine_address"]
+__all__ = ["DEFAULT_SOCKET", "DockerEngine", "DockerEngineError", "EngineAddress",
+           "EngineImage", "NoDockerEngine", "NotInDockerEngine", "engine_address", "load_report"]
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 _TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
@@ -183,15 +183,15 @@ class DockerEngine:
                                     ) from None
         if response.status_code != 200:
             raise self._failed("load", response)
-        return _load_report(response.text, self.address.where)
+        return load_report(response.text, self.address.where)
 
 
 def _path(name: str) -> str:
     return quote(name, safe="/:@")
 
 
-def _load_report(text: str, where: str) -> list[str]:
-    """The lines of ``/images/load``'s JSON message stream; an error message in it is
+def load_report(text: str, where: str) -> list[str]:
+    """The report lines of ``/images/load``'s JSON message stream; an error message in it is
     raised."""
     lines: list[str] = []
     for raw in text.splitlines():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import tarfile
@@ -17,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from builder.cli import main
-from builder.dockerengine import DockerEngine, NotInDockerEngine
+from builder.dockerengine import (
+    DockerEngine,
+    DockerEngineError,
+    EngineAddress,
+    NoDockerEngine,
+    NotInDockerEngine,
+    engine_address,
+    load_report,
+)
 from builder.dockerimages import load_image_into_engine
 from builder.dockerstream import read_stream
 from builder.errors import BuildError
@@ -268,3 +277,38 @@ def test_a_socket_nobody_listens_on_is_named(tmp_path: Path, monkeypatch: pytest
     assert capsys.readouterr().err.strip().splitlines() == [
         f"error: cannot reach the Docker engine at unix://{dead} (DOCKER_HOST): "
         "connection refused"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("value", "socket_path", "where"), [
+    (None, "/var/run/docker.sock", "/var/run/docker.sock"),
+    ("", "/var/run/docker.sock", "/var/run/docker.sock"),
+    ("unix:///run/user/1000/docker.sock", "/run/user/1000/docker.sock",
+     "unix:///run/user/1000/docker.sock (DOCKER_HOST)"),
+])
+def test_engine_address(monkeypatch: pytest.MonkeyPatch, value: str | None, socket_path: str,
+                        where: str) -> None:
+    if value is None:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+    else:
+        monkeypatch.setenv("DOCKER_HOST", value)
+    assert engine_address() == EngineAddress(socket_path, where)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("value", ["tcp://127.0.0.1:2375", "ssh://host", "unix://"])
+def test_engine_address_refuses_what_is_not_a_socket(monkeypatch: pytest.MonkeyPatch,
+                                                     value: str) -> None:
+    monkeypatch.setenv("DOCKER_HOST", value)
+    expected = "^" + re.escape(f"DOCKER_HOST={value}: pybuild reaches")
+    with pytest.raises(NoDockerEngine, match=expected):
+        engine_address()
+
+
+@pytest.mark.unit
+def test_an_error_in_theload_report_is_raised() -> None:
+    ok = '{"stream":"Loaded image: app:1\\n"}\r\n{"stream":"Loaded image ID: sha256:ab\\n"}\r\n'
+    assert load_report(ok, "sock") == ["Loaded image: app:1", "Loaded image ID: sha256:ab"]
+    bad = '{"errorDetail":{"message":"unexpected EOF"},"error":"unexpected EOF"}\r\n'
+    with pytest.raises(DockerEngineError, match=r"^Docker engine at sock: load: unexpected EOF$"):
+        load_report(bad, "sock")
