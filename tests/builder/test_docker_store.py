@@ -28,11 +28,12 @@ from builder.dockerengine import (
     load_report,
 )
 from builder.dockerimages import load_image_into_engine
-from builder.dockerstream import read_stream
+from builder.dockerstream import archive_chunks, read_stream
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import load_image
 from layerstore.content.local import LocalStore
+from layerstore.docker_archive import ArchiveImage
 from layerstore.errors import InvalidArgument, NotFound
 from layerstore.oci import Manifest
 from layerstore.walk import load_manifest
@@ -312,3 +313,26 @@ def test_an_error_in_theload_report_is_raised() -> None:
     bad = '{"errorDetail":{"message":"unexpected EOF"},"error":"unexpected EOF"}\r\n'
     with pytest.raises(DockerEngineError, match=r"^Docker engine at sock: load: unexpected EOF$"):
         load_report(bad, "sock")
+
+
+def test_what_load_sends_reads_back(tmp_path: Path) -> None:
+    """The archive ``--load`` streams (``blobs/sha256/…`` entries, gzip and zstd layers as
+    stored or inflated) is what newer engines save too: read back, it is the same image."""
+    root = tmp_path / "store"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a").write_text("a\n")
+    assert build(root, ctx, "FROM scratch\nCOPY a /a\nCOPY Dockerfile /b\n", "-t", "sent:1",
+                 "--compression", "zstd") == 0
+    with BuildStore.open(root) as store:
+        image = load_image(store.content, store.images.get("sent:1").target)
+        data = b"".join(archive_chunks(store.content, [ArchiveImage(image, ("sent:1",))]))
+    assert len(data) % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+    assert names[-2:] == ["manifest.json", "repositories"]
+    assert all(n.startswith("blobs/sha256/") for n in names[:-2])
+    back = read_stream(io.BytesIO(data), LocalStore(tmp_path / "content"), "sent")
+    assert [(b.image.config.digest, b.tags) for b in back] == [(image.config.digest,
+                                                                ("sent:1",))]
+    assert back[0].image.image.rootfs.diff_ids == image.image.rootfs.diff_ids
