@@ -130,6 +130,37 @@ class DockerEngine:
             raise NoDockerEngine(f"no Docker engine at {self.address.where}: /_ping answered "
                                  f"HTTP {response.status_code}")
 
+    def _get_json(self, path: str, what: str) -> object:
+        try:
+            response = self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code != 200:
+            raise self._failed(what, response)
+        try:
+            return response.json()
+        except ValueError:
+            raise DockerEngineError(f"Docker engine at {self.address.where}: {what}: the "
+                                    "answer is not JSON") from None
+
+    def image_ids(self) -> list[str]:
+        """The IDs of every image the engine holds (``GET /images/json?all=1``)."""
+        doc = self._get_json("/images/json?all=1", "list images")
+        if not isinstance(doc, list):
+            return []
+        return [str(item["Id"]) for item in doc if isinstance(item, dict) and "Id" in item]
+
+    def stores_layers_by_chain(self) -> bool:
+        """Whether the engine keeps images in its own layer store (a graph driver such as
+        overlay2), whose ``docker load`` skips the layers it holds, rather than in
+        containerd's image store, which wants every blob of an archive."""
+        doc = self._get_json("/info", "info")
+        if not isinstance(doc, dict):
+            return False
+        status = doc.get("DriverStatus") or []
+        flat = json.dumps(status)
+        return "io.containerd.snapshotter" not in flat and bool(doc.get("Driver"))
+
     def inspect(self, name: str) -> EngineImage:
         """The engine's image ``name`` (a name, ``name@digest`` or an ID);
         :class:`NotInDockerEngine` when it has none."""

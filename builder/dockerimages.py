@@ -11,11 +11,14 @@ from builder.dockerstream import archive_chunks, read_stream
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage
+from layerstore.digest import Digest, chain_ids
 from layerstore.docker_archive import ArchiveImage
 from layerstore.errors import LayerstoreError
-from layerstore.oci import Platform
+from layerstore.oci import Descriptor, Image, MediaType, Platform
+from layerstore.walk import read_small
 
-__all__ = ["check_engine", "check_load_platforms", "fetch_image", "load_image_into_engine"]
+__all__ = ["chains_in_engine", "check_engine", "check_load_platforms", "fetch_image",
+           "load_image_into_engine"]
 
 
 def _platform(os_: str, arch: str, variant: str | None) -> str:
@@ -55,14 +58,42 @@ def check_engine() -> None:
         engine.ping()
 
 
+def chains_in_engine(engine: DockerEngine, store: BuildStore) -> frozenset[Digest]:
+    """The layer stacks (chain IDs) the engine holds that pybuild can tell: those of its
+    images whose ID (the config digest) names a config in pybuild's store too. Empty for an
+    engine on containerd's image store."""
+    if not engine.stores_layers_by_chain():
+        return frozenset()
+    chains: set[Digest] = set()
+    for image_id in engine.image_ids():
+        try:
+            digest = Digest.parse(image_id)
+            if not store.content.exists(digest):
+                continue
+            config = Image.from_json(read_small(store.content, Descriptor(
+                media_type=MediaType.OCI_CONFIG, digest=digest,
+                size=store.content.info(digest).size)), f"config {digest}")
+        except LayerstoreError:
+            continue
+        chains.update(chain_ids(config.rootfs.diff_ids))
+    return frozenset(chains)
+
+
 def load_image_into_engine(store: BuildStore, image: StoredImage, names: Sequence[str]
                            ) -> list[str]:
-    """Send ``image`` under ``names`` to the engine (``docker load``, streamed); return the
-    engine's report lines."""
-    archive = archive_chunks(store.content, [ArchiveImage(image, tuple(names))])
+    """Send ``image`` under ``names`` to the engine (``docker load``, streamed, without the
+    layers it is known to hold); return the engine's report lines. A load without those
+    layers that the engine refuses (it let go of one meanwhile) is sent again whole."""
+    images = [ArchiveImage(image, tuple(names))]
     with DockerEngine() as engine:
         try:
-            return engine.load(archive)
+            present = chains_in_engine(engine, store)
+            try:
+                return engine.load(archive_chunks(store.content, images, present))
+            except DockerEngineError:
+                if not present:
+                    raise
+            return engine.load(archive_chunks(store.content, images))
         except LayerstoreError as exc:
             raise BuildError(f"loading into the Docker engine at {engine.address.where}: "
                              f"{exc}") from None

@@ -10,7 +10,8 @@ them together. Nothing is spooled to disk.
 blobs themselves (gzip or plain; the engine inflates them and checks them against the
 config's diff_ids), so sizes are known up front and a layer is neither decompressed nor
 spooled. A zstd layer, which older engines cannot read, is sent decompressed: it is inflated
-once to learn its size and once more as it is sent.
+once to learn its size and once more as it is sent. Layers the engine holds already can be
+left out (see :func:`archive_chunks`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from layerstore.assembly import StoredImage
 from layerstore.compression import decompress_reader, detect
 from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore
-from layerstore.digest import CHUNK, Digest, new_hasher
+from layerstore.digest import CHUNK, Digest, chain_ids, new_hasher
 from layerstore.docker_archive import ArchiveImage
 from layerstore.errors import DigestMismatch, InvalidArgument, NotFound
 from layerstore.images import split_name
@@ -212,9 +213,12 @@ def _layer_entry(store: ContentStore, digest: Digest, diff_id: Digest, name: str
     yield _padding(size)
 
 
-def archive_chunks(store: ContentStore, images: Sequence[ArchiveImage]) -> Iterator[bytes]:
+def archive_chunks(store: ContentStore, images: Sequence[ArchiveImage],
+                   present: frozenset[Digest] = frozenset()) -> Iterator[bytes]:
     """The bytes of a docker-archive of ``images`` (with their tags), produced as they are
-    sent (see the module docstring)."""
+    sent (see the module docstring). A layer whose chain ID is in ``present`` (the receiver
+    holds that stack of layers already) is listed in ``manifest.json`` but not sent: a
+    layer-store engine only opens the file of a layer it lacks."""
     manifests: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
     written: set[str] = set()
@@ -232,9 +236,11 @@ def archive_chunks(store: ContentStore, images: Sequence[ArchiveImage]) -> Itera
                 yield chunk
             written.add(config_path)
         layer_paths = []
-        for desc, diff_id in zip(manifest.layers, stored.image.rootfs.diff_ids, strict=True):
+        diff_ids = stored.image.rootfs.diff_ids
+        for desc, diff_id, chain in zip(manifest.layers, diff_ids, chain_ids(diff_ids),
+                                        strict=True):
             path = f"blobs/sha256/{desc.digest.hex}"
-            if path not in written:
+            if path not in written and chain not in present:
                 for chunk in _layer_entry(store, desc.digest, diff_id, path):
                     total += len(chunk)
                     yield chunk

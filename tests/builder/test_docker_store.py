@@ -27,12 +27,13 @@ from builder.dockerengine import (
     engine_address,
     load_report,
 )
-from builder.dockerimages import load_image_into_engine
+from builder.dockerimages import chains_in_engine, load_image_into_engine
 from builder.dockerstream import archive_chunks, read_stream
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import load_image
 from layerstore.content.local import LocalStore
+from layerstore.digest import chain_ids
 from layerstore.docker_archive import ArchiveImage
 from layerstore.errors import InvalidArgument, NotFound
 from layerstore.oci import Manifest
@@ -336,3 +337,32 @@ def test_what_load_sends_reads_back(tmp_path: Path) -> None:
     assert [(b.image.config.digest, b.tags) for b in back] == [(image.config.digest,
                                                                 ("sent:1",))]
     assert back[0].image.image.rootfs.diff_ids == image.image.rootfs.diff_ids
+
+
+def test_load_leaves_out_the_layers_docker_has(docker_images: DockerImages,
+                                               tmp_path: Path) -> None:
+    """On a layer-store engine, the base image's layers are not sent again; a layer the
+    engine lacks left out makes it refuse the archive, which --load then sends whole."""
+    root = tmp_path / "store"
+    made = docker_images.name("thin")
+    assert build(root, tmp_path / "ctx", f"FROM {docker_images.layered}\n"
+                 "RUN echo thin > /thin\n", "-t", made) == 0
+    with BuildStore.open(root) as store, DockerEngine() as engine:
+        image = load_image(store.content, store.images.get(made).target)
+        base = load_image(store.content, store.images.get(docker_images.layered).target)
+        present = chains_in_engine(engine, store)
+        assert engine.stores_layers_by_chain()
+        assert set(chain_ids(base.image.rootfs.diff_ids)) <= present
+        assert chain_ids(image.image.rootfs.diff_ids)[-1] not in present
+        archive = [ArchiveImage(image, (made,))]
+        thin = b"".join(archive_chunks(store.content, archive, present))
+        with tarfile.open(fileobj=io.BytesIO(thin)) as tar:
+            layers = [n for n in tar.getnames() if n.startswith("blobs/")]
+        assert len(layers) == 2  # the config and the one new layer
+        with pytest.raises(DockerEngineError, match=r"^Docker engine at /var/run/docker\.sock: "
+                           "load: "):
+            engine.load(archive_chunks(store.content, archive,
+                                       frozenset(chain_ids(image.image.rootfs.diff_ids))))
+        assert docker("image", "inspect", made, check=False).returncode != 0
+        assert engine.load(iter([thin])) == [f"Loaded image: {made}"]
+    assert docker_run(made, "cat", "/thin", "/added") == "thin\nadded\n"
