@@ -76,7 +76,7 @@ def read_stream(stream: BinaryIO, store: ContentStore, where: str,
     image with ``compression`` layers; ``where`` names the source in errors. Every layer is
     checked against the diff_id its config gives."""
     try:
-        tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed by the with
+        tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115
     except tarfile.TarError as exc:
         raise InvalidArgument(f"{where}: not a docker-archive tar: {exc}") from None
     layers: dict[str, Layer] = {}
