@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from builder.frontend.convert import BuildPlan
     from builder.graph.compile import BaseImages
     from builder.graph.plan import BuildGraph
+    from builder.platforms_build import PlatformBuild
     from builder.solver.images import ResolvedImages
     from builder.transfer import RegistryAccess
+    from layerstore.oci import Descriptor
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class BuildResult:
     chain: str | None = None
     shortcut: bool = False
     """Whether the result is the stored image of an unchanged earlier build."""
+    index: Descriptor | None = None
+    """A multi-platform build's image index (``image`` then has the index as its manifest
+    and the first platform's config)."""
+    platforms: tuple[PlatformBuild, ...] = ()
+    """A multi-platform build's image of each platform."""
 
 
 def host_platform() -> Platform:
@@ -56,8 +63,7 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     """Parse, plan and compile ``options``' Dockerfile into its op graph; ``images`` answers
     for the base images of the stages the target needs (and only those)."""
     from builder.frontend.convert import plan as make_plan
-    from builder.frontend.convert import platform_string
-    from builder.frontend.instructions import Run, parse_dockerfile
+    from builder.frontend.instructions import parse_dockerfile
     from builder.graph.compile import compile_graph
     from builder.solver.images import ResolvedImages
 
@@ -66,13 +72,7 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
                      build_platform=host, target_platform=options.platform or host,
                      file=options.dockerfile_name)
-    for stage in plan.stages.values():
-        if stage.platform.architecture != host.architecture and any(
-                isinstance(i, Run) for i in stage.stage.instructions):
-            raise DockerfileError(
-                f"stage {stage.display} targets {platform_string(stage.platform)}: its RUN "
-                f"steps cannot execute on this {host.architecture} host (no emulation)",
-                stage.stage.from_.line, plan.file)
+    _check_emulation(plan)
     if isinstance(images, ResolvedImages):
         _prefetch(plan, images)
     if options.network == "host":
@@ -80,6 +80,22 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     return compile_graph(plan, build_args=options.build_args, network=options.network,
                          images=images, source_platform=options.platform,
                          allow=options.allow, extra_hosts=options.extra_hosts)
+
+
+def _check_emulation(plan: BuildPlan) -> None:
+    """Make sure the RUN steps of every needed stage can execute: a stage for a foreign
+    platform runs them under qemu (registered with binfmt_misc when missing)."""
+    from builder.frontend.instructions import Run
+    from builder.platforms import PlatformError
+    from builder.platforms_qemu import ensure_emulation
+
+    for stage in plan.stages.values():
+        if any(isinstance(i, Run) for i in stage.stage.instructions):
+            try:
+                ensure_emulation(stage.platform)
+            except PlatformError as exc:
+                raise DockerfileError(f"stage {stage.display}: {exc}",
+                                      stage.stage.from_.line, plan.file) from None
 
 
 def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:
@@ -112,6 +128,10 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
     if not options.context.is_dir():
         raise ContextError(f"build context {options.context} is not a directory")
     host = host_platform()
+    if len(options.platforms) > 1:
+        from builder.platforms_build import build_platforms
+
+        return build_platforms(store, options, progress, access)
     if access is None:
         from builder.transfer import RegistryAccess
         from registry.client.settings import ClientSettings

@@ -26,7 +26,8 @@ class BuildOptions:
     looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
     history, making builds reproducible. ``compression_level`` is the compressor's own level
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
-    (they change neither cache keys nor the image).
+    (they change neither cache keys nor the image). ``platform`` is the one target platform
+    (None: this machine's); ``platforms`` lists two or more for a multi-platform build.
     """
 
     context: Path
@@ -38,6 +39,8 @@ class BuildOptions:
     build_args: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()
+    """Several target platforms: one image each, stored and pushed as one index."""
     compression: str = "gzip"
     compression_level: int | None = None
     source_date_epoch: int | None = None

@@ -46,6 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--entrypoint", metavar="COMMAND",
                         help="replace the image's Entrypoint (and drop its Cmd); '' clears it")
     parser.add_argument("--hostname", metavar="NAME", help="the container's host name")
+    parser.add_argument("--platform", metavar="OS/ARCH",
+                        help="run the image of this platform from a multi-platform image; a "
+                             "foreign one runs under qemu-user-static")
     add_limit_flags(parser)
     parser.add_argument("image", metavar="IMAGE", help="name or ID")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
@@ -63,10 +66,14 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     hosts = extra_hosts(args.add_host)
     run_limits = limits_from(args, settings)
     image = find_image(store, args.image)
+    if args.platform:
+        from builder.platforms_run import prepare_platform
+
+        image = prepare_platform(store, image, args.platform, args.image)
     platform = image.stored.image
     if platform.os != "linux":
         raise BuildError(f"image {args.image} is for {platform.os}, not linux")
-    if platform.architecture != host_architecture():
+    if platform.architecture != host_architecture() and not args.platform:
         print(f"WARNING: image {args.image} is for {platform.architecture}; this machine is "
               f"{host_architecture()}", file=sys.stderr)
     options = RunOptions(env=tuple(args.env), workdir=args.workdir, user=args.user,

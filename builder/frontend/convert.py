@@ -15,6 +15,7 @@ from builder.errors import DockerfileError, ExpansionError
 from builder.frontend.instructions import Arg, Copy, Dockerfile, Instruction, Run, Stage
 from builder.frontend.words import process_word
 from builder.graph.mounts import mount_option
+from builder.platforms import normalize
 from layerstore.oci import Platform
 
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
@@ -164,7 +165,7 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
         if stage.from_.platform:
             text = expand(stage.from_.platform, globals_, escape, line, file, "FROM --platform")
             try:
-                platform = parse_platform(text)
+                platform = normalize(parse_platform(text))
             except ValueError as exc:
                 raise DockerfileError(f"FROM --platform: {exc}", line, file) from None
         reads: set[int] = set()

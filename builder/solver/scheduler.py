@@ -136,11 +136,14 @@ class Solver:
     def _use_cache(self, stage: StageGraph) -> bool:
         if self.options.no_cache:
             return False
-        return not {stage.display, str(stage.index)} & set(self.options.no_cache_filter)
+        number = stage.index % self.graph.stride if self.graph.stride else stage.index
+        return not {stage.display, str(number)} & set(self.options.no_cache_filter)
 
     def _stage(self, stage: StageGraph) -> StageResult:
         total = sum(1 for s in stage.steps if s.op is not None) + 1
         label = f"{stage.display} " if self.graph.multi or stage.named else ""
+        if self.graph.stride:
+            label = f"{self._platform_label(stage)} {label}"
         vertex = self.progress.vertex(f"[{label}1/{total}] {stage.base_title}")
         try:
             if stage.base_stage is not None:
@@ -178,6 +181,15 @@ class Solver:
                                         stage.index))
         return StageResult(stage, key, current.layers, current.chain, tuple(history),
                            inherited)
+
+    def _platform_label(self, stage: StageGraph) -> str:
+        """``linux/arm64``, or ``linux/amd64->arm64`` for a stage of the arm64 build that runs
+        on another platform (``FROM --platform=$BUILDPLATFORM``), as BuildKit shows them."""
+        target = self.graph.stages[self.graph.target_of(stage.index)].platform
+        if stage.platform == target:
+            return platform_string(target)
+        return f"{platform_string(stage.platform)}->{target.architecture}" + (
+            f"/{target.variant}" if target.variant else "")
 
     def _step(self, stage: StageGraph, step: Step, op: FsOp, vertex: Vertex,
               use: bool) -> OpResult:

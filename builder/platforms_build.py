@@ -1,0 +1,138 @@
+"""Multi-platform builds: one graph per target platform, solved together, one image index.
+
+Each platform's Dockerfile is planned and compiled with its own ``TARGETPLATFORM`` (stages
+without ``FROM --platform`` target it; ``FROM --platform=$BUILDPLATFORM`` stages run on this
+machine). The graphs are merged into one, every platform's stages renumbered, and solved by
+one :class:`~builder.solver.scheduler.Solver`: ops are kept by digest, so a stage that is the
+same for every platform (a ``$BUILDPLATFORM`` stage that does not read ``TARGET*``) runs its
+steps once and the platforms share the result. Foreign platforms RUN under qemu (see
+:mod:`builder.platforms_qemu`). Each platform's image is stored, then an OCI index of them
+(see :mod:`builder.exporters.index`), which the tags name and ``--push`` pushes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.options import BuildOptions
+from builder.progress import Progress
+from builder.store import BuildStore
+from layerstore.assembly import StoredImage, timestamp
+from layerstore.oci import Platform
+
+if TYPE_CHECKING:
+    from builder.api import BuildResult
+    from builder.graph.plan import BuildGraph
+    from builder.solver.results import StageResult
+    from builder.transfer import RegistryAccess
+
+__all__ = ["PlatformBuild", "build_platforms", "merge_graphs"]
+
+
+@dataclass(frozen=True)
+class PlatformBuild:
+    """One platform's part of a multi-platform build: its image and final snapshot."""
+
+    platform: Platform
+    image: StoredImage
+    chain: str | None
+
+
+def merge_graphs(graphs: Sequence[BuildGraph]) -> tuple[BuildGraph, tuple[int, ...]]:
+    """One graph holding every graph's stages (those of graph ``k`` renumbered by ``k``
+    times the stride) and the index of each graph's target in it."""
+    from builder.graph.plan import BuildGraph
+
+    stride = max(max(g.stages) for g in graphs) + 1
+    stages = {}
+    targets = []
+    for k, graph in enumerate(graphs):
+        shift = k * stride
+        for index, stage in graph.stages.items():
+            stages[index + shift] = replace(
+                stage, index=index + shift,
+                base_stage=None if stage.base_stage is None else stage.base_stage + shift,
+                reads=frozenset(r + shift for r in stage.reads))
+        targets.append(graph.target + shift)
+    first = graphs[0]
+    return BuildGraph(stages, targets[0], first.file, True, stride), tuple(targets)
+
+
+def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress,
+                    access: RegistryAccess | None = None) -> BuildResult:
+    """Build ``options.platforms`` into ``store``: an image per platform, an index of them
+    named by every tag. Raises a :class:`~builder.errors.BuildError` (nothing is named) when
+    any platform fails."""
+    from builder.api import BuildResult, build_graph, namespace_executor
+    from builder.exporters.image import export_image
+    from builder.exporters.index import assemble_index
+    from builder.frontend.convert import unused_build_args
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.frontend.instructions import parse_dockerfile
+    from builder.remotecache import INLINE_KEY, cache_manifest, inline_cache
+    from builder.solver.images import ResolvedImages
+    from builder.solver.scheduler import Solver
+
+    if access is None:
+        from builder.transfer import RegistryAccess
+        from registry.client.settings import ClientSettings
+
+        access = RegistryAccess(store, ClientSettings())
+    images = ResolvedImages(access.images)
+    graphs = [build_graph(replace(options, platform=p, platforms=()), images)
+              for p in options.platforms]
+    graph, targets = merge_graphs(graphs)
+    warnings = []
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    unused = unused_build_args(dockerfile, options.build_args)
+    if unused:
+        warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
+    ignore = DockerIgnore.load(find_dockerignore(options.context, options.dockerfile_path or
+                                                 options.context / "Dockerfile"))
+    remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
+    try:
+        with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
+            solver = Solver(store, graph, options, progress, images, ignore, Path(scratch),
+                            namespace_executor, remote)
+            solver.solve()
+            results = [solver.stages[t].result() for t in targets]
+    finally:
+        for source in remote:
+            source.close()
+    extra = {}
+    for spec in options.cache_to:
+        chain_stages = None if spec.mode == "max" else set().union(
+            *(graph.base_chain(t) for t in targets))
+        steps = solver.steplog.steps(chain_stages)
+        if spec.type == "inline":
+            extra[INLINE_KEY] = steps
+        else:
+            access.save_cache(spec, cache_manifest(store, steps))
+    built = []
+    for platform, result in zip(options.platforms, results, strict=True):
+        added = {INLINE_KEY: inline_cache(extra[INLINE_KEY], result.layers)} \
+            if INLINE_KEY in extra else None
+        stored = export_image(store, result, created=_created(options, result),
+                              labels=options.labels, extra=added)
+        built.append(PlatformBuild(platform, stored, result.chain))
+    index = assemble_index(store.content, [b.image for b in built])
+    head = built[0].image
+    for tag in options.tags:
+        store.images.put(tag, index)
+    return BuildResult(StoredImage(index, head.config, head.image), options.tags,
+                       tuple(warnings), built[0].chain, index=index,
+                       platforms=tuple(built))
+
+
+def _created(options: BuildOptions, result: StageResult) -> str:
+    """The image's creation time, as a single-platform build dates it."""
+    epoch = options.source_date_epoch
+    if epoch is not None:
+        return timestamp(epoch)
+    if len(result.history) > result.inherited and result.history[-1].created:
+        return result.history[-1].created
+    return timestamp()
