@@ -13,6 +13,8 @@ PACKAGES=(
   gcc libc6-dev
   # newuidmap/newgidmap: the id maps of a rootless build's user namespace (builder/rootless.py)
   uidmap
+  # RUN steps of foreign platforms under emulation, through binfmt_misc (builder/platforms_qemu.py)
+  qemu-user-static
   # the user-mode network stack of RUN steps on the default network (builder/executor/network.py)
   slirp4netns
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)

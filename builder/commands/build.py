@@ -321,8 +321,12 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             print(f"WARNING: {warning}", file=sys.stderr)
         if not args.quiet:
             v = progress.vertex("exporting to image")
+            for part in result.platforms:
+                v.log(f"{part.platform} manifest {part.image.manifest.digest} config "
+                      f"{part.image.config.digest}\n".encode())
             v.log(f"writing image {image_id}\n".encode())
-            v.log(f"manifest {result.image.manifest.digest}\n".encode())
+            v.log(f"{'index' if result.index else 'manifest'} "
+                  f"{result.image.manifest.digest}\n".encode())
             for tag in result.tags:
                 v.log(f"naming to {tag}\n".encode())
             v.done()
