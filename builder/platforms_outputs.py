@@ -9,7 +9,6 @@ anything is built.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,11 +34,12 @@ def platform_dir(platform: Platform) -> str:
     return "_".join(x for x in (platform.os, platform.architecture, platform.variant) if x)
 
 
-def check_outputs(args: argparse.Namespace, outputs: Sequence[OutputSpec],
-                  platforms: Sequence[Platform]) -> None:
-    """Refuse the outputs a multi-platform result cannot be written to."""
+def check_outputs(outputs: Sequence[OutputSpec], platforms: Sequence[Platform],
+                  load: bool = False) -> None:
+    """Refuse the outputs a multi-platform result cannot be written to (``load``: whether
+    ``--load`` was given)."""
     shown = ",".join(format_platform(p) for p in platforms)
-    if getattr(args, "load", False):
+    if load:
         raise BuildError(f"--load: cannot load a multi-platform image into docker (--platform "
                          f"{shown}); build one platform, or push / use -o type=oci")
     for out in outputs:

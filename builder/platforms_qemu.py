@@ -80,7 +80,7 @@ def ensure_emulation(platform: Platform) -> None:
         return
     name = f"qemu-{qemu_arch(platform)}"
     with _lock:
-        if name in _ready:
+        if name in _ready and (BINFMT_DIR / name).exists():
             return
         _ensure(platform, name)
         _ready.add(name)

@@ -307,7 +307,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     if len(options.platforms) > 1:
         from builder.platforms_outputs import check_outputs
 
-        check_outputs(args, outputs, options.platforms)
+        check_outputs(outputs, options.platforms, bool(getattr(args, "load", False)))
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     access: RegistryAccess | None = None
