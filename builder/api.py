@@ -168,7 +168,9 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
 
     images = ResolvedImages(access.images)
     graph = build_graph(options, images)
-    warnings = []
+    from builder.platforms_build import base_platform_warnings
+
+    warnings = base_platform_warnings(graph)
     dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
     unused = unused_build_args(dockerfile, options.build_args)
     if unused:

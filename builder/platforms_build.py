@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from builder.solver.results import StageResult
     from builder.transfer import RegistryAccess
 
-__all__ = ["PlatformBuild", "build_platforms", "merge_graphs"]
+__all__ = ["PlatformBuild", "base_platform_warnings", "build_platforms", "merge_graphs"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,30 @@ def merge_graphs(graphs: Sequence[BuildGraph]) -> tuple[BuildGraph, tuple[int, .
     return BuildGraph(stages, targets[0], first.file, True, stride), tuple(targets)
 
 
+def base_platform_warnings(graph: BuildGraph) -> list[str]:
+    """BuildKit's ``InvalidBaseImagePlatform`` warning for every stage whose base image is
+    for another platform than the stage (a single-platform image used for a foreign
+    platform: its programs are not that platform's)."""
+    from builder.platforms import format_platform, normalize
+
+    out = []
+    for stage in graph.stages.values():
+        base = stage.base_image
+        if base is None or stage.base_stage is not None or not base.architecture:
+            continue
+        got = normalize(Platform(os=base.os or "linux", architecture=base.architecture,
+                                 variant=base.variant or None))
+        wanted = normalize(stage.platform)
+        if (got.os, got.architecture) != (wanted.os, wanted.architecture):
+            text = (f"InvalidBaseImagePlatform: Base image {stage.base_title.removeprefix('FROM ')}"
+                    f" was pulled with platform \"{format_platform(got)}\", expected "
+                    f"\"{format_platform(wanted)}\" for current build ({graph.file}:"
+                    f"{stage.from_line})")
+            if text not in out:
+                out.append(text)
+    return out
+
+
 def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress,
                     access: RegistryAccess | None = None) -> BuildResult:
     """Build ``options.platforms`` into ``store``: an image per platform, an index of them
@@ -86,7 +110,7 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
     graphs = [build_graph(replace(options, platform=p, platforms=()), images)
               for p in options.platforms]
     graph, targets = merge_graphs(graphs)
-    warnings = []
+    warnings = base_platform_warnings(graph)
     dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
     unused = unused_build_args(dockerfile, options.build_args)
     if unused:

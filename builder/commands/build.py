@@ -283,10 +283,18 @@ def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOpti
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         access = _registry_access(store, args, progress)
-        graph = build_graph(options, ResolvedImages(access.images))
+        images = ResolvedImages(access.images)
+        if len(options.platforms) > 1:
+            from dataclasses import replace
+
+            text = "".join(f"# platform {p}\n" + render(build_graph(
+                replace(options, platform=p, platforms=()), images))
+                for p in options.platforms)
+        else:
+            text = render(build_graph(options, images))
     finally:
         progress.close()
-    sys.stdout.write(render(graph))
+    sys.stdout.write(text)
     return 0
 
 

@@ -256,3 +256,19 @@ def test_push_then_docker_runs_the_arm64_image(mp_root: Path, built: str, tmp_pa
     finally:
         proc.stop()
         shutil.rmtree(tmp_path / "dist", ignore_errors=True)
+
+
+def test_a_base_for_another_platform_is_a_warning(mp_root: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with BuildStore.open(mp_root) as store:
+        index = load_manifest(store.content, store.images.get("busybox:latest").target)
+        assert isinstance(index, Index)
+        store.images.put("amd64only:1", index.manifests[0])
+    capsys.readouterr()
+    assert build(mp_root, tmp_path / "ctx", "FROM amd64only:1\nENV A=1\n",
+                 "--platform", "linux/arm64", "-t", "warned:1") == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines()
+                if line.startswith("WARNING")]
+    assert warnings == ['WARNING: InvalidBaseImagePlatform: Base image amd64only:1 was pulled '
+                        'with platform "linux/amd64", expected "linux/arm64" for current build '
+                        '(Dockerfile:1)']
