@@ -272,3 +272,23 @@ def test_a_base_for_another_platform_is_a_warning(mp_root: Path, tmp_path: Path,
     assert warnings == ['WARNING: InvalidBaseImagePlatform: Base image amd64only:1 was pulled '
                         'with platform "linux/amd64", expected "linux/arm64" for current build '
                         '(Dockerfile:1)']
+
+
+def test_a_base_index_on_a_registry_resolves_per_platform(mp_root: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]
+                                                          ) -> None:
+    require("docker-registry")
+    proc = distribution(tmp_path / "dist").start()
+    base = f"{proc.address}/multiplat-test/busybox:1"
+    try:
+        assert pybuild(mp_root, "tag", "busybox:latest", base) == 0
+        assert pybuild(mp_root, "push", base) == 0
+        fresh = tmp_path / "fresh"
+        assert build(fresh, tmp_path / "ctx", f"FROM {base}\nRUN uname -m > /arch\n",
+                     "--platform", "linux/arm64,linux/amd64", "-t", "pulled:1") == 0
+    finally:
+        proc.stop()
+    assert run_output(fresh, capsys, "--platform", "linux/arm64", "pulled:1",
+                      "cat", "/arch") == "aarch64\n"
+    assert run_output(fresh, capsys, "--platform", "linux/amd64", "pulled:1",
+                      "cat", "/arch") == "x86_64\n"
