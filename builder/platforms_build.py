@@ -26,7 +26,7 @@ from layerstore.oci import Platform
 
 if TYPE_CHECKING:
     from builder.api import BuildResult
-    from builder.graph.plan import BuildGraph
+    from builder.graph.plan import BuildGraph, StageGraph
     from builder.solver.results import StageResult
     from builder.transfer import RegistryAccess
 
@@ -44,20 +44,34 @@ class PlatformBuild:
 
 def merge_graphs(graphs: Sequence[BuildGraph]) -> tuple[BuildGraph, tuple[int, ...]]:
     """One graph holding every graph's stages (those of graph ``k`` renumbered by ``k``
-    times the stride) and the index of each graph's target in it."""
+    times the stride) and the index of each graph's target in it.
+
+    A stage equal to one already taken (same platform, base, steps and config, once its
+    stage references are renumbered: a ``$BUILDPLATFORM`` stage that reads no ``TARGET*``
+    argument) is not added again: the stages that read it read the first one, so it is
+    built and shown once."""
     from builder.graph.plan import BuildGraph
 
     stride = max(max(g.stages) for g in graphs) + 1
-    stages = {}
+    stages: dict[int, StageGraph] = {}
     targets = []
     for k, graph in enumerate(graphs):
         shift = k * stride
-        for index, stage in graph.stages.items():
-            stages[index + shift] = replace(
+        moved: dict[int, int] = {}
+        for index in sorted(graph.stages):
+            stage = graph.stages[index]
+            candidate = replace(
                 stage, index=index + shift,
-                base_stage=None if stage.base_stage is None else stage.base_stage + shift,
-                reads=frozenset(r + shift for r in stage.reads))
-        targets.append(graph.target + shift)
+                base_stage=None if stage.base_stage is None else moved[stage.base_stage],
+                reads=frozenset(moved[r] for r in stage.reads))
+            same = next((i for i, s in stages.items()
+                         if replace(s, index=candidate.index) == candidate), None)
+            if same is None:
+                stages[candidate.index] = candidate
+                moved[index] = candidate.index
+            else:
+                moved[index] = same
+        targets.append(moved[graph.target])
     first = graphs[0]
     return BuildGraph(stages, targets[0], first.file, True, stride), tuple(targets)
 

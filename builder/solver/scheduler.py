@@ -185,7 +185,8 @@ class Solver:
     def _platform_label(self, stage: StageGraph) -> str:
         """``linux/arm64``, or ``linux/amd64->arm64`` for a stage of the arm64 build that runs
         on another platform (``FROM --platform=$BUILDPLATFORM``), as BuildKit shows them."""
-        target = self.graph.stages[self.graph.target_of(stage.index)].platform
+        owner = self.graph.stages.get(self.graph.target_of(stage.index))
+        target = owner.platform if owner is not None else stage.platform
         if stage.platform == target:
             return platform_string(target)
         return f"{platform_string(stage.platform)}->{target.architecture}" + (

@@ -292,3 +292,16 @@ def test_a_base_index_on_a_registry_resolves_per_platform(mp_root: Path, tmp_pat
                       "cat", "/arch") == "aarch64\n"
     assert run_output(fresh, capsys, "--platform", "linux/amd64", "pulled:1",
                       "cat", "/arch") == "x86_64\n"
+
+
+def test_a_shared_stage_is_built_and_shown_once(mp_root: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert build(mp_root, tmp_path / "ctx", DOCKERFILE, "--no-cache", "--platform", BOTH,
+                 "-t", "shared:1") == 0
+    err = capsys.readouterr().err.splitlines()
+    tools = {line.split()[0] for line in err if "RUN head -c 16 /dev/urandom" in line}
+    assert len(tools) == 1, err
+    apps = {line.split()[0] for line in err if "RUN uname -m > /arch" in line}
+    assert len(apps) == 2, err
+    assert any("[linux/arm64 stage-1 3/3] RUN uname -m" in line for line in err)
