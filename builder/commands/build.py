@@ -179,14 +179,6 @@ def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:
     return parse_extra_hosts(values)
 
 
-def target_platform(text: str) -> Platform:
-    """The ``--platform`` value when it names one platform (see :func:`target_platforms`)."""
-    platforms = target_platforms(text)
-    if len(platforms) != 1:
-        raise BuildError(f"--platform {text}: give one os/arch here")
-    return platforms[0]
-
-
 def target_platforms(text: str) -> tuple[Platform, ...]:
     """The ``--platform`` list (``linux/amd64,linux/arm64``), normalised; foreign
     architectures are built under emulation (see :mod:`builder.platforms_qemu`)."""
