@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tarfile
 import uuid
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.builder.bases import BaseImageError
 from tests.builder.multiplatform_bases import seed_multiplatform_busybox
 from tests.peers import Dockerd, docker, require
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(host_architecture() != "amd64",
                                 reason="the arm64 emulation tests need an amd64 host")
 
@@ -305,3 +307,22 @@ def test_a_shared_stage_is_built_and_shown_once(mp_root: Path, tmp_path: Path,
     apps = {line.split()[0] for line in err if "RUN uname -m > /arch" in line}
     assert len(apps) == 2, err
     assert any("[linux/arm64 stage-1 3/3] RUN uname -m" in line for line in err)
+
+
+def test_binfmt_misc_is_mounted_when_it_is_not(tmp_path: Path) -> None:
+    """In a mount namespace of its own without binfmt_misc, pybuild mounts it and finds the
+    handler (the host's mount is left alone)."""
+    unshare = require("unshare")
+    script = ("from builder.platforms import parse_one\n"
+              "from builder.platforms_qemu import ensure_emulation, handler\n"
+              "ensure_emulation(parse_one('linux/arm64', '--platform'))\n"
+              "found = handler('qemu-aarch64')\n"
+              "print(found is not None and found.enabled and 'F' in found.flags)\n")
+    proc = subprocess.run(
+        [unshare, "-m", "--propagation", "private", "sh", "-c",
+         'umount /proc/sys/fs/binfmt_misc 2>/dev/null; '
+         'test ! -e /proc/sys/fs/binfmt_misc/register && "$0" -c "$1" && '
+         'grep -c "^binfmt_misc /proc/sys/fs/binfmt_misc " /proc/self/mounts',
+         sys.executable, script], capture_output=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout.decode().split() == ["True", "1"]
