@@ -65,7 +65,7 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     host = host_platform()
     plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
                      build_platform=host, target_platform=options.platform or host,
-                     file=options.dockerfile_name)
+                     file=options.dockerfile_name, contexts=options.build_contexts)
     for stage in plan.stages.values():
         if stage.platform.architecture != host.architecture and any(
                 isinstance(i, Run) for i in stage.stage.instructions):
@@ -79,7 +79,8 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
         options.allow.require(NETWORK_HOST, "--network=host")
     return compile_graph(plan, build_args=options.build_args, network=options.network,
                          images=images, source_platform=options.platform,
-                         allow=options.allow, extra_hosts=options.extra_hosts)
+                         allow=options.allow, extra_hosts=options.extra_hosts,
+                         contexts=options.build_contexts)
 
 
 def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:

@@ -82,7 +82,10 @@ def _may_add_url(text: str, values: Sequence[str]) -> bool:
 
 def recordable(options: BuildOptions) -> bool:
     """Whether the result of a build with these options may answer a later build: not when
-    an ADD may fetch a URL (its content can change behind the same Dockerfile)."""
+    an ADD may fetch a URL (its content can change behind the same Dockerfile), nor with
+    named contexts (``--build-context``), whose sources this key does not cover."""
+    if options.build_contexts:
+        return False
     return not _may_add_url(options.dockerfile_text, list(options.build_args.values()))
 
 

@@ -11,6 +11,7 @@ from builder.entitlements import Entitlements
 from builder.limits import Limits
 
 if TYPE_CHECKING:
+    from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
@@ -26,7 +27,8 @@ class BuildOptions:
     looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
     history, making builds reproducible. ``compression_level`` is the compressor's own level
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
-    (they change neither cache keys nor the image).
+    (they change neither cache keys nor the image). ``build_contexts`` are the named
+    contexts of ``--build-context``, by name.
     """
 
     context: Path
@@ -50,3 +52,4 @@ class BuildOptions:
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    build_contexts: Mapping[str, NamedContext] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from builder.progress import Progress
 from builder.store import BuildStore
 
 if TYPE_CHECKING:
+    from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.outputs import OutputSpec
     from builder.runmounts import SecretSource
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--file", metavar="FILE",
                    help="the Dockerfile (default CONTEXT/Dockerfile; '-' reads stdin)")
     p.add_argument("--target", metavar="STAGE", help="build this stage, not the last one")
+    p.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
+                   help="a named context for FROM NAME / --from=NAME: a directory, "
+                   "docker-image://REF, oci-layout://PATH[:TAG] or target:STAGE (repeatable)")
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
                    help="set a build-time variable; KEY alone takes it from the environment")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
@@ -164,7 +168,16 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
-        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
+        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
+        build_contexts=_build_contexts(args.build_context))
+
+
+def _build_contexts(values: list[str]) -> dict[str, NamedContext]:
+    if not values:
+        return {}
+    from builder.buildcontexts import parse_build_contexts
+
+    return parse_build_contexts(values)
 
 
 def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:

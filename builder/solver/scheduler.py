@@ -36,6 +36,7 @@ from builder.options import BuildOptions
 from builder.progress import Progress, Vertex
 from builder.remotecache import CachedStep, CacheSource, StepLog
 from builder.solver.cache import CacheRecord, cache_key
+from builder.solver.contexts import named_roots
 from builder.solver.images import ResolvedImages
 from builder.solver.opcache import OpCache
 from builder.solver.results import OpResult, StageResult
@@ -75,10 +76,11 @@ class Solver:
         self.images = images
         self.cancel = threading.Event()
         self.steplog = StepLog()
+        named = named_roots(options.build_contexts)
         self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
                                    dict(options.secrets), graph.file, executor, self.cancel,
-                                   options.limits)
-        self.cache = OpCache(store, options.context, ignore, graph.file, remote)
+                                   options.limits, named)
+        self.cache = OpCache(store, options.context, ignore, graph.file, remote, named)
         self.stages: dict[int, Future[StageResult]] = {}
         self._ops: dict[str, Future[OpResult]] = {}
         self._ops_changed = threading.Condition()
