@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from builder.executor.protocol import ExtraHost
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
+    from builder.sshforward import SshSource
     from layerstore.oci import Platform
 
 
@@ -28,7 +29,7 @@ class BuildOptions:
     history, making builds reproducible. ``compression_level`` is the compressor's own level
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
     (they change neither cache keys nor the image). ``build_contexts`` are the named
-    contexts of ``--build-context``, by name.
+    contexts of ``--build-context``, by name; ``ssh`` the agents of ``--ssh``, by id.
     """
 
     context: Path
@@ -53,3 +54,4 @@ class BuildOptions:
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
     build_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)

@@ -34,15 +34,18 @@ from builder.graph.mounts import (
     RunMount,
     SecretSpec,
     Sharing,
+    SshSpec,
     TmpfsSpec,
     parse_mount,
 )
+from builder.sshforward import SshAgents
 from builder.treecopy import copy_tree, filtered_tree, remove_tree
 from layerstore.rootpath import resolve as resolve_path
 
 __all__ = [
     "MAX_SECRET_SIZE", "BindSpec", "CacheMount", "MountPlan", "RunMount", "SecretSource",
-    "SecretSpec", "Sharing", "TmpfsSpec", "parse_mount", "parse_secret_flag", "run_mounts",
+    "SecretSpec", "Sharing", "SshSpec", "TmpfsSpec", "parse_mount", "parse_secret_flag",
+    "run_mounts",
 ]  # fmt: skip
 
 #: BuildKit refuses secrets larger than this.
@@ -130,8 +133,8 @@ def parse_secret_flag(text: str) -> SecretSource:
 def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, context: Path,
                sources: Callable[[str], AbstractContextManager[Path]],
                secrets: Mapping[str, SecretSource], line: int | None,
-               file: str = "Dockerfile", ignore: DockerIgnore | None = None
-               ) -> Iterator[MountPlan]:
+               file: str = "Dockerfile", ignore: DockerIgnore | None = None,
+               ssh: SshAgents | None = None) -> Iterator[MountPlan]:
     """Make everything the ``--mount`` specs of one RUN step need and yield the plan.
 
     ``sources(name)`` yields the root directory of a stage or image named by ``from=``;
@@ -139,7 +142,8 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
     ``.dockerignore``) as BuildKit's context is. Cache directories persist under
     ``cache_root``; everything else is made in a private directory under ``scratch``, and
     it, the cache locks and the ``sources`` views are gone when the block ends, also on an
-    exception. Errors that the Dockerfile caused are
+    exception. ``ssh`` holds the build's SSH agents, which ssh mounts reach through a relay
+    socket of their own. Errors that the Dockerfile caused are
     :class:`~builder.errors.DockerfileError` at ``file``:``line``."""
     with contextlib.ExitStack() as stack:
         scratch.mkdir(parents=True, exist_ok=True)
@@ -148,6 +152,7 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
         maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file, ignore)
         mounts: list[BindMount | TmpfsMount] = []
         env: list[str] = []
+        ssh_count = 0
         maker.take_caches([spec for spec in specs if isinstance(spec, CacheMount)])
         for spec in specs:
             if isinstance(spec, CacheMount):
@@ -156,6 +161,14 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
                 mounts.append(maker.bind(spec))
             elif isinstance(spec, TmpfsSpec):
                 mounts.append(TmpfsMount(spec.target, spec.size))
+            elif isinstance(spec, SshSpec):
+                target = spec.target or f"/run/buildkit/ssh_agent.{ssh_count}"
+                ssh_count += 1
+                socket_mount = maker.ssh(spec, target, ssh)
+                if socket_mount is not None:
+                    mounts.append(socket_mount)
+                if ssh_count == 1:
+                    env.append(f"SSH_AUTH_SOCK={target}")
             else:
                 secret_mount, secret_env = maker.secret(spec)
                 mounts.extend(secret_mount)
@@ -310,6 +323,19 @@ class _Maker:
             mounts.append(BindMount(str(copy), spec.target, readonly=True))
         env = [] if spec.env is None else [f"{spec.env}={os.fsdecode(value)}"]
         return mounts, env
+
+    def ssh(self, spec: SshSpec, target: str, agents: SshAgents | None) -> BindMount | None:
+        """The relay socket of an ssh mount at ``target``; None when the build was not
+        given the agent and the mount says ``required=false``."""
+        relay = self.stack.enter_context(agents.relay(
+            spec.id, mode=spec.mode, uid=spec.uid, gid=spec.gid)) if agents else None
+        if relay is None:
+            if spec.required is not False:
+                raise self.error(f"RUN --mount=type=ssh needs the SSH agent {spec.id!r}, which "
+                                 f"was not given to the build: pass --ssh {spec.id} (or "
+                                 "required=false to run without it)")
+            return None
+        return BindMount(str(relay.path), target, readonly=False)
 
     def secret_value(self, spec: SecretSpec) -> bytes | None:
         """The secret's bytes; None when it was not given and is not required."""

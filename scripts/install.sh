@@ -13,6 +13,8 @@ PACKAGES=(
   gcc libc6-dev
   # newuidmap/newgidmap: the id maps of a rootless build's user namespace (builder/rootless.py)
   uidmap
+  # ssh-agent/ssh-add for --ssh ID=KEY and the RUN --mount=type=ssh tests (builder/sshforward.py)
+  openssh-client
   # the user-mode network stack of RUN steps on the default network (builder/executor/network.py)
   slirp4netns
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from builder.executor.protocol import ExtraHost
     from builder.outputs import OutputSpec
     from builder.runmounts import SecretSource
+    from builder.sshforward import SshSource
     from builder.transfer import RegistryAccess
     from layerstore.assembly import StoredImage
     from layerstore.oci import Platform
@@ -45,6 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="set a build-time variable; KEY alone takes it from the environment")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
                    help="a secret for RUN --mount=type=secret (src=PATH or env=VAR)")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY,...]",
+                   help="an SSH agent (or keys) for RUN --mount=type=ssh; default is "
+                   "$SSH_AUTH_SOCK (repeatable)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="set an image label")
     p.add_argument("--platform", help="target platform os/arch (this machine's only)")
@@ -169,7 +173,16 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
-        build_contexts=_build_contexts(args.build_context))
+        build_contexts=_build_contexts(args.build_context),
+        ssh=_ssh(args.ssh))
+
+
+def _ssh(values: list[str]) -> dict[str, SshSource]:
+    if not values:
+        return {}
+    from builder.sshforward import parse_ssh_flags
+
+    return parse_ssh_flags(values)
 
 
 def _build_contexts(values: list[str]) -> dict[str, NamedContext]:

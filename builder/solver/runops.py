@@ -24,6 +24,7 @@ from builder.graph.ops import ContextSource, CopyOp, Exec, FsOp, MkdirOp, Op
 from builder.limits import Limits
 from builder.runmounts import SecretSource, run_mounts
 from builder.solver.contexts import NamedRoots, context_root
+from builder.sshforward import SshAgents
 
 #: Makes the executor of one RUN: its output goes to the first argument, and it stops
 #: when the event is set.
@@ -36,7 +37,8 @@ Views = Callable[[Op], AbstractContextManager[Path]]
 class Workspace:
     """What running ops needs from outside the graph: the build context and its
     ``.dockerignore``, a scratch directory, the cache-mount root, the secrets, how to
-    make an executor, the resource limits of every RUN and the named local contexts."""
+    make an executor, the resource limits of every RUN, the named local contexts and the
+    build's SSH agents."""
 
     context: Path
     ignore: DockerIgnore
@@ -48,6 +50,7 @@ class Workspace:
     cancel: threading.Event
     limits: Limits = field(default_factory=Limits)
     named: NamedRoots = field(default_factory=dict)
+    ssh: SshAgents | None = None
 
     def root(self, source: ContextSource) -> tuple[Path, DockerIgnore]:
         """The directory and ignore rules of the build context or a named local one."""
@@ -127,7 +130,7 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
         with run_mounts([m.spec for m in op.mounts], cache_root=ws.cache_mounts,
                         scratch=ws.scratch, context=ws.context,
                         sources=lambda name: _view(ws, views, by_name[name]),
-                        secrets=ws.secrets,
+                        secrets=ws.secrets, ssh=ws.ssh,
                         line=op.line, file=ws.file, ignore=ws.ignore) as plan:
             spec = RunSpec(args=op.args, env=op.env + plan.env, cwd=op.cwd,
                            user=f"{ids.uid}:{ids.gid}", groups=ids.process_groups,

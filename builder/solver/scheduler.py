@@ -42,6 +42,7 @@ from builder.solver.opcache import OpCache
 from builder.solver.results import OpResult, StageResult
 from builder.solver.runops import ExecutorFactory, Workspace, run_op
 from builder.solver.steps import commit_change
+from builder.sshforward import SshAgents
 from builder.store import BuildStore, unpack_layers, view_of
 from layerstore.assembly import timestamp
 from layerstore.layerblob import Layer
@@ -79,7 +80,8 @@ class Solver:
         named = named_roots(options.build_contexts)
         self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
                                    dict(options.secrets), graph.file, executor, self.cancel,
-                                   options.limits, named)
+                                   options.limits, named,
+                                   SshAgents(dict(options.ssh)) if options.ssh else None)
         self.cache = OpCache(store, options.context, ignore, graph.file, remote, named)
         self.stages: dict[int, Future[StageResult]] = {}
         self._ops: dict[str, Future[OpResult]] = {}
@@ -98,6 +100,13 @@ class Solver:
     def solve(self) -> StageResult:
         """Build every stage of the graph; the first failure cancels the rest and is
         raised."""
+        try:
+            return self._solve()
+        finally:
+            if self.workspace.ssh is not None:
+                self.workspace.ssh.close()
+
+    def _solve(self) -> StageResult:
         with ThreadPoolExecutor(max_workers=len(self.graph.stages) + 1,
                                 thread_name_prefix="stage") as pool:
             for index, stage in self.graph.stages.items():
