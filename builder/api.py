@@ -181,6 +181,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
         created = result.history[-1].created  # a fully cached rebuild gives the same image
     else:
         created = timestamp()
-    stored = export_image(store, result, created=created, labels=options.labels, extra=extra)
+    stored = export_image(store, result, created=created, labels=options.labels, extra=extra,
+                          annotations=options.annotations)
     name_image(store, stored, options.tags)
     return BuildResult(stored, options.tags, tuple(warnings), result.chain)

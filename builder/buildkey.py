@@ -140,6 +140,8 @@ def compute(store: BuildStore, options: BuildOptions, host: Platform) -> str | N
         "labels": sorted(options.labels.items()),
         "network": options.network,
     }
+    if options.annotations:
+        material["annotations"] = sorted(options.annotations.items())
     if options.extra_hosts:
         material["extra_hosts"] = [[h.name, h.address] for h in options.extra_hosts]
     raw = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()

@@ -29,7 +29,8 @@ class BuildOptions:
     history, making builds reproducible. ``compression_level`` is the compressor's own level
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
     (they change neither cache keys nor the image). ``build_contexts`` are the named
-    contexts of ``--build-context``, by name; ``ssh`` the agents of ``--ssh``, by id.
+    contexts of ``--build-context``, by name; ``ssh`` the agents of ``--ssh``, by id;
+    ``annotations`` those of ``--annotation``, put on the image manifest.
     """
 
     context: Path
@@ -55,3 +56,4 @@ class BuildOptions:
     cache_to: tuple[CacheSpec, ...] = ()
     build_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
     ssh: Mapping[str, SshSource] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)

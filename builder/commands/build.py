@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY,...]",
                    help="an SSH agent (or keys) for RUN --mount=type=ssh; default is "
                    "$SSH_AUTH_SOCK (repeatable)")
+    p.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="annotate the image manifest (repeatable)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="set an image label")
     p.add_argument("--platform", help="target platform os/arch (this machine's only)")
@@ -174,7 +176,32 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
         build_contexts=_build_contexts(args.build_context),
-        ssh=_ssh(args.ssh))
+        ssh=_ssh(args.ssh),
+        annotations=annotations_from(args.annotation))
+
+
+def annotations_from(values: list[str]) -> dict[str, str]:
+    """The ``--annotation [manifest:]KEY=VALUE`` values. Index and descriptor annotations
+    (``index:``, ``manifest-descriptor:``…) need an index, which a single-platform build does
+    not make; they are refused by name."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        types = {"manifest"}
+        head, colon, rest = key.partition(":")
+        if colon and all(t.split("[")[0] in _ANNOTATION_TYPES for t in head.split(",")):
+            types, key = {t.split("[")[0] for t in head.split(",")}, rest
+        if not eq or not key.strip():
+            raise BuildError(f"--annotation {item!r}: expected [TYPE:]KEY=VALUE")
+        unsupported = sorted(types - {"manifest"})
+        if unsupported:
+            raise BuildError(f"--annotation {item!r}: {', '.join(unsupported)} annotations need "
+                             "an image index, which this build does not make; use manifest:")
+        out[key.strip()] = value
+    return out
+
+
+_ANNOTATION_TYPES = ("manifest", "index", "manifest-descriptor", "index-descriptor")
 
 
 def _ssh(values: list[str]) -> dict[str, SshSource]:

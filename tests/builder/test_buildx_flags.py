@@ -1,6 +1,6 @@
-"""``pybuild build --build-context``: named contexts for ``FROM``, ``COPY --from`` and
-``RUN --mount from=``, as a local directory, an image, an OCI layout or another stage; and
-the errors of bad values."""
+"""buildx's flags on ``pybuild build``: ``--build-context`` (named contexts for ``FROM``,
+``COPY --from`` and ``RUN --mount from=``, as a local directory, an image, an OCI layout or
+another stage) and ``--annotation``; and the errors of bad values."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from builder.store import BuildStore
 from layerstore.layout import LayoutEntry, write_layout
+from layerstore.walk import load_manifest
 from tests.builder.test_build import build, image_tree
 
 
@@ -140,3 +141,20 @@ def test_the_same_name_twice_is_refused(store_root: Path, tmp_path: Path,
     assert build(store_root, ctx, "FROM busybox\n", "--build-context", f"a={ctx}",
                  "--build-context", f"A={ctx}") == 1
     assert "--build-context 'a' is given more than once" in capsys.readouterr().err
+
+
+def test_annotations_go_on_the_manifest(store_root: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path, "ctx", {})
+    assert build(store_root, ctx, "FROM busybox\n", "-t", "ann:1",
+                 "--annotation", "org.opencontainers.image.source=https://example.com/app",
+                 "--annotation", "manifest:team=build") == 0
+    with BuildStore.open(store_root) as store:
+        target = store.images.get("ann:1").target
+        manifest = load_manifest(store.content, target)
+    assert manifest.annotations == {  # type: ignore[union-attr]
+        "org.opencontainers.image.source": "https://example.com/app", "team": "build"}
+    assert build(store_root, ctx, "FROM busybox\n", "--annotation", "index:a=b") == 1
+    assert "index annotations need an image index" in capsys.readouterr().err
+    assert build(store_root, ctx, "FROM busybox\n", "--annotation", "novalue") == 1
+    assert "--annotation 'novalue': expected [TYPE:]KEY=VALUE" in capsys.readouterr().err
