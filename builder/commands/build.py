@@ -363,6 +363,11 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    if any(o.type == "cacheonly" for o in outputs):
+        if len(outputs) > 1 or options.tags:
+            raise BuildError("--output type=cacheonly only fills the build cache: it takes no "
+                             "-t/--tag, --push or other --output")
+        outputs = []
     if args.print_graph:
         return _print_graph(store, args, options)
     options = _with_output_compression(options, outputs)

@@ -158,3 +158,21 @@ def test_annotations_go_on_the_manifest(store_root: Path, tmp_path: Path,
     assert "index annotations need an image index" in capsys.readouterr().err
     assert build(store_root, ctx, "FROM busybox\n", "--annotation", "novalue") == 1
     assert "--annotation 'novalue': expected [TYPE:]KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cacheonly_fills_the_cache_and_names_nothing(store_root: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path, "ctx", {})
+    dockerfile = "FROM busybox\nRUN echo warm > /warm\n"
+    with BuildStore.open(store_root) as store:
+        before = sorted(r.name for r in store.images.list())
+    assert build(store_root, ctx, dockerfile, "-o", "type=cacheonly") == 0
+    with BuildStore.open(store_root) as store:
+        assert sorted(r.name for r in store.images.list()) == before
+    capsys.readouterr()
+    assert build(store_root, ctx, dockerfile, "-t", "warm:1") == 0
+    assert "CACHED" in capsys.readouterr().err
+    assert build(store_root, ctx, dockerfile, "-o", "type=cacheonly", "-t", "x:1") == 1
+    assert "type=cacheonly only fills the build cache" in capsys.readouterr().err
+    assert build(store_root, ctx, dockerfile, "-o", "type=cacheonly,dest=x") == 1
+    assert "type=cacheonly exports nothing" in capsys.readouterr().err
