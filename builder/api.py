@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,8 @@ from layerstore.oci import Platform
 if TYPE_CHECKING:
     from builder.executor import Executor
     from builder.frontend.convert import BuildPlan
+    from builder.frontend.dockerignore import DockerIgnore
+    from builder.frontend.instructions import Dockerfile
     from builder.graph.compile import BaseImages
     from builder.graph.plan import BuildGraph
     from builder.solver.images import ResolvedImages
@@ -81,6 +83,25 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
                          images=images, source_platform=options.platform,
                          allow=options.allow, extra_hosts=options.extra_hosts,
                          contexts=options.build_contexts)
+
+
+def lint(options: BuildOptions, dockerfile: Dockerfile, needed: Collection[int],
+         ignore: DockerIgnore | None) -> list[str]:
+    """The build checks' warnings about the stages ``needed``, one line each; raises
+    :class:`~builder.errors.DockerfileError` listing them when the Dockerfile's ``check``
+    directive (or ``BUILDKIT_DOCKERFILE_CHECK``) says ``error=true``."""
+    from builder.frontend.checks import check_dockerfile, check_policy
+
+    policy = check_policy(dockerfile.directives.check,
+                          options.build_args.get("BUILDKIT_DOCKERFILE_CHECK"))
+    found = check_dockerfile(options.dockerfile_text, dockerfile, needed=needed, ignore=ignore,
+                             policy=policy)
+    lines = [f"{w.rule}: {w.message} (line {w.line})" for w in found]
+    if found and policy.error:
+        raise DockerfileError("lint violation found for rules: " + ", ".join(
+            dict.fromkeys(w.rule for w in found)) + "\n - " + "\n - ".join(lines),
+            found[0].line, options.dockerfile_name)
+    return lines
 
 
 def _prefetch(plan: BuildPlan, images: ResolvedImages) -> None:
@@ -157,6 +178,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     ignore_file = find_dockerignore(options.context, options.dockerfile_path or
                                     options.context / "Dockerfile")
     ignore = DockerIgnore.load(ignore_file)
+    warnings.extend(lint(options, dockerfile, graph.stages, ignore))
     remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
     try:
         with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:

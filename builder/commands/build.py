@@ -18,6 +18,8 @@ from builder.progress import Progress
 from builder.store import BuildStore
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.outputs import OutputSpec
@@ -84,6 +86,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="push the image to its registry (same as --output type=registry)")
     p.add_argument("--pull", action="store_true",
                    help="always pull the base images, even when they are stored locally")
+    p.add_argument("--call", choices=("build", "check"), default="build",
+                   help="build (default), or check: run the build checks, build nothing")
+    p.add_argument("--check", dest="call", action="store_const", const="check",
+                   help="same as --call=check")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
     add_limit_flags(p)
@@ -351,6 +357,35 @@ def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOpti
     return 0
 
 
+def _check(options: BuildOptions) -> int:
+    """``--call=check``: lint the stages the target needs; 1 when anything was found."""
+    from builder.api import host_platform
+    from builder.errors import DockerfileError
+    from builder.frontend.checks import check_dockerfile, check_policy, report
+    from builder.frontend.convert import plan
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.frontend.instructions import parse_dockerfile
+
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    host = host_platform()
+    needed: Collection[int]
+    try:
+        needed = plan(dockerfile, build_args=options.build_args, target=options.target,
+                      build_platform=host, target_platform=options.platform or host,
+                      file=options.dockerfile_name, contexts=options.build_contexts).stages
+    except DockerfileError as exc:  # the build would fail here; lint every stage instead
+        print(f"error: {exc}", file=sys.stderr)
+        needed = range(len(dockerfile.stages))
+    ignore = DockerIgnore.load(find_dockerignore(
+        options.context, options.dockerfile_path or options.context / "Dockerfile"))
+    policy = check_policy(dockerfile.directives.check,
+                          options.build_args.get("BUILDKIT_DOCKERFILE_CHECK"))
+    found = check_dockerfile(options.dockerfile_text, dockerfile, needed=needed, ignore=ignore,
+                             policy=policy)
+    sys.stdout.write(report(found, options.dockerfile_text, options.dockerfile_name))
+    return 1 if found else 0
+
+
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     from builder.api import build
@@ -370,6 +405,8 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         outputs = []
     if args.print_graph:
         return _print_graph(store, args, options)
+    if args.call == "check":
+        return _check(options)
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     access: RegistryAccess | None = None

@@ -255,10 +255,11 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
 
 
 def unused_build_args(dockerfile: Dockerfile, build_args: Mapping[str, str]) -> list[str]:
-    """``--build-arg`` names no ARG declares (BuildKit warns about them)."""
+    """``--build-arg`` names no ARG declares (BuildKit warns about them; its own
+    ``BUILDKIT_*`` arguments aside)."""
     declared = declared_globals(dockerfile) | set(PROXY_ARGS)
     for stage in dockerfile.stages:
         for ins in stage.instructions:
             if isinstance(ins, Arg):
                 declared.update(d.name for d in ins.args)
-    return sorted(k for k in build_args if k not in declared)
+    return sorted(k for k in build_args if k not in declared and not k.startswith("BUILDKIT_"))
