@@ -160,6 +160,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     """The build itself: compile, solve, export and name."""
     import tempfile
 
+    from builder.cachemounts import cache_ids, export_cache_mounts
     from builder.exporters.image import export_image, name_image
     from builder.frontend.convert import unused_build_args
     from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
@@ -195,7 +196,9 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
         if spec.type == "inline":
             extra[INLINE_KEY] = inline_cache(steps, result.layers)
         else:
-            access.save_cache(spec, cache_manifest(store, steps))
+            mounts = export_cache_mounts(store, cache_ids(graph.ops()), spec.mount_limit,
+                                         warnings.append) if spec.cache_mounts else []
+            access.save_cache(spec, cache_manifest(store, steps, mounts))
     epoch = options.source_date_epoch
     if epoch is not None:
         created = timestamp(epoch)

@@ -44,8 +44,8 @@ from layerstore.rootpath import resolve as resolve_path
 
 __all__ = [
     "MAX_SECRET_SIZE", "BindSpec", "CacheMount", "MountPlan", "RunMount", "SecretSource",
-    "SecretSpec", "Sharing", "SshSpec", "TmpfsSpec", "parse_mount", "parse_secret_flag",
-    "run_mounts",
+    "SecretSpec", "Sharing", "SshSpec", "TmpfsSpec", "cache_dir_name", "parse_mount",
+    "parse_secret_flag", "run_mounts",
 ]  # fmt: skip
 
 #: BuildKit refuses secrets larger than this.
@@ -134,7 +134,8 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
                sources: Callable[[str], AbstractContextManager[Path]],
                secrets: Mapping[str, SecretSource], line: int | None,
                file: str = "Dockerfile", ignore: DockerIgnore | None = None,
-               ssh: SshAgents | None = None) -> Iterator[MountPlan]:
+               ssh: SshAgents | None = None,
+               restore: Callable[[str, Path], None] | None = None) -> Iterator[MountPlan]:
     """Make everything the ``--mount`` specs of one RUN step need and yield the plan.
 
     ``sources(name)`` yields the root directory of a stage or image named by ``from=``;
@@ -143,13 +144,15 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
     ``cache_root``; everything else is made in a private directory under ``scratch``, and
     it, the cache locks and the ``sources`` views are gone when the block ends, also on an
     exception. ``ssh`` holds the build's SSH agents, which ssh mounts reach through a relay
-    socket of their own. Errors that the Dockerfile caused are
+    socket of their own. ``restore(id, directory)``, when given, fills a cache directory
+    made for the first time (from an imported cache). Errors that the Dockerfile caused are
     :class:`~builder.errors.DockerfileError` at ``file``:``line``."""
     with contextlib.ExitStack() as stack:
         scratch.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="pybuild-mounts-", dir=scratch))
         stack.callback(remove_tree, work)
-        maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file, ignore)
+        maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file, ignore,
+                       restore)
         mounts: list[BindMount | TmpfsMount] = []
         env: list[str] = []
         ssh_count = 0
@@ -182,8 +185,10 @@ class _Maker:
     def __init__(self, stack: contextlib.ExitStack, work: Path, cache_root: Path,
                  context: Path, sources: Callable[[str], AbstractContextManager[Path]],
                  secrets: Mapping[str, SecretSource], line: int | None, file: str,
-                 ignore: DockerIgnore | None = None) -> None:
+                 ignore: DockerIgnore | None = None,
+                 restore: Callable[[str, Path], None] | None = None) -> None:
         self.ignore = ignore
+        self.restore = restore
         self.stack = stack
         self.work = work
         self.cache_root = cache_root
@@ -245,7 +250,7 @@ class _Maker:
         sharing mode."""
         groups: dict[str, list[CacheMount]] = {}
         for spec in specs:
-            groups.setdefault(_cache_key(spec.id), []).append(spec)
+            groups.setdefault(cache_dir_name(spec.id), []).append(spec)
         if groups:
             self.cache_root.mkdir(parents=True, exist_ok=True)
         for digest in sorted(groups):
@@ -277,6 +282,8 @@ class _Maker:
                 building = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=self.cache_root))
                 try:
                     self.new_cache(spec, building)
+                    if self.restore is not None and spec.from_ is None:
+                        self.restore(spec.id, building)
                     building.rename(directory)
                 except BaseException:
                     remove_tree(building)
@@ -284,7 +291,7 @@ class _Maker:
         return directory
 
     def cache(self, spec: CacheMount) -> BindMount:
-        directory = self.caches[_cache_key(spec.id)]
+        directory = self.caches[cache_dir_name(spec.id)]
         if spec.from_ is None and spec.source.strip("/"):
             try:
                 directory = resolve_path(directory, spec.source)
@@ -360,7 +367,7 @@ class _Maker:
         return value
 
 
-def _cache_key(cache_id: str) -> str:
+def cache_dir_name(cache_id: str) -> str:
     """The file name of cache ``cache_id`` under the cache root."""
     return hashlib.sha256(cache_id.encode()).hexdigest()
 

@@ -37,8 +37,8 @@ Views = Callable[[Op], AbstractContextManager[Path]]
 class Workspace:
     """What running ops needs from outside the graph: the build context and its
     ``.dockerignore``, a scratch directory, the cache-mount root, the secrets, how to
-    make an executor, the resource limits of every RUN, the named local contexts and the
-    build's SSH agents."""
+    make an executor, the resource limits of every RUN, the named local contexts, the
+    build's SSH agents and what fills a new cache mount from an imported cache."""
 
     context: Path
     ignore: DockerIgnore
@@ -51,6 +51,7 @@ class Workspace:
     limits: Limits = field(default_factory=Limits)
     named: NamedRoots = field(default_factory=dict)
     ssh: SshAgents | None = None
+    restore: Callable[[str, Path], None] | None = None
 
     def root(self, source: ContextSource) -> tuple[Path, DockerIgnore]:
         """The directory and ignore rules of the build context or a named local one."""
@@ -130,7 +131,7 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
         with run_mounts([m.spec for m in op.mounts], cache_root=ws.cache_mounts,
                         scratch=ws.scratch, context=ws.context,
                         sources=lambda name: _view(ws, views, by_name[name]),
-                        secrets=ws.secrets, ssh=ws.ssh,
+                        secrets=ws.secrets, ssh=ws.ssh, restore=ws.restore,
                         line=op.line, file=ws.file, ignore=ws.ignore) as plan:
             spec = RunSpec(args=op.args, env=op.env + plan.env, cwd=op.cwd,
                            user=f"{ids.uid}:{ids.gid}", groups=ids.process_groups,

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar, cast
 
+from builder.cachemounts import restorer
 from builder.errors import BuildError, DockerfileError, ExecError, ImageNotFound
 from builder.frontend.convert import platform_string
 from builder.frontend.dockerignore import DockerIgnore
@@ -81,7 +82,8 @@ class Solver:
         self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
                                    dict(options.secrets), graph.file, executor, self.cancel,
                                    options.limits, named,
-                                   SshAgents(dict(options.ssh)) if options.ssh else None)
+                                   SshAgents(dict(options.ssh)) if options.ssh else None,
+                                   restorer(store, remote, self._note))
         self.cache = OpCache(store, options.context, ignore, graph.file, remote, named)
         self.stages: dict[int, Future[StageResult]] = {}
         self._ops: dict[str, Future[OpResult]] = {}
@@ -91,6 +93,9 @@ class Solver:
             for step in stage.steps:
                 if step.op is not None:
                     self._owner.setdefault(step.op.digest, index)
+
+    def _note(self, message: str) -> None:
+        self.progress.vertex(f"[internal] {message}").done()
 
     def created(self) -> str:
         """The timestamp for history entries and the image."""
