@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.builder.test_build import build, image_tree
-from tests.peers import require
+from tests.peers import docker, require
 
 
 def _tools(ctx: Path) -> None:
@@ -151,3 +151,24 @@ def test_an_encrypted_key_is_refused_by_name(store_root: Path, tmp_path: Path,
                  "--ssh", f"k={path}") == 1
     err = capsys.readouterr().err
     assert f"--ssh k: cannot load key {path}" in err and "Traceback" not in err
+
+
+def test_the_same_as_docker_buildkit(store_root: Path, tmp_path: Path, agent: Path,
+                                     key: tuple[Path, str], docker_bases: object,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker's BuildKit (docker.io's) lists the same key at the same socket path."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    _tools(ctx)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
+    dockerfile = ("FROM busybox\n" + LIST.format(mount="--mount=type=ssh", out="/listed")
+                  + "RUN --mount=type=ssh,id=deploy,target=/deploy.sock,required=false "
+                  "echo \"$SSH_AUTH_SOCK\" > /second\n")
+    assert build(store_root, ctx, dockerfile, "--ssh", "default", "-t", "ssh:peer") == 0
+    out = tmp_path / "docker-out"
+    docker("build", "--ssh", "default", "--no-cache", "-o", f"type=local,dest={out}",
+           str(ctx))
+    with image_tree(store_root, "ssh:peer") as (tree, _):
+        for name in ("listed", "second"):
+            assert (tree / name).read_text() == (out / name).read_text(), name
+    assert key[1] in (out / "listed").read_text()
