@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +21,8 @@ from layerstore.oci import Platform
 if TYPE_CHECKING:
     from builder.executor import Executor
     from builder.frontend.convert import BuildPlan
+    from builder.frontend.dockerignore import DockerIgnore
+    from builder.frontend.instructions import Dockerfile
     from builder.graph.compile import BaseImages
     from builder.graph.plan import BuildGraph
     from builder.platforms_build import PlatformBuild
@@ -71,7 +73,7 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
     host = host_platform()
     plan = make_plan(dockerfile, build_args=options.build_args, target=options.target,
                      build_platform=host, target_platform=options.platform or host,
-                     file=options.dockerfile_name)
+                     file=options.dockerfile_name, contexts=options.build_contexts)
     _check_emulation(plan)
     if isinstance(images, ResolvedImages):
         _prefetch(plan, images)
@@ -79,7 +81,27 @@ def build_graph(options: BuildOptions, images: BaseImages) -> BuildGraph:
         options.allow.require(NETWORK_HOST, "--network=host")
     return compile_graph(plan, build_args=options.build_args, network=options.network,
                          images=images, source_platform=options.platform,
-                         allow=options.allow, extra_hosts=options.extra_hosts)
+                         allow=options.allow, extra_hosts=options.extra_hosts,
+                         contexts=options.build_contexts)
+
+
+def lint(options: BuildOptions, dockerfile: Dockerfile, needed: Collection[int],
+         ignore: DockerIgnore | None) -> list[str]:
+    """The build checks' warnings about the stages ``needed``, one line each; raises
+    :class:`~builder.errors.DockerfileError` listing them when the Dockerfile's ``check``
+    directive (or ``BUILDKIT_DOCKERFILE_CHECK``) says ``error=true``."""
+    from builder.frontend.checks import check_dockerfile, check_policy
+
+    policy = check_policy(dockerfile.directives.check,
+                          options.build_args.get("BUILDKIT_DOCKERFILE_CHECK"))
+    found = check_dockerfile(options.dockerfile_text, dockerfile, needed=needed, ignore=ignore,
+                             policy=policy)
+    lines = [f"{w.rule}: {w.message} (line {w.line})" for w in found]
+    if found and policy.error:
+        raise DockerfileError("lint violation found for rules: " + ", ".join(
+            dict.fromkeys(w.rule for w in found)) + "\n - " + "\n - ".join(lines),
+            found[0].line, options.dockerfile_name)
+    return lines
 
 
 def _check_emulation(plan: BuildPlan) -> None:
@@ -158,6 +180,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     """The build itself: compile, solve, export and name."""
     import tempfile
 
+    from builder.cachemounts import cache_ids, export_cache_mounts
     from builder.exporters.image import export_image, name_image
     from builder.frontend.convert import unused_build_args
     from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
@@ -178,6 +201,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     ignore_file = find_dockerignore(options.context, options.dockerfile_path or
                                     options.context / "Dockerfile")
     ignore = DockerIgnore.load(ignore_file)
+    warnings.extend(lint(options, dockerfile, graph.stages, ignore))
     remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
     try:
         with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
@@ -194,7 +218,9 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
         if spec.type == "inline":
             extra[INLINE_KEY] = inline_cache(steps, result.layers)
         else:
-            access.save_cache(spec, cache_manifest(store, steps))
+            mounts = export_cache_mounts(store, cache_ids(graph.ops()), spec.mount_limit,
+                                         warnings.append) if spec.cache_mounts else []
+            access.save_cache(spec, cache_manifest(store, steps, mounts))
     epoch = options.source_date_epoch
     if epoch is not None:
         created = timestamp(epoch)
@@ -202,6 +228,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
         created = result.history[-1].created  # a fully cached rebuild gives the same image
     else:
         created = timestamp()
-    stored = export_image(store, result, created=created, labels=options.labels, extra=extra)
+    stored = export_image(store, result, created=created, labels=options.labels, extra=extra,
+                          annotations=options.annotations)
     name_image(store, stored, options.tags)
     return BuildResult(stored, options.tags, tuple(warnings), result.chain)

@@ -11,9 +11,11 @@ from builder.entitlements import Entitlements
 from builder.limits import Limits
 
 if TYPE_CHECKING:
+    from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
+    from builder.sshforward import SshSource
     from layerstore.oci import Platform
 
 
@@ -28,6 +30,9 @@ class BuildOptions:
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
     (they change neither cache keys nor the image). ``platform`` is the one target platform
     (None: this machine's); ``platforms`` lists two or more for a multi-platform build.
+    ``build_contexts`` are the named contexts of ``--build-context``, by name; ``ssh`` the
+    agents of ``--ssh``, by id; ``annotations`` those of ``--annotation``, put on the image
+    manifest.
     """
 
     context: Path
@@ -53,3 +58,6 @@ class BuildOptions:
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    build_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)

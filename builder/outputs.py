@@ -3,7 +3,8 @@
 The image is always kept in the local store too; outputs are written after it is stored.
 ``--output`` values follow buildx: ``type=oci,dest=x.tar``, ``type=docker,dest=x.tar``,
 ``type=local,dest=DIR``, ``type=tar,dest=x.tar``, ``type=registry`` (or ``type=image`` with
-``push=true``), with an optional ``name=`` list; a bare value is ``type=local,dest=VALUE``
+``push=true``), with an optional ``name=`` list, and ``type=cacheonly`` (the build only fills
+the cache); a bare value is ``type=local,dest=VALUE``
 and ``-`` is ``type=tar`` on stdout.
 """
 
@@ -35,7 +36,7 @@ from layerstore.layout import LayoutEntry
 
 __all__ = ["TYPES", "OutputSpec", "Pusher", "parse_output", "write_metadata", "write_outputs"]
 
-TYPES = ("docker", "oci", "local", "tar", "registry", "image")
+TYPES = ("docker", "oci", "local", "tar", "registry", "image", "cacheonly")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ def parse_output(text: str) -> OutputSpec:
     push = attrs.pop("push", "false").lower() in ("1", "true", "yes")
     check_attributes(kind, attrs, f"--output {text!r}")
     layers = parse_layer_format(attrs, f"--output {text!r}")
+    if kind == "cacheonly" and (dest or names or push):
+        raise BuildError(f"--output {text!r}: type=cacheonly exports nothing and takes no "
+                         "dest, name or push")
     if kind == "registry":
         kind, push = "image", True
     if kind in ("local",) and not dest:

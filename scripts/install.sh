@@ -15,6 +15,8 @@ PACKAGES=(
   uidmap
   # RUN steps of foreign platforms under emulation, through binfmt_misc (builder/platforms_qemu.py)
   qemu-user-static
+  # ssh-agent/ssh-add for --ssh ID=KEY and the RUN --mount=type=ssh tests (builder/sshforward.py)
+  openssh-client
   # the user-mode network stack of RUN steps on the default network (builder/executor/network.py)
   slirp4netns
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)

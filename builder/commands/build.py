@@ -17,9 +17,13 @@ from builder.progress import Progress
 from builder.store import BuildStore
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.outputs import OutputSpec
     from builder.runmounts import SecretSource
+    from builder.sshforward import SshSource
     from builder.transfer import RegistryAccess
     from layerstore.assembly import StoredImage
     from layerstore.oci import Platform
@@ -36,10 +40,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--file", metavar="FILE",
                    help="the Dockerfile (default CONTEXT/Dockerfile; '-' reads stdin)")
     p.add_argument("--target", metavar="STAGE", help="build this stage, not the last one")
+    p.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
+                   help="a named context for FROM NAME / --from=NAME: a directory, "
+                   "docker-image://REF, oci-layout://PATH[:TAG] or target:STAGE (repeatable)")
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
                    help="set a build-time variable; KEY alone takes it from the environment")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
                    help="a secret for RUN --mount=type=secret (src=PATH or env=VAR)")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY,...]",
+                   help="an SSH agent (or keys) for RUN --mount=type=ssh; default is "
+                   "$SSH_AUTH_SOCK (repeatable)")
+    p.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="annotate the image manifest (repeatable)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="set an image label")
     p.add_argument("--platform", metavar="OS/ARCH[,...]",
@@ -75,6 +87,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="push the image to its registry (same as --output type=registry)")
     p.add_argument("--pull", action="store_true",
                    help="always pull the base images, even when they are stored locally")
+    p.add_argument("--call", choices=("build", "check"), default="build",
+                   help="build (default), or check: run the build checks, build nothing")
+    p.add_argument("--check", dest="call", action="store_const", const="check",
+                   help="same as --call=check")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
     add_limit_flags(p)
@@ -167,7 +183,50 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
-        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
+        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
+        build_contexts=_build_contexts(args.build_context),
+        ssh=_ssh(args.ssh),
+        annotations=annotations_from(args.annotation))
+
+
+def annotations_from(values: list[str]) -> dict[str, str]:
+    """The ``--annotation [manifest:]KEY=VALUE`` values. Index and descriptor annotations
+    (``index:``, ``manifest-descriptor:``…) need an index, which a single-platform build does
+    not make; they are refused by name."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        types = {"manifest"}
+        head, colon, rest = key.partition(":")
+        if colon and all(t.split("[")[0] in _ANNOTATION_TYPES for t in head.split(",")):
+            types, key = {t.split("[")[0] for t in head.split(",")}, rest
+        if not eq or not key.strip():
+            raise BuildError(f"--annotation {item!r}: expected [TYPE:]KEY=VALUE")
+        unsupported = sorted(types - {"manifest"})
+        if unsupported:
+            raise BuildError(f"--annotation {item!r}: {', '.join(unsupported)} annotations need "
+                             "an image index, which this build does not make; use manifest:")
+        out[key.strip()] = value
+    return out
+
+
+_ANNOTATION_TYPES = ("manifest", "index", "manifest-descriptor", "index-descriptor")
+
+
+def _ssh(values: list[str]) -> dict[str, SshSource]:
+    if not values:
+        return {}
+    from builder.sshforward import parse_ssh_flags
+
+    return parse_ssh_flags(values)
+
+
+def _build_contexts(values: list[str]) -> dict[str, NamedContext]:
+    if not values:
+        return {}
+    from builder.buildcontexts import parse_build_contexts
+
+    return parse_build_contexts(values)
 
 
 def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:
@@ -290,6 +349,35 @@ def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOpti
     return 0
 
 
+def _check(options: BuildOptions) -> int:
+    """``--call=check``: lint the stages the target needs; 1 when anything was found."""
+    from builder.api import host_platform
+    from builder.errors import DockerfileError
+    from builder.frontend.checks import check_dockerfile, check_policy, report
+    from builder.frontend.convert import plan
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.frontend.instructions import parse_dockerfile
+
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    host = host_platform()
+    needed: Collection[int]
+    try:
+        needed = plan(dockerfile, build_args=options.build_args, target=options.target,
+                      build_platform=host, target_platform=options.platform or host,
+                      file=options.dockerfile_name, contexts=options.build_contexts).stages
+    except DockerfileError as exc:  # the build would fail here; lint every stage instead
+        print(f"error: {exc}", file=sys.stderr)
+        needed = range(len(dockerfile.stages))
+    ignore = DockerIgnore.load(find_dockerignore(
+        options.context, options.dockerfile_path or options.context / "Dockerfile"))
+    policy = check_policy(dockerfile.directives.check,
+                          options.build_args.get("BUILDKIT_DOCKERFILE_CHECK"))
+    found = check_dockerfile(options.dockerfile_text, dockerfile, needed=needed, ignore=ignore,
+                             policy=policy)
+    sys.stdout.write(report(found, options.dockerfile_text, options.dockerfile_name))
+    return 1 if found else 0
+
+
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Build, name, report."""
     from builder.api import build
@@ -302,8 +390,15 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    if any(o.type == "cacheonly" for o in outputs):
+        if len(outputs) > 1 or options.tags:
+            raise BuildError("--output type=cacheonly only fills the build cache: it takes no "
+                             "-t/--tag, --push or other --output")
+        outputs = []
     if args.print_graph:
         return _print_graph(store, args, options)
+    if args.call == "check":
+        return _check(options)
     if len(options.platforms) > 1:
         from builder.platforms_outputs import check_outputs
 

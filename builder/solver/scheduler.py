@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar, cast
 
+from builder.cachemounts import restorer
 from builder.errors import BuildError, DockerfileError, ExecError, ImageNotFound
 from builder.frontend.convert import platform_string
 from builder.frontend.dockerignore import DockerIgnore
@@ -36,11 +37,13 @@ from builder.options import BuildOptions
 from builder.progress import Progress, Vertex
 from builder.remotecache import CachedStep, CacheSource, StepLog
 from builder.solver.cache import CacheRecord, cache_key
+from builder.solver.contexts import named_roots
 from builder.solver.images import ResolvedImages
 from builder.solver.opcache import OpCache
 from builder.solver.results import OpResult, StageResult
 from builder.solver.runops import ExecutorFactory, Workspace, run_op
 from builder.solver.steps import commit_change
+from builder.sshforward import SshAgents
 from builder.store import BuildStore, unpack_layers, view_of
 from layerstore.assembly import timestamp
 from layerstore.layerblob import Layer
@@ -75,10 +78,13 @@ class Solver:
         self.images = images
         self.cancel = threading.Event()
         self.steplog = StepLog()
+        named = named_roots(options.build_contexts)
         self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
                                    dict(options.secrets), graph.file, executor, self.cancel,
-                                   options.limits)
-        self.cache = OpCache(store, options.context, ignore, graph.file, remote)
+                                   options.limits, named,
+                                   SshAgents(dict(options.ssh)) if options.ssh else None,
+                                   restorer(store, remote, self._note))
+        self.cache = OpCache(store, options.context, ignore, graph.file, remote, named)
         self.stages: dict[int, Future[StageResult]] = {}
         self._ops: dict[str, Future[OpResult]] = {}
         self._ops_changed = threading.Condition()
@@ -88,6 +94,9 @@ class Solver:
                 if step.op is not None:
                     self._owner.setdefault(step.op.digest, index)
 
+    def _note(self, message: str) -> None:
+        self.progress.vertex(f"[internal] {message}").done()
+
     def created(self) -> str:
         """The timestamp for history entries and the image."""
         epoch = self.options.source_date_epoch
@@ -96,6 +105,13 @@ class Solver:
     def solve(self) -> StageResult:
         """Build every stage of the graph; the first failure cancels the rest and is
         raised."""
+        try:
+            return self._solve()
+        finally:
+            if self.workspace.ssh is not None:
+                self.workspace.ssh.close()
+
+    def _solve(self) -> StageResult:
         with ThreadPoolExecutor(max_workers=len(self.graph.stages) + 1,
                                 thread_name_prefix="stage") as pool:
             for index, stage in self.graph.stages.items():
