@@ -32,7 +32,7 @@ class BuildOptions:
     (None: this machine's); ``platforms`` lists two or more for a multi-platform build.
     ``build_contexts`` are the named contexts of ``--build-context``, by name; ``ssh`` the
     agents of ``--ssh``, by id; ``annotations`` those of ``--annotation``, put on the image
-    manifest.
+    manifests, and ``index_annotations`` those for the index of a multi-platform build.
     """
 
     context: Path
@@ -61,3 +61,4 @@ class BuildOptions:
     build_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
     ssh: Mapping[str, SshSource] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    index_annotations: Mapping[str, str] = field(default_factory=dict)

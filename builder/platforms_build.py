@@ -105,7 +105,8 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
     """Build ``options.platforms`` into ``store``: an image per platform, an index of them
     named by every tag. Raises a :class:`~builder.errors.BuildError` (nothing is named) when
     any platform fails."""
-    from builder.api import BuildResult, build_graph, namespace_executor
+    from builder.api import BuildResult, build_graph, lint, namespace_executor
+    from builder.cachemounts import cache_ids, export_cache_mounts
     from builder.exporters.image import export_image
     from builder.exporters.index import assemble_index
     from builder.frontend.convert import unused_build_args
@@ -131,6 +132,7 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
         warnings.append(f"one or more build args were not consumed: {', '.join(unused)}")
     ignore = DockerIgnore.load(find_dockerignore(options.context, options.dockerfile_path or
                                                  options.context / "Dockerfile"))
+    warnings.extend(lint(options, dockerfile, graphs[0].stages, ignore))
     remote = tuple(c for c in (access.open_cache(spec) for spec in options.cache_from) if c)
     try:
         with tempfile.TemporaryDirectory(prefix="build-", dir=store.tmp) as scratch:
@@ -149,15 +151,19 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
         if spec.type == "inline":
             extra[INLINE_KEY] = steps
         else:
-            access.save_cache(spec, cache_manifest(store, steps))
+            mounts = export_cache_mounts(store, cache_ids(graph.ops()), spec.mount_limit,
+                                         warnings.append) if spec.cache_mounts else []
+            access.save_cache(spec, cache_manifest(store, steps, mounts))
     built = []
     for platform, result in zip(options.platforms, results, strict=True):
         added = {INLINE_KEY: inline_cache(extra[INLINE_KEY], result.layers)} \
             if INLINE_KEY in extra else None
         stored = export_image(store, result, created=_created(options, result),
-                              labels=options.labels, extra=added)
+                              labels=options.labels, extra=added,
+                              annotations=options.annotations)
         built.append(PlatformBuild(platform, stored, result.chain))
-    index = assemble_index(store.content, [b.image for b in built])
+    index = assemble_index(store.content, [b.image for b in built],
+                           annotations=dict(options.index_annotations) or None)
     head = built[0].image
     for tag in options.tags:
         store.images.put(tag, index)

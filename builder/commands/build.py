@@ -170,6 +170,7 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"-t {tag}: {exc}") from None
     if args.cache_from or args.cache_to:
         from builder.remotecache import parse_cache_spec
+    annotations = annotations_from(args.annotation, len(platforms) > 1)
     return BuildOptions(
         context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
@@ -186,14 +187,17 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
         build_contexts=_build_contexts(args.build_context),
         ssh=_ssh(args.ssh),
-        annotations=annotations_from(args.annotation))
+        annotations=annotations[0], index_annotations=annotations[1])
 
 
-def annotations_from(values: list[str]) -> dict[str, str]:
-    """The ``--annotation [manifest:]KEY=VALUE`` values. Index and descriptor annotations
-    (``index:``, ``manifest-descriptor:``…) need an index, which a single-platform build does
-    not make; they are refused by name."""
-    out: dict[str, str] = {}
+def annotations_from(values: list[str], multi: bool = False
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``--annotation [TYPE:]KEY=VALUE`` values: those for the image manifests (no type
+    or ``manifest:``) and, in a multi-platform build (``multi``), those for its index
+    (``index:``). Descriptor annotations, and ``index:`` without an index, are refused by
+    name."""
+    manifest: dict[str, str] = {}
+    index: dict[str, str] = {}
     for item in values:
         key, eq, value = item.partition("=")
         types = {"manifest"}
@@ -202,12 +206,18 @@ def annotations_from(values: list[str]) -> dict[str, str]:
             types, key = {t.split("[")[0] for t in head.split(",")}, rest
         if not eq or not key.strip():
             raise BuildError(f"--annotation {item!r}: expected [TYPE:]KEY=VALUE")
-        unsupported = sorted(types - {"manifest"})
+        unsupported = sorted(types - {"manifest", "index"})
         if unsupported:
-            raise BuildError(f"--annotation {item!r}: {', '.join(unsupported)} annotations need "
-                             "an image index, which this build does not make; use manifest:")
-        out[key.strip()] = value
-    return out
+            raise BuildError(f"--annotation {item!r}: {', '.join(unsupported)} annotations "
+                             "are not supported; use manifest: or index:")
+        if "index" in types and not multi:
+            raise BuildError(f"--annotation {item!r}: index annotations need an image index, "
+                             "which a single-platform build does not make; use manifest:")
+        if "manifest" in types:
+            manifest[key.strip()] = value
+        if "index" in types:
+            index[key.strip()] = value
+    return manifest, index
 
 
 _ANNOTATION_TYPES = ("manifest", "index", "manifest-descriptor", "index-descriptor")

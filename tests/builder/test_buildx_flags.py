@@ -156,6 +156,9 @@ def test_annotations_go_on_the_manifest(store_root: Path, tmp_path: Path,
         "org.opencontainers.image.source": "https://example.com/app", "team": "build"}
     assert build(store_root, ctx, "FROM busybox\n", "--annotation", "index:a=b") == 1
     assert "index annotations need an image index" in capsys.readouterr().err
+    assert build(store_root, ctx, "FROM busybox\n", "--annotation", "manifest-descriptor:a=b") \
+        == 1
+    assert "manifest-descriptor annotations are not supported" in capsys.readouterr().err
     assert build(store_root, ctx, "FROM busybox\n", "--annotation", "novalue") == 1
     assert "--annotation 'novalue': expected [TYPE:]KEY=VALUE" in capsys.readouterr().err
 

@@ -326,3 +326,19 @@ def test_binfmt_misc_is_mounted_when_it_is_not(tmp_path: Path) -> None:
          sys.executable, script], capture_output=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode().split() == ["True", "1"]
+
+
+def test_annotations_of_the_index_and_its_manifests(mp_root: Path, tmp_path: Path) -> None:
+    assert build(mp_root, tmp_path / "ctx", "FROM busybox\nCMD [\"sh\"]\n", "--platform", BOTH,
+                 "-t", "annotated:1", "--annotation", "index:team=build",
+                 "--annotation", "org.opencontainers.image.source=https://example.com/app",
+                 "--annotation", "index,manifest:both=yes") == 0
+    with BuildStore.open(mp_root) as store:
+        target = store.images.get("annotated:1").target
+        index = load_manifest(store.content, target)
+        assert isinstance(index, Index)
+        assert index.annotations == {"team": "build", "both": "yes"}
+        for desc in index.manifests:
+            manifest = load_manifest(store.content, desc)
+            assert manifest.annotations == {  # type: ignore[union-attr]
+                "org.opencontainers.image.source": "https://example.com/app", "both": "yes"}
