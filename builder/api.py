@@ -16,7 +16,7 @@ from builder.options import BuildOptions
 from builder.progress import Progress
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, host_architecture, timestamp
-from layerstore.oci import Platform
+from layerstore.oci import Descriptor, Platform
 
 if TYPE_CHECKING:
     from builder.executor import Executor
@@ -37,6 +37,9 @@ class BuildResult:
     chain: str | None = None
     shortcut: bool = False
     """Whether the result is the stored image of an unchanged earlier build."""
+    index: Descriptor | None = None
+    """The index the tags name when attestations were made (the image and its attestation
+    manifest); None when the tags name the image itself."""
 
 
 def host_platform() -> Platform:
@@ -118,7 +121,7 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
 
         access = RegistryAccess(store, ClientSettings())
     key = buildkey.compute(store, options, host) if buildkey.recordable(options) else None
-    if key is not None and buildkey.eligible(options) and (
+    if key is not None and buildkey.eligible(options) and not options.attest.any and (
             hit := buildkey.lookup(store, key, access.images, progress)):
         for tag in options.tags:  # as exporters.image.name_image, without importing it
             store.images.put(tag, hit.image.manifest)
@@ -146,6 +149,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     from builder.solver.images import ResolvedImages
     from builder.solver.scheduler import Solver
 
+    started = timestamp()
     images = ResolvedImages(access.images)
     graph = build_graph(options, images)
     warnings = []
@@ -181,5 +185,21 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     else:
         created = timestamp()
     stored = export_image(store, result, created=created, labels=options.labels, extra=extra)
-    name_image(store, stored, options.tags)
-    return BuildResult(stored, options.tags, tuple(warnings), result.chain)
+    index = None
+    if options.attest.any:
+        index = _attest(store, options, access, stored, result.chain, started)
+    name_image(store, stored, options.tags, index)
+    return BuildResult(stored, options.tags, tuple(warnings), result.chain, index=index)
+
+
+def _attest(store: BuildStore, options: BuildOptions, access: RegistryAccess,
+            image: StoredImage, chain: str | None, started: str) -> Descriptor:
+    """Store the attestations ``options`` ask for and the index holding them."""
+    from builder.attestations.attach import BuildRecord, attest_image
+    from builder.attestations.provenance import BaseImage
+
+    bases = tuple(BaseImage(ref, platform, stored.manifest.digest)
+                  for ref, platform, stored in access.images.resolved())
+    record = BuildRecord(started=started, finished=timestamp(),
+                         builder_platform=host_platform(), bases=bases)
+    return attest_image(store, options, options.attest, image, chain, options.tags, record)

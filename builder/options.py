@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.attestations.request import AttestRequest
 from builder.entitlements import Entitlements
 from builder.limits import Limits
 
@@ -26,7 +27,8 @@ class BuildOptions:
     looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
     history, making builds reproducible. ``compression_level`` is the compressor's own level
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
-    (they change neither cache keys nor the image).
+    (they change neither cache keys nor the image). ``attest`` is the SBOM and provenance
+    asked for (see :mod:`builder.attestations`).
     """
 
     context: Path
@@ -50,3 +52,4 @@ class BuildOptions:
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    attest: AttestRequest = field(default_factory=AttestRequest)

@@ -76,6 +76,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="always pull the base images, even when they are stored locally")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
+    p.add_argument("--sbom", metavar="VALUE",
+                   help="attach an SPDX SBOM of the image: true|false (--attest type=sbom)")
+    p.add_argument("--provenance", metavar="VALUE",
+                   help="attach SLSA provenance: true|false|mode=min|mode=max[,builder-id=URI]"
+                   " (--attest type=provenance,...)")
+    p.add_argument("--attest", action="append", default=[], metavar="SPEC",
+                   help="attach an attestation: type=sbom | type=provenance[,mode=min|max] "
+                   "(repeatable)")
     add_limit_flags(p)
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
@@ -152,6 +160,9 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"-t {tag}: {exc}") from None
     if args.cache_from or args.cache_to:
         from builder.remotecache import parse_cache_spec
+    from builder.attestations import parse_attest_flags
+
+    attest = parse_attest_flags(args.sbom, args.provenance, args.attest)
     return BuildOptions(
         context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
@@ -164,7 +175,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
-        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
+        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
+        attest=attest)
 
 
 def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:
@@ -217,12 +229,17 @@ def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
 
 
 def _output_image(store: BuildStore, image: StoredImage, out: OutputSpec,
-                  built_with: str, tags: tuple[str, ...]) -> StoredImage:
+                  built_with: str, tags: tuple[str, ...], attested: bool = False
+                  ) -> StoredImage:
     """The image as ``out`` writes it. A docker archive holds uncompressed layer tars, so
     only an image or OCI output is converted; an image output not pushed names the
     converted image locally."""
     if out.type not in ("image", "oci") or out.layers.is_default:
         return image
+    if attested:
+        raise BuildError(f"--output type={out.type}: converting the layers of an image with "
+                         "attestations is not supported (its attestations name the image "
+                         "as built); drop the compression attributes or the attestations")
     from builder.outputformat import convert_image
 
     converted = convert_image(store.content, image, out.layers, built_with)
@@ -335,9 +352,9 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             pushed = []
             for out in outputs:
                 image = _output_image(store, result.image, out, options.compression,
-                                      result.tags)
+                                      result.tags, result.index is not None)
                 pushed += write_outputs(store, image, result.chain, result.tags, [out],
-                                        push=access.push)
+                                        push=access.push, top=result.index)
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()

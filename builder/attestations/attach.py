@@ -1,0 +1,136 @@
+"""Attaching attestations to a built image: the SBOM of its filesystem, the provenance of its
+build, an attestation manifest about it and the index that holds both."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from builder.attestations.index import image_index, store_attestation_manifest, store_index
+from builder.attestations.intoto import STATEMENT_V01, Statement, image_purl
+from builder.attestations.provenance import (
+    PROVENANCE_V1,
+    BaseImage,
+    BuildFacts,
+    default_builder_id,
+    git_source,
+    provenance_predicate,
+    unique_bases,
+)
+from builder.attestations.request import AttestationError, AttestRequest
+from layerstore.digest import Digest
+from layerstore.oci import Descriptor, Platform
+
+if TYPE_CHECKING:
+    from builder.options import BuildOptions
+    from builder.store import BuildStore
+    from layerstore.assembly import StoredImage
+
+__all__ = ["BuildRecord", "attest_image", "build_facts", "sbom_statement"]
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """What the build itself knows that the provenance states: when it ran, on what, and
+    the base images it resolved."""
+
+    started: str
+    finished: str
+    builder_platform: Platform
+    bases: tuple[BaseImage, ...] = ()
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pybuild")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _dockerfile_digest(options: BuildOptions) -> Digest:
+    """The digest of the Dockerfile's bytes (of its text when it came from stdin)."""
+    if options.dockerfile_path is not None:
+        try:
+            return Digest.from_bytes(options.dockerfile_path.read_bytes())
+        except OSError:
+            pass
+    return Digest.from_bytes(options.dockerfile_text.encode())
+
+
+def _context_digest(options: BuildOptions) -> Digest | None:
+    """One digest of the context as the build saw it (``.dockerignore`` applied)."""
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.solver.contenthash import StatCache, tree_digest
+
+    ignore = DockerIgnore.load(find_dockerignore(
+        options.context, options.dockerfile_path or options.context / "Dockerfile"))
+    try:
+        return Digest("sha256", tree_digest(options.context, ignore, StatCache(None)))
+    except OSError:
+        return None
+
+
+def build_facts(options: BuildOptions, request: AttestRequest, record: BuildRecord
+                ) -> BuildFacts:
+    """The :class:`BuildFacts` of a finished build."""
+    return BuildFacts(
+        builder_id=request.builder_id or default_builder_id(),
+        builder_platform=record.builder_platform,
+        dockerfile_name=options.dockerfile_name,
+        dockerfile_digest=_dockerfile_digest(options),
+        context_digest=_context_digest(options),
+        bases=unique_bases(record.bases),
+        started=record.started,
+        finished=record.finished,
+        invocation_id=uuid.uuid4().hex,
+        build_args=dict(options.build_args),
+        target=options.target,
+        platform=options.platform,
+        git=git_source(options.context) if request.provenance == "max" else None,
+    )
+
+
+def sbom_statement(store: BuildStore, chain: str | None, image: StoredImage,
+                   names: Sequence[str], created: str,
+                   subjects: Sequence[tuple[str, Digest]]) -> Statement:
+    """The SPDX statement of the packages in committed snapshot ``chain``."""
+    from builder.attestations.packages import scan
+    from builder.attestations.spdx import SPDX_PREDICATE, spdx_document
+    from builder.store import view_of
+
+    try:
+        with view_of(store, chain) as root:
+            packages = scan(root)
+    except OSError as exc:
+        raise AttestationError(f"--sbom: cannot read the image's filesystem: "
+                               f"{exc.strerror or exc}") from None
+    document = spdx_document(packages, name=names[0] if names else "image", created=created,
+                             creator=f"pybuild-{_version()}",
+                             namespace_seed=str(image.manifest.digest))
+    return Statement(SPDX_PREDICATE, document, tuple(subjects), STATEMENT_V01)
+
+
+def attest_image(store: BuildStore, options: BuildOptions, request: AttestRequest,
+                 image: StoredImage, chain: str | None, names: Sequence[str],
+                 record: BuildRecord) -> Descriptor:
+    """Store the attestations ``request`` asks for about ``image`` and the index holding the
+    image and its attestation manifest; return the index's descriptor."""
+    config = image.image
+    platform = Platform(architecture=config.architecture, os=config.os,
+                        variant=config.variant)
+    entry = replace(image.manifest, platform=platform)
+    subjects = tuple((image_purl(n, platform), image.manifest.digest) for n in names)
+    statements = []
+    if request.sbom:
+        statements.append(sbom_statement(store, chain, image, names, record.finished,
+                                         subjects))
+    if request.provenance is not None:
+        facts = build_facts(options, request, record)
+        statements.append(Statement(PROVENANCE_V1,
+                                    provenance_predicate(facts, request.provenance), subjects))
+    attestation = store_attestation_manifest(store.content, entry, statements)
+    return store_index(store.content, image_index([entry], [attestation]))
