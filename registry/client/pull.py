@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from layerstore.assembly import host_architecture
 from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore
-from layerstore.oci import Descriptor, Index, Manifest, Platform
+from layerstore.oci import Descriptor, Index, Manifest, MediaType, Platform
 from registry.client.credentials import CredentialSource
 from registry.client.download import download_blob
 from registry.client.errors import ClientError, ProtocolError
@@ -30,7 +30,8 @@ class Pulled:
     """What a pull stored: ``target`` is what the reference resolved to (an index or a
     manifest), ``manifest`` the image manifest for the platform (``parsed``) with its
     ``config``; ``index`` is the index when the reference named one; ``source`` is the
-    URL the image came from (a mirror or the registry)."""
+    URL the image came from (a mirror or the registry); ``attestations`` are the index's
+    attestation manifests about the image, stored with it."""
 
     reference: Reference
     target: Descriptor
@@ -39,6 +40,7 @@ class Pulled:
     config: Descriptor
     index: Descriptor | None
     source: str
+    attestations: tuple[Descriptor, ...] = ()
 
 
 def default_platform() -> Platform:
@@ -56,6 +58,19 @@ def _unique(descriptors: list[Descriptor]) -> list[Descriptor]:
     return out
 
 
+#: The annotations BuildKit marks an index's attestation manifests with.
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+
+
+def attestations_of(index: Index, image: Descriptor) -> list[Descriptor]:
+    """The entries of ``index`` that are attestation manifests about ``image``."""
+    return [m for m in index.manifests
+            if (m.annotations or {}).get(REFERENCE_TYPE) == "attestation-manifest"
+            and (m.annotations or {}).get(REFERENCE_DIGEST) == str(image.digest)
+            and m.media_type in MediaType.MANIFESTS]
+
+
 def pull_from(transport: Transport, ref: Reference, store: ContentStore, platform: Platform,
               *, progress: ProgressCallback | None = None) -> Pulled:
     """Pull ``ref`` through one transport (no mirrors)."""
@@ -63,6 +78,7 @@ def pull_from(transport: Transport, ref: Reference, store: ContentStore, platfor
     top = fetch_manifest(transport, repository, ref.manifest_reference, what=str(ref))
     image: FetchedManifest = top
     index = None
+    attached: list[FetchedManifest] = []
     if isinstance(top.document, Index):
         index = top.descriptor
         entry = select_platform(top.document, platform, what=str(ref),
@@ -74,9 +90,16 @@ def pull_from(transport: Transport, ref: Reference, store: ContentStore, platfor
                                 f"for {platform} is itself an index ({entry.digest})",
                                 registry=transport.registry)
         image = replace(image, descriptor=replace(image.descriptor, platform=entry.platform))
+        for about in attestations_of(top.document, entry):
+            fetched = fetch_manifest(transport, repository, str(about.digest),
+                                     what=f"{ref.name}@{about.digest}", expected=about)
+            if isinstance(fetched.document, Manifest):
+                attached.append(fetched)
     manifest = image.document
     assert isinstance(manifest, Manifest)
-    blobs = _unique([manifest.config, *manifest.layers])
+    blobs = _unique([manifest.config, *manifest.layers,
+                     *(d for a in attached if isinstance(a.document, Manifest)
+                       for d in (a.document.config, *a.document.layers))])
     workers = transport.settings.max_concurrency
 
     def job(desc: Descriptor) -> Job[bool]:
@@ -85,10 +108,13 @@ def pull_from(transport: Transport, ref: Reference, store: ContentStore, platfor
 
     run_all([job(desc) for desc in blobs], workers)
     put_bytes(store, image.raw, image.descriptor.digest)
+    for fetched in attached:
+        put_bytes(store, fetched.raw, fetched.descriptor.digest)
     if index is not None:
         put_bytes(store, top.raw, index.digest)
     return Pulled(ref, top.descriptor if index is not None else image.descriptor,
-                  image.descriptor, manifest, manifest.config, index, transport.base_url)
+                  image.descriptor, manifest, manifest.config, index, transport.base_url,
+                  tuple(f.descriptor for f in attached))
 
 
 def pull(ref: Reference | str, store: ContentStore, platform: Platform | None = None,
@@ -123,4 +149,4 @@ def pull(ref: Reference | str, store: ContentStore, platform: Platform | None = 
             raise
 
 
-__all__ = ["Pulled", "default_platform", "pull", "pull_from"]
+__all__ = ["Pulled", "attestations_of", "default_platform", "pull", "pull_from"]

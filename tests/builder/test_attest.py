@@ -1,0 +1,257 @@
+"""``pybuild build --sbom/--provenance/--attest``: the attestations, stored as BuildKit stores
+them, and what they say (and never say)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.attestations import AttestRequest, parse_attest_flags
+from builder.cli import main
+from builder.store import BuildStore
+from layerstore.oci import MediaType
+from tests.builder.attestdata import BUILDKIT_LAYOUT, Blobs, shape, statements, target_of
+from tests.builder.test_build import build
+from tests.peers import require
+
+SPDX = "https://spdx.dev/Document"
+SLSA = "https://slsa.dev/provenance/v1"
+DOCKERFILE = "FROM busybox\nARG VERSION=1\nCOPY hello.txt /hello.txt\nLABEL v=$VERSION\n"
+
+
+@pytest.mark.parametrize(("sbom", "provenance", "attest", "expected"), [
+    ("true", None, [], AttestRequest(sbom=True)),
+    (None, "mode=max", [], AttestRequest(provenance="max")),
+    (None, "true", [], AttestRequest(provenance="min")),
+    (None, "max", [], AttestRequest(provenance="max")),
+    ("false", "false", ["type=sbom", "type=provenance,mode=max"], AttestRequest()),
+    (None, None, ["type=sbom", "type=provenance,mode=max,builder-id=https://ci/run/1"],
+     AttestRequest(sbom=True, provenance="max", builder_id="https://ci/run/1")),
+    (None, "mode=min", ["type=provenance,mode=max"], AttestRequest(provenance="min")),
+    (None, None, ["type=sbom,disabled=true"], AttestRequest()),
+])
+def test_flags(sbom: str | None, provenance: str | None, attest: list[str],
+               expected: AttestRequest) -> None:
+    assert parse_attest_flags(sbom, provenance, attest) == expected
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--provenance=mode=medium"], "--provenance 'mode=medium': mode must be min or max"),
+    (["--attest", "type=sign"], "--attest 'type=sign': type must be sbom or provenance"),
+    (["--sbom=maybe"], "--sbom=maybe: expected true, false or key=value attributes"),
+    (["--sbom=generator=docker/scout-sbom-indexer"], "unknown sbom attribute 'generator'"),
+    (["--provenance=mode=max,version=v0.2"], "only SLSA provenance version v1"),
+])
+def test_bad_flags_are_one_line_errors(store_root: Path, tmp_path: Path, args: list[str],
+                                       message: str, capfd: pytest.CaptureFixture[str]
+                                       ) -> None:
+    (tmp_path / "hello.txt").write_text("hello\n")
+    assert build(store_root, tmp_path, DOCKERFILE, "-t", "a:1", *args) != 0
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert "Traceback" not in err[0]
+
+
+def _context(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello\n")
+    return ctx
+
+
+def test_attestations_are_stored_as_buildkit_stores_them(store_root: Path,
+                                                         tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    assert build(store_root, ctx, DOCKERFILE, "-t", "example.com/attest/hello:v1",
+                 "--provenance=mode=max", "--build-arg", "VERSION=2") == 0
+    target = target_of(store_root, "example.com/attest/hello:v1")
+    assert target.media_type == MediaType.OCI_INDEX
+    with BuildStore.open(store_root) as store:
+        ours = shape(Blobs.of_store(store), str(target.digest))
+    theirs_blobs, layout = Blobs.of_layout_tar(BUILDKIT_LAYOUT)
+    theirs = shape(theirs_blobs, layout["manifests"][0]["digest"])
+    assert ours == theirs
+    assert ours["attestations"][0]["platform"] == {"architecture": "unknown", "os": "unknown"}
+    assert ours["attestations"][0]["layers"] == [("application/vnd.in-toto+json",
+                                                  ["in-toto.io/predicate-type"])]
+
+
+def test_an_attested_image_still_runs_and_inspects(store_root: Path, tmp_path: Path,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path)
+    assert build(store_root, ctx, DOCKERFILE, "-t", "a:1", "--sbom=true") == 0
+    capfd.readouterr()
+    assert main(["--root", str(store_root), "run", "--rm", "a:1", "cat", "/hello.txt"]) == 0
+    assert capfd.readouterr().out == "hello\n"
+    assert main(["--root", str(store_root), "inspect", "a:1"]) == 0
+    [info] = json.loads(capfd.readouterr().out)
+    assert info["Config"]["Labels"] == {"v": "1"}
+
+
+def _git(ctx: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    return subprocess.run([require("git"), "-C", str(ctx), *args], capture_output=True,
+                          text=True, check=True, env=env, timeout=60).stdout.strip()
+
+
+def test_provenance_says_what_the_mode_asks_and_never_a_secret(store_root: Path,
+                                                               tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nARG VERSION=1\nCOPY hello.txt /hello.txt\n"
+        "RUN --mount=type=secret,id=token cat /run/secrets/token | wc -c > /len\n")
+    _git(ctx, "init", "-q")
+    _git(ctx, "remote", "add", "origin", "https://user:hunter2@git.example.com/team/app.git")
+    _git(ctx, "add", "-A")
+    _git(ctx, "commit", "-qm", "first")
+    commit = _git(ctx, "rev-parse", "HEAD")
+    secret = tmp_path / "token"
+    secret.write_text("s3cr3t-value-never-recorded")
+    with BuildStore.open(store_root) as store:
+        busybox = store.images.get("busybox:latest").target.digest
+    dockerfile_digest = hashlib.sha256((ctx / "Dockerfile").read_bytes()).hexdigest()
+    found = {}
+    for mode in ("min", "max"):
+        args = ["-t", f"p:{mode}", f"--provenance=mode={mode}", "--build-arg", "VERSION=7",
+                "--secret", f"id=token,src={secret}"]
+        assert main(["--root", str(store_root), "build", "--progress=plain", *args,
+                     str(ctx)]) == 0
+        target = target_of(store_root, f"p:{mode}")
+        with BuildStore.open(store_root) as store:
+            blobs = Blobs.of_store(store)
+            index = blobs.json(str(target.digest))
+            raw = b"".join(blobs.read(m["digest"]) for m in index["manifests"])
+            found[mode] = statement = statements(blobs, str(target.digest))[SLSA]
+            attestation = blobs.json(index["manifests"][1]["digest"])
+            raw += b"".join(blobs.read(d["digest"]) for d in attestation["layers"])
+        assert b"s3cr3t" not in raw and b"hunter2" not in raw
+        assert statement["_type"] == "https://in-toto.io/Statement/v1"
+        assert statement["subject"] == [{
+            "name": f"pkg:docker/p@{mode}?platform=linux%2Famd64",
+            "digest": {"sha256": index["manifests"][0]["digest"].split(":")[1]}}]
+        definition = statement["predicate"]["buildDefinition"]
+        assert definition["externalParameters"]["configSource"] == {
+            "path": "Dockerfile", "digest": {"sha256": dockerfile_digest}}
+        deps = definition["resolvedDependencies"]
+        assert deps[0] == {"uri": "pkg:docker/busybox@latest?platform=linux%2Famd64",
+                           "digest": {"sha256": busybox.hex}}
+        assert deps[1]["uri"] == "local://context" and len(deps[1]["digest"]["sha256"]) == 64
+        assert statement["predicate"]["runDetails"]["builder"]["id"].startswith(
+            "pkg:pypi/pybuild@")
+    min_args = found["min"]["predicate"]["buildDefinition"]["externalParameters"]["request"]
+    max_args = found["max"]["predicate"]["buildDefinition"]["externalParameters"]["request"]
+    assert "build-arg:VERSION" not in min_args["args"]
+    assert max_args["args"]["build-arg:VERSION"] == "7"
+    assert "vcs" not in found["min"]["predicate"]["runDetails"]["metadata"]["buildkit_metadata"]
+    assert found["max"]["predicate"]["runDetails"]["metadata"]["buildkit_metadata"]["vcs"] == {
+        "revision": commit, "source": "https://git.example.com/team/app.git"}
+
+
+def _rootfs(base: Path) -> None:
+    """A tree holding a record of every package manager the SBOM reads."""
+    dpkg = base / "var/lib/dpkg"
+    dpkg.mkdir(parents=True)
+    (dpkg / "status").write_text(
+        "Package: libc6\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Source: glibc\nVersion: 2.36-9\nMaintainer: GNU Libc Maintainers <x@debian.org>\n"
+        "Description: GNU C Library\n multi-line\n\n"
+        "Package: gone\nStatus: deinstall ok config-files\nVersion: 1.0\n\n")
+    (base / "etc").mkdir()
+    (base / "etc/os-release").write_text('NAME="Debian"\nID=debian\n')
+    apk = base / "lib/apk/db"
+    apk.mkdir(parents=True)
+    (apk / "installed").write_text("C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\no:musl\n\n"
+                                   "P:zlib\nV:1.3-r0\nA:x86_64\nL:Zlib\n\n")
+    dist = base / "usr/lib/python3/dist-packages/requests-2.31.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n"
+                                   "License: Apache-2.0\n\nLong description\n")
+    egg = base / "usr/local/lib/python3.11/site-packages/six.egg-info"
+    egg.mkdir(parents=True)
+    (egg / "PKG-INFO").write_text("Metadata-Version: 1.0\nName: six\nVersion: 1.16.0\n")
+    for rel, doc in (("app/node_modules/left-pad", {"name": "left-pad", "version": "1.3.0",
+                                                    "license": "WTFPL"}),
+                     ("app/node_modules/@types/node", {"name": "@types/node",
+                                                       "version": "20.1.0"}),
+                     ("app/node_modules/left-pad/node_modules/inner", {"name": "inner",
+                                                                       "version": "0.1.0"})):
+        (base / rel).mkdir(parents=True)
+        (base / rel / "package.json").write_text(json.dumps(doc))
+    (base / "app/package.json").write_text(json.dumps({"name": "app", "version": "9.9.9"}))
+
+
+EXPECTED_PURLS = [
+    "pkg:apk/debian/musl@1.2.4-r2?arch=x86_64", "pkg:apk/debian/zlib@1.3-r0?arch=x86_64",
+    "pkg:deb/debian/libc6@2.36-9?arch=amd64&upstream=glibc",
+    "pkg:npm/%40types/node@20.1.0", "pkg:npm/inner@0.1.0", "pkg:npm/left-pad@1.3.0",
+    "pkg:pypi/requests@2.31.0", "pkg:pypi/six@1.16.0",
+]
+
+
+def test_sbom_lists_what_the_image_holds(store_root: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    _rootfs(ctx / "root")
+    assert build(store_root, ctx, "FROM busybox\nCOPY root/ /\n", "-t", "s:1",
+                 "--sbom=true") == 0
+    target = target_of(store_root, "s:1")
+    with BuildStore.open(store_root) as store:
+        blobs = Blobs.of_store(store)
+        found = statements(blobs, str(target.digest))
+        image_digest = blobs.json(str(target.digest))["manifests"][0]["digest"]
+    assert list(found) == [SPDX]
+    statement = found[SPDX]
+    assert statement["_type"] == "https://in-toto.io/Statement/v0.1"
+    assert statement["subject"][0]["digest"] == {"sha256": image_digest.split(":")[1]}
+    doc = statement["predicate"]
+    assert doc["spdxVersion"] == "SPDX-2.3" and doc["dataLicense"] == "CC0-1.0"
+    assert doc["SPDXID"] == "SPDXRef-DOCUMENT" and doc["name"] == "s:1"
+    assert doc["documentNamespace"].startswith("https://")
+    assert doc["creationInfo"]["creators"][0].startswith("Tool: pybuild-")
+    packages = {p["SPDXID"]: p for p in doc["packages"]}
+    purls = sorted(p["externalRefs"][0]["referenceLocator"] for p in doc["packages"]
+                   if "externalRefs" in p)
+    assert purls == EXPECTED_PURLS
+    assert {p["name"]: p["licenseDeclared"] for p in doc["packages"]}["left-pad"] == "WTFPL"
+    for package in doc["packages"]:
+        for key in ("name", "SPDXID", "downloadLocation", "versionInfo"):
+            assert key in package
+    contained = [r["relatedSpdxElement"] for r in doc["relationships"]
+                 if r["relationshipType"] == "CONTAINS"]
+    assert sorted(contained) == sorted(k for k in packages if k != "SPDXRef-Image")
+    assert {"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
+            "relatedSpdxElement": "SPDXRef-Image"} in doc["relationships"]
+
+
+def test_sbom_scan_never_leaves_the_root(tmp_path: Path) -> None:
+    from builder.attestations.packages import scan
+
+    outside = tmp_path / "host"
+    _rootfs(outside)
+    root = tmp_path / "image"
+    (root / "var/lib").mkdir(parents=True)
+    (root / "var/lib/dpkg").symlink_to(outside / "var/lib/dpkg")
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").symlink_to(outside / "lib/apk/db/installed")
+    (root / "usr").symlink_to(outside / "usr")
+    (root / "app").symlink_to(outside / "app")
+    assert scan(root) == []
+    assert [p.name for p in scan(outside)] == ["musl", "zlib", "libc6", "@types/node",
+                                                "inner", "left-pad", "requests", "six"]
+
+
+def test_oci_output_of_an_attested_build_holds_the_index(
+        store_root: Path, tmp_path: Path) -> None:
+    ctx = _context(tmp_path)
+    layout = tmp_path / "out.tar"
+    assert build(store_root, ctx, DOCKERFILE, "-t", "o:1", "--provenance=true",
+                 "-o", f"type=oci,dest={layout}") == 0
+    blobs, index = Blobs.of_layout_tar(layout)
+    top = index["manifests"][0]
+    assert top["mediaType"] == MediaType.OCI_INDEX
+    assert list(statements(blobs, top["digest"])) == [SLSA]
