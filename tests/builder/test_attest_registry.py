@@ -1,0 +1,110 @@
+"""Attested images and registries: pushed with their attestation manifests (listed by the
+referrers API), and BuildKit's attestations kept through ``pybuild pull`` + ``push``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from builder.cli import main
+from layerstore.oci import MediaType
+from registry.testing.processes import RegistryProcess, ours
+from tests.builder.attestdata import BUILDKIT_LAYOUT, Blobs, statements
+from tests.builder.test_build import build
+from tests.peers import Dockerd, docker, require
+
+SLSA = "https://slsa.dev/provenance/v1"
+ATTESTATION = "application/vnd.docker.attestation.manifest.v1+json"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    proc = ours(tmp_path_factory.mktemp("attest-registry") / "data", workers=1).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def skopeo(*args: str) -> bytes:
+    return subprocess.run([require("skopeo"), *args], capture_output=True, check=True,
+                          timeout=300).stdout
+
+
+def raw(ref: str) -> bytes:
+    """The manifest or index ``ref`` names, as the registry serves it (read by skopeo)."""
+    return skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{ref}")
+
+
+def referrers(registry: RegistryProcess, repository: str, digest: str) -> list[dict]:
+    response = httpx.get(f"{registry.url}/v2/{repository}/referrers/{digest}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["manifests"]
+
+
+def test_pushed_attestations_are_listed_as_referrers(store_root: Path, tmp_path: Path,
+                                                     registry: RegistryProcess) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello\n")
+    ref = f"{registry.address}/attest/pushed:1"
+    assert build(store_root, ctx, "FROM busybox\nCOPY hello.txt /\n", "-t", ref, "--push",
+                 "--sbom=true", "--provenance=mode=max") == 0
+    index = json.loads(raw(ref))
+    assert index["mediaType"] == MediaType.OCI_INDEX
+    image, attestation = index["manifests"]
+    listed = referrers(registry, "attest/pushed", image["digest"])
+    assert [(r["digest"], r["artifactType"]) for r in listed] == [
+        (attestation["digest"], ATTESTATION)]
+    layout = tmp_path / "copied"
+    skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:x")
+    top = json.loads((layout / "index.json").read_text())["manifests"][0]
+    blobs = Blobs(lambda d: (layout / "blobs" / d.replace(":", "/")).read_bytes())
+    assert sorted(statements(blobs, top["digest"])) == [SLSA, "https://spdx.dev/Document"]
+
+
+def test_buildkit_attestations_survive_pull_and_push(tmp_path: Path,
+                                                     registry: RegistryProcess) -> None:
+    source = f"{registry.address}/buildkit/hello:v1"
+    copy = f"{registry.address}/copied/hello:v1"
+    skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+           f"oci-archive:{BUILDKIT_LAYOUT}", f"docker://{source}")
+    blobs, layout = Blobs.of_layout_tar(BUILDKIT_LAYOUT)
+    top = layout["manifests"][0]["digest"]
+    root = tmp_path / "store"
+    argv = ["--root", str(root)]
+    assert main([*argv, "pull", "--progress=plain", source]) == 0
+    assert main([*argv, "tag", source, copy]) == 0
+    assert main([*argv, "push", "--progress=plain", copy]) == 0
+    assert raw(copy) == blobs.read(top)
+    image, attestation = blobs.json(top)["manifests"]
+    assert raw(f"{registry.address}/copied/hello@{attestation['digest']}") == blobs.read(
+        attestation["digest"])
+    statement = blobs.json(attestation["digest"])["layers"][0]
+    pulled = httpx.get(f"{registry.url}/v2/copied/hello/blobs/{statement['digest']}",
+                       timeout=30, follow_redirects=True)
+    assert pulled.content == blobs.read(statement["digest"])
+    assert [r["digest"] for r in referrers(registry, "copied/hello", image["digest"])] == [
+        attestation["digest"]]
+
+
+def test_docker_pulls_and_runs_an_attested_image(store_root: Path, tmp_path: Path,
+                                                 registry: RegistryProcess,
+                                                 dockerd: Dockerd) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello from an attested image\n")
+    ref = f"{registry.address}/attest/docker-run:1"
+    assert build(store_root, ctx, "FROM busybox\nCOPY hello.txt /\n", "-t", ref, "--push",
+                 "--provenance=true") == 0
+    docker("pull", ref)
+    try:
+        out = docker("run", "--rm", "--network=none", ref, "cat", "/hello.txt").stdout
+        assert out == b"hello from an attested image\n"
+    finally:
+        docker("rmi", "-f", ref, check=False)
