@@ -13,7 +13,7 @@ import pytest
 
 from builder.cli import main
 from layerstore.oci import MediaType
-from registry.testing.processes import RegistryProcess, ours
+from registry.testing.processes import RegistryProcess, distribution, ours
 from tests.builder.attestdata import BUILDKIT_LAYOUT, Blobs, statements
 from tests.builder.test_build import build
 from tests.peers import Dockerd, docker, require
@@ -108,3 +108,33 @@ def test_docker_pulls_and_runs_an_attested_image(store_root: Path, tmp_path: Pat
         assert out == b"hello from an attested image\n"
     finally:
         docker("rmi", "-f", ref, check=False)
+
+
+def test_a_registry_without_the_referrers_api_gets_the_fallback_tag(
+        store_root: Path, tmp_path: Path, registry: RegistryProcess) -> None:
+    require("docker-registry")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "hello.txt").write_text("hello\n")
+    proc = distribution(tmp_path / "dist").start()
+    try:
+        ref = f"{proc.address}/attest/fallback:1"
+        assert build(store_root, ctx, "FROM busybox\nCOPY hello.txt /\n", "-t", ref,
+                     "--push", "--provenance=true") == 0
+        image, attestation = json.loads(raw(ref))["manifests"]
+        tag = "sha256-" + image["digest"].split(":")[1]
+        listed = json.loads(raw(f"{proc.address}/attest/fallback:{tag}"))
+        assert listed["mediaType"] == MediaType.OCI_INDEX
+        assert [(m["digest"], m["artifactType"]) for m in listed["manifests"]] == [
+            (attestation["digest"], ATTESTATION)]
+        # pushed again: listed once
+        assert main(["--root", str(store_root), "push", "--progress=plain", ref]) == 0
+        assert len(json.loads(raw(f"{proc.address}/attest/fallback:{tag}"))["manifests"]) == 1
+    finally:
+        proc.stop()
+    # our registry has the referrers API: no fallback tag is made there
+    ours_ref = f"{registry.address}/attest/no-fallback:1"
+    assert main(["--root", str(store_root), "tag", ref, ours_ref]) == 0
+    assert main(["--root", str(store_root), "push", "--progress=plain", ours_ref]) == 0
+    tags = httpx.get(f"{registry.url}/v2/attest/no-fallback/tags/list", timeout=30).json()
+    assert tags["tags"] == ["1"]
