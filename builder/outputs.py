@@ -121,11 +121,14 @@ def _path(dest: str | None) -> Path | None:
     return Path(dest)
 
 
-def write_metadata(path: Path, image: StoredImage, names: Sequence[str]) -> None:
-    """``--metadata-file``: the keys buildx writes."""
-    desc = json.loads(image.manifest.to_json())
+def write_metadata(path: Path, image: StoredImage, names: Sequence[str],
+                   top: Descriptor | None = None) -> None:
+    """``--metadata-file``: the keys buildx writes (the digest and descriptor are those of
+    ``top``, the index holding the image and its attestations, when there is one)."""
+    whole = top or image.manifest
+    desc = json.loads(whole.to_json())
     data = {
-        "containerimage.digest": str(image.manifest.digest),
+        "containerimage.digest": str(whole.digest),
         "containerimage.config.digest": str(image.config.digest),
         "containerimage.descriptor": desc,
         "image.name": ",".join(names),

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from builder.store import BuildStore
     from layerstore.assembly import StoredImage
 
-__all__ = ["BuildRecord", "attest_image", "build_facts", "sbom_statement"]
+__all__ = ["BuildRecord", "PlatformImage", "attest_image", "attest_images", "build_facts",
+           "sbom_statement"]
 
 
 @dataclass(frozen=True)
@@ -114,23 +115,62 @@ def sbom_statement(store: BuildStore, chain: str | None, image: StoredImage,
     return Statement(SPDX_PREDICATE, document, tuple(subjects), STATEMENT_V01)
 
 
+@dataclass(frozen=True)
+class PlatformImage:
+    """One platform's built image and the committed snapshot of its filesystem."""
+
+    image: StoredImage
+    chain: str | None
+
+
+def _platform(image: StoredImage) -> Platform:
+    config = image.image
+    return Platform(architecture=config.architecture, os=config.os, variant=config.variant)
+
+
+def _bases_for(record: BuildRecord, platform: Platform, platforms: Sequence[Platform]
+               ) -> BuildRecord:
+    """``record`` with the base images one platform's build used: those of its platform and
+    those of no image's platform (stages on the build platform), when there are several."""
+    if len(platforms) < 2:
+        return record
+    own = {(p.os, p.architecture, p.variant) for p in platforms}
+
+    def key(p: Platform) -> tuple[str, str, str | None]:
+        return (p.os, p.architecture, p.variant)
+    bases = tuple(b for b in record.bases if key(b.platform) == key(platform)
+                  or key(b.platform) not in own)
+    return replace(record, bases=bases)
+
+
+def attest_images(store: BuildStore, options: BuildOptions, request: AttestRequest,
+                  images: Sequence[PlatformImage], names: Sequence[str], record: BuildRecord
+                  ) -> Descriptor:
+    """Store the attestations ``request`` asks for about every image (one attestation
+    manifest each) and the index holding the images and their attestation manifests;
+    return the index's descriptor."""
+    platforms = [_platform(i.image) for i in images]
+    entries, attestations = [], []
+    for item, platform in zip(images, platforms, strict=True):
+        entry = replace(item.image.manifest, platform=platform)
+        subjects = tuple((image_purl(n, platform), item.image.manifest.digest) for n in names)
+        statements = []
+        if request.sbom:
+            statements.append(sbom_statement(store, item.chain, item.image, names,
+                                             record.finished, subjects))
+        if request.provenance is not None:
+            facts = build_facts(options, request, _bases_for(record, platform, platforms))
+            statements.append(Statement(PROVENANCE_V1,
+                                        provenance_predicate(facts, request.provenance),
+                                        subjects))
+        entries.append(entry)
+        attestations.append(store_attestation_manifest(store.content, entry, statements))
+    return store_index(store.content, image_index(entries, attestations))
+
+
 def attest_image(store: BuildStore, options: BuildOptions, request: AttestRequest,
                  image: StoredImage, chain: str | None, names: Sequence[str],
                  record: BuildRecord) -> Descriptor:
-    """Store the attestations ``request`` asks for about ``image`` and the index holding the
-    image and its attestation manifest; return the index's descriptor."""
-    config = image.image
-    platform = Platform(architecture=config.architecture, os=config.os,
-                        variant=config.variant)
-    entry = replace(image.manifest, platform=platform)
-    subjects = tuple((image_purl(n, platform), image.manifest.digest) for n in names)
-    statements = []
-    if request.sbom:
-        statements.append(sbom_statement(store, chain, image, names, record.finished,
-                                         subjects))
-    if request.provenance is not None:
-        facts = build_facts(options, request, record)
-        statements.append(Statement(PROVENANCE_V1,
-                                    provenance_predicate(facts, request.provenance), subjects))
-    attestation = store_attestation_manifest(store.content, entry, statements)
-    return store_index(store.content, image_index([entry], [attestation]))
+    """:func:`attest_images` of one image."""
+    return attest_images(store, options, request, [PlatformImage(image, chain)], names,
+                         record)

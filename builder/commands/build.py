@@ -369,7 +369,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     if args.metadata_file:
         from builder.outputs import write_metadata
 
-        write_metadata(args.metadata_file, result.image, result.tags)
+        write_metadata(args.metadata_file, result.image, result.tags, result.index)
     if args.quiet:
         print(image_id)
     return 0

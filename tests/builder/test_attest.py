@@ -249,9 +249,44 @@ def test_oci_output_of_an_attested_build_holds_the_index(
         store_root: Path, tmp_path: Path) -> None:
     ctx = _context(tmp_path)
     layout = tmp_path / "out.tar"
+    metadata = tmp_path / "metadata.json"
     assert build(store_root, ctx, DOCKERFILE, "-t", "o:1", "--provenance=true",
-                 "-o", f"type=oci,dest={layout}") == 0
+                 "-o", f"type=oci,dest={layout}", "--metadata-file", str(metadata)) == 0
     blobs, index = Blobs.of_layout_tar(layout)
     top = index["manifests"][0]
     assert top["mediaType"] == MediaType.OCI_INDEX
+    written = json.loads(metadata.read_text())
+    assert written["containerimage.digest"] == top["digest"]
+    assert written["containerimage.descriptor"]["mediaType"] == MediaType.OCI_INDEX
     assert list(statements(blobs, top["digest"])) == [SLSA]
+
+
+def test_the_index_joins_several_platforms_and_their_attestations(tmp_path: Path) -> None:
+    from builder.attestations.index import (
+        image_index,
+        store_attestation_manifest,
+        store_index,
+    )
+    from builder.attestations.intoto import Statement
+    from layerstore.content.local import LocalStore
+    from layerstore.errors import InvalidArgument
+    from layerstore.oci import Platform, describe
+
+    store = LocalStore(tmp_path / "content")
+    images = [describe(MediaType.OCI_MANIFEST, f'{{"n":{n}}}'.encode(),
+                       platform=Platform(architecture=arch, os="linux"))
+              for n, arch in enumerate(("amd64", "arm64"))]
+    statement = Statement(SLSA, {"buildDefinition": {}})
+    attestations = [store_attestation_manifest(store, image, [statement]) for image in images]
+    index = image_index(images, attestations)
+    assert [m.digest for m in index.manifests] == [*(i.digest for i in images),
+                                                   *(a.digest for a in attestations)]
+    assert [(m.annotations or {}).get("vnd.docker.reference.digest")
+            for m in index.manifests[2:]] == [str(i.digest) for i in images]
+    assert store.exists(store_index(store, index).digest)
+    with pytest.raises(InvalidArgument, match="is not about any image of the index"):
+        image_index(images[:1], attestations)
+    with pytest.raises(InvalidArgument, match="has no platform"):
+        image_index([describe(MediaType.OCI_MANIFEST, b"{}")])
+    with pytest.raises(InvalidArgument, match="needs at least one statement"):
+        store_attestation_manifest(store, images[0], [])
