@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from builder.attestations.index import image_index, store_attestation_manifest, store_index
-from builder.attestations.intoto import STATEMENT_V01, Statement, image_purl
+from builder.attestations.intoto import Statement, image_purl
 from builder.attestations.provenance import (
     PROVENANCE_V1,
     BaseImage,
@@ -112,7 +112,7 @@ def sbom_statement(store: BuildStore, chain: str | None, image: StoredImage,
     document = spdx_document(packages, name=names[0] if names else "image", created=created,
                              creator=f"pybuild-{_version()}",
                              namespace_seed=str(image.manifest.digest))
-    return Statement(SPDX_PREDICATE, document, tuple(subjects), STATEMENT_V01)
+    return Statement(SPDX_PREDICATE, document, tuple(subjects))
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,11 @@ from urllib.parse import quote
 from layerstore.digest import Digest
 from layerstore.oci import Platform
 
-__all__ = ["INTOTO_MEDIA_TYPE", "PREDICATE_ANNOTATION", "STATEMENT_V01", "STATEMENT_V1",
+__all__ = ["INTOTO_MEDIA_TYPE", "PREDICATE_ANNOTATION", "STATEMENT_V1",
            "Statement", "image_purl"]
 
 INTOTO_MEDIA_TYPE = "application/vnd.in-toto+json"
 PREDICATE_ANNOTATION = "in-toto.io/predicate-type"
-STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 
 

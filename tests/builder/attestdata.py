@@ -13,8 +13,11 @@ from builder.store import BuildStore
 from layerstore.oci import Descriptor
 
 BUILDKIT_LAYOUT = Path(__file__).parent / "data" / "buildkit-attested.tar"
-"""An OCI layout tar that BuildKit v0.32.2 wrote for ``FROM scratch`` + ``COPY hello.txt``
-with ``--opt attest:provenance=mode=max`` (name example.com/attest/hello:v1)."""
+"""An OCI layout tar that BuildKit v0.32.2 (``buildctl build --output type=oci``) wrote for
+``FROM scratch`` + ``COPY hello.txt`` named example.com/attest/hello:v1, with
+``--opt attest:provenance=mode=max`` and ``--opt attest:sbom=generator=IMAGE``, IMAGE being a
+busybox script that writes a one-package SPDX statement (no scanner image can be pulled
+here): its SBOM's content is made up, its place and wrapping are BuildKit's."""
 
 
 class Blobs:

@@ -68,7 +68,7 @@ def test_attestations_are_stored_as_buildkit_stores_them(store_root: Path,
                                                          tmp_path: Path) -> None:
     ctx = _context(tmp_path)
     assert build(store_root, ctx, DOCKERFILE, "-t", "example.com/attest/hello:v1",
-                 "--provenance=mode=max", "--build-arg", "VERSION=2") == 0
+                 "--sbom=true", "--provenance=mode=max", "--build-arg", "VERSION=2") == 0
     target = target_of(store_root, "example.com/attest/hello:v1")
     assert target.media_type == MediaType.OCI_INDEX
     with BuildStore.open(store_root) as store:
@@ -78,7 +78,20 @@ def test_attestations_are_stored_as_buildkit_stores_them(store_root: Path,
     assert ours == theirs
     assert ours["attestations"][0]["platform"] == {"architecture": "unknown", "os": "unknown"}
     assert ours["attestations"][0]["layers"] == [("application/vnd.in-toto+json",
-                                                  ["in-toto.io/predicate-type"])]
+                                                  ["in-toto.io/predicate-type"])] * 2
+    with BuildStore.open(store_root) as store:
+        mine = statements(Blobs.of_store(store), str(target.digest))
+    theirs_statements = statements(theirs_blobs, layout["manifests"][0]["digest"])
+    assert list(mine) == list(theirs_statements) == [SPDX, SLSA]
+    for kind in (SPDX, SLSA):
+        assert mine[kind]["_type"] == theirs_statements[kind]["_type"]
+        assert sorted(mine[kind]) == sorted(theirs_statements[kind])
+        assert [s["name"] for s in mine[kind]["subject"]] == [
+            s["name"] for s in theirs_statements[kind]["subject"]]
+    provenance = mine[SLSA]["predicate"]
+    assert sorted(provenance) == sorted(theirs_statements[SLSA]["predicate"])
+    assert provenance["buildDefinition"]["buildType"] == theirs_statements[SLSA][
+        "predicate"]["buildDefinition"]["buildType"]
 
 
 def test_an_attested_image_still_runs_and_inspects(store_root: Path, tmp_path: Path,
@@ -206,7 +219,7 @@ def test_sbom_lists_what_the_image_holds(store_root: Path, tmp_path: Path) -> No
         image_digest = blobs.json(str(target.digest))["manifests"][0]["digest"]
     assert list(found) == [SPDX]
     statement = found[SPDX]
-    assert statement["_type"] == "https://in-toto.io/Statement/v0.1"
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["subject"][0]["digest"] == {"sha256": image_digest.split(":")[1]}
     doc = statement["predicate"]
     assert doc["spdxVersion"] == "SPDX-2.3" and doc["dataLicense"] == "CC0-1.0"
