@@ -104,6 +104,13 @@ def test_an_attested_image_still_runs_and_inspects(store_root: Path, tmp_path: P
     assert main(["--root", str(store_root), "inspect", "a:1"]) == 0
     [info] = json.loads(capfd.readouterr().out)
     assert info["Config"]["Labels"] == {"v": "1"}
+    assert build(store_root, ctx, "FROM a:1\nRUN cat /hello.txt > /again\n", "-t", "b:1") == 0
+    assert main(["--root", str(store_root), "run", "--rm", "b:1", "cat", "/again"]) == 0
+    archive = tmp_path / "a.tar"
+    assert main(["--root", str(store_root), "save", "-o", str(archive), "a:1"]) == 0
+    capfd.readouterr()
+    assert main(["--root", str(store_root), "load", "-i", str(archive)]) == 0
+    assert "a:1" in capfd.readouterr().out
 
 
 def _git(ctx: Path, *args: str) -> str:
