@@ -68,7 +68,9 @@ def spdx_document(packages: Sequence[Package], *, name: str, created: str,
 
     ``created`` is an RFC 3339 UTC time, ``creator`` the tool (``pybuild-0.1.0``);
     ``namespace_seed`` (the image digest) makes the document namespace unique and stable.
+    SPDX dates have whole seconds: a fraction of ``created`` is dropped.
     """
+    created = re.sub(r"\.\d+Z$", "Z", created)
     root_id = "SPDXRef-Image"
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"{name}@{namespace_seed}")
     entries = [{

@@ -246,6 +246,19 @@ def test_sbom_lists_what_the_image_holds(store_root: Path, tmp_path: Path) -> No
     assert sorted(contained) == sorted(k for k in packages if k != "SPDXRef-Image")
     assert {"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
             "relatedSpdxElement": "SPDXRef-Image"} in doc["relationships"]
+    assert spdx_problems(doc, tmp_path) == []
+
+
+def spdx_problems(doc: dict, tmp_path: Path) -> list[str]:
+    """What the SPDX project's own tools (spdx-tools) find wrong with an SPDX JSON document."""
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+    path = tmp_path / "sbom.spdx.json"
+    path.write_text(json.dumps(doc))
+    parsed = parse_file(str(path))
+    assert len(parsed.packages) == len(doc["packages"])
+    return [m.validation_message for m in validate_full_spdx_document(parsed, "SPDX-2.3")]
 
 
 def test_sbom_scan_never_leaves_the_root(tmp_path: Path) -> None:
