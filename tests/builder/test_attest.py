@@ -323,3 +323,26 @@ def test_the_index_joins_several_platforms_and_their_attestations(tmp_path: Path
         image_index([describe(MediaType.OCI_MANIFEST, b"{}")])
     with pytest.raises(InvalidArgument, match="needs at least one statement"):
         store_attestation_manifest(store, images[0], [])
+
+
+def test_prune_keeps_the_attestations_of_a_named_image(store_root: Path, tmp_path: Path
+                                                       ) -> None:
+    ctx = _context(tmp_path)
+    assert build(store_root, ctx, DOCKERFILE, "-t", "k:1", "--sbom=true",
+                 "--provenance=true") == 0
+    assert main(["--root", str(store_root), "prune", "--all", "--force"]) == 0
+    layout = tmp_path / "k.tar"
+    assert main(["--root", str(store_root), "save", "--format", "oci", "-o", str(layout),
+                 "k:1"]) == 0
+    blobs, index = Blobs.of_layout_tar(layout)
+    assert sorted(statements(blobs, index["manifests"][0]["digest"])) == [SLSA, SPDX]
+
+
+def test_recompressing_an_attested_image_is_a_clear_error(
+        store_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path)
+    assert build(store_root, ctx, DOCKERFILE, "-t", "z:1", "--provenance=true", "-o",
+                 f"type=oci,dest={tmp_path / 'z.tar'},compression=zstd,"
+                 "force-compression=true") != 0
+    err = capfd.readouterr().err.strip().splitlines()[-1]
+    assert "converting the layers of an image with attestations is not supported" in err
