@@ -24,6 +24,7 @@ SLSA = "https://slsa.dev/provenance/v1"
 DOCKERFILE = "FROM busybox\nARG VERSION=1\nCOPY hello.txt /hello.txt\nLABEL v=$VERSION\n"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("sbom", "provenance", "attest", "expected"), [
     ("true", None, [], AttestRequest(sbom=True)),
     (None, "mode=max", [], AttestRequest(provenance="max")),
@@ -261,6 +262,7 @@ def spdx_problems(doc: dict, tmp_path: Path) -> list[str]:
     return [m.validation_message for m in validate_full_spdx_document(parsed, "SPDX-2.3")]
 
 
+@pytest.mark.unit
 def test_sbom_scan_never_leaves_the_root(tmp_path: Path) -> None:
     from builder.attestations.packages import scan
 
@@ -294,6 +296,7 @@ def test_oci_output_of_an_attested_build_holds_the_index(
     assert list(statements(blobs, top["digest"])) == [SLSA]
 
 
+@pytest.mark.unit
 def test_the_index_joins_several_platforms_and_their_attestations(tmp_path: Path) -> None:
     from builder.attestations.index import (
         image_index,
