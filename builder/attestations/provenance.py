@@ -125,6 +125,10 @@ def provenance_predicate(facts: BuildFacts, mode: str) -> dict[str, Any]:
         args.update({f"build-arg:{k}": v for k, v in sorted(facts.build_args.items())})
         if facts.target:
             args["target"] = facts.target
+        if facts.git is not None:
+            args["vcs:revision"] = facts.git.revision
+            if facts.git.source:
+                args["vcs:source"] = facts.git.source
     if facts.platform is not None:
         args["platform"] = str(facts.platform)
     dependencies: list[dict[str, Any]] = [

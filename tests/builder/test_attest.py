@@ -169,6 +169,8 @@ def test_provenance_says_what_the_mode_asks_and_never_a_secret(store_root: Path,
     max_args = found["max"]["predicate"]["buildDefinition"]["externalParameters"]["request"]
     assert "build-arg:VERSION" not in min_args["args"]
     assert max_args["args"]["build-arg:VERSION"] == "7"
+    assert max_args["args"]["vcs:revision"] == commit
+    assert not any(k.startswith("vcs:") for k in min_args["args"])
     assert "vcs" not in found["min"]["predicate"]["runDetails"]["metadata"]["buildkit_metadata"]
     assert found["max"]["predicate"]["runDetails"]["metadata"]["buildkit_metadata"]["vcs"] == {
         "revision": commit, "source": "https://git.example.com/team/app.git"}
