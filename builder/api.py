@@ -187,19 +187,32 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     stored = export_image(store, result, created=created, labels=options.labels, extra=extra)
     index = None
     if options.attest.any:
-        index = _attest(store, options, access, stored, result.chain, started)
+        index = _attest(store, options, access, stored, result.chain, started, progress)
     name_image(store, stored, options.tags, index)
     return BuildResult(stored, options.tags, tuple(warnings), result.chain, index=index)
 
 
 def _attest(store: BuildStore, options: BuildOptions, access: RegistryAccess,
-            image: StoredImage, chain: str | None, started: str) -> Descriptor:
+            image: StoredImage, chain: str | None, started: str, progress: Progress
+            ) -> Descriptor:
     """Store the attestations ``options`` ask for and the index holding them."""
     from builder.attestations.attach import BuildRecord, attest_image
     from builder.attestations.provenance import BaseImage
 
+    asked = [k for k, on in (("sbom", options.attest.sbom),
+                             ("provenance", options.attest.provenance)) if on]
+    vertex = progress.vertex(f"[{image.image.platform}] generating {' and '.join(asked)}")
     bases = tuple(BaseImage(ref, platform, stored.manifest.digest)
                   for ref, platform, stored in access.images.resolved())
     record = BuildRecord(started=started, finished=timestamp(),
-                         builder_platform=host_platform(), bases=bases)
-    return attest_image(store, options, options.attest, image, chain, options.tags, record)
+                         builder_platform=host_platform(), bases=bases,
+                         epoch=options.source_date_epoch)
+    try:
+        index = attest_image(store, options, options.attest, image, chain, options.tags,
+                             record)
+    except BuildError as exc:
+        vertex.error(str(exc))
+        raise
+    vertex.log(f"attestation index {index.digest}\n".encode())
+    vertex.done()
+    return index

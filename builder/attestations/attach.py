@@ -20,6 +20,7 @@ from builder.attestations.provenance import (
     unique_bases,
 )
 from builder.attestations.request import AttestationError, AttestRequest
+from layerstore.assembly import timestamp
 from layerstore.digest import Digest
 from layerstore.oci import Descriptor, Platform
 
@@ -34,13 +35,15 @@ __all__ = ["BuildRecord", "PlatformImage", "attest_image", "attest_images", "bui
 
 @dataclass(frozen=True)
 class BuildRecord:
-    """What the build itself knows that the provenance states: when it ran, on what, and
-    the base images it resolved."""
+    """What the build itself knows that the attestations state: when it ran, on what, the
+    base images it resolved, and ``SOURCE_DATE_EPOCH`` (which dates the SBOM, making it
+    reproducible; the provenance keeps the real times)."""
 
     started: str
     finished: str
     builder_platform: Platform
     bases: tuple[BaseImage, ...] = ()
+    epoch: int | None = None
 
 
 def _version() -> str:
@@ -156,8 +159,9 @@ def attest_images(store: BuildStore, options: BuildOptions, request: AttestReque
         subjects = tuple((image_purl(n, platform), item.image.manifest.digest) for n in names)
         statements = []
         if request.sbom:
-            statements.append(sbom_statement(store, item.chain, item.image, names,
-                                             record.finished, subjects))
+            created = record.finished if record.epoch is None else timestamp(record.epoch)
+            statements.append(sbom_statement(store, item.chain, item.image, names, created,
+                                             subjects))
         if request.provenance is not None:
             facts = build_facts(options, request, _bases_for(record, platform, platforms))
             statements.append(Statement(PROVENANCE_V1,

@@ -351,3 +351,18 @@ def test_recompressing_an_attested_image_is_a_clear_error(
                  "force-compression=true") != 0
     err = capfd.readouterr().err.strip().splitlines()[-1]
     assert "converting the layers of an image with attestations is not supported" in err
+
+
+def test_with_source_date_epoch_the_sbom_is_reproducible(
+        store_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path)
+    targets = []
+    for _ in range(2):
+        assert build(store_root, ctx, DOCKERFILE, "-t", "r:1", "--sbom=true", "--build-arg",
+                     "SOURCE_DATE_EPOCH=1700000000") == 0
+        assert "generating sbom" in capfd.readouterr().err
+        targets.append(target_of(store_root, "r:1").digest)
+    assert targets[0] == targets[1]  # the same index: image, SBOM and all
+    with BuildStore.open(store_root) as store:
+        doc = statements(Blobs.of_store(store), str(targets[0]))[SPDX]["predicate"]
+    assert doc["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
