@@ -83,10 +83,12 @@ def _read(root: Path, rel: str) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def _has_no_symlink(root: Path, rel: str) -> bool:
-    """Whether no directory on the way from ``root`` to ``rel`` is a symlink."""
+def _has_no_symlink(root: Path, rel: str, *, last: bool = False) -> bool:
+    """Whether no directory on the way from ``root`` to ``rel`` (nor ``rel`` itself, with
+    ``last``) is a symlink."""
+    parts = Path(rel).parts
     current = root
-    for part in Path(rel).parts[:-1]:
+    for part in parts if last else parts[:-1]:
         current = current / part
         if current.is_symlink():
             return False
@@ -128,10 +130,9 @@ def _os_id(root: Path) -> str | None:
 
 def _dpkg(root: Path, namespace: str | None) -> Iterator[Package]:
     files = ["var/lib/dpkg/status"]
-    status_d = root / "var/lib/dpkg/status.d"
-    if status_d.is_dir() and not status_d.is_symlink() and _has_no_symlink(root,
-                                                                              "var/lib/dpkg/x"):
-        files += [f"var/lib/dpkg/status.d/{n}" for n in sorted(os.listdir(status_d))
+    status_d = "var/lib/dpkg/status.d"
+    if _has_no_symlink(root, status_d, last=True) and (root / status_d).is_dir():
+        files += [f"{status_d}/{n}" for n in sorted(os.listdir(root / status_d))
                   if not n.endswith(".md5sums")]
     for rel in files:
         if not _has_no_symlink(root, rel):

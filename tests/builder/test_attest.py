@@ -366,3 +366,19 @@ def test_with_source_date_epoch_the_sbom_is_reproducible(
     with BuildStore.open(store_root) as store:
         doc = statements(Blobs.of_store(store), str(targets[0]))[SPDX]["predicate"]
     assert doc["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
+
+
+@pytest.mark.unit
+def test_distroless_dpkg_records_are_read(tmp_path: Path) -> None:
+    from builder.attestations.packages import scan
+
+    status_d = tmp_path / "var/lib/dpkg/status.d"
+    status_d.mkdir(parents=True)
+    (status_d / "base-files").write_text("Package: base-files\nVersion: 12.4\n"
+                                         "Architecture: amd64\n")
+    (status_d / "base-files.md5sums").write_text("0123  etc/issue\n")
+    (status_d / "tzdata").write_text("Package: tzdata\nVersion: 2024a-0\n"
+                                     "Architecture: all\n")
+    assert [(p.name, p.version, p.location) for p in scan(tmp_path)] == [
+        ("base-files", "12.4", "/var/lib/dpkg/status.d/base-files"),
+        ("tzdata", "2024a-0", "/var/lib/dpkg/status.d/tzdata")]
