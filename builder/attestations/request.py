@@ -65,11 +65,11 @@ def _apply(request: AttestRequest, kind: str, attrs: dict[str, str], flag: str,
            text: str) -> AttestRequest:
     disabled = _switch(attrs.pop("disabled", "false"), flag, text)
     if kind == "sbom":
-        unknown = sorted(set(attrs) - {"scan-context", "scan-stage"})
-        if unknown:
-            raise AttestationError(f"{flag} {text!r}: unknown sbom attribute {unknown[0]!r} "
-                                   "(this builder writes its own SPDX document; no generator "
-                                   "image is run)")
+        if attrs:
+            raise AttestationError(f"{flag} {text!r}: unknown sbom attribute "
+                                   f"{sorted(attrs)[0]!r} (this builder writes its own SPDX "
+                                   "document of the final image: no generator image is run "
+                                   "and no other stage is scanned)")
         return AttestRequest(not disabled, request.provenance, request.builder_id)
     mode = attrs.pop("mode", "min").lower()
     if mode not in MODES:
@@ -79,7 +79,6 @@ def _apply(request: AttestRequest, kind: str, attrs: dict[str, str], flag: str,
     if version != "v1":
         raise AttestationError(f"{flag} {text!r}: only SLSA provenance version v1 is written, "
                                f"not {version!r}")
-    attrs.pop("reproducible", None)
     if attrs:
         raise AttestationError(f"{flag} {text!r}: unknown provenance attribute "
                                f"{sorted(attrs)[0]!r} (mode, builder-id, version, disabled)")
