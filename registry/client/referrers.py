@@ -11,12 +11,14 @@ once may lose one entry, as the spec accepts.
 from __future__ import annotations
 
 from layerstore.digest import Digest
+from layerstore.errors import InvalidArgument
 from layerstore.oci import Descriptor, Index, Manifest, MediaType
-from registry.client.errors import NotFound
+from registry.client.auth import repository_scope
+from registry.client.errors import NotFound, ProtocolError
 from registry.client.manifests import fetch_manifest, put_manifest
 from registry.client.transport import Transport
 
-__all__ = ["fallback_tag", "list_in_fallback", "referrer_descriptor"]
+__all__ = ["fallback_tag", "list_in_fallback", "list_referrers", "referrer_descriptor"]
 
 
 def fallback_tag(subject: Digest) -> str:
@@ -51,3 +53,28 @@ def list_in_fallback(transport: Transport, repository: str, subject: Digest,
         return
     index = Index(manifests=(*manifests, referrer))
     put_manifest(transport, repository, tag, MediaType.OCI_INDEX, index.to_json(), what=what)
+
+
+def list_referrers(transport: Transport, repository: str, subject: Digest,
+                   artifact_type: str | None = None) -> list[Descriptor]:
+    """The manifests in ``repository`` whose ``subject`` is ``subject`` (of
+    ``artifact_type`` only, when given): from the referrers API, or from the fallback tag
+    where the registry has no such API."""
+    what = f"{repository} referrers of {subject}"
+    try:
+        response = transport.request(
+            "GET", f"/v2/{repository}/referrers/{subject}", what=what,
+            scopes=(repository_scope(repository, "pull"),),
+            params={"artifactType": artifact_type} if artifact_type else None,
+            headers={"Accept": MediaType.OCI_INDEX})
+        try:
+            manifests = Index.from_json(response.content, what).manifests
+        except InvalidArgument as exc:
+            raise ProtocolError(f"{what}: {exc}", registry=transport.registry) from None
+    except NotFound:
+        try:
+            fetched = fetch_manifest(transport, repository, fallback_tag(subject), what=what)
+        except NotFound:
+            return []
+        manifests = fetched.document.manifests if isinstance(fetched.document, Index) else ()
+    return [m for m in manifests if artifact_type is None or m.artifact_type == artifact_type]

@@ -12,7 +12,11 @@ import httpx
 import pytest
 
 from builder.cli import main
+from layerstore.digest import Digest
 from layerstore.oci import MediaType
+from registry.client.referrers import list_referrers
+from registry.client.settings import ClientSettings
+from registry.client.transport import Transport
 from registry.testing.processes import RegistryProcess, distribution, ours
 from tests.builder.attestdata import BUILDKIT_LAYOUT, Blobs, statements
 from tests.builder.test_build import build
@@ -42,9 +46,18 @@ def raw(ref: str) -> bytes:
 
 
 def referrers(registry: RegistryProcess, repository: str, digest: str) -> list[dict]:
+    """The referrers API's answer, read with plain HTTP."""
     response = httpx.get(f"{registry.url}/v2/{repository}/referrers/{digest}", timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["manifests"]
+
+
+def client_referrers(registry: RegistryProcess, repository: str, digest: str,
+                     artifact_type: str | None = None) -> list[tuple[str, str | None]]:
+    """The referrers as our client lists them (the API, or the fallback tag)."""
+    with Transport(registry.address, ClientSettings()) as transport:
+        return [(str(d.digest), d.artifact_type) for d in list_referrers(
+            transport, repository, Digest.parse(digest), artifact_type)]
 
 
 def test_pushed_attestations_are_listed_as_referrers(store_root: Path, tmp_path: Path,
@@ -61,6 +74,9 @@ def test_pushed_attestations_are_listed_as_referrers(store_root: Path, tmp_path:
     listed = referrers(registry, "attest/pushed", image["digest"])
     assert [(r["digest"], r["artifactType"]) for r in listed] == [
         (attestation["digest"], ATTESTATION)]
+    assert client_referrers(registry, "attest/pushed", image["digest"], ATTESTATION) == [
+        (attestation["digest"], ATTESTATION)]
+    assert client_referrers(registry, "attest/pushed", image["digest"], "other/type") == []
     layout = tmp_path / "copied"
     skopeo("copy", "--all", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:x")
     top = json.loads((layout / "index.json").read_text())["manifests"][0]
@@ -127,9 +143,12 @@ def test_a_registry_without_the_referrers_api_gets_the_fallback_tag(
         assert listed["mediaType"] == MediaType.OCI_INDEX
         assert [(m["digest"], m["artifactType"]) for m in listed["manifests"]] == [
             (attestation["digest"], ATTESTATION)]
+        assert client_referrers(proc, "attest/fallback", image["digest"]) == [
+            (attestation["digest"], ATTESTATION)]
         # pushed again: listed once
         assert main(["--root", str(store_root), "push", "--progress=plain", ref]) == 0
         assert len(json.loads(raw(f"{proc.address}/attest/fallback:{tag}"))["manifests"]) == 1
+        assert client_referrers(proc, "attest/fallback", attestation["digest"]) == []
     finally:
         proc.stop()
     # our registry has the referrers API: no fallback tag is made there
