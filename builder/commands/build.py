@@ -229,17 +229,12 @@ def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
 
 
 def _output_image(store: BuildStore, image: StoredImage, out: OutputSpec,
-                  built_with: str, tags: tuple[str, ...], attested: bool = False
-                  ) -> StoredImage:
+                  built_with: str, tags: tuple[str, ...]) -> StoredImage:
     """The image as ``out`` writes it. A docker archive holds uncompressed layer tars, so
     only an image or OCI output is converted; an image output not pushed names the
     converted image locally."""
     if out.type not in ("image", "oci") or out.layers.is_default:
         return image
-    if attested:
-        raise BuildError(f"--output type={out.type}: converting the layers of an image with "
-                         "attestations is not supported (its attestations name the image "
-                         "as built); drop the compression attributes or the attestations")
     from builder.outputformat import convert_image
 
     converted = convert_image(store.content, image, out.layers, built_with)
@@ -329,6 +324,13 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         outputs.append(OutputSpec("image", push=True))
     if args.print_graph:
         return _print_graph(store, args, options)
+    if options.attest.any:
+        for out in outputs:
+            if out.type in ("image", "oci") and not out.layers.is_default:
+                raise BuildError(f"--output type={out.type}: converting the layers of an "
+                                 "image with attestations is not supported (its attestations "
+                                 "name the image as built); drop the compression attributes "
+                                 "or the attestations")
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     access: RegistryAccess | None = None
@@ -344,6 +346,8 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             v = progress.vertex("exporting to image")
             v.log(f"writing image {image_id}\n".encode())
             v.log(f"manifest {result.image.manifest.digest}\n".encode())
+            if result.index is not None:
+                v.log(f"index with attestations {result.index.digest}\n".encode())
             for tag in result.tags:
                 v.log(f"naming to {tag}\n".encode())
             v.done()
@@ -352,7 +356,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             pushed = []
             for out in outputs:
                 image = _output_image(store, result.image, out, options.compression,
-                                      result.tags, result.index is not None)
+                                      result.tags)
                 pushed += write_outputs(store, image, result.chain, result.tags, [out],
                                         push=access.push, top=result.index)
             for name in pushed:
