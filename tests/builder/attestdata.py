@@ -18,6 +18,10 @@ BUILDKIT_LAYOUT = Path(__file__).parent / "data" / "buildkit-attested.tar"
 ``--opt attest:provenance=mode=max`` and ``--opt attest:sbom=generator=IMAGE``, IMAGE being a
 busybox script that writes a one-package SPDX statement (no scanner image can be pulled
 here): its SBOM's content is made up, its place and wrapping are BuildKit's."""
+BUILDKIT_MULTI_LAYOUT = Path(__file__).parent / "data" / "buildkit-attested-multi.tar"
+"""The same Dockerfile built by BuildKit v0.32.2 for linux/amd64 and linux/arm64 (COPY only,
+so no emulation) with ``--opt attest:provenance=mode=min``: two images, two attestation
+manifests."""
 
 
 class Blobs:

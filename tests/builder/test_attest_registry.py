@@ -12,13 +12,14 @@ import httpx
 import pytest
 
 from builder.cli import main
+from builder.store import BuildStore
 from layerstore.digest import Digest
 from layerstore.oci import MediaType
 from registry.client.referrers import list_referrers
 from registry.client.settings import ClientSettings
 from registry.client.transport import Transport
 from registry.testing.processes import RegistryProcess, distribution, ours
-from tests.builder.attestdata import BUILDKIT_LAYOUT, Blobs, statements
+from tests.builder.attestdata import BUILDKIT_LAYOUT, BUILDKIT_MULTI_LAYOUT, Blobs, statements
 from tests.builder.test_build import build
 from tests.peers import Dockerd, docker, require
 
@@ -157,3 +158,27 @@ def test_a_registry_without_the_referrers_api_gets_the_fallback_tag(
     assert main(["--root", str(store_root), "push", "--progress=plain", ours_ref]) == 0
     tags = httpx.get(f"{registry.url}/v2/attest/no-fallback/tags/list", timeout=30).json()
     assert tags["tags"] == ["1"]
+
+
+def test_a_pull_fetches_the_attestations_of_its_platform_only(
+        tmp_path: Path, registry: RegistryProcess) -> None:
+    source = f"{registry.address}/buildkit/multi:v1"
+    skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+           f"oci-archive:{BUILDKIT_MULTI_LAYOUT}", f"docker://{source}")
+    blobs, layout = Blobs.of_layout_tar(BUILDKIT_MULTI_LAYOUT)
+    index = blobs.json(layout["manifests"][0]["digest"])
+    images = {m["platform"]["architecture"]: m for m in index["manifests"]
+              if m["platform"]["os"] == "linux"}
+    attestations = {m["annotations"]["vnd.docker.reference.digest"]: m
+                    for m in index["manifests"] if m.get("annotations")}
+    root = tmp_path / "store"
+    assert main(["--root", str(root), "pull", "--progress=plain", "--platform", "linux/arm64",
+                 source]) == 0
+    with BuildStore.open(root) as store:
+        def stored(entry: dict) -> bool:
+            return store.content.exists(Digest.parse(entry["digest"]))
+        assert stored(images["arm64"]) and stored(attestations[images["arm64"]["digest"]])
+        assert not stored(images["amd64"])
+        assert not stored(attestations[images["amd64"]["digest"]])
+        manifest = blobs.json(attestations[images["arm64"]["digest"]]["digest"])
+        assert all(stored(layer) for layer in manifest["layers"])
