@@ -196,13 +196,13 @@ def _attest(store: BuildStore, options: BuildOptions, access: RegistryAccess,
             image: StoredImage, chain: str | None, started: str, progress: Progress
             ) -> Descriptor:
     """Store the attestations ``options`` ask for and the index holding them."""
-    from builder.attestations.attach import BuildRecord, attest_image
+    from builder.attestations.attach import BuildRecord, attest_image, resolved_digest
     from builder.attestations.provenance import BaseImage
 
     asked = [k for k, on in (("sbom", options.attest.sbom),
                              ("provenance", options.attest.provenance)) if on]
     vertex = progress.vertex(f"[{image.image.platform}] generating {' and '.join(asked)}")
-    bases = tuple(BaseImage(ref, platform, stored.manifest.digest)
+    bases = tuple(BaseImage(ref, platform, resolved_digest(store, ref, stored))
                   for ref, platform, stored in access.images.resolved())
     record = BuildRecord(started=started, finished=timestamp(),
                          builder_platform=host_platform(), bases=bases,

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from layerstore.assembly import StoredImage
 
 __all__ = ["BuildRecord", "PlatformImage", "attest_image", "attest_images", "build_facts",
-           "sbom_statement"]
+           "resolved_digest", "sbom_statement"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,33 @@ class BuildRecord:
     builder_platform: Platform
     bases: tuple[BaseImage, ...] = ()
     epoch: int | None = None
+
+
+def resolved_digest(store: BuildStore, ref: str, image: StoredImage) -> Digest:
+    """The digest ``ref`` resolved to, as BuildKit records a base image: the digest the
+    reference pins, else the index the local name points at when it holds ``image``, else
+    ``image``'s manifest."""
+    from builder.localimages import find_name
+    from layerstore.errors import LayerstoreError
+    from layerstore.oci import Index, MediaType
+    from layerstore.walk import load_manifest
+
+    _, at, pinned = ref.partition("@")
+    if at:
+        try:
+            return Digest.parse(pinned)
+        except LayerstoreError:
+            return image.manifest.digest
+    record = find_name(store, ref)
+    if record is not None and record.target.media_type in MediaType.INDEXES:
+        try:
+            index = load_manifest(store.content, record.target)
+        except LayerstoreError:
+            return image.manifest.digest
+        if isinstance(index, Index) and any(m.digest == image.manifest.digest
+                                            for m in index.manifests):
+            return record.target.digest
+    return image.manifest.digest
 
 
 def _version() -> str:

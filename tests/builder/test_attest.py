@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -385,3 +386,26 @@ def test_distroless_dpkg_records_are_read(tmp_path: Path) -> None:
     assert [(p.name, p.version, p.location) for p in scan(tmp_path)] == [
         ("base-files", "12.4", "/var/lib/dpkg/status.d/base-files"),
         ("tzdata", "2024a-0", "/var/lib/dpkg/status.d/tzdata")]
+
+
+def test_a_base_image_is_recorded_by_the_digest_its_reference_resolved_to(
+        store_root: Path, tmp_path: Path) -> None:
+    from layerstore.content.copy import put_bytes
+    from layerstore.oci import Index, Platform, describe
+
+    with BuildStore.open(store_root) as store:
+        busybox = store.images.get("busybox:latest").target
+        raw = Index(manifests=(replace(busybox, platform=Platform(architecture="amd64",
+                                                                  os="linux")),)).to_json()
+        put_bytes(store.content, raw)
+        index = describe(MediaType.OCI_INDEX, raw)
+        store.images.put("team/base:1", index)
+    ctx = _context(tmp_path)
+    for base, digest in (("team/base:1", index.digest),
+                         (f"busybox@{busybox.digest}", busybox.digest)):
+        assert build(store_root, ctx, f"FROM {base}\nCOPY hello.txt /\n", "-t", "d:1",
+                     "--provenance=true") == 0
+        with BuildStore.open(store_root) as store:
+            found = statements(Blobs.of_store(store), str(target_of(store_root, "d:1").digest))
+        deps = found[SLSA]["predicate"]["buildDefinition"]["resolvedDependencies"]
+        assert deps[0]["digest"] == {"sha256": digest.hex}, base
