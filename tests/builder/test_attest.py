@@ -91,7 +91,17 @@ def test_attestations_are_stored_as_buildkit_stores_them(store_root: Path,
         assert [s["name"] for s in mine[kind]["subject"]] == [
             s["name"] for s in theirs_statements[kind]["subject"]]
     provenance = mine[SLSA]["predicate"]
-    assert sorted(provenance) == sorted(theirs_statements[SLSA]["predicate"])
+    buildkit = theirs_statements[SLSA]["predicate"]
+    assert sorted(provenance) == sorted(buildkit)
+    for part in ("buildDefinition", "runDetails"):
+        assert sorted(provenance[part]) == sorted(buildkit[part])
+    assert sorted(provenance["runDetails"]["metadata"]) == sorted(
+        buildkit["runDetails"]["metadata"])
+    request, theirs_request = (p["buildDefinition"]["externalParameters"]["request"]
+                               for p in (provenance, buildkit))
+    assert request["frontend"] == theirs_request["frontend"]
+    assert request["locals"] == theirs_request["locals"]
+    assert request["args"]["build-arg:VERSION"] == theirs_request["args"]["build-arg:VERSION"]
     assert provenance["buildDefinition"]["buildType"] == theirs_statements[SLSA][
         "predicate"]["buildDefinition"]["buildType"]
 
