@@ -182,3 +182,18 @@ def test_a_pull_fetches_the_attestations_of_its_platform_only(
         assert not stored(attestations[images["amd64"]["digest"]])
         manifest = blobs.json(attestations[images["arm64"]["digest"]]["digest"])
         assert all(stored(layer) for layer in manifest["layers"])
+
+
+def test_buildkit_attestations_survive_load_and_push(tmp_path: Path,
+                                                     registry: RegistryProcess) -> None:
+    blobs, layout = Blobs.of_layout_tar(BUILDKIT_LAYOUT)
+    top = layout["manifests"][0]["digest"]
+    root = tmp_path / "store"
+    ref = f"{registry.address}/loaded/hello:v1"
+    assert main(["--root", str(root), "load", "-i", str(BUILDKIT_LAYOUT)]) == 0
+    assert main(["--root", str(root), "tag", "example.com/attest/hello:v1", ref]) == 0
+    assert main(["--root", str(root), "push", "--progress=plain", ref]) == 0
+    assert raw(ref) == blobs.read(top)
+    image, attestation = blobs.json(top)["manifests"]
+    assert client_referrers(registry, "loaded/hello", image["digest"]) == [
+        (attestation["digest"], ATTESTATION)]
