@@ -197,3 +197,26 @@ def test_buildkit_attestations_survive_load_and_push(tmp_path: Path,
     image, attestation = blobs.json(top)["manifests"]
     assert client_referrers(registry, "loaded/hello", image["digest"]) == [
         (attestation["digest"], ATTESTATION)]
+
+
+def test_a_multi_platform_index_pulled_whole_is_pushed_intact(
+        tmp_path: Path, registry: RegistryProcess) -> None:
+    source = f"{registry.address}/buildkit/multi-all:v1"
+    copy = f"{registry.address}/copied/multi-all:v1"
+    skopeo("copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+           f"oci-archive:{BUILDKIT_MULTI_LAYOUT}", f"docker://{source}")
+    blobs, layout = Blobs.of_layout_tar(BUILDKIT_MULTI_LAYOUT)
+    top = layout["manifests"][0]["digest"]
+    argv = ["--root", str(tmp_path / "store")]
+    assert main([*argv, "pull", "--progress=plain", "--all-platforms", source]) == 0
+    assert main([*argv, "tag", source, copy]) == 0
+    assert main([*argv, "push", "--progress=plain", copy]) == 0
+    assert raw(copy) == blobs.read(top)
+    entries = blobs.json(top)["manifests"]
+    assert len(entries) == 4
+    for entry in entries:
+        assert raw(f"{registry.address}/copied/multi-all@{entry['digest']}") == blobs.read(
+            entry["digest"])
+    for image in entries[:2]:
+        [listed] = client_referrers(registry, "copied/multi-all", image["digest"])
+        assert listed[1] == ATTESTATION
