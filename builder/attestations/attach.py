@@ -159,18 +159,17 @@ def _platform(image: StoredImage) -> Platform:
 
 
 def _bases_for(record: BuildRecord, platform: Platform, platforms: Sequence[Platform]
-               ) -> BuildRecord:
-    """``record`` with the base images one platform's build used: those of its platform and
-    those of no image's platform (stages on the build platform), when there are several."""
+               ) -> tuple[BaseImage, ...]:
+    """The base images one platform's build used: with several platforms, those of its
+    platform and those of no image's platform (stages on the build platform)."""
     if len(platforms) < 2:
-        return record
-    own = {(p.os, p.architecture, p.variant) for p in platforms}
+        return record.bases
 
     def key(p: Platform) -> tuple[str, str, str | None]:
         return (p.os, p.architecture, p.variant)
-    bases = tuple(b for b in record.bases if key(b.platform) == key(platform)
-                  or key(b.platform) not in own)
-    return replace(record, bases=bases)
+    own = {key(p) for p in platforms}
+    return tuple(b for b in record.bases if key(b.platform) == key(platform)
+                 or key(b.platform) not in own)
 
 
 def attest_images(store: BuildStore, options: BuildOptions, request: AttestRequest,
@@ -180,6 +179,7 @@ def attest_images(store: BuildStore, options: BuildOptions, request: AttestReque
     manifest each) and the index holding the images and their attestation manifests;
     return the index's descriptor."""
     platforms = [_platform(i.image) for i in images]
+    facts = build_facts(options, request, record) if request.provenance is not None else None
     entries, attestations = [], []
     for item, platform in zip(images, platforms, strict=True):
         entry = replace(item.image.manifest, platform=platform)
@@ -189,10 +189,10 @@ def attest_images(store: BuildStore, options: BuildOptions, request: AttestReque
             created = record.finished if record.epoch is None else timestamp(record.epoch)
             statements.append(sbom_statement(store, item.chain, item.image, names, created,
                                              subjects))
-        if request.provenance is not None:
-            facts = build_facts(options, request, _bases_for(record, platform, platforms))
+        if facts is not None and request.provenance is not None:
+            own = replace(facts, bases=unique_bases(_bases_for(record, platform, platforms)))
             statements.append(Statement(PROVENANCE_V1,
-                                        provenance_predicate(facts, request.provenance),
+                                        provenance_predicate(own, request.provenance),
                                         subjects))
         entries.append(entry)
         attestations.append(store_attestation_manifest(store.content, entry, statements))

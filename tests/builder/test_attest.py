@@ -15,6 +15,8 @@ import pytest
 from builder.attestations import AttestRequest, parse_attest_flags
 from builder.cli import main
 from builder.store import BuildStore
+from layerstore.assembly import StoredImage
+from layerstore.layerblob import Layer
 from layerstore.oci import MediaType
 from tests.builder.attestdata import BUILDKIT_LAYOUT, Blobs, shape, statements, target_of
 from tests.builder.test_build import build
@@ -419,3 +421,55 @@ def test_a_base_image_is_recorded_by_the_digest_its_reference_resolved_to(
             found = statements(Blobs.of_store(store), str(target_of(store_root, "d:1").digest))
         deps = found[SLSA]["predicate"]["buildDefinition"]["resolvedDependencies"]
         assert deps[0]["digest"] == {"sha256": digest.hex}, base
+
+
+def test_attest_images_makes_one_attestation_per_platform(store_root: Path,
+                                                          tmp_path: Path) -> None:
+    from builder.attestations.attach import BuildRecord, PlatformImage, attest_images
+    from builder.attestations.provenance import BaseImage
+    from builder.options import BuildOptions
+    from layerstore.assembly import assemble_image, load_image
+    from layerstore.oci import Platform
+
+    ctx = _context(tmp_path)
+    (ctx / "Dockerfile").write_text(DOCKERFILE)
+    amd64, arm64 = Platform(architecture="amd64", os="linux"), Platform(
+        architecture="arm64", os="linux")
+    with BuildStore.open(store_root) as store:
+        amd = load_image(store.content, store.images.get("busybox:latest").target)
+        layers = blobs_layers(store, amd)
+        arm = assemble_image(store.content, replace(amd.image, architecture="arm64"), layers)
+        record = BuildRecord(started="2024-01-01T00:00:00Z", finished="2024-01-01T00:00:01Z",
+                             builder_platform=amd64, bases=(
+                                 BaseImage("busybox", amd64, amd.manifest.digest),
+                                 BaseImage("busybox", arm64, arm.manifest.digest)))
+        options = BuildOptions(context=ctx, dockerfile_text=DOCKERFILE,
+                               dockerfile_path=ctx / "Dockerfile")
+        index = attest_images(store, options, AttestRequest(provenance="min"),
+                              [PlatformImage(amd, None), PlatformImage(arm, None)],
+                              ["m:1"], record)
+        blobs = Blobs.of_store(store)
+        entries = blobs.json(str(index.digest))["manifests"]
+        assert [e["platform"]["architecture"] for e in entries] == [
+            "amd64", "arm64", "unknown", "unknown"]
+        for image, attestation in zip(entries[:2], entries[2:], strict=True):
+            assert attestation["annotations"]["vnd.docker.reference.digest"] == image["digest"]
+            manifest = blobs.json(attestation["digest"])
+            assert manifest["subject"]["digest"] == image["digest"]
+            statement = blobs.json(manifest["layers"][0]["digest"])
+            arch = image["platform"]["architecture"]
+            assert statement["subject"][0]["name"] == f"pkg:docker/m@1?platform=linux%2F{arch}"
+            deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+            assert [d["uri"] for d in deps if d["uri"].startswith("pkg:")] == [
+                f"pkg:docker/busybox@latest?platform=linux%2F{arch}"]
+
+
+def blobs_layers(store: BuildStore, image: StoredImage) -> list[Layer]:
+    """The layers of a stored image as :func:`assemble_image` takes them."""
+    from layerstore.oci import Manifest
+    from layerstore.walk import load_manifest
+
+    manifest = load_manifest(store.content, image.manifest)
+    assert isinstance(manifest, Manifest)
+    return [Layer(descriptor=d, diff_id=i, uncompressed_size=0) for d, i in zip(
+        manifest.layers, image.image.rootfs.diff_ids, strict=True)]
