@@ -351,6 +351,9 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
             for tag in result.tags:
                 v.log(f"naming to {tag}\n".encode())
             v.done()
+        if result.index is not None and any(o.type == "docker" for o in outputs):
+            print("WARNING: --output type=docker: a docker archive holds the image without "
+                  "its attestations (use type=oci or push to keep them)", file=sys.stderr)
         if outputs:
             v = progress.vertex("exporting outputs")
             pushed = []

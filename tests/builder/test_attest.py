@@ -311,6 +311,17 @@ def test_oci_output_of_an_attested_build_holds_the_index(
     assert list(statements(blobs, top["digest"])) == [SLSA]
 
 
+def test_a_docker_archive_output_warns_that_it_drops_the_attestations(
+        store_root: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = _context(tmp_path)
+    archive = tmp_path / "d.tar"
+    assert build(store_root, ctx, DOCKERFILE, "-t", "w:1", "--provenance=true",
+                 "-o", f"type=docker,dest={archive}") == 0
+    assert ("WARNING: --output type=docker: a docker archive holds the image without its "
+            "attestations") in capfd.readouterr().err
+    assert archive.stat().st_size > 0
+
+
 @pytest.mark.unit
 def test_the_index_joins_several_platforms_and_their_attestations(tmp_path: Path) -> None:
     from builder.attestations.index import (
