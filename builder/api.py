@@ -16,7 +16,7 @@ from builder.options import BuildOptions
 from builder.progress import Progress
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, host_architecture, timestamp
-from layerstore.oci import Platform
+from layerstore.oci import Descriptor, Platform
 
 if TYPE_CHECKING:
     from builder.executor import Executor
@@ -42,8 +42,9 @@ class BuildResult:
     shortcut: bool = False
     """Whether the result is the stored image of an unchanged earlier build."""
     index: Descriptor | None = None
-    """A multi-platform build's image index (``image`` then has the index as its manifest
-    and the first platform's config)."""
+    """The index the tags name, when there is one: a multi-platform build's image index
+    (``image`` then has the index as its manifest and the first platform's config), or a
+    single image with its attestation manifests (``image`` is then the image itself)."""
     platforms: tuple[PlatformBuild, ...] = ()
     """A multi-platform build's image of each platform."""
 
@@ -160,7 +161,7 @@ def build(store: BuildStore, options: BuildOptions, progress: Progress,
 
         access = RegistryAccess(store, ClientSettings())
     key = buildkey.compute(store, options, host) if buildkey.recordable(options) else None
-    if key is not None and buildkey.eligible(options) and (
+    if key is not None and buildkey.eligible(options) and not options.attest.any and (
             hit := buildkey.lookup(store, key, access.images, progress)):
         for tag in options.tags:  # as exporters.image.name_image, without importing it
             store.images.put(tag, hit.image.manifest)
@@ -189,6 +190,7 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
     from builder.solver.images import ResolvedImages
     from builder.solver.scheduler import Solver
 
+    started = timestamp()
     images = ResolvedImages(access.images)
     graph = build_graph(options, images)
     from builder.platforms_build import base_platform_warnings
@@ -230,5 +232,34 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
         created = timestamp()
     stored = export_image(store, result, created=created, labels=options.labels, extra=extra,
                           annotations=options.annotations)
-    name_image(store, stored, options.tags)
-    return BuildResult(stored, options.tags, tuple(warnings), result.chain)
+    index = None
+    if options.attest.any:
+        index = _attest(store, options, access, stored, result.chain, started, progress)
+    name_image(store, stored, options.tags, index)
+    return BuildResult(stored, options.tags, tuple(warnings), result.chain, index=index)
+
+
+def _attest(store: BuildStore, options: BuildOptions, access: RegistryAccess,
+            image: StoredImage, chain: str | None, started: str, progress: Progress
+            ) -> Descriptor:
+    """Store the attestations ``options`` ask for and the index holding them."""
+    from builder.attestations.attach import BuildRecord, attest_image, resolved_digest
+    from builder.attestations.provenance import BaseImage
+
+    asked = [k for k, on in (("sbom", options.attest.sbom),
+                             ("provenance", options.attest.provenance)) if on]
+    vertex = progress.vertex(f"[{image.image.platform}] generating {' and '.join(asked)}")
+    bases = tuple(BaseImage(ref, platform, resolved_digest(store, ref, stored))
+                  for ref, platform, stored in access.images.resolved())
+    record = BuildRecord(started=started, finished=timestamp(),
+                         builder_platform=host_platform(), bases=bases,
+                         epoch=options.source_date_epoch)
+    try:
+        index = attest_image(store, options, options.attest, image, chain, options.tags,
+                             record)
+    except BuildError as exc:
+        vertex.error(str(exc))
+        raise
+    vertex.log(f"attestation index {index.digest}\n".encode())
+    vertex.done()
+    return index

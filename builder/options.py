@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.attestations.request import AttestRequest
 from builder.entitlements import Entitlements
 from builder.limits import Limits
 
@@ -33,6 +34,7 @@ class BuildOptions:
     ``build_contexts`` are the named contexts of ``--build-context``, by name; ``ssh`` the
     agents of ``--ssh``, by id; ``annotations`` those of ``--annotation``, put on the image
     manifests, and ``index_annotations`` those for the index of a multi-platform build.
+    ``attest`` is the SBOM and provenance asked for (see :mod:`builder.attestations`).
     """
 
     context: Path
@@ -62,3 +64,4 @@ class BuildOptions:
     ssh: Mapping[str, SshSource] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     index_annotations: Mapping[str, str] = field(default_factory=dict)
+    attest: AttestRequest = field(default_factory=AttestRequest)

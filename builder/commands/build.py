@@ -93,6 +93,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="same as --call=check")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
+    p.add_argument("--sbom", metavar="VALUE",
+                   help="attach an SPDX SBOM of the image: true|false (--attest type=sbom)")
+    p.add_argument("--provenance", metavar="VALUE",
+                   help="attach SLSA provenance: true|false|mode=min|mode=max[,builder-id=URI]"
+                   " (--attest type=provenance,...)")
+    p.add_argument("--attest", action="append", default=[], metavar="SPEC",
+                   help="attach an attestation: type=sbom | type=provenance[,mode=min|max] "
+                   "(repeatable)")
     add_limit_flags(p)
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
@@ -171,6 +179,9 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
     if args.cache_from or args.cache_to:
         from builder.remotecache import parse_cache_spec
     annotations = annotations_from(args.annotation, len(platforms) > 1)
+    from builder.attestations import parse_attest_flags
+
+    attest = parse_attest_flags(args.sbom, args.provenance, args.attest)
     return BuildOptions(
         context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
@@ -187,7 +198,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
         build_contexts=_build_contexts(args.build_context),
         ssh=_ssh(args.ssh),
-        annotations=annotations[0], index_annotations=annotations[1])
+        annotations=annotations[0], index_annotations=annotations[1],
+        attest=attest)
 
 
 def annotations_from(values: list[str], multi: bool = False
@@ -413,6 +425,13 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         from builder.platforms_outputs import check_outputs
 
         check_outputs(outputs, options.platforms, bool(getattr(args, "load", False)))
+    if options.attest.any:
+        for out in outputs:
+            if out.type in ("image", "oci") and not out.layers.is_default:
+                raise BuildError(f"--output type={out.type}: converting the layers of an "
+                                 "image with attestations is not supported (its attestations "
+                                 "name the image as built); drop the compression attributes "
+                                 "or the attestations")
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     access: RegistryAccess | None = None
@@ -430,11 +449,18 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
                 v.log(f"{part.platform} manifest {part.image.manifest.digest} config "
                       f"{part.image.config.digest}\n".encode())
             v.log(f"writing image {image_id}\n".encode())
-            v.log(f"{'index' if result.index else 'manifest'} "
-                  f"{result.image.manifest.digest}\n".encode())
+            if result.platforms:
+                v.log(f"index {result.image.manifest.digest}\n".encode())
+            else:
+                v.log(f"manifest {result.image.manifest.digest}\n".encode())
+            if result.index is not None and not result.platforms:
+                v.log(f"index with attestations {result.index.digest}\n".encode())
             for tag in result.tags:
                 v.log(f"naming to {tag}\n".encode())
             v.done()
+        if result.index is not None and any(o.type == "docker" for o in outputs):
+            print("WARNING: --output type=docker: a docker archive holds the image without "
+                  "its attestations (use type=oci or push to keep them)", file=sys.stderr)
         if outputs:
             v = progress.vertex("exporting outputs")
             pushed = []
@@ -447,7 +473,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
                 image = _output_image(store, result.image, out, options.compression,
                                       result.tags)
                 pushed += write_outputs(store, image, result.chain, result.tags, [out],
-                                        push=access.push)
+                                        push=access.push, top=result.index)
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()
@@ -462,7 +488,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     if args.metadata_file:
         from builder.outputs import write_metadata
 
-        write_metadata(args.metadata_file, result.image, result.tags)
+        write_metadata(args.metadata_file, result.image, result.tags, result.index)
     if args.quiet:
         print(image_id)
     return 0

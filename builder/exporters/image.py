@@ -9,6 +9,7 @@ from typing import Any
 from builder.solver.results import StageResult
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage, assemble_image
+from layerstore.oci import Descriptor
 
 
 def export_image(store: BuildStore, result: StageResult, *, created: str,
@@ -27,7 +28,9 @@ def export_image(store: BuildStore, result: StageResult, *, created: str,
                           annotations=dict(sorted(annotations.items())) if annotations else None)
 
 
-def name_image(store: BuildStore, stored: StoredImage, tags: Sequence[str]) -> None:
-    """Point every tag at the image's manifest."""
+def name_image(store: BuildStore, stored: StoredImage, tags: Sequence[str],
+               index: Descriptor | None = None) -> None:
+    """Point every tag at the image's manifest (at ``index`` when one holds the image and
+    its attestations)."""
     for tag in tags:
-        store.images.put(tag, stored.manifest)
+        store.images.put(tag, index or stored.manifest)
