@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from layerstore.assembly import StoredImage, host_architecture, timestamp
 from layerstore.oci import Descriptor, Platform
 
 if TYPE_CHECKING:
+    from builder.attestations.attach import PlatformImage
     from builder.executor import Executor
     from builder.frontend.convert import BuildPlan
     from builder.frontend.dockerignore import DockerIgnore
@@ -234,29 +235,34 @@ def _build(store: BuildStore, options: BuildOptions, progress: Progress,
                           annotations=options.annotations)
     index = None
     if options.attest.any:
-        index = _attest(store, options, access, stored, result.chain, started, progress)
+        from builder.attestations.attach import PlatformImage
+
+        index = attest(store, options, access, [PlatformImage(stored, result.chain)], started,
+                       progress)
     name_image(store, stored, options.tags, index)
     return BuildResult(stored, options.tags, tuple(warnings), result.chain, index=index)
 
 
-def _attest(store: BuildStore, options: BuildOptions, access: RegistryAccess,
-            image: StoredImage, chain: str | None, started: str, progress: Progress
-            ) -> Descriptor:
-    """Store the attestations ``options`` ask for and the index holding them."""
-    from builder.attestations.attach import BuildRecord, attest_image, resolved_digest
+def attest(store: BuildStore, options: BuildOptions, access: RegistryAccess,
+           images: Sequence[PlatformImage], started: str, progress: Progress,
+           annotations: Mapping[str, str] | None = None) -> Descriptor:
+    """Store the attestations ``options`` ask for about each of ``images`` (one per platform)
+    and the index holding the images and them (with ``annotations``)."""
+    from builder.attestations.attach import BuildRecord, attest_images, resolved_digest
     from builder.attestations.provenance import BaseImage
 
     asked = [k for k, on in (("sbom", options.attest.sbom),
                              ("provenance", options.attest.provenance)) if on]
-    vertex = progress.vertex(f"[{image.image.platform}] generating {' and '.join(asked)}")
+    where = ", ".join(str(i.image.image.platform) for i in images)
+    vertex = progress.vertex(f"[{where}] generating {' and '.join(asked)}")
     bases = tuple(BaseImage(ref, platform, resolved_digest(store, ref, stored))
                   for ref, platform, stored in access.images.resolved())
     record = BuildRecord(started=started, finished=timestamp(),
                          builder_platform=host_platform(), bases=bases,
                          epoch=options.source_date_epoch)
     try:
-        index = attest_image(store, options, options.attest, image, chain, options.tags,
-                             record)
+        index = attest_images(store, options, options.attest, images, options.tags, record,
+                              annotations)
     except BuildError as exc:
         vertex.error(str(exc))
         raise

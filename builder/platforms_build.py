@@ -105,7 +105,7 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
     """Build ``options.platforms`` into ``store``: an image per platform, an index of them
     named by every tag. Raises a :class:`~builder.errors.BuildError` (nothing is named) when
     any platform fails."""
-    from builder.api import BuildResult, build_graph, lint, namespace_executor
+    from builder.api import BuildResult, attest, build_graph, lint, namespace_executor
     from builder.cachemounts import cache_ids, export_cache_mounts
     from builder.exporters.image import export_image
     from builder.exporters.index import assemble_index
@@ -121,6 +121,7 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
         from registry.client.settings import ClientSettings
 
         access = RegistryAccess(store, ClientSettings())
+    started = timestamp()
     images = ResolvedImages(access.images)
     graphs = [build_graph(replace(options, platform=p, platforms=()), images)
               for p in options.platforms]
@@ -162,8 +163,14 @@ def build_platforms(store: BuildStore, options: BuildOptions, progress: Progress
                               labels=options.labels, extra=added,
                               annotations=options.annotations)
         built.append(PlatformBuild(platform, stored, result.chain))
-    index = assemble_index(store.content, [b.image for b in built],
-                           annotations=dict(options.index_annotations) or None)
+    if options.attest.any:
+        from builder.attestations.attach import PlatformImage
+
+        index = attest(store, options, access, [PlatformImage(b.image, b.chain) for b in built],
+                       started, progress, dict(options.index_annotations) or None)
+    else:
+        index = assemble_index(store.content, [b.image for b in built],
+                               annotations=dict(options.index_annotations) or None)
     head = built[0].image
     for tag in options.tags:
         store.images.put(tag, index)

@@ -4,7 +4,7 @@ build, an attestation manifest about it and the index that holds both."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -173,11 +173,11 @@ def _bases_for(record: BuildRecord, platform: Platform, platforms: Sequence[Plat
 
 
 def attest_images(store: BuildStore, options: BuildOptions, request: AttestRequest,
-                  images: Sequence[PlatformImage], names: Sequence[str], record: BuildRecord
-                  ) -> Descriptor:
+                  images: Sequence[PlatformImage], names: Sequence[str], record: BuildRecord,
+                  annotations: Mapping[str, str] | None = None) -> Descriptor:
     """Store the attestations ``request`` asks for about every image (one attestation
-    manifest each) and the index holding the images and their attestation manifests;
-    return the index's descriptor."""
+    manifest each) and the index holding the images and their attestation manifests (with
+    ``annotations``); return the index's descriptor."""
     platforms = [_platform(i.image) for i in images]
     facts = build_facts(options, request, record) if request.provenance is not None else None
     entries, attestations = [], []
@@ -196,7 +196,7 @@ def attest_images(store: BuildStore, options: BuildOptions, request: AttestReque
                                         subjects))
         entries.append(entry)
         attestations.append(store_attestation_manifest(store.content, entry, statements))
-    return store_index(store.content, image_index(entries, attestations))
+    return store_index(store.content, image_index(entries, attestations, annotations))
 
 
 def attest_image(store: BuildStore, options: BuildOptions, request: AttestRequest,

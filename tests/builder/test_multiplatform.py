@@ -342,3 +342,27 @@ def test_annotations_of_the_index_and_its_manifests(mp_root: Path, tmp_path: Pat
             manifest = load_manifest(store.content, desc)
             assert manifest.annotations == {  # type: ignore[union-attr]
                 "org.opencontainers.image.source": "https://example.com/app", "both": "yes"}
+
+
+def test_attestations_of_a_two_platform_build(mp_root: Path, tmp_path: Path) -> None:
+    """One attestation manifest per platform, about that platform's image, after the images
+    (BuildKit's layout); the index keeps its annotations."""
+    assert build(mp_root, tmp_path / "ctx", "FROM busybox\nRUN echo hi > /hi\n", "--platform",
+                 BOTH, "-t", "attested:1", "--sbom=true", "--provenance=mode=max",
+                 "--annotation", "index:team=build") == 0
+    with BuildStore.open(mp_root) as store:
+        index = load_manifest(store.content, store.images.get("attested:1").target)
+        assert isinstance(index, Index) and index.annotations == {"team": "build"}
+        images, attestations = index.manifests[:2], index.manifests[2:]
+        assert [m.platform.architecture for m in images] == ["amd64", "arm64"]  # type: ignore
+        assert len(attestations) == 2
+        for image, attestation in zip(images, attestations, strict=True):
+            assert attestation.annotations == {
+                "vnd.docker.reference.digest": str(image.digest),
+                "vnd.docker.reference.type": "attestation-manifest"}
+            manifest = load_manifest(store.content, attestation)
+            assert manifest.subject.digest == image.digest  # type: ignore[union-attr]
+            predicates = [layer.annotations["in-toto.io/predicate-type"]  # type: ignore
+                          for layer in manifest.layers]  # type: ignore[union-attr]
+            assert predicates == ["https://spdx.dev/Document",
+                                  "https://slsa.dev/provenance/v1"]
