@@ -20,15 +20,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``run`` to the subcommands."""
     parser = sub.add_parser(
         "run", help="run a command in a new container",
-        description="Run a command in a throwaway container made from IMAGE, in the same "
+        description="Run a command in a container made from IMAGE, in the same "
                     "sandbox as RUN steps (own mount, PID, UTS, IPC and network namespaces). The "
                     "command is the image's Entrypoint followed by its Cmd, or by COMMAND "
                     "when given. Its stdout and stderr are printed on stdout and its exit "
-                    "status is pybuild's. Standard input is not connected. The container's "
-                    "files are always removed when it ends; --rm is accepted for docker "
-                    "compatibility.")
+                    "status is pybuild's. Standard input is not connected. Without --rm the "
+                    "container and its files stay when it ends, for 'pybuild ps -a', "
+                    "'commit', 'export', 'cp' and 'rm'.")
     parser.add_argument("--rm", action="store_true",
-                        help="remove the container when it exits (always done)")
+                        help="remove the container and its files when it exits")
+    parser.add_argument("--name", metavar="NAME",
+                        help="name the container (default: a generated name)")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
                         help="set an environment variable; KEY alone takes it from this "
                              "environment (repeatable)")
@@ -79,5 +81,6 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     options = RunOptions(env=tuple(args.env), workdir=args.workdir, user=args.user,
                          network=args.network, entrypoint=args.entrypoint,
                          hostname=args.hostname, command=tuple(args.command),
-                         limits=run_limits, extra_hosts=hosts)
+                         limits=run_limits, extra_hosts=hosts, remove=args.rm,
+                         name=args.name, image_ref=args.image)
     return run_container(store, image, options)
