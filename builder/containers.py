@@ -16,7 +16,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder.errors import BuildError, DockerfileError
@@ -80,6 +80,8 @@ def _run_kept(store: BuildStore, image: LocalImage, options: RunOptions,
     container = containers.create(
         name=options.name, image=options.image_ref or image.short_id, image_id=image.id,
         manifest=image.stored.manifest, argv=argv, config=container_config(image, options))
+    if options.hostname is None:
+        options = replace(options, hostname=container.short_id)
     try:
         mounts = store.snapshots.prepare(container.snapshot, chain)
     except BaseException:
@@ -119,8 +121,6 @@ def container_config(image: LocalImage, options: RunOptions) -> ImageConfig:
     """The config of a container as docker keeps it (and ``commit`` writes it): the image's
     with the run's environment (``-e`` settings first, then the image's others), command,
     entrypoint, working directory and user."""
-    from dataclasses import replace
-
     config = image.stored.image.config or ImageConfig()
     env: dict[str, str] = {}
     for item in environment((), options.env):

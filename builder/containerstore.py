@@ -31,7 +31,6 @@ from typing import Any
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import timestamp
-from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError
 from layerstore.oci import Descriptor, ImageConfig
 
@@ -294,10 +293,10 @@ class ContainerStore:
         with contextlib.suppress(FileNotFoundError):
             self._path(container.id).unlink()
 
-    def manifests(self) -> Iterator[Digest]:
+    def manifests(self) -> Iterator[Descriptor]:
         """The image manifests the containers were made from."""
         for c in self.list():
-            yield c.manifest.digest
+            yield c.manifest
 
 
 def check_id(container_id: str) -> str:

@@ -307,6 +307,19 @@ def test_commit_export_import_and_cp_match_docker(
         assert ran.stdout.decode() == expect
 
 
+def test_a_container_outlives_its_image_and_a_prune(root: Path, base: Base,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    assert pybuild(root, "run", "--name", "verbs-orphan", base.name, "sh", "-c",
+                   "echo still here > /kept; hostname > /name") == 0
+    assert pybuild(root, "rmi", base.name) == 0
+    assert pybuild(root, "prune", "-a", "-f") == 0
+    assert out(root, capfd, "commit", "-c", "CMD cat /kept", "verbs-orphan", "orphan:1"
+               ).startswith("sha256:")
+    assert out(root, capfd, "run", "--rm", "orphan:1") == "still here\n"
+    short_id = out(root, capfd, "ps", "-a", "-q").strip()
+    assert out(root, capfd, "run", "--rm", "orphan:1", "cat", "/name") == short_id + "\n"
+
+
 def test_bad_input_is_one_error_line(root: Path, base: Base, tmp_path: Path,
                                      capfd: pytest.CaptureFixture[str]) -> None:
     assert pybuild(root, "run", "--name", "verbs-bad", base.name, "true") == 0
