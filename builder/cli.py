@@ -19,7 +19,7 @@ NO_STORE = ("login", "logout")
 
 COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune",
             "run", "login", "logout", "pull", "push", "daemon",
-            "ps", "rm", "commit", "export", "import", "cp")
+            "ps", "rm", "commit", "export", "import", "cp", "logs")
 
 MODULES = {"import": "import_"}
 """Subcommands whose module is named otherwise (``import`` is a Python keyword)."""

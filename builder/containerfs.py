@@ -43,11 +43,19 @@ __all__ = ["Target", "container_root", "copy_from_container", "copy_into_contain
 
 @contextlib.contextmanager
 def container_root(store: BuildStore, container: Container) -> Iterator[Path]:
-    """The container's root directory: where its run has it mounted while it runs, else its
+    """The container's root directory: where its run has it mounted while it runs (seen
+    through ``/proc/PID/root`` when the run has a mount namespace of its own), else its
     snapshot mounted for the length of the block."""
-    if container.running and container.rootfs and os.path.ismount(container.rootfs):
-        yield Path(container.rootfs)
-        return
+    if container.running:
+        if container.rootfs and os.path.ismount(container.rootfs):
+            yield Path(container.rootfs)
+            return
+        through = Path(f"/proc/{container.pid}/root{container.rootfs}")
+        if container.rootfs and through.is_dir():
+            yield through
+            return
+        raise BuildError(f"container {container.name} is running but its root cannot be "
+                         "reached from here")
     mounts = store.snapshots.mounts(container.snapshot)
     point = tempfile.mkdtemp(prefix="container-", dir=store.tmp)
     try:

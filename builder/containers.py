@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor import NamespaceExecutor, RunSpec
@@ -30,8 +31,11 @@ from layerstore.oci import ImageConfig
 from layerstore.snapshots.mount import mounted
 from layerstore.snapshots.session import mounted_snapshot
 
-__all__ = ["DEFAULT_PATH", "RunOptions", "command_line", "container_config", "environment",
-           "run_container", "run_spec"]
+__all__ = ["DEFAULT_PATH", "RunOptions", "command_line", "container_config",
+           "create_container", "environment", "run_container", "run_spec", "start_container"]
+
+if TYPE_CHECKING:
+    from builder.containerstore import Container
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -53,17 +57,24 @@ class RunOptions:
     remove: bool = True
     name: str | None = None
     image_ref: str = ""
+    detach: bool = False
 
 
 def run_container(store: BuildStore, image: LocalImage, options: RunOptions) -> int:
     """Run the command ``options`` and the image give; return its exit status (125 when the
     sandbox could not start it). When a resource limit made it fail (the OOM killer, the
     process limit), a line on stderr says which. Unless ``options.remove``, the container
-    stays afterwards (see the module docstring)."""
+    stays afterwards (see the module docstring); with ``options.detach`` it runs in the
+    background, its output going to its log, and its ID is printed."""
     argv = command_line(image, options.entrypoint, options.command)
     chain = unpack_layers(store, image.layers, image.stored.image.rootfs.diff_ids)
+    if options.detach:
+        from builder.detach import run_detached
+
+        return run_detached(store, image, options, argv, chain)
     if not options.remove:
-        return _run_kept(store, image, options, argv, chain)
+        container = create_container(store, image, options, argv, chain)
+        return start_container(store, container, image, options)
     with mounted_snapshot(store.snapshots, temp_key("active"), chain,
                           temp_dir=store.tmp) as rootfs:
         spec = run_spec(image, rootfs, argv, options)
@@ -71,26 +82,36 @@ def run_container(store: BuildStore, image: LocalImage, options: RunOptions) -> 
     return _report(result.exit_code, result.stopped_by)
 
 
-def _run_kept(store: BuildStore, image: LocalImage, options: RunOptions,
-              argv: tuple[str, ...], chain: str | None) -> int:
-    """Run in a container that stays: recorded, with a snapshot of its own."""
+def create_container(store: BuildStore, image: LocalImage, options: RunOptions,
+                     argv: tuple[str, ...], chain: str | None) -> Container:
+    """Record a container for the run and prepare its snapshot on the image's layers."""
     from builder.containerstore import ContainerStore
 
     containers = ContainerStore(store)
     container = containers.create(
         name=options.name, image=options.image_ref or image.short_id, image_id=image.id,
         manifest=image.stored.manifest, argv=argv, config=container_config(image, options))
-    if options.hostname is None:
-        options = replace(options, hostname=container.short_id)
     try:
-        mounts = store.snapshots.prepare(container.snapshot, chain)
+        store.snapshots.prepare(container.snapshot, chain)
     except BaseException:
         containers.delete(container)
         raise
+    return container
+
+
+def start_container(store: BuildStore, container: Container, image: LocalImage,
+                    options: RunOptions) -> int:
+    """Run a created container's command on its snapshot; record its start and end."""
+    from builder.containerstore import ContainerStore
+
+    containers = ContainerStore(store)
+    if options.hostname is None:
+        options = replace(options, hostname=container.short_id)
+    argv = container.command
     point = tempfile.mkdtemp(prefix="container-", dir=store.tmp)
     exit_code: int | None = None
     try:
-        with mounted(mounts, point) as rootfs:
+        with mounted(store.snapshots.mounts(container.snapshot), point) as rootfs:
             spec = run_spec(image, rootfs, argv, options)
             container = containers.started(container, rootfs)
             result = NamespaceExecutor().run(spec, rootfs)

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,7 @@ from typing import Any
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.assembly import timestamp
-from layerstore.errors import InvalidArgument, LayerstoreError
+from layerstore.errors import FailedPrecondition, InvalidArgument, LayerstoreError, NotFound
 from layerstore.oci import Descriptor, ImageConfig
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
 
 SNAPSHOT_PREFIX = "container-"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 
 _ADJECTIVES = (
     "amber", "brave", "calm", "clever", "cosmic", "crisp", "daring", "eager", "fancy",
@@ -163,14 +163,16 @@ class Container:
 
 
 def process_start(pid: int) -> int:
-    """The start time (clock ticks after boot) of process ``pid``; 0 when it is gone."""
+    """The start time (clock ticks after boot) of process ``pid``; 0 when it has ended."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return 0
     fields = raw[raw.rfind(b")") + 2:].split()
-    return int(fields[19]) if len(fields) > 19 else 0
+    if len(fields) <= 19 or fields[0] in (b"Z", b"X"):
+        return 0  # gone, or a zombie waiting for its parent to reap it
+    return int(fields[19])
 
 
 def process_alive(pid: int, start: int) -> bool:
@@ -288,10 +290,16 @@ class ContainerStore:
         self.save(now)
         return now
 
+    def log_path(self, container: Container) -> Path:
+        """Where the output of a detached run of ``container`` goes."""
+        return self.dir / f"{container.id}.log"
+
     def delete(self, container: Container) -> None:
-        """Forget ``container``: its record (the caller removes its snapshot first)."""
-        with contextlib.suppress(FileNotFoundError):
-            self._path(container.id).unlink()
+        """Forget ``container``: its record and log (the caller removes its snapshot
+        first)."""
+        for path in (self._path(container.id), self.log_path(container)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def manifests(self) -> Iterator[Descriptor]:
         """The image manifests the containers were made from."""
@@ -299,8 +307,59 @@ class ContainerStore:
             yield c.manifest
 
 
-def check_id(container_id: str) -> str:
-    """``container_id`` when it is a full container ID."""
-    if not _ID_RE.match(container_id):
-        raise InvalidArgument(f"not a container ID: {container_id!r}")
-    return container_id
+STOP_TIMEOUT = 10.0
+"""Seconds ``rm -f`` waits for a killed container's run to end."""
+
+
+def remove_container(store: BuildStore, container: Container, *, force: bool) -> None:
+    """Remove ``container`` (snapshot, record, log): with ``force`` kill its run first
+    (SIGKILL, as ``docker rm -f``), else refuse a running one."""
+    if container.running:
+        if not force:
+            raise BuildError(f'cannot remove container "/{container.name}": container is '
+                             "running: stop the container before removing or force remove")
+        _kill(container)
+    try:
+        store.snapshots.remove(container.snapshot)
+    except NotFound:
+        pass
+    except FailedPrecondition as exc:
+        raise BuildError(f"cannot remove container {container.name}: {exc}") from None
+    ContainerStore(store).delete(container)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rfind(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _kill(container: Container) -> None:
+    """SIGKILL the container's processes, then wait for its run to record the end (its run
+    process is killed too when it does not end in time)."""
+    for pid in _descendants(container.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while process_alive(container.pid, container.pid_start):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(container.pid, signal.SIGKILL)
+            time.sleep(0.5)
+            break
+        time.sleep(0.05)

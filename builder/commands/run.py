@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "'commit', 'export', 'cp' and 'rm'.")
     parser.add_argument("--rm", action="store_true",
                         help="remove the container and its files when it exits")
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="run the container in the background (its output goes to "
+                             "'pybuild logs') and print its ID")
     parser.add_argument("--name", metavar="NAME",
                         help="name the container (default: a generated name)")
     parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]",
@@ -82,5 +85,5 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
                          network=args.network, entrypoint=args.entrypoint,
                          hostname=args.hostname, command=tuple(args.command),
                          limits=run_limits, extra_hosts=hosts, remove=args.rm,
-                         name=args.name, image_ref=args.image)
+                         name=args.name, image_ref=args.image, detach=args.detach)
     return run_container(store, image, options)

@@ -20,7 +20,7 @@ import pytest
 
 from builder.changes import apply_changes
 from builder.cli import main
-from builder.containerstore import ContainerStore
+from builder.containerstore import ContainerStore, remove_container
 from builder.errors import BuildError
 from builder.store import BuildStore
 from layerstore.content.local import LocalStore
@@ -71,13 +71,16 @@ def base(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 @pytest.fixture
-def root(base: Base, tmp_path: Path) -> Path:
-    """A store of its own holding the base image."""
+def root(base: Base, tmp_path: Path) -> Iterator[Path]:
+    """A store of its own holding the base image (its containers removed afterwards)."""
     import shutil
 
     dest = tmp_path / "store"
     shutil.copytree(base.root, dest, symlinks=True)
-    return dest
+    yield dest
+    with BuildStore.open(dest) as store:
+        for container in ContainerStore(store).list():
+            remove_container(store, container, force=True)
 
 
 @pytest.fixture
@@ -305,6 +308,40 @@ def test_commit_export_import_and_cp_match_docker(
         docker("pull", ref)
         ran = docker("run", "--rm", "--network", "none", "--user", "0", ref, *argv)
         assert ran.stdout.decode() == expect
+
+
+def test_a_detached_container_runs_in_the_background(root: Path, base: Base,
+                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    container_id = out(root, capfd, "run", "-d", "--name", "verbs-detached", base.name, "sh",
+                       "-c", "echo out; echo err >&2; touch /ready; sleep 60").strip()
+    assert len(container_id) == 64
+    assert out(root, capfd, "ps", "-q") == container_id[:12] + "\n"
+    assert " Up " in out(root, capfd, "ps").splitlines()[1]
+    deadline = time.monotonic() + WAIT
+    while pybuild(root, "cp", "verbs-detached:/ready", "-") != 0:
+        if time.monotonic() > deadline:
+            pytest.fail("the detached container did not run its command")
+        time.sleep(0.1)
+    assert sorted(out(root, capfd, "logs", "verbs-detached").splitlines()) == ["err", "out"]
+    assert pybuild(root, "rm", container_id[:6]) == 1
+    assert "container is running" in capfd.readouterr().err
+    assert out(root, capfd, "rm", "-f", container_id[:6]) == container_id[:6] + "\n"
+    assert out(root, capfd, "ps", "-a", "-q") == ""
+
+    assert pybuild(root, "run", "-d", "-u", "nobody-here", base.name, "true") == 125
+    assert capfd.readouterr().err == (
+        "error: unable to find user nobody-here: no matching entries in passwd file\n")
+    assert "   Created   " in out(root, capfd, "ps", "-a")
+    assert out(root, capfd, "rm", out(root, capfd, "ps", "-a", "-q").strip()) != ""
+    assert len(out(root, capfd, "run", "-d", "--rm", base.name, "true").strip()) == 64
+    while out(root, capfd, "ps", "-a", "-q"):
+        if time.monotonic() > deadline:
+            pytest.fail("run -d --rm left its container")
+        time.sleep(0.1)
+    assert mounts_under(root) == []
+    with BuildStore.open(root) as store:
+        assert {s.name: s.kind for s in store.snapshots.walk() if s.kind is not Kind.COMMITTED
+                } == {}
 
 
 def test_a_container_outlives_its_image_and_a_prune(root: Path, base: Base,
