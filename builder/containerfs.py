@@ -51,11 +51,16 @@ def container_root(store: BuildStore, container: Container) -> Iterator[Path]:
             yield Path(container.rootfs)
             return
         through = Path(f"/proc/{container.pid}/root{container.rootfs}")
-        if container.rootfs and through.is_dir():
+        try:
+            reachable = bool(container.rootfs) and through.is_dir()
+        except OSError:  # another user namespace (a rootless run): not ours to enter
+            reachable = False
+        if reachable:
             yield through
             return
-        raise BuildError(f"container {container.name} is running but its root cannot be "
-                         "reached from here")
+        raise BuildError(f"container {container.name} is running in a mount namespace this "
+                         "command cannot enter (a rootless run); its files can be reached "
+                         "once it has ended")
     mounts = store.snapshots.mounts(container.snapshot)
     point = tempfile.mkdtemp(prefix="container-", dir=store.tmp)
     try:

@@ -31,7 +31,8 @@ from layerstore.snapshots.snapshotter import Kind
 from registry.testing.processes import RegistryProcess, ours
 from tests.builder.bases import busybox_image
 from tests.builder.examples import pybuild_command
-from tests.peers import Dockerd, docker
+from tests.builder.rootlessuser import RootlessUser, UserSetupFailed
+from tests.peers import Dockerd, docker, require
 
 SCRIPT = "echo hello > /made; rm /bin/vi; mkdir -p /d/e; echo x > /d/e/f; ln -s /made /d/link"
 CHANGES = ('CMD ["sh"]', "ENV A=1 B=\"two words\"", "EXPOSE 80/tcp 53/udp", "LABEL a=b",
@@ -52,6 +53,7 @@ class Base:
 
     name: str
     root: Path
+    archive: Path
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def base(dockerd: Dockerd, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     root = work / "store"
     assert main(["--root", str(root), "load", "-i", str(archive)]) == 0
     try:
-        yield Base(name, root)
+        yield Base(name, root, archive)
     finally:
         docker("rmi", name, check=False)
 
@@ -355,6 +357,32 @@ def test_a_container_outlives_its_image_and_a_prune(root: Path, base: Base,
     assert out(root, capfd, "run", "--rm", "orphan:1") == "still here\n"
     short_id = out(root, capfd, "ps", "-a", "-q").strip()
     assert out(root, capfd, "run", "--rm", "orphan:1", "cat", "/name") == short_id + "\n"
+
+
+def test_the_verbs_work_rootless(base: Base) -> None:
+    for tool in ("useradd", "usermod", "userdel", "setpriv", "newuidmap", "newgidmap"):
+        require(tool)
+    try:
+        user = RootlessUser.create("verbs")
+    except UserSetupFailed as exc:
+        pytest.fail(f"cannot set up a rootless user: {exc}")
+    try:
+        user.pybuild("load", "-i", str(user.share(base.archive)))
+        user.pybuild("run", "--name", "c1", base.name, "sh", "-c", "echo hi > /made")
+        assert "   Exited (0) " in user.pybuild("ps", "-a").stdout.decode()
+        user.pybuild("commit", "-c", "CMD cat /made", "c1", "committed:1")
+        assert user.pybuild("run", "--rm", "committed:1").stdout == b"hi\n"
+        export = user.workdir("export") / "fs.tar"
+        user.pybuild("export", "-o", str(export), "c1")
+        assert members(export)["made"][4] == b"hi\n"
+        user.pybuild("run", "-d", "--name", "c2", base.name, "sleep", "60")
+        running = user.pybuild("cp", "c2:/etc/passwd", "-", check=False)
+        assert running.returncode == 1 and b"cannot enter (a rootless run)" in running.stderr
+        assert user.pybuild("rm", "c2", check=False).returncode == 1
+        assert user.pybuild("rm", "-f", "c2", "c1").stdout == b"c2\nc1\n"
+        assert user.pybuild("ps", "-a", "-q").stdout == b""
+    finally:
+        user.remove()
 
 
 def test_bad_input_is_one_error_line(root: Path, base: Base, tmp_path: Path,
