@@ -17,6 +17,7 @@ from builder.commands.common import (
     print_rows,
 )
 from builder.containerstore import Container, ContainerStore
+from builder.errors import BuildError
 from builder.store import BuildStore
 
 COLUMNS = (("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"),
@@ -39,6 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="show only the latest created container (any state)")
     parser.add_argument("-n", "--last", type=int, default=-1, metavar="N",
                         help="show the N last created containers (any state)")
+    parser.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="only containers that match: name=PART, id=PREFIX, "
+                             "status=created|running|exited, ancestor=IMAGE, exited=CODE "
+                             "(repeatable; the same key twice means either)")
     parser.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     parser.add_argument("--format", metavar="FORMAT",
                         help="'json' (one object a line) or a template such as "
@@ -49,14 +54,50 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Print the container table (or IDs, or one formatted line per container)."""
     containers = ContainerStore(store).list()
+    filters = parse_filters(args.filter)
     last = 1 if args.latest else args.last
     if last >= 0:
         containers = containers[:last]
-    elif not args.all:
+    elif not args.all and "status" not in filters and "exited" not in filters:
         containers = [c for c in containers if c.status == "running"]
+    containers = [c for c in containers if matches(c, filters)]
     rows = [row(c, args.no_trunc) for c in containers]
     print_rows(rows, COLUMNS, quiet=args.quiet, fmt=args.format)
     return 0
+
+
+FILTER_KEYS = ("name", "id", "status", "ancestor", "exited")
+STATUSES = ("created", "running", "exited")
+
+
+def parse_filters(items: list[str]) -> dict[str, list[str]]:
+    """``KEY=VALUE`` filters by key; BuildError for an unknown key or status."""
+    filters: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or key not in FILTER_KEYS:
+            raise BuildError(f"--filter {item!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(FILTER_KEYS)}")
+        if key == "status" and value not in STATUSES:
+            raise BuildError(f"--filter {item!r}: invalid filter 'status={value}' (one of "
+                             f"{', '.join(STATUSES)})")
+        if key == "exited" and not value.lstrip("-").isdigit():
+            raise BuildError(f"--filter {item!r}: the exit code must be a number")
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+def matches(container: Container, filters: dict[str, list[str]]) -> bool:
+    """Whether ``container`` passes every filter key (any of a key's values)."""
+    tests = {
+        "name": lambda v: v in container.name,
+        "id": lambda v: container.id.startswith(v),
+        "status": lambda v: container.status == v,
+        "ancestor": lambda v: v in (container.image, container.image_id,
+                                    container.image_id.removeprefix("sha256:")[:len(v)]),
+        "exited": lambda v: container.status == "exited" and container.exit_status == int(v),
+    }
+    return all(any(tests[key](v) for v in values) for key, values in filters.items())
 
 
 def command_text(container: Container) -> str:

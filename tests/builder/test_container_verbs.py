@@ -181,6 +181,12 @@ def test_run_keeps_a_container_that_ps_lists_and_rm_removes(
     assert ids == [c.short_id for c in containers]
     assert out(root, capfd, "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Names}}"
                ).splitlines() == [f"{c.id} {c.name}" for c in containers]
+    assert out(root, capfd, "ps", "-f", "exited=3", "--format", "{{.Names}}") == "verbs-kept\n"
+    assert out(root, capfd, "ps", "-f", "status=exited", "-f", "name=kept", "-q") == ids[1] + "\n"
+    assert out(root, capfd, "ps", "-a", "-f", f"id={ids[0]}", "-f", "status=exited", "-q"
+               ) == ids[0] + "\n"
+    assert pybuild(root, "ps", "-f", "state=up") == 1
+    assert capfd.readouterr().err.startswith("error: --filter 'state=up': expected KEY=VALUE")
     assert {f"container-{c.id}" for c in containers} == {
         n for n, k in kinds.items() if k is Kind.ACTIVE}
     assert mounts_under(root) == []
