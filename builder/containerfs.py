@@ -168,16 +168,21 @@ def _copy(source: Path, target: Target, what: str) -> None:
 
     writer = threading.Thread(target=produce, daemon=True)
     writer.start()
+    applied: Exception | None = None
     try:
         with os.fdopen(read_fd, "rb") as stream:
             Applier(os.fspath(target.directory), whiteouts=False).apply(TarReader(stream))
     except (LayerstoreError, OSError) as exc:
-        raise BuildError(f"cannot copy {what}: {exc}") from None
+        applied = exc
     finally:
         writer.join()
     if failure and not isinstance(failure[0], BrokenPipeError):
-        exc = failure[0]
-        raise BuildError(f"cannot copy {what}: {getattr(exc, 'strerror', None) or exc}")
+        problem = failure[0]  # reading the source failed: that is the cause
+        where = getattr(problem, "filename", None)
+        shown = f"{getattr(problem, 'strerror', None) or problem}"
+        raise BuildError(f"cannot copy {what}: {shown}" + (f" ({where})" if where else ""))
+    if applied is not None:
+        raise BuildError(f"cannot copy {what}: {applied}")
 
 
 def _inside(root: Path, path: str, *, follow: bool, ref: str) -> Path | None:
