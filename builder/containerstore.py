@@ -26,12 +26,12 @@ import signal
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from builder.errors import BuildError
 from builder.store import BuildStore
-from layerstore.assembly import timestamp
 from layerstore.errors import FailedPrecondition, InvalidArgument, LayerstoreError, NotFound
 from layerstore.oci import Descriptor, ImageConfig
 
@@ -162,6 +162,11 @@ class Container:
             raise InvalidArgument(f"{where}: damaged container record ({exc})") from None
 
 
+def _now() -> str:
+    """This moment in RFC 3339 with microseconds (a fixed width, so records sort by it)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def process_start(pid: int) -> int:
     """The start time (clock ticks after boot) of process ``pid``; 0 when it has ended."""
     try:
@@ -263,7 +268,7 @@ class ContainerStore:
         container = Container(
             id=container_id, name=name, image=image, image_id=image_id, manifest=manifest,
             path=argv[0] if argv else "", args=tuple(argv[1:]), config=config,
-            created=timestamp(time.time()))
+            created=_now())
         self.save(container)
         return container
 
@@ -279,14 +284,14 @@ class ContainerStore:
         """Record that this process runs ``container`` with its root mounted at ``rootfs``."""
         pid = os.getpid()
         now = replace(container, state="running", pid=pid, pid_start=process_start(pid),
-                      started_at=timestamp(time.time()), rootfs=str(rootfs))
+                      started_at=_now(), rootfs=str(rootfs))
         self.save(now)
         return now
 
     def finished(self, container: Container, exit_code: int) -> Container:
         """Record that ``container`` ended with ``exit_code``."""
         now = replace(container, state="exited", pid=0, pid_start=0, exit_code=exit_code,
-                      finished_at=timestamp(time.time()), rootfs="")
+                      finished_at=_now(), rootfs="")
         self.save(now)
         return now
 
