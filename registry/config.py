@@ -123,6 +123,8 @@ class Settings:
     audit_max_age: int = 0
     webhook_max_attempts: int = 8
     webhook_retry_seconds: int = 10
+    # The web UI (registry.ui) at /ui/ of the registry's port; false serves the API only.
+    ui: bool = True
 
     def __post_init__(self) -> None:
         check_scaleout(self)
@@ -292,6 +294,10 @@ def _check_audit(settings: Settings) -> None:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, not {getattr(settings, name)}")
 # End of audit log and webhooks.
+
+
+# The web UI.
+_FIELD_TYPES.update({"ui": bool})
 
 
 # --- Scale-out backing settings.
