@@ -117,8 +117,12 @@ def test_ui_false_serves_the_api_only(tmp_path: Path) -> None:
 
 def test_the_ui_is_on_by_default_and_unknown_pages_are_html_404s(tmp_path: Path) -> None:
     with _local_server(tmp_path) as client:
-        root = client.get("/", follow_redirects=False)
+        root = client.get("/", headers={"Accept": "text/html,*/*;q=0.8"},
+                          follow_redirects=False)
         assert root.status_code == 302 and root.headers["location"] == "/ui/"
+        api_client = client.get("/", headers={"Accept": "*/*"})
+        assert api_client.status_code == 404
+        assert json.loads(api_client.text)["errors"][0]["code"] == "UNSUPPORTED"
         assert client.get("/ui/static/ui.css").headers["content-type"].startswith("text/css")
         assert "open registry (no authentication)" in client.get("/ui/").text
         missing = client.get("/ui/r/nothing/here")
