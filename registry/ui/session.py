@@ -228,7 +228,7 @@ def start_session(request: Request, principal: Principal) -> None:
     """Log ``principal`` in: a new session (new nonce) is set with the response."""
     services = _services(request)
     logins = logins_of(services)
-    stamp = logins.stamp_of(principal) if logins is not None else ""
+    stamp = logins.stamp(principal.subject or "") if logins is not None else ""
     session = _new_session(principal.subject, stamp)
     setattr(request.state, _STATE_SESSION, session)
     setattr(request.state, _STATE_SET, session)
