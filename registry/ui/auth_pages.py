@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from registry.auth.access import AllowAll
 from registry.auth.authorizers import client_address
 from registry.errors import TOOMANYREQUESTS, RegistryError
 from registry.robots.service import is_robot
@@ -54,7 +55,10 @@ async def login(request: Request) -> Response:
     target = safe_next(str(form.get("next", "")))
     logins = logins_of(request.app.state.services)
     if logins is None:
-        return RedirectResponse(target, status_code=303)
+        if isinstance(request.app.state.services.authorizer, AllowAll):
+            return RedirectResponse(target, status_code=303)
+        return render(request, "login.html", status=401, next=target, username=username,
+                      error="this registry's authorizer has no users to log in with")
     if not username or is_robot(username):
         error = "robot accounts cannot log in to the web UI" if username else \
             "give a user name"
