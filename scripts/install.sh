@@ -23,6 +23,8 @@ PACKAGES=(
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore
   awscli
+  # the headless browser of the web UI tests (tests/registry/ui), driven by Selenium
+  chromium chromium-driver
   # the load balancer in front of replicas (registry/testing/balancer.py)
   haproxy
 )
