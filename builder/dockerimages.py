@@ -17,8 +17,7 @@ from layerstore.errors import LayerstoreError
 from layerstore.oci import Descriptor, Image, MediaType, Platform
 from layerstore.walk import read_small
 
-__all__ = ["chains_in_engine", "check_engine", "check_load_platforms", "fetch_image",
-           "load_image_into_engine"]
+__all__ = ["chains_in_engine", "check_engine", "fetch_image", "load_image_into_engine"]
 
 
 def _platform(os_: str, arch: str, variant: str | None) -> str:
@@ -98,14 +97,3 @@ def load_image_into_engine(store: BuildStore, image: StoredImage, names: Sequenc
             raise BuildError(f"loading into the Docker engine at {engine.address.where}: "
                              f"{exc}") from None
 
-
-def check_load_platforms(platform_text: str | None, flag: str) -> None:
-    """The engine's image store holds one platform per name: refuse a platform list."""
-    if platform_text is None:
-        return
-    platforms = [p.strip() for p in platform_text.split(",") if p.strip()]
-    if len(platforms) > 1:
-        raise BuildError(f"{flag}: the Docker engine's image store takes one platform per "
-                         f"image, and --platform {platform_text} names {len(platforms)}; "
-                         "build one platform, or use --push or --output type=oci,dest=FILE "
-                         "for a multi-platform image")
