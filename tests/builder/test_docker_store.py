@@ -12,6 +12,7 @@ import subprocess
 import tarfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from builder.dockerengine import (
 from builder.dockerimages import chains_in_engine, load_image_into_engine
 from builder.dockerstream import archive_chunks, read_stream
 from builder.errors import BuildError
-from builder.store import BuildStore
+from builder.store import BuildStore, unpack_layers, view_of
 from layerstore.assembly import load_image
 from layerstore.content.local import LocalStore
 from layerstore.digest import chain_ids
@@ -97,6 +98,18 @@ def build(root: Path, context: Path, dockerfile: str, *args: str) -> int:
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(dockerfile)
     return main(["--root", str(root), "build", "--progress=plain", *args, str(context)])
+
+
+@contextmanager
+def image_file(root: Path, name: str, path: str) -> Iterator[str]:
+    """The text of file ``path`` in image ``name`` of the store at ``root``."""
+    with BuildStore.open(root) as store:
+        stored = load_image(store.content, store.images.get(name).target)
+        manifest = load_manifest(store.content, stored.manifest)
+        assert isinstance(manifest, Manifest)
+        chain = unpack_layers(store, manifest.layers, stored.image.rootfs.diff_ids)
+        with view_of(store, chain) as tree:
+            yield (tree / path).read_text()
 
 
 def docker_run(name: str, *command: str) -> str:
@@ -378,3 +391,13 @@ def test_load_leaves_out_the_layers_docker_has(docker_images: DockerImages,
         assert docker("image", "inspect", made, check=False).returncode != 0
         assert engine.load(iter([thin])) == [f"Loaded image: {made}"]
     assert docker_run(made, "cat", "/thin", "/added") == "thin\nadded\n"
+
+
+def test_build_context_docker_image_only_docker_has(docker_images: DockerImages,
+                                                    tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    assert build(root, tmp_path / "ctx", "FROM base\nRUN cat /added > /via-context\n",
+                 "-t", "via-context:1",
+                 "--build-context", f"base=docker-image://{docker_images.layered}") == 0
+    with image_file(root, "via-context:1", "via-context") as text:
+        assert text == "added\n"
