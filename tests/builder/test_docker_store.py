@@ -401,3 +401,15 @@ def test_build_context_docker_image_only_docker_has(docker_images: DockerImages,
                  "--build-context", f"base=docker-image://{docker_images.layered}") == 0
     with image_file(root, "via-context:1", "via-context") as text:
         assert text == "added\n"
+
+
+def test_an_image_of_another_platform_is_not_taken(docker_images: DockerImages,
+                                                   tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert build(tmp_path / "store", tmp_path / "ctx",
+                 f"FROM {docker_images.base}\nCOPY Dockerfile /\n",
+                 "--platform", "linux/arm64") == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and err[0].startswith(f"error: Dockerfile:1: FROM {docker_images.base}")
+    assert err[0].endswith(f"the Docker engine at /var/run/docker.sock holds "
+                           f"'{docker_images.base}' for linux/amd64, not for linux/arm64")
