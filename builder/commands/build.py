@@ -483,6 +483,9 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
                                       result.tags)
                 pushed += write_outputs(store, image, result.chain, result.tags, [out],
                                         push=access.push, top=result.index)
+                if out.type == "docker" and out.dest is None:
+                    loaded = ", ".join(out.names or result.tags) or image_id
+                    v.log(f"loaded into the Docker engine: {loaded}\n".encode())
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()

@@ -128,6 +128,7 @@ def test_from_an_image_only_docker_has(docker_images: DockerImages, tmp_path: Pa
     err = capsys.readouterr().err
     assert rc == 0, err
     assert f"loaded {docker_images.layered} from the Docker engine" in err
+    assert f"loaded into the Docker engine: {out}" in err
     with BuildStore.open(root) as store:
         base = load_image(store.content, store.images.get(docker_images.layered).target)
         built = load_image(store.content, store.images.get(out).target)
