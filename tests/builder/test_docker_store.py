@@ -414,3 +414,23 @@ def test_an_image_of_another_platform_is_not_taken(docker_images: DockerImages,
     assert len(err) == 1 and err[0].startswith(f"error: Dockerfile:1: FROM {docker_images.base}")
     assert err[0].endswith(f"the Docker engine at /var/run/docker.sock holds "
                            f"'{docker_images.base}' for linux/amd64, not for linux/arm64")
+
+
+def test_pull_reads_the_engine_image_again(docker_images: DockerImages,
+                                           tmp_path: Path) -> None:
+    """The copy taken from the engine serves later builds; --pull takes the engine's image
+    again when the name has moved there."""
+    root = tmp_path / "store"
+    moving = docker_images.name("moving")
+    docker("tag", docker_images.base, moving)
+    dockerfile = f"FROM {moving}\nRUN (cat /added 2>/dev/null || echo none) > /seen\n"
+    assert build(root, tmp_path / "ctx", dockerfile, "-t", "seen:1") == 0
+    with image_file(root, "seen:1", "seen") as text:
+        assert text == "none\n"
+    docker("tag", docker_images.layered, moving)
+    assert build(root, tmp_path / "ctx", dockerfile, "-t", "seen:2") == 0
+    with image_file(root, "seen:2", "seen") as text:
+        assert text == "none\n"
+    assert build(root, tmp_path / "ctx", dockerfile, "-t", "seen:3", "--pull") == 0
+    with image_file(root, "seen:3", "seen") as text:
+        assert text == "added\n"
