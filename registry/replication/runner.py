@@ -1,0 +1,363 @@
+"""Running a replication rule: choose the repositories and tags, copy each with a
+:class:`~registry.replication.copier.Copier`, delete what the source no longer has (when
+the rule says so), and record the run with its counts in the store and the audit log.
+
+This registry is reached over its own HTTP API (at the rule's ``local_url``, by default the
+``addr`` it serves on), the other one at the rule's URL; both with the credentials of the
+docker-style ``config.json`` the client uses (``pybuild login HOST``). A run renews a lease
+on its rule while it works, so one rule runs once at a time; a run whose process died
+(``kill -9``, a crash) is taken over by the next one, which finds by ``HEAD`` what already
+arrived and does not send it again, and resumes blob downloads from the spool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from layerstore.content.local import LocalStore
+from registry.client.catalog import head_manifest, list_repositories, list_tags
+from registry.client.credentials import default_config_path
+from registry.client.errors import ClientError, NotFound, Unauthorized, Unreachable
+from registry.client.reference import Reference
+from registry.client.settings import ClientSettings, load_settings
+from registry.client.transport import Transport
+from registry.config import Settings
+from registry.replication.copier import FALLBACK_TAG, Copier, Tally
+from registry.replication.model import (
+    FAILED,
+    INTERRUPTED,
+    PUSH,
+    RUNNING,
+    SUCCEEDED,
+    ReplicationError,
+    Rule,
+    Run,
+)
+from registry.replication.patterns import compile_pattern
+from registry.replication.store import ReplicationStore
+
+__all__ = ["LEASE_SECONDS", "Endpoints", "Plan", "local_url", "open_endpoints", "run_rule"]
+
+LEASE_SECONDS = 30.0
+HEARTBEAT_SECONDS = 2.0
+SPOOL = "replication/spool"
+
+
+def local_url(rule: Rule, settings: Settings) -> str:
+    """How the replicator reaches this registry: the rule's ``local_url``, else ``addr``
+    (a wildcard address becomes loopback)."""
+    if rule.local_url:
+        return rule.local_url
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host,
+                                                                       settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if settings.tls_enabled else 'http'}://{host}:{settings.port}"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """The two sides of a rule: transports and how to name each in messages."""
+
+    source: Transport
+    destination: Transport
+    source_name: str
+    destination_name: str
+
+    def close(self) -> None:
+        """Close both transports."""
+        self.source.close()
+        self.destination.close()
+
+
+def _transport(url: str, client: ClientSettings) -> Transport:
+    netloc = url.split("://", 1)[1]
+    return Transport(netloc, client, url=url)
+
+
+def open_endpoints(rule: Rule, settings: Settings,
+                   client: ClientSettings | None = None) -> Endpoints:
+    """Open the transports of ``rule``: this registry and the remote one."""
+    client = client or load_settings()
+    here = local_url(rule, settings)
+    mine = f"this registry ({'local_url' if rule.local_url else 'addr'} {here})"
+    remote = f"{rule.flag} {rule.url}"
+    ours, theirs = _transport(here, client), _transport(rule.url, client)
+    if rule.direction == PUSH:
+        return Endpoints(ours, theirs, mine, remote)
+    return Endpoints(theirs, ours, remote, mine)
+
+
+def explain(exc: ClientError, endpoints: Endpoints) -> str:
+    """A one-line message for a client error, naming the side (and setting) concerned."""
+    side = ""
+    for transport, name in ((endpoints.source, endpoints.source_name),
+                            (endpoints.destination, endpoints.destination_name)):
+        if exc.registry and exc.registry == transport.registry:
+            side = name
+    text = str(exc)
+    if isinstance(exc, Unauthorized):
+        text += f" (credentials come from {default_config_path()})"
+    return f"{side}: {text}" if side else text
+
+
+def check_reachable(endpoints: Endpoints) -> None:
+    """Contact both sides once; ReplicationError naming the side that fails."""
+    for transport, name in ((endpoints.source, endpoints.source_name),
+                            (endpoints.destination, endpoints.destination_name)):
+        try:
+            transport.probe()
+        except Unreachable as exc:
+            raise ReplicationError(f"{name}: {exc}") from None
+        except ClientError as exc:
+            raise ReplicationError(f"{name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a dry run found: ``copy`` (repository, tag, digest) to copy, ``delete``
+    (repository, tag) to delete."""
+
+    copy: tuple[tuple[str, str, str], ...]
+    delete: tuple[tuple[str, str], ...]
+
+
+def _tags(transport: Transport, repository: str) -> list[str]:
+    try:
+        return list_tags(Reference(transport.registry, repository, tag="latest"),
+                         transport=transport)
+    except NotFound:
+        return []
+
+
+def _head(transport: Transport, repository: str, tag: str) -> str:
+    found = head_manifest(Reference(transport.registry, repository, tag=tag),
+                          transport=transport)
+    return "" if found is None else str(found.digest)
+
+
+class _Job:
+    """One run in progress: selection, copying, deletions, progress reports."""
+
+    def __init__(self, rule: Rule, endpoints: Endpoints, spool: Path,
+                 tally: Tally, only: tuple[str, str] | None) -> None:
+        self.rule = rule
+        self.endpoints = endpoints
+        self.repos = compile_pattern(rule.repos, "--repos")
+        self.tags = compile_pattern(rule.tags, "--tags")
+        self.tally = tally
+        self.only = only
+        self.spool = spool
+
+    def selection(self) -> dict[str, list[str]]:
+        """The source's repositories and tags that the rule selects."""
+        source = self.endpoints.source
+        if self.only is not None:
+            repository, tag = self.only
+            if not self.repos.matches(repository) or (tag and not self.tags.matches(tag)):
+                return {}
+            names = [repository]
+        else:
+            names = [n for n in list_repositories(source) if self.repos.matches(n)]
+        chosen: dict[str, list[str]] = {}
+        for name in sorted(names):
+            tags = [t for t in _tags(source, name)
+                    if self.tags.matches(t) and not FALLBACK_TAG.match(t)]
+            if self.only is not None and self.only[1]:
+                tags = [t for t in tags if t == self.only[1]]
+            chosen[name] = sorted(tags)
+        return chosen
+
+    def stale(self, repository: str, tags: list[str]) -> list[str]:
+        """The destination's selected tags of ``repository`` the source does not have."""
+        have = set(tags)
+        return sorted(t for t in _tags(self.endpoints.destination, repository)
+                      if self.tags.matches(t) and not FALLBACK_TAG.match(t) and t not in have)
+
+    def plan(self) -> Plan:
+        """What a run would do (nothing is changed)."""
+        copy: list[tuple[str, str, str]] = []
+        delete: list[tuple[str, str]] = []
+        for repository, tags in self.selection().items():
+            for tag in tags:
+                digest = _head(self.endpoints.source, repository, tag)
+                if digest and digest != _head(self.endpoints.destination, repository, tag):
+                    copy.append((repository, tag, digest))
+            if self.rule.deletes and self.only is None:
+                delete += [(repository, t) for t in self.stale(repository, tags)]
+        return Plan(tuple(copy), tuple(delete))
+
+    def run(self) -> None:
+        """Copy the selection, then delete what the rule says."""
+        self.spool.mkdir(parents=True, exist_ok=True)
+        copier = Copier(self.endpoints.source, self.endpoints.destination,
+                        LocalStore(self.spool), self.tally,
+                        concurrency=self.endpoints.destination.settings.max_concurrency)
+        for repository, tags in self.selection().items():
+            for tag in tags:
+                copier.copy(repository, tag)
+            if self.rule.deletes and self.only is None:
+                for tag in self.stale(repository, tags):
+                    self._delete(repository, tag)
+
+    def _delete(self, repository: str, tag: str) -> None:
+        """Delete ``tag`` on the destination: by tag where the registry allows it, else
+        its manifest by digest when no other tag of the source's names it."""
+        destination = self.endpoints.destination
+        scopes = (f"repository:{repository}:delete",)
+        response = destination.request("DELETE", f"/v2/{repository}/manifests/{tag}",
+                                       what=f"{repository}:{tag}", scopes=scopes,
+                                       ok=(202, 404, 400, 405))
+        if response.status_code == 202:
+            self.tally.add(deleted=1)
+            return
+        digest = _head(destination, repository, tag)
+        if not digest:
+            return
+        for other in _tags(destination, repository):
+            if other != tag and _head(destination, repository, other) == digest:
+                return
+        destination.request("DELETE", f"/v2/{repository}/manifests/{digest}",
+                            what=f"{repository}@{digest}", scopes=scopes,
+                            ok=(202, 404))
+        self.tally.add(deleted=1)
+
+
+def runner_id() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_runner(run: Run) -> bool:
+    host, _, pid = run.runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) == os.getpid()
+
+
+def _take_rule(store: ReplicationStore, rule: Rule, now: float) -> int:
+    """Lease ``rule`` for this process; the id of an interrupted run taken over (0).
+    ReplicationError when a live process runs it."""
+    previous = store.runs(rule.name, 1)
+    last = previous[0] if previous else None
+    interrupted = last is not None and last.state == RUNNING and (
+        _dead_runner(last) or last.heartbeat + LEASE_SECONDS < now)
+    if interrupted and last is not None:
+        store.release(rule.name)
+        store.update_run(replace(last, state=INTERRUPTED, finished_at=last.heartbeat,
+                                 error=last.error or "the replicating process stopped "
+                                 "before it finished"))
+    if not store.claim(rule.name, now, LEASE_SECONDS):
+        since = f" (run {last.id}, by {last.runner})" if last is not None else ""
+        raise ReplicationError(f"NAME {rule.name!r}: the rule is being run by another "
+                               f"process{since}; try again when it has finished")
+    return last.id if interrupted and last is not None else 0
+
+
+def run_rule(rule: Rule, settings: Settings, store: ReplicationStore, *, trigger: str,
+             dry_run: bool = False, only: tuple[str, str] | None = None,
+             client: ClientSettings | None = None,
+             report: Callable[[Run], None] | None = None) -> tuple[Run, Plan | None]:
+    """Run ``rule`` once (``only``: just one repository and tag, for on-push); the run as
+    recorded and, for a dry run, the plan. Failures end the run as ``failed`` with the
+    error recorded (ReplicationError for a rule that cannot be run at all)."""
+    endpoints = open_endpoints(rule, settings, client)
+    try:
+        check_reachable(endpoints)
+        if dry_run:
+            job = _Job(rule, endpoints, Path(), Tally(), only)
+            try:
+                return Run(0, rule.name, trigger, SUCCEEDED, time.time(), dry_run=True), \
+                    job.plan()
+            except ClientError as exc:
+                raise ReplicationError(explain(exc, endpoints)) from None
+        return _run(rule, settings, store, endpoints, trigger, only, report), None
+    finally:
+        endpoints.close()
+
+
+def _run(rule: Rule, settings: Settings, store: ReplicationStore, endpoints: Endpoints,
+         trigger: str, only: tuple[str, str] | None,
+         report: Callable[[Run], None] | None) -> Run:
+    from registry.replication import events
+
+    now = time.time()
+    resumed = _take_rule(store, rule, now)
+    run = store.start_run(Run(0, rule.name, trigger, RUNNING, now, heartbeat=now,
+                              resumed=resumed, runner=runner_id()))
+    events.started(settings, rule, run)
+    lock = threading.Lock()
+    state = {"run": run, "saved": 0.0}
+
+    def snapshot(final: str = RUNNING, error: str = "") -> Run:
+        at = time.time()
+        current = replace(state["run"], manifests=tally.manifests, blobs=tally.blobs,
+                          skipped=tally.skipped, mounted=tally.mounted, bytes=tally.bytes,
+                          deleted=tally.deleted, heartbeat=at, state=final, error=error,
+                          finished_at=at if final != RUNNING else 0.0)
+        state["run"] = current
+        return current
+
+    def changed() -> None:
+        with lock:
+            if time.time() - float(state["saved"]) < HEARTBEAT_SECONDS:
+                return
+            state["saved"] = time.time()
+            current = snapshot()
+            store.update_run(current)
+            store.renew(rule.name, time.time() + LEASE_SECONDS)
+        if report is not None:
+            report(current)
+
+    tally = Tally(changed=changed)
+    job = _Job(rule, endpoints, settings.root / SPOOL / rule.name, tally, only)
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(store, rule.name, stop, changed),
+                            daemon=True, name="replication-heartbeat")
+    beat.start()
+    try:
+        job.run()
+    except ClientError as exc:
+        final = _finish(store, snapshot, lock, stop, beat, FAILED, explain(exc, endpoints))
+    except ReplicationError as exc:
+        final = _finish(store, snapshot, lock, stop, beat, FAILED, str(exc))
+    except BaseException as exc:
+        _finish(store, snapshot, lock, stop, beat, FAILED,
+                f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        final = _finish(store, snapshot, lock, stop, beat, SUCCEEDED, "")
+    finally:
+        store.release(rule.name)
+    events.finished(settings, rule, final)
+    return final
+
+
+def _heartbeat(store: ReplicationStore, name: str, stop: threading.Event,
+               changed: Callable[[], None]) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        with contextlib.suppress(Exception):
+            changed()
+
+
+def _finish(store: ReplicationStore, snapshot: Callable[..., Run], lock: threading.Lock,
+            stop: threading.Event, beat: threading.Thread, final: str, error: str) -> Run:
+    stop.set()
+    beat.join(HEARTBEAT_SECONDS * 2)
+    with lock:
+        run = snapshot(final, error)
+        store.update_run(run)
+    return run

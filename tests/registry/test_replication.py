@@ -1,0 +1,205 @@
+"""Replication between real registries: ``registry replicate`` pushes an image, a
+multi-platform index and a referrer from one of our registries to CNCF distribution and to
+a second instance of ours, and pulls them back from each into a third and a fourth; the
+copies are byte for byte the same, the referrer is found on every side (through the
+referrers API or distribution's fallback tag), and a second run sends nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from registry.testing.deadline import time_limit
+from registry.testing.processes import RegistryProcess, distribution
+from tests.peers import require
+from tests.registry.replication_env import (
+    TIMEOUT,
+    Cli,
+    assert_arrived,
+    referrer_digests,
+)
+from tests.registry.server import Api, Pushed, RegistryServer
+
+
+@dataclass(frozen=True)
+class Ours:
+    """One of our registries and the replicate command on its root."""
+
+    server: RegistryServer
+    cli: Cli
+
+    @property
+    def url(self) -> str:
+        """Its base URL."""
+        return self.server.url
+
+    def client(self) -> httpx.Client:
+        """An HTTP client for it."""
+        return self.server.client()
+
+
+@dataclass(frozen=True)
+class Content:
+    """What the source holds in ``repo``: an image (``v1``), an index over two platform
+    images (``multi``) and an artifact referring to the index."""
+
+    repo: str
+    image: Pushed
+    index: Pushed
+    referrer: Pushed
+
+
+def start_ours(tmp: Path, name: str) -> Ours:
+    """A registry of ours on loopback."""
+    (tmp / name).mkdir(parents=True, exist_ok=True)
+    server = RegistryServer(tmp / name / "root", args=["--no-access-log"]).start()
+    return Ours(server, Cli(tmp / name / "root", tmp / name / "docker"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """The source, a second and third of ours, CNCF distribution, and the content."""
+    require("docker-registry")
+    tmp = tmp_path_factory.mktemp("replication")
+    started: list[Ours] = []
+    dist: RegistryProcess | None = None
+    try:
+        for name in ("source", "far", "back", "fromdist"):
+            started.append(start_ours(tmp, name))
+        dist = distribution(tmp / "distribution").start()
+        source = started[0]
+        with source.client() as client:
+            api = Api(client)
+            repo = "team/app"
+            image = api.image(repo, "v1", layers=2, seed="v1")
+            children = [api.image(repo, None, layers=2, seed=f"arch{i}") for i in range(2)]
+            index = api.index(repo, "multi", children)
+            referrer = api.artifact(repo, index, "application/vnd.example.sbom",
+                                    {"org.example": "sbom"})
+            api.image("other/thing", "latest", seed="other")
+        yield {"source": source, "far": started[1], "back": started[2],
+               "fromdist": started[3], "dist": dist,
+               "content": Content(repo, image, index, referrer)}
+    finally:
+        for ours in started:
+            ours.server.stop()
+        if dist is not None:
+            dist.stop()
+
+
+def _check_copy(source: httpx.Client, target: httpx.Client, content: Content) -> None:
+    for tag in ("v1", "multi"):
+        assert_arrived(source, target, content.repo, tag)
+    assert content.referrer.digest in referrer_digests(target, content.repo, content.index)
+
+
+def test_push_to_distribution_and_pull_back(world: dict[str, object]) -> None:
+    """--to distribution copies the image, the index with both platforms and the
+    referrer; --from distribution brings them into another registry of ours."""
+    source, fromdist = world["source"], world["fromdist"]
+    dist = world["dist"]
+    content = world["content"]
+    assert isinstance(source, Ours) and isinstance(fromdist, Ours)
+    assert isinstance(dist, RegistryProcess) and isinstance(content, Content)
+    with time_limit(TIMEOUT):
+        source.cli("add", "to-dist", "--to", dist.url, "--repos", "team/**",
+                   "--local-url", source.url)
+        done = source.cli.json("run", "to-dist")
+        assert done["state"] == "succeeded", done
+        assert done["manifests"] == 5 and done["blobs"] >= 8, done
+        with source.client() as a, httpx.Client(base_url=dist.url, timeout=60) as d:
+            _check_copy(a, d, content)
+            assert d.get("/v2/other/thing/tags/list").status_code == 404
+        fromdist.cli("add", "from-dist", "--from", dist.url, "--tags", "{v1,multi}",
+                     "--local-url", fromdist.url)
+        pulled = fromdist.cli.json("run", "from-dist")
+        assert pulled["state"] == "succeeded", pulled
+        with source.client() as a, fromdist.client() as c:
+            _check_copy(a, c, content)
+        again = fromdist.cli.json("run", "from-dist")
+        assert (again["manifests"], again["blobs"], again["state"]) == (0, 0, "succeeded")
+
+
+def test_push_to_ours_and_pull_back(world: dict[str, object]) -> None:
+    """--to a second instance of ours and --from it into a third, the referrer listed by
+    the referrers API on each; blobs shared between repositories are mounted."""
+    source, far, back = world["source"], world["far"], world["back"]
+    content = world["content"]
+    assert isinstance(source, Ours) and isinstance(far, Ours) and isinstance(back, Ours)
+    assert isinstance(content, Content)
+    with time_limit(TIMEOUT):
+        source.cli("add", "to-far", "--to", far.url, "--local-url", source.url)
+        plan = source.cli.json("run", "to-far", "--dry-run")
+        assert {(c["repository"], c["tag"]) for c in plan["copy"]} >= {
+            (content.repo, "v1"), (content.repo, "multi"), ("other/thing", "latest")}
+        with far.client() as f:
+            assert f.get(f"/v2/{content.repo}/tags/list").status_code == 404
+        done = source.cli.json("run", "to-far")
+        assert done["state"] == "succeeded", done
+        with source.client() as a, far.client() as f:
+            _check_copy(a, f, content)
+            assert_arrived(a, f, "other/thing", "latest")
+        back.cli("add", "from-far", "--from", far.url, "--repos", "team/*",
+                 "--local-url", back.url)
+        assert back.cli.json("run", "from-far")["state"] == "succeeded"
+        with source.client() as a, back.client() as b:
+            _check_copy(a, b, content)
+            assert b.get("/v2/other/thing/tags/list").status_code == 404
+        history = source.cli.json("history", "to-far")
+        assert [r["state"] for r in history] == ["succeeded"]
+        status = source.cli.json("status", "to-far")
+        assert status["last_run"]["id"] == done["id"]
+        listed = source.cli.json("list")
+        assert {r["name"] for r in listed} >= {"to-far"}
+
+
+def test_mount_and_deletes(world: dict[str, object]) -> None:
+    """A blob already copied into one repository is mounted into another; a tag deleted
+    at the source is deleted at the destination only by a rule with --deletes."""
+    source, far = world["source"], world["far"]
+    assert isinstance(source, Ours) and isinstance(far, Ours)
+    name = uuid.uuid4().hex[:8]
+    with time_limit(TIMEOUT), source.client() as a, far.client() as f:
+        api = Api(a)
+        first = f"mount-{name}/one"
+        pushed = api.image(first, "keep", seed=name)
+        api.image(first, "gone", seed=name + "g")
+        second = f"mount-{name}/two"
+        a.post(f"/v2/{second}/blobs/uploads/", params={"mount": _config_of(a, first, "keep"),
+                                                          "from": first})
+        for layer in _layers_of(a, first, "keep"):
+            a.post(f"/v2/{second}/blobs/uploads/", params={"mount": layer, "from": first})
+        assert api.manifest(second, "keep", pushed.body).status_code == 201
+        source.cli("add", f"keep-{name}", "--to", far.url, "--repos", f"mount-{name}/*",
+                   "--local-url", source.url)
+        source.cli("add", f"del-{name}", "--to", far.url, "--repos", f"mount-{name}/*",
+                   "--deletes", "--local-url", source.url)
+        done = source.cli.json("run", f"keep-{name}")
+        assert done["mounted"] >= 1, done
+        assert a.delete(f"/v2/{first}/manifests/gone").status_code == 202
+        source.cli.json("run", f"keep-{name}")
+        assert f.head(f"/v2/{first}/manifests/gone").status_code == 200
+        plan = source.cli("run", f"del-{name}", "--dry-run").stdout
+        assert f"would delete {first}:gone" in plan
+        assert f.head(f"/v2/{first}/manifests/gone").status_code == 200
+        removed = source.cli.json("run", f"del-{name}")
+        assert removed["deleted"] == 1, removed
+        assert f.head(f"/v2/{first}/manifests/gone").status_code == 404
+        assert f.head(f"/v2/{first}/manifests/keep").status_code == 200
+
+
+def _config_of(client: httpx.Client, repo: str, tag: str) -> str:
+    from tests.registry.replication_env import manifest
+
+    return str(manifest(client, repo, tag).json()["config"]["digest"])
+
+
+def _layers_of(client: httpx.Client, repo: str, tag: str) -> list[str]:
+    from tests.registry.replication_env import manifest
+
+    return [str(x["digest"]) for x in manifest(client, repo, tag).json()["layers"]]
