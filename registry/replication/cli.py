@@ -194,9 +194,13 @@ def _execute(settings: Settings, args: argparse.Namespace, store: ReplicationSto
             return 0
         if args.json:
             _print(run_dict(done))
-        else:
+        elif not done.error:
             print(f"registry: {rule.name}: {_summary(done)}")
-        return 0 if not done.error else 1
+        if done.error:
+            print(f"registry replicate: {rule.name}: run {done.id} failed: {done.error}",
+                  file=sys.stderr)
+            return 1
+        return 0
     runs = store.runs(rule.name, 1 if command == "status" else max(args.limit, 1))
     if command == "status":
         if args.json:

@@ -21,10 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
+
 from layerstore.content.local import LocalStore
 from registry.client.catalog import head_manifest, list_repositories, list_tags
 from registry.client.credentials import default_config_path
-from registry.client.errors import ClientError, NotFound, Unauthorized, Unreachable
+from registry.client.errors import ClientError, NotFound, Unauthorized
 from registry.client.reference import Reference
 from registry.client.settings import ClientSettings, load_settings
 from registry.client.transport import Transport
@@ -70,6 +72,13 @@ class Endpoints:
     destination: Transport
     source_name: str
     destination_name: str
+    source_url: str
+    destination_url: str
+
+    def sides(self) -> tuple[tuple[Transport, str, str], ...]:
+        """Each side's transport, name and URL."""
+        return ((self.source, self.source_name, self.source_url),
+                (self.destination, self.destination_name, self.destination_url))
 
     def close(self) -> None:
         """Close both transports."""
@@ -91,15 +100,14 @@ def open_endpoints(rule: Rule, settings: Settings,
     remote = f"{rule.flag} {rule.url}"
     ours, theirs = _transport(here, client), _transport(rule.url, client)
     if rule.direction == PUSH:
-        return Endpoints(ours, theirs, mine, remote)
-    return Endpoints(theirs, ours, remote, mine)
+        return Endpoints(ours, theirs, mine, remote, here, rule.url)
+    return Endpoints(theirs, ours, remote, mine, rule.url, here)
 
 
 def explain(exc: ClientError, endpoints: Endpoints) -> str:
     """A one-line message for a client error, naming the side (and setting) concerned."""
     side = ""
-    for transport, name in ((endpoints.source, endpoints.source_name),
-                            (endpoints.destination, endpoints.destination_name)):
+    for transport, name, _ in endpoints.sides():
         if exc.registry and exc.registry == transport.registry:
             side = name
     text = str(exc)
@@ -110,12 +118,12 @@ def explain(exc: ClientError, endpoints: Endpoints) -> str:
 
 def check_reachable(endpoints: Endpoints) -> None:
     """Contact both sides once; ReplicationError naming the side that fails."""
-    for transport, name in ((endpoints.source, endpoints.source_name),
-                            (endpoints.destination, endpoints.destination_name)):
+    for transport, name, url in endpoints.sides():
         try:
             transport.probe()
-        except Unreachable as exc:
-            raise ReplicationError(f"{name}: {exc}") from None
+        except httpx.TransportError as exc:
+            failure = transport.unreachable(exc, f"{url}/v2/")
+            raise ReplicationError(f"{name}: {failure}") from None
         except ClientError as exc:
             raise ReplicationError(f"{name}: {exc}") from None
 
