@@ -127,8 +127,7 @@ def build_rule(args: argparse.Namespace, now: float) -> Rule:
         trigger, interval = SCHEDULE, parse_duration(args.every)
     local = check_url(args.local_url, "--local-url") if args.local_url else ""
     return Rule(name, direction, url, args.repos, args.tags, trigger, interval,
-                args.deletes, local, now, now + interval if interval else 0.0,
-                now if trigger == ON_PUSH else 0.0)
+                args.deletes, local, now, now + interval if interval else 0.0)
 
 
 def _summary(run: Run) -> str:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 __all__ = ["MANUAL", "ON_PUSH", "PULL", "PUSH", "RUN_STATES", "SCHEDULE", "ReplicationError",
-           "Rule", "Run", "check_name", "check_url", "format_duration", "parse_duration"]
+           "Rule", "RuleBusy", "Run", "check_name", "check_url", "format_duration",
+           "parse_duration"]
 
 PUSH = "push"
 """Direction: from this registry to the remote one (``--to``)."""
@@ -26,11 +27,15 @@ RUN_STATES = (RUNNING, SUCCEEDED, FAILED, INTERRUPTED)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-MIN_INTERVAL = 10
+MIN_INTERVAL = 5
 
 
 class ReplicationError(ValueError):
     """A bad rule, flag or replication failure; the message names the flag or setting."""
+
+
+class RuleBusy(ReplicationError):
+    """The rule is being run by another (live) process."""
 
 
 def check_name(name: str) -> str:
@@ -91,7 +96,8 @@ class Rule:
     registry (pull), when asked (``trigger`` manual), after each push to a matching
     repository (on_push, push rules only) or every ``interval`` seconds (schedule).
     With ``deletes``, tags gone from the source are deleted from the destination.
-    ``local_url`` is how the replicator reaches this registry (``""``: from ``addr``)."""
+    ``local_url`` is how the replicator reaches this registry (``""``: from ``addr``);
+    ``next_at`` when a scheduled rule runs next."""
 
     name: str
     direction: str
@@ -104,7 +110,6 @@ class Rule:
     local_url: str = ""
     created_at: float = 0.0
     next_at: float = 0.0
-    cursor: float = 0.0
 
     @property
     def flag(self) -> str:

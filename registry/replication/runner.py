@@ -40,6 +40,7 @@ from registry.replication.model import (
     SUCCEEDED,
     ReplicationError,
     Rule,
+    RuleBusy,
     Run,
 )
 from registry.replication.patterns import compile_pattern
@@ -270,7 +271,7 @@ def _take_rule(store: ReplicationStore, rule: Rule, now: float) -> int:
                                  "before it finished"))
     if not store.claim(rule.name, now, LEASE_SECONDS):
         since = f" (run {last.id}, by {last.runner})" if last is not None else ""
-        raise ReplicationError(f"NAME {rule.name!r}: the rule is being run by another "
+        raise RuleBusy(f"NAME {rule.name!r}: the rule is being run by another "
                                f"process{since}; try again when it has finished")
     return last.id if interrupted and last is not None else 0
 
@@ -284,8 +285,8 @@ def run_rule(rule: Rule, settings: Settings, store: ReplicationStore, *, trigger
     error recorded (ReplicationError for a rule that cannot be run at all)."""
     endpoints = open_endpoints(rule, settings, client)
     try:
-        check_reachable(endpoints)
         if dry_run:
+            check_reachable(endpoints)
             job = _Job(rule, endpoints, Path(), Tally(), only)
             try:
                 return Run(0, rule.name, trigger, SUCCEEDED, time.time(), dry_run=True), \
@@ -337,6 +338,7 @@ def _run(rule: Rule, settings: Settings, store: ReplicationStore, endpoints: End
                             daemon=True, name="replication-heartbeat")
     beat.start()
     try:
+        check_reachable(endpoints)
         job.run()
     except ClientError as exc:
         final = _finish(store, snapshot, lock, stop, beat, FAILED, explain(exc, endpoints))

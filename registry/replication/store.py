@@ -3,7 +3,7 @@
 database (``metadata_url``; migration ``0008_replication.sql`` makes the same tables)::
 
     replication_rules(name PK, direction, url, repos, tags, trigger, interval_s, deletes,
-        local_url, created_at, next_at, cursor, lease_until)
+        local_url, created_at, next_at, lease_until)
     replication_runs(id PK, rule -> replication_rules ON DELETE CASCADE, trigger, state,
         started_at, finished_at, heartbeat, dry_run, manifests, blobs, skipped, mounted,
         bytes, deleted, error, resumed, runner)
@@ -32,7 +32,7 @@ __all__ = ["REPLICATION_DB", "PostgresReplicationStore", "ReplicationStore",
 
 REPLICATION_DB = "replication.db"
 _RULE_COLUMNS = ("name, direction, url, repos, tags, trigger, interval_s, deletes, "
-                 "local_url, created_at, next_at, cursor")
+                 "local_url, created_at, next_at")
 _RUN_COLUMNS = ("id, rule, trigger, state, started_at, finished_at, heartbeat, dry_run, "
                 "manifests, blobs, skipped, mounted, bytes, deleted, error, resumed, runner")
 _COUNTS = ("manifests", "blobs", "skipped", "mounted", "bytes", "deleted")
@@ -42,7 +42,7 @@ _SCHEMA = sqlitedb.Schema(what="replication database", version=1, create=(
         name TEXT PRIMARY KEY, direction TEXT NOT NULL, url TEXT NOT NULL,
         repos TEXT NOT NULL, tags TEXT NOT NULL, trigger TEXT NOT NULL,
         interval_s INTEGER NOT NULL, deletes INTEGER NOT NULL, local_url TEXT NOT NULL,
-        created_at REAL NOT NULL, next_at REAL NOT NULL, cursor REAL NOT NULL,
+        created_at REAL NOT NULL, next_at REAL NOT NULL,
         lease_until REAL NOT NULL DEFAULT 0) STRICT""",
     """CREATE TABLE replication_runs (
         id INTEGER PRIMARY KEY,
@@ -75,10 +75,12 @@ class ReplicationStore(Protocol):
     def remove(self, name: str) -> bool:
         """Forget a rule and its runs; whether it existed."""
 
-    def claim(self, name: str, now: float, lease: float, *, next_at: float | None = None,
-              cursor: float | None = None) -> bool:
-        """Take rule ``name`` for ``lease`` seconds unless another process holds it; on
-        success also set its ``next_at`` / ``cursor`` when given."""
+    def claim(self, name: str, now: float, lease: float) -> bool:
+        """Take rule ``name`` for ``lease`` seconds unless another process holds it."""
+
+    def advance(self, name: str, due: float, next_at: float) -> bool:
+        """Move the next scheduled run of rule ``name`` from ``due`` to ``next_at``;
+        whether this call did it (another process may have been first)."""
 
     def renew(self, name: str, until: float) -> None:
         """Extend the lease this process holds on rule ``name`` to ``until``."""
@@ -95,8 +97,9 @@ class ReplicationStore(Protocol):
     def runs(self, rule: str, limit: int) -> list[Run]:
         """The newest ``limit`` runs of ``rule``."""
 
-    def all_runs(self) -> list[Run]:
-        """Every run (for the metrics)."""
+    def totals(self) -> list[tuple[str, str, int, int, int, int, int, int, int, float]]:
+        """Per rule and run state: the number of runs, the sums of their manifests, blobs,
+        skipped, mounted, bytes and deleted, and the latest finish (for the metrics)."""
 
     def close(self) -> None:
         """Release the store's connections."""
@@ -104,9 +107,9 @@ class ReplicationStore(Protocol):
 
 def _rule(row: Sequence[Any]) -> Rule:
     (name, direction, url, repos, tags, trigger, interval, deletes, local_url, created,
-     next_at, cursor) = row
+     next_at) = row
     return Rule(name, direction, url, repos, tags, trigger, int(interval), bool(deletes),
-                local_url, float(created), float(next_at), float(cursor))
+                local_url, float(created), float(next_at))
 
 
 def _run(row: Sequence[Any]) -> Run:
@@ -137,11 +140,11 @@ class _SqlReplicationStore:
         with self._tx() as conn:
             row = conn.execute(self._sql(
                 f"INSERT INTO replication_rules ({_RULE_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING "
                 "RETURNING name"),
                 (rule.name, rule.direction, rule.url, rule.repos, rule.tags, rule.trigger,
                  rule.interval, int(rule.deletes), rule.local_url, rule.created_at,
-                 rule.next_at, rule.cursor)).fetchone()
+                 rule.next_at)).fetchone()
         if row is None:
             raise ReplicationError(f"NAME {rule.name!r}: a replication rule of that name "
                                    "exists already (registry replicate remove it first)")
@@ -168,21 +171,20 @@ class _SqlReplicationStore:
                                   (name,))
             return bool(cursor.rowcount)
 
-    def claim(self, name: str, now: float, lease: float, *, next_at: float | None = None,
-              cursor: float | None = None) -> bool:
+    def claim(self, name: str, now: float, lease: float) -> bool:
         """Lease rule ``name`` (module docstring)."""
-        sets = ["lease_until = ?"]
-        params: list[Any] = [now + lease]
-        if next_at is not None:
-            sets.append("next_at = ?")
-            params.append(next_at)
-        if cursor is not None:
-            sets.append("cursor = ?")
-            params.append(cursor)
         with self._tx() as conn:
             done = conn.execute(self._sql(
-                f"UPDATE replication_rules SET {', '.join(sets)} WHERE name = ? AND "
-                "lease_until <= ?"), (*params, name, now))
+                "UPDATE replication_rules SET lease_until = ? WHERE name = ? AND "
+                "lease_until <= ?"), (now + lease, name, now))
+            return bool(done.rowcount)
+
+    def advance(self, name: str, due: float, next_at: float) -> bool:
+        """Move rule ``name``'s next scheduled run from ``due`` to ``next_at``."""
+        with self._tx() as conn:
+            done = conn.execute(self._sql(
+                "UPDATE replication_rules SET next_at = ? WHERE name = ? AND next_at = ?"),
+                (next_at, name, due))
             return bool(done.rowcount)
 
     def renew(self, name: str, until: float) -> None:
@@ -225,12 +227,16 @@ class _SqlReplicationStore:
                 "ORDER BY id DESC LIMIT ?"), (rule, limit)).fetchall()
         return [_run(r) for r in rows]
 
-    def all_runs(self) -> list[Run]:
-        """Every run."""
+    def totals(self) -> list[tuple[str, str, int, int, int, int, int, int, int, float]]:
+        """Per rule and state: runs, summed counts, latest finish."""
+        sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in _COUNTS)
         with self._tx() as conn:
-            rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM replication_runs "
-                                "ORDER BY id").fetchall()
-        return [_run(r) for r in rows]
+            rows = conn.execute(f"SELECT rule, state, COUNT(*), {sums}, "
+                                "COALESCE(MAX(finished_at), 0) FROM replication_runs "
+                                "WHERE dry_run = 0 GROUP BY rule, state "
+                                "ORDER BY rule, state").fetchall()
+        return [(str(r[0]), str(r[1]), *(int(v) for v in r[2:9]), float(r[9]))  # type: ignore[misc]
+                for r in rows]
 
 
 class SqliteReplicationStore(_SqlReplicationStore):

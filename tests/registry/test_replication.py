@@ -6,10 +6,14 @@ referrers API or distribution's fallback tag), and a second run sends nothing.""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -203,3 +207,56 @@ def _layers_of(client: httpx.Client, repo: str, tag: str) -> list[str]:
     from tests.registry.replication_env import manifest
 
     return [str(x["digest"]) for x in manifest(client, repo, tag).json()["layers"]]
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout} s")
+        time.sleep(0.2)
+
+
+def test_triggers_audit_and_metrics(world: dict[str, object]) -> None:
+    """An --on-push rule copies each push as it happens, an --every rule on its schedule;
+    runs are in the audit log and on /metrics."""
+    source, far = world["source"], world["far"]
+    assert isinstance(source, Ours) and isinstance(far, Ours)
+    with time_limit(TIMEOUT), source.client() as a, far.client() as f:
+        source.cli("add", "hooked", "--to", far.url, "--repos", "hooked/*", "--on-push",
+                   "--tags", "v*", "--local-url", source.url)
+        source.cli("add", "timed", "--to", far.url, "--repos", "timed/*", "--every", "5s",
+                   "--local-url", source.url)
+        api = Api(a)
+        api.image("hooked/app", "v1", seed="hooked1")
+        _until(lambda: f.head("/v2/hooked/app/manifests/v1").status_code == 200,
+               "on-push copy of hooked/app:v1")
+        api.image("hooked/app", "v2", seed="hooked2")
+        api.image("hooked/app", "skip", seed="hooked3")
+        _until(lambda: f.head("/v2/hooked/app/manifests/v2").status_code == 200,
+               "on-push copy of hooked/app:v2")
+        assert_arrived(a, f, "hooked/app", "v2")
+        assert f.head("/v2/hooked/app/manifests/skip").status_code == 404
+        api.image("timed/app", "v1", seed="timed")
+        _until(lambda: f.head("/v2/timed/app/manifests/v1").status_code == 200,
+               "scheduled copy of timed/app:v1")
+        hooked = source.cli.json("history", "hooked")
+        assert {r["trigger"] for r in hooked} == {"on_push"}
+        assert all(r["state"] == "succeeded" for r in hooked), hooked
+        assert "schedule" in {r["trigger"] for r in source.cli.json("history", "timed")}
+        _until(lambda: any(e["action"] == "replication.run" and "name=hooked" in e["detail"]
+                           for e in _audit(source)), "replication.run in the audit log")
+        actions = {e["action"] for e in _audit(source)}
+        assert {"replication.add", "replication.start", "replication.run"} <= actions
+        metrics = a.get("/metrics").text
+        assert 'registry_replication_runs_total{rule="hooked",state="succeeded"}' in metrics
+        assert 'registry_replication_blobs_total{rule="to-far"}' in metrics
+        source.cli("remove", "timed")
+        source.cli("remove", "hooked")
+
+
+def _audit(ours: Ours) -> list[dict[str, Any]]:
+    done = subprocess.run([*ours.cli.argv("x")[:3], "audit", "--root", str(ours.cli.root),
+                           "--json", "--limit", "1000"], capture_output=True, text=True,
+                          env=ours.cli.env(), timeout=TIMEOUT, check=True)
+    return json.loads(done.stdout)  # type: ignore[no-any-return]

@@ -42,7 +42,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryS
     (["--to", "http://example.org/v2/team"], "--to 'http://example.org/v2/team': give"),
     (["--to", "http://example.org:99999"], "the port is not a number"),
     (["--to", "http://example.org", "--every", "soon"], "--every 'soon': not a duration"),
-    (["--to", "http://example.org", "--every", "5s"], "at least 10s"),
+    (["--to", "http://example.org", "--every", "3s"], "at least 5s"),
     (["--from", "http://example.org", "--on-push"], "--on-push: only a --to rule"),
 ])
 def test_malformed_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str],

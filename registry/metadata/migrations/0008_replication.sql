@@ -12,7 +12,6 @@ CREATE TABLE replication_rules (
     local_url   text NOT NULL,
     created_at  double precision NOT NULL,
     next_at     double precision NOT NULL,
-    cursor      double precision NOT NULL,
     lease_until double precision NOT NULL DEFAULT 0
 );
 
