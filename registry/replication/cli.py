@@ -56,7 +56,7 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
     add.add_argument("--repos", default="**", metavar="PATTERN",
                      help="repositories to copy ('**' all, 'team/*', '{a,b}/**')")
     add.add_argument("--tags", default="**", metavar="PATTERN",
-                     help="tags to copy ('v*', 'v1.[0-9]*', …; default all)")
+                     help="tags to copy ('v*', '{latest,stable}', …; default all)")
     when = add.add_mutually_exclusive_group()
     when.add_argument("--on-push", action="store_true",
                       help="run after each push to a matching repository (--to rules)")

@@ -33,9 +33,10 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryS
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--to", "http://127.0.0.1:1", "--repos", "team/{a,b"], "--repos 'team/{a,b': '{'"),
-    (["--to", "http://127.0.0.1:1", "--tags", "v[1"], "--tags 'v[1': '['"),
-    (["--to", "http://127.0.0.1:1", "--tags", "v1]"], "--tags 'v1]': ']'"),
+    (["--to", "http://127.0.0.1:1", "--repos", "team/{a,b"],
+     "--repos: 'team/{a,b' has a '{' that is never closed"),
+    (["--to", "http://127.0.0.1:1", "--tags", "v[1"], "--tags: 'v[1' holds '['"),
+    (["--to", "http://127.0.0.1:1", "--tags", "v1}"], "--tags: 'v1}' has a '}' without"),
     (["--to", "http://127.0.0.1:1", "--repos", ""], "--repos: the pattern is empty"),
     (["--to", "ftp://example.org"], "--to 'ftp://example.org': not a registry URL"),
     (["--from", "http://user:pw@example.org"], "credentials do not belong in the URL"),

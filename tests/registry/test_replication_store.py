@@ -130,13 +130,12 @@ def test_a_dead_runner_is_taken_over(store: ReplicationStore) -> None:
     ("team/*", ["team/app"], ["team/a/b", "other/app"]),
     ("team/**", ["team/app", "team/a/b"], ["teamx/a"]),
     ("{a,b}/app", ["a/app", "b/app"], ["c/app"]),
-    ("v1.[0-9]*", ["v1.2", "v1.25"], ["v1.x"]),
-    ("v[!0]", ["v1"], ["v0"]),
+    ("v1.*", ["v1.2", "v1.25"], ["v2.1"]),
     ("release-?", ["release-1"], ["release-10"]),
     ("a.b", ["a.b"], ["aXb"]),
 ])
 def test_patterns(pattern: str, yes: list[str], no: list[str]) -> None:
-    """Harbor-style doublestar patterns."""
+    """Harbor-style doublestar patterns (the tag policies' grammar)."""
     compiled = compile_pattern(pattern, "--repos")
     assert all(compiled.matches(n) for n in yes)
     assert not any(compiled.matches(n) for n in no)
