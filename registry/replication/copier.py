@@ -109,17 +109,18 @@ class Copier:
             return
         present = head_manifest(Reference(self.destination.registry, repository,
                                           digest=digest), transport=self.destination)
+        document = fetched.document
+        if isinstance(document, Index):
+            # Also when the index is there: its children may have new referrers.
+            for child in document.manifests:
+                if child.media_type in MediaType.MANIFESTS | MediaType.INDEXES:
+                    self._copy_child(repository, child, depth)
+                elif present is None:
+                    self._copy_blobs(repository, [child])
+        elif present is None:
+            assert isinstance(document, Manifest)
+            self._copy_blobs(repository, [document.config, *document.layers])
         if present is None:
-            document = fetched.document
-            if isinstance(document, Index):
-                for child in document.manifests:
-                    if child.media_type in MediaType.MANIFESTS | MediaType.INDEXES:
-                        self._copy_child(repository, child, depth)
-                    else:
-                        self._copy_blobs(repository, [child])
-            else:
-                assert isinstance(document, Manifest)
-                self._copy_blobs(repository, [document.config, *document.layers])
             self._put(repository, str(digest), fetched)
         self._done.add((repository, str(digest)))
         if depth < _MAX_DEPTH:

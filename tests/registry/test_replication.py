@@ -131,7 +131,8 @@ def test_push_to_distribution_and_pull_back(world: dict[str, object]) -> None:
 
 def test_push_to_ours_and_pull_back(world: dict[str, object]) -> None:
     """--to a second instance of ours and --from it into a third, the referrer listed by
-    the referrers API on each; blobs shared between repositories are mounted."""
+    the referrers API on each; a referrer of a platform image pushed later arrives with
+    the next run."""
     source, far, back = world["source"], world["far"], world["back"]
     content = world["content"]
     assert isinstance(source, Ours) and isinstance(far, Ours) and isinstance(back, Ours)
@@ -154,10 +155,20 @@ def test_push_to_ours_and_pull_back(world: dict[str, object]) -> None:
         with source.client() as a, back.client() as b:
             _check_copy(a, b, content)
             assert b.get("/v2/other/thing/tags/list").status_code == 404
+        with source.client() as a, far.client() as f:
+            child = Pushed(b"", "", "")
+            for entry in json.loads(content.index.body)["manifests"][:1]:
+                raw = a.get(f"/v2/{content.repo}/manifests/{entry['digest']}",
+                            headers={"Accept": entry["mediaType"]}).content
+                child = Pushed(raw, entry["digest"], entry["mediaType"])
+            late = Api(a).artifact(content.repo, child, "application/vnd.example.sig")
+            again = source.cli.json("run", "to-far")
+            assert again["manifests"] == 1 and again["state"] == "succeeded", again
+            assert late.digest in referrer_digests(f, content.repo, child)
         history = source.cli.json("history", "to-far")
-        assert [r["state"] for r in history] == ["succeeded"]
+        assert [r["state"] for r in history] == ["succeeded", "succeeded"]
         status = source.cli.json("status", "to-far")
-        assert status["last_run"]["id"] == done["id"]
+        assert status["last_run"]["id"] == again["id"]
         listed = source.cli.json("list")
         assert {r["name"] for r in listed} >= {"to-far"}
 
