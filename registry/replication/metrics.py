@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from registry.config import Settings
 from registry.replication.model import RUNNING, SUCCEEDED
-from registry.replication.store import ReplicationStore, open_replication_store
+from registry.replication.store import ReplicationStore, existing_replication_store
 
 __all__ = ["exposition", "render"]
 
@@ -60,8 +60,10 @@ def render(store: ReplicationStore) -> str:
 
 
 def exposition(settings: Settings) -> str:
-    """:func:`render` for the store of ``settings``."""
-    store = open_replication_store(settings)
+    """:func:`render` for the store of ``settings`` ("" without one)."""
+    store = existing_replication_store(settings)
+    if store is None:
+        return ""
     try:
         return render(store)
     finally:

@@ -28,7 +28,7 @@ from registry.config import Settings
 from registry.replication.model import ReplicationError, Rule, Run
 
 __all__ = ["REPLICATION_DB", "PostgresReplicationStore", "ReplicationStore",
-           "SqliteReplicationStore", "open_replication_store"]
+           "SqliteReplicationStore", "existing_replication_store", "open_replication_store"]
 
 REPLICATION_DB = "replication.db"
 _RULE_COLUMNS = ("name, direction, url, repos, tags, trigger, interval_s, deletes, "
@@ -287,6 +287,14 @@ class PostgresReplicationStore(_SqlReplicationStore):
 
     def close(self) -> None:
         """Nothing to close: the connections belong to the shared pool."""
+
+
+def existing_replication_store(settings: Settings) -> ReplicationStore | None:
+    """The store of ``settings`` if rules may exist: ``None`` for a root without
+    ``replication.db`` (which is then not made)."""
+    if not settings.metadata_url and not (settings.root / REPLICATION_DB).exists():
+        return None
+    return open_replication_store(settings)
 
 
 def open_replication_store(settings: Settings) -> ReplicationStore:

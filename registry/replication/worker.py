@@ -25,7 +25,7 @@ from registry.replication.model import ON_PUSH, SCHEDULE, ReplicationError, Rule
 from registry.replication.model import PUSH as PUSH_RULE
 from registry.replication.patterns import compile_pattern
 from registry.replication.runner import run_rule
-from registry.replication.store import ReplicationStore, open_replication_store
+from registry.replication.store import ReplicationStore, existing_replication_store
 
 __all__ = ["POLL_SECONDS", "ReplicationWorker"]
 
@@ -49,7 +49,7 @@ class ReplicationWorker:
 
     def __init__(self, settings: Settings, store: ReplicationStore | None = None) -> None:
         self.settings = settings
-        self.store = store or open_replication_store(settings)
+        self._store = store
         self._pending: dict[tuple[str, str], None] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -81,7 +81,15 @@ class ReplicationWorker:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(60)
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self) -> ReplicationStore:
+        """The rules' store (opened once there is one: a root without rules gets no
+        ``replication.db`` from a server)."""
+        assert self._store is not None
+        return self._store
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -94,9 +102,14 @@ class ReplicationWorker:
 
     def rules(self, now: float) -> list[Rule]:
         """The triggered rules (re-read every few seconds, or at once when pushes wait)."""
-        if now - self._rules_at >= RULES_SECONDS or not self._rules:
-            self._rules = [r for r in self.store.rules() if r.trigger in (ON_PUSH, SCHEDULE)]
+        if now - self._rules_at >= RULES_SECONDS:
             self._rules_at = now
+            if self._store is None:
+                self._store = existing_replication_store(self.settings)
+            if self._store is None:
+                self._rules = []
+                return []
+            self._rules = [r for r in self._store.rules() if r.trigger in (ON_PUSH, SCHEDULE)]
         return self._rules
 
     def run_once(self, now: float | None = None) -> int:

@@ -1,6 +1,7 @@
 """A replication killed with ``kill -9`` half way resumes: the next run takes over the
-interrupted one (recorded as such in the history) and completes without sending again a
-blob that already arrived (the far registry counts the uploads it completed)."""
+interrupted one (recorded as such in the history and on /metrics) and completes without
+sending again a blob that already arrived (the far registry counts the uploads it
+completed). A registry without rules gets no replication database."""
 
 from __future__ import annotations
 
@@ -77,3 +78,6 @@ def test_killed_run_resumes_without_resending(
         assert f.head("/v2/big/image/manifests/big").status_code == 200
         states = [r["state"] for r in cli.json("history", "big")]
         assert states == ["succeeded", "interrupted"]
+        metrics = a.get("/metrics").text
+        assert 'registry_replication_runs_total{rule="big",state="interrupted"} 1' in metrics
+        assert far.root is not None and not (far.root / "replication.db").exists()
