@@ -12,13 +12,8 @@ arrived and does not send it again, and resumes blob downloads from the spool.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,24 +27,21 @@ from registry.client.settings import ClientSettings, load_settings
 from registry.client.transport import Transport
 from registry.config import Settings
 from registry.replication.copier import FALLBACK_TAG, Copier, Tally
+from registry.replication.lease import RunRecorder, runner_id, take_rule
 from registry.replication.model import (
     FAILED,
-    INTERRUPTED,
     PUSH,
     RUNNING,
     SUCCEEDED,
     ReplicationError,
     Rule,
-    RuleBusy,
     Run,
 )
 from registry.replication.patterns import compile_pattern
 from registry.replication.store import ReplicationStore
 
-__all__ = ["LEASE_SECONDS", "Endpoints", "Plan", "local_url", "open_endpoints", "run_rule"]
+__all__ = ["Endpoints", "Plan", "local_url", "open_endpoints", "run_rule"]
 
-LEASE_SECONDS = 30.0
-HEARTBEAT_SECONDS = 2.0
 SPOOL = "replication/spool"
 
 
@@ -239,47 +231,9 @@ class _Job:
         self.tally.add(deleted=1)
 
 
-def runner_id() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _dead_runner(run: Run) -> bool:
-    host, _, pid = run.runner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return int(pid) == os.getpid()
-
-
-def _take_rule(store: ReplicationStore, rule: Rule, now: float) -> int:
-    """Lease ``rule`` for this process; the id of an interrupted run taken over (0).
-    ReplicationError when a live process runs it."""
-    previous = store.runs(rule.name, 1)
-    last = previous[0] if previous else None
-    interrupted = last is not None and last.state == RUNNING and (
-        _dead_runner(last) or last.heartbeat + LEASE_SECONDS < now)
-    if interrupted and last is not None:
-        store.release(rule.name)
-        store.update_run(replace(last, state=INTERRUPTED, finished_at=last.heartbeat,
-                                 error=last.error or "the replicating process stopped "
-                                 "before it finished"))
-    if not store.claim(rule.name, now, LEASE_SECONDS):
-        since = f" (run {last.id}, by {last.runner})" if last is not None else ""
-        raise RuleBusy(f"NAME {rule.name!r}: the rule is being run by another "
-                               f"process{since}; try again when it has finished")
-    return last.id if interrupted and last is not None else 0
-
-
 def run_rule(rule: Rule, settings: Settings, store: ReplicationStore, *, trigger: str,
              dry_run: bool = False, only: tuple[str, str] | None = None,
-             client: ClientSettings | None = None,
-             report: Callable[[Run], None] | None = None) -> tuple[Run, Plan | None]:
+             client: ClientSettings | None = None) -> tuple[Run, Plan | None]:
     """Run ``rule`` once (``only``: just one repository and tag, for on-push); the run as
     recorded and, for a dry run, the plan. Failures end the run as ``failed`` with the
     error recorded (ReplicationError for a rule that cannot be run at all)."""
@@ -293,81 +247,36 @@ def run_rule(rule: Rule, settings: Settings, store: ReplicationStore, *, trigger
                     job.plan()
             except ClientError as exc:
                 raise ReplicationError(explain(exc, endpoints)) from None
-        return _run(rule, settings, store, endpoints, trigger, only, report), None
+        return _run(rule, settings, store, endpoints, trigger, only), None
     finally:
         endpoints.close()
 
 
 def _run(rule: Rule, settings: Settings, store: ReplicationStore, endpoints: Endpoints,
-         trigger: str, only: tuple[str, str] | None,
-         report: Callable[[Run], None] | None) -> Run:
+         trigger: str, only: tuple[str, str] | None) -> Run:
     from registry.replication import events
 
     now = time.time()
-    resumed = _take_rule(store, rule, now)
+    resumed = take_rule(store, rule, now)
     run = store.start_run(Run(0, rule.name, trigger, RUNNING, now, heartbeat=now,
                               resumed=resumed, runner=runner_id()))
     events.started(settings, rule, run)
-    lock = threading.Lock()
-    state = {"run": run, "saved": 0.0}
-
-    def snapshot(final: str = RUNNING, error: str = "") -> Run:
-        at = time.time()
-        current = replace(state["run"], manifests=tally.manifests, blobs=tally.blobs,
-                          skipped=tally.skipped, mounted=tally.mounted, bytes=tally.bytes,
-                          deleted=tally.deleted, heartbeat=at, state=final, error=error,
-                          finished_at=at if final != RUNNING else 0.0)
-        state["run"] = current
-        return current
-
-    def changed() -> None:
-        with lock:
-            if time.time() - float(state["saved"]) < HEARTBEAT_SECONDS:
-                return
-            state["saved"] = time.time()
-            current = snapshot()
-            store.update_run(current)
-            store.renew(rule.name, time.time() + LEASE_SECONDS)
-        if report is not None:
-            report(current)
-
-    tally = Tally(changed=changed)
-    job = _Job(rule, endpoints, settings.root / SPOOL / rule.name, tally, only)
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(store, rule.name, stop, changed),
-                            daemon=True, name="replication-heartbeat")
-    beat.start()
+    recorder = RunRecorder(store, run)
+    job = _Job(rule, endpoints, settings.root / SPOOL / rule.name, recorder.tally, only)
     try:
-        check_reachable(endpoints)
-        job.run()
+        with recorder:
+            check_reachable(endpoints)
+            job.run()
     except ClientError as exc:
-        final = _finish(store, snapshot, lock, stop, beat, FAILED, explain(exc, endpoints))
+        recorder.finish(FAILED, explain(exc, endpoints))
     except ReplicationError as exc:
-        final = _finish(store, snapshot, lock, stop, beat, FAILED, str(exc))
+        recorder.finish(FAILED, str(exc))
     except BaseException as exc:
-        _finish(store, snapshot, lock, stop, beat, FAILED,
-                f"{type(exc).__name__}: {exc}")
+        recorder.finish(FAILED, f"{type(exc).__name__}: {exc}")
         raise
     else:
-        final = _finish(store, snapshot, lock, stop, beat, SUCCEEDED, "")
+        recorder.finish(SUCCEEDED, "")
     finally:
         store.release(rule.name)
-    events.finished(settings, rule, final)
-    return final
-
-
-def _heartbeat(store: ReplicationStore, name: str, stop: threading.Event,
-               changed: Callable[[], None]) -> None:
-    while not stop.wait(HEARTBEAT_SECONDS):
-        with contextlib.suppress(Exception):
-            changed()
-
-
-def _finish(store: ReplicationStore, snapshot: Callable[..., Run], lock: threading.Lock,
-            stop: threading.Event, beat: threading.Thread, final: str, error: str) -> Run:
-    stop.set()
-    beat.join(HEARTBEAT_SECONDS * 2)
-    with lock:
-        run = snapshot(final, error)
-        store.update_run(run)
-    return run
+    events.finished(settings, rule, recorder.run)
+    return recorder.run

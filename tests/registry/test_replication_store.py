@@ -14,6 +14,7 @@ import pytest
 
 from registry.auth.shared_state import shared_store
 from registry.config import Settings
+from registry.replication.lease import take_rule
 from registry.replication.metrics import render
 from registry.replication.model import (
     FAILED,
@@ -29,7 +30,6 @@ from registry.replication.model import (
     parse_duration,
 )
 from registry.replication.patterns import compile_pattern
-from registry.replication.runner import _take_rule
 from registry.replication.store import (
     PostgresReplicationStore,
     ReplicationStore,
@@ -113,7 +113,7 @@ def test_a_dead_runner_is_taken_over(store: ReplicationStore) -> None:
                                runner=f"{socket.gethostname()}:1"))
     assert live.id
     with pytest.raises(RuleBusy, match="NAME 'r': the rule is being run by another"):
-        _take_rule(store, store.get("r") or _rule(), now + 1)
+        take_rule(store, store.get("r") or _rule(), now + 1)
     pid = os.fork()
     if pid == 0:
         os._exit(0)
@@ -121,7 +121,7 @@ def test_a_dead_runner_is_taken_over(store: ReplicationStore) -> None:
     store.update_run(replace(live, state=FAILED))
     dead = store.start_run(Run(0, "r", "manual", RUNNING, now, heartbeat=now + 1,
                                runner=f"{socket.gethostname()}:{pid}"))
-    assert _take_rule(store, store.get("r") or _rule(), now + 2) == dead.id
+    assert take_rule(store, store.get("r") or _rule(), now + 2) == dead.id
     assert store.runs("r", 1)[0].state == INTERRUPTED
 
 
