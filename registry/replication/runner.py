@@ -21,7 +21,13 @@ import httpx
 from layerstore.content.local import LocalStore
 from registry.client.catalog import head_manifest, list_repositories, list_tags
 from registry.client.credentials import default_config_path
-from registry.client.errors import ClientError, NotFound, Unauthorized
+from registry.client.errors import (
+    ClientError,
+    DigestMismatch,
+    NotFound,
+    ProtocolError,
+    Unauthorized,
+)
 from registry.client.reference import Reference
 from registry.client.settings import ClientSettings, load_settings
 from registry.client.transport import Transport
@@ -201,12 +207,22 @@ class _Job:
         copier = Copier(self.endpoints.source, self.endpoints.destination,
                         LocalStore(self.spool), self.tally,
                         concurrency=self.endpoints.destination.settings.max_concurrency)
+        failed: list[str] = []
+        total = 0
         for repository, tags in self.selection().items():
             for tag in tags:
-                copier.copy(repository, tag)
+                total += 1
+                try:
+                    copier.copy(repository, tag)
+                except (NotFound, ProtocolError, DigestMismatch) as exc:
+                    # One broken image does not hold back the others; the run fails.
+                    failed.append(f"{repository}:{tag}: {explain(exc, self.endpoints)}")
             if self.rule.deletes and self.only is None:
                 for tag in self.stale(repository, tags):
                     self._delete(repository, tag)
+        if failed:
+            raise ReplicationError(f"{len(failed)} of {total} tags not copied; the first: "
+                                   f"{failed[0]}")
 
     def _delete(self, repository: str, tag: str) -> None:
         """Delete ``tag`` on the destination: by tag where the registry allows it, else

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from registry.cli import main
@@ -17,7 +18,7 @@ from registry.testing.deadline import time_limit
 from registry.testing.processes import RegistryProcess, distribution, free_port
 from tests.peers import require
 from tests.registry.client.test_distribution import PASSWORD, USER, htpasswd
-from tests.registry.replication_env import TIMEOUT, Cli
+from tests.registry.replication_env import TIMEOUT, Cli, manifest
 from tests.registry.server import Api, RegistryServer
 
 
@@ -118,3 +119,30 @@ def test_credentials(source: tuple[RegistryServer, Cli], guarded: RegistryProces
         states = [r["state"] for r in cli.json("history", "guarded")]
         assert states == ["succeeded", "failed", "failed"]
         config.unlink()
+
+
+def test_a_broken_image_fails_the_run_not_the_others(
+        source: tuple[RegistryServer, Cli], tmp_path: Path) -> None:
+    """A tag whose layer the source lost is named in the run's error; the other tags are
+    copied all the same."""
+    server, cli = source
+    require("docker-registry")
+    far = distribution(tmp_path / "dist").start()
+    try:
+        with time_limit(TIMEOUT), server.client() as a, httpx.Client(
+                base_url=far.url, timeout=60) as f:
+            api = Api(a)
+            api.image("broken/app", "ok", seed="ok")
+            bad = json.loads(api.image("broken/app", "bad", seed="bad").body)
+            layer = bad["layers"][0]["digest"]
+            assert a.delete(f"/v2/broken/app/blobs/{layer}").status_code == 202
+            cli("add", "broken", "--to", far.url, "--repos", "broken/*",
+                "--local-url", server.url)
+            done = cli("run", "broken", ok=False)
+            assert "1 of 2 tags not copied; the first: broken/app:bad:" in done.stderr
+            assert layer in done.stderr and "Traceback" not in done.stderr
+            assert manifest(f, "broken/app", "ok").status_code == 200
+            assert manifest(f, "broken/app", "bad").status_code == 404
+            cli("remove", "broken")
+    finally:
+        far.stop()
