@@ -43,7 +43,7 @@ from registry.replication.model import (
     Rule,
     Run,
 )
-from registry.replication.patterns import compile_pattern
+from registry.replication.patterns import compile_pattern, literal_names
 from registry.replication.store import ReplicationStore
 
 __all__ = ["Endpoints", "Plan", "local_url", "open_endpoints", "run_rule"]
@@ -172,7 +172,8 @@ class _Job:
                 return {}
             names = [repository]
         else:
-            names = [n for n in list_repositories(source) if self.repos.matches(n)]
+            names = literal_names(self.rule.repos) or [
+                n for n in list_repositories(source) if self.repos.matches(n)]
         chosen: dict[str, list[str]] = {}
         for name in sorted(names):
             tags = [t for t in _tags(source, name)

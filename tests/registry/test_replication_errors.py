@@ -136,7 +136,7 @@ def test_a_broken_image_fails_the_run_not_the_others(
             bad = json.loads(api.image("broken/app", "bad", seed="bad").body)
             layer = bad["layers"][0]["digest"]
             assert a.delete(f"/v2/broken/app/blobs/{layer}").status_code == 202
-            cli("add", "broken", "--to", far.url, "--repos", "broken/*",
+            cli("add", "broken", "--to", far.url, "--repos", "{broken/app,broken/none}",
                 "--local-url", server.url)
             done = cli("run", "broken", ok=False)
             assert "1 of 2 tags not copied; the first: broken/app:bad:" in done.stderr

@@ -29,7 +29,7 @@ from registry.replication.model import (
     format_duration,
     parse_duration,
 )
-from registry.replication.patterns import compile_pattern
+from registry.replication.patterns import compile_pattern, literal_names
 from registry.replication.store import (
     PostgresReplicationStore,
     ReplicationStore,
@@ -139,6 +139,13 @@ def test_patterns(pattern: str, yes: list[str], no: list[str]) -> None:
     compiled = compile_pattern(pattern, "--repos")
     assert all(compiled.matches(n) for n in yes)
     assert not any(compiled.matches(n) for n in no)
+
+
+def test_literal_names() -> None:
+    """Patterns without wildcards name their repositories (no catalog needed)."""
+    assert literal_names("team/app") == ["team/app"]
+    assert literal_names("{a,b}/x-{1,2}") == ["a/x-1", "a/x-2", "b/x-1", "b/x-2"]
+    assert literal_names("team/*") is None and literal_names("**") is None
 
 
 def test_durations() -> None:
