@@ -19,7 +19,9 @@ import threading
 import time
 from collections.abc import Sequence
 
+from layerstore.errors import LayerstoreError
 from registry.audit.events import PUSH, AuditEvent
+from registry.audit.store import is_unavailable
 from registry.config import Settings
 from registry.replication.model import ON_PUSH, SCHEDULE, ReplicationError, Rule, RuleBusy
 from registry.replication.model import PUSH as PUSH_RULE
@@ -97,8 +99,11 @@ class ReplicationWorker:
             self._wake.clear()
             try:
                 self.run_once()
-            except Exception:
-                log.exception("replication worker failed")
+            except Exception as exc:
+                if isinstance(exc, LayerstoreError) or is_unavailable(exc):
+                    log.error("replication worker: the rules cannot be read: %s", exc)
+                else:
+                    log.exception("replication worker failed")
 
     def rules(self, now: float) -> list[Rule]:
         """The triggered rules (re-read every few seconds, or at once when pushes wait)."""
