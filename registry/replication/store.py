@@ -8,9 +8,10 @@ database (``metadata_url``; migration ``0008_replication.sql`` makes the same ta
         started_at, finished_at, heartbeat, dry_run, manifests, blobs, skipped, mounted,
         bytes, deleted, error, resumed, runner)
 
-A scheduled or on-push run is started by whoever :meth:`~ReplicationStore.claim` s its rule
-first: the claim sets a lease in the statement that finds the rule due, so two server
-processes never start the same rule at once.
+A run holds a lease on its rule (:meth:`~ReplicationStore.claim`: one statement that takes
+the lease only when it has run out, so two processes never run one rule at once), renewed
+while it works. A scheduled run is started by the process whose
+:meth:`~ReplicationStore.advance` moves the rule's ``next_at`` on (a compare-and-set).
 """
 
 from __future__ import annotations
