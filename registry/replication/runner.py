@@ -164,7 +164,8 @@ class _Job:
         self.spool = spool
 
     def selection(self) -> dict[str, list[str]]:
-        """The source's repositories and tags that the rule selects."""
+        """The source's repositories and all their tags that the rule selects (an
+        on-push run: the one repository)."""
         source = self.endpoints.source
         if self.only is not None:
             repository, tag = self.only
@@ -174,31 +175,38 @@ class _Job:
         else:
             names = literal_names(self.rule.repos) or [
                 n for n in list_repositories(source) if self.repos.matches(n)]
-        chosen: dict[str, list[str]] = {}
-        for name in sorted(names):
-            tags = [t for t in _tags(source, name)
-                    if self.tags.matches(t) and not FALLBACK_TAG.match(t)]
-            if self.only is not None and self.only[1]:
-                tags = [t for t in tags if t == self.only[1]]
-            chosen[name] = sorted(tags)
-        return chosen
+        return {name: sorted(t for t in _tags(source, name)
+                             if self.tags.matches(t) and not FALLBACK_TAG.match(t))
+                for name in sorted(names)}
+
+    def to_copy(self, tags: list[str]) -> list[str]:
+        """Of a repository's selected ``tags``, those this run copies (an on-push run for
+        a tag: that one)."""
+        if self.only is not None and self.only[1]:
+            return [t for t in tags if t == self.only[1]]
+        return tags
 
     def stale(self, repository: str, tags: list[str]) -> list[str]:
-        """The destination's selected tags of ``repository`` the source does not have."""
+        """The destination's selected tags of ``repository`` the source does not have
+        (``tags``: all the source's selected ones); an on-push run for a tag deletes at
+        most that one."""
         have = set(tags)
-        return sorted(t for t in _tags(self.endpoints.destination, repository)
+        gone = sorted(t for t in _tags(self.endpoints.destination, repository)
                       if self.tags.matches(t) and not FALLBACK_TAG.match(t) and t not in have)
+        if self.only is not None and self.only[1]:
+            return [t for t in gone if t == self.only[1]]
+        return gone
 
     def plan(self) -> Plan:
         """What a run would do (nothing is changed)."""
         copy: list[tuple[str, str, str]] = []
         delete: list[tuple[str, str]] = []
         for repository, tags in self.selection().items():
-            for tag in tags:
+            for tag in self.to_copy(tags):
                 digest = _head(self.endpoints.source, repository, tag)
                 if digest and digest != _head(self.endpoints.destination, repository, tag):
                     copy.append((repository, tag, digest))
-            if self.rule.deletes and self.only is None:
+            if self.rule.deletes:
                 delete += [(repository, t) for t in self.stale(repository, tags)]
         return Plan(tuple(copy), tuple(delete))
 
@@ -211,14 +219,14 @@ class _Job:
         failed: list[str] = []
         total = 0
         for repository, tags in self.selection().items():
-            for tag in tags:
+            for tag in self.to_copy(tags):
                 total += 1
                 try:
                     copier.copy(repository, tag)
                 except (NotFound, ProtocolError, DigestMismatch) as exc:
                     # One broken image does not hold back the others; the run fails.
                     failed.append(f"{repository}:{tag}: {explain(exc, self.endpoints)}")
-            if self.rule.deletes and self.only is None:
+            if self.rule.deletes:
                 for tag in self.stale(repository, tags):
                     self._delete(repository, tag)
         if failed:

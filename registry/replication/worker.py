@@ -5,7 +5,8 @@ this process.
   :meth:`ReplicationWorker.notify`; each push to a repository a rule selects becomes a run
   of that rule limited to the repository and the tag pushed (a push by digest — a
   referrer, a platform image — runs it for the repository's selected tags, which brings
-  the new referrers along). A rule another process is running is tried again a second
+  the new referrers along); with ``--deletes``, a tag deleted here is deleted there. A
+  rule another process is running is tried again a second
   later; pushes that a server stopped before replicating are copied by the rule's next
   manual or scheduled run.
 * ``--every`` rules: when a rule is due, the process that moves its ``next_at`` on first
@@ -20,7 +21,7 @@ import time
 from collections.abc import Sequence
 
 from layerstore.errors import LayerstoreError
-from registry.audit.events import PUSH, AuditEvent
+from registry.audit.events import DELETE, PUSH, AuditEvent
 from registry.audit.store import is_unavailable
 from registry.config import Settings
 from registry.replication.model import ON_PUSH, SCHEDULE, ReplicationError, Rule, RuleBusy
@@ -28,6 +29,7 @@ from registry.replication.model import PUSH as PUSH_RULE
 from registry.replication.patterns import compile_pattern
 from registry.replication.runner import run_rule
 from registry.replication.store import ReplicationStore, existing_replication_store
+from registry.webhooks.service import BLOB_DETAIL
 
 __all__ = ["POLL_SECONDS", "ReplicationWorker"]
 
@@ -67,9 +69,11 @@ class ReplicationWorker:
         return self
 
     def notify(self, events: Sequence[AuditEvent]) -> None:
-        """Take note of the pushes among ``events`` (called by the audit writer)."""
+        """Take note of the pushes and the manifest and tag deletes among ``events``
+        (called by the audit writer)."""
         pushes = [(e.repository, "" if ":" in e.reference else e.reference)
-                  for e in events if e.action == PUSH and e.repository]
+                  for e in events if e.repository and (
+                      e.action == PUSH or (e.action == DELETE and e.detail != BLOB_DETAIL))]
         if not pushes:
             return
         with self._lock:

@@ -229,13 +229,14 @@ def _until(check: Callable[[], bool], what: str, timeout: float = 40) -> None:
 
 
 def test_triggers_audit_and_metrics(world: dict[str, object]) -> None:
-    """An --on-push rule copies each push as it happens, an --every rule on its schedule;
-    runs are in the audit log and on /metrics."""
+    """An --on-push rule copies each push as it happens (and, with --deletes, each tag
+    deleted), an --every rule runs on its schedule; runs are in the audit log and on
+    /metrics."""
     source, far = world["source"], world["far"]
     assert isinstance(source, Ours) and isinstance(far, Ours)
     with time_limit(TIMEOUT), source.client() as a, far.client() as f:
         source.cli("add", "hooked", "--to", far.url, "--repos", "hooked/*", "--on-push",
-                   "--tags", "v*", "--local-url", source.url)
+                   "--tags", "v*", "--deletes", "--local-url", source.url)
         source.cli("add", "timed", "--to", far.url, "--repos", "timed/*", "--every", "5s",
                    "--local-url", source.url)
         api = Api(a)
@@ -248,6 +249,10 @@ def test_triggers_audit_and_metrics(world: dict[str, object]) -> None:
                "on-push copy of hooked/app:v2")
         assert_arrived(a, f, "hooked/app", "v2")
         assert f.head("/v2/hooked/app/manifests/skip").status_code == 404
+        assert a.delete("/v2/hooked/app/manifests/v1").status_code == 202
+        _until(lambda: f.head("/v2/hooked/app/manifests/v1").status_code == 404,
+               "on-push delete of hooked/app:v1")
+        assert f.head("/v2/hooked/app/manifests/v2").status_code == 200
         api.image("timed/app", "v1", seed="timed")
         _until(lambda: f.head("/v2/timed/app/manifests/v1").status_code == 200,
                "scheduled copy of timed/app:v1")
