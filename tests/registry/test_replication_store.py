@@ -4,6 +4,7 @@ take-over of a dead run's rule."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from registry.auth.shared_state import shared_store
+from registry.cli import main
 from registry.config import Settings
 from registry.replication.lease import take_rule
 from registry.replication.metrics import render
@@ -155,3 +157,25 @@ def test_durations() -> None:
     for bad in ("", "1x", "h", "1h 30m"):
         with pytest.raises(ReplicationError, match="--every"):
             parse_duration(bad)
+
+
+def test_the_command_on_postgres(postgres: PostgresEngine, monkeypatch: pytest.MonkeyPatch,
+                                 tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``registry replicate`` keeps its rules in the metadata database with metadata_url,
+    and logs the changes in its audit log."""
+    url = postgres.create_database("replication_cli")
+    shared_store(Settings(metadata_url=url), migrate=True)
+    monkeypatch.setenv("REGISTRY_METADATA_URL", url)
+    root = ["--root", str(tmp_path / "root")]
+    assert main(["replicate", "add", *root, "pg", "--to", "https://far.example:5000",
+                 "--every", "1h", "--repos", "team/**"]) == 0
+    assert main(["replicate", "list", *root, "--json"]) == 0
+    out = capsys.readouterr().out
+    listed = json.loads(out[out.index("["):])
+    assert [(r["name"], r["every"], r["repos"]) for r in listed] == [("pg", "1h", "team/**")]
+    assert not (tmp_path / "root" / "replication.db").exists()
+    assert main(["replicate", "remove", *root, "pg"]) == 0
+    assert main(["audit", *root, "--json"]) == 0
+    out = capsys.readouterr().out
+    actions = [e["action"] for e in json.loads(out[out.index("["):])]
+    assert actions[:2] == ["replication.remove", "replication.add"]
