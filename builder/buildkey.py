@@ -82,7 +82,10 @@ def _may_add_url(text: str, values: Sequence[str]) -> bool:
 
 def recordable(options: BuildOptions) -> bool:
     """Whether the result of a build with these options may answer a later build: not when
-    an ADD may fetch a URL (its content can change behind the same Dockerfile)."""
+    an ADD may fetch a URL (its content can change behind the same Dockerfile), nor with
+    named contexts (``--build-context``), whose sources this key does not cover."""
+    if options.build_contexts:
+        return False
     return not _may_add_url(options.dockerfile_text, list(options.build_args.values()))
 
 
@@ -137,6 +140,8 @@ def compute(store: BuildStore, options: BuildOptions, host: Platform) -> str | N
         "labels": sorted(options.labels.items()),
         "network": options.network,
     }
+    if options.annotations:
+        material["annotations"] = sorted(options.annotations.items())
     if options.extra_hosts:
         material["extra_hosts"] = [[h.name, h.address] for h in options.extra_hosts]
     raw = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()

@@ -18,7 +18,11 @@ NO_STORE = ("login", "logout")
 """Commands that neither mount nor write the store: a rootless user runs them as itself."""
 
 COMMANDS = ("build", "images", "inspect", "history", "tag", "rmi", "save", "load", "prune",
-            "run", "login", "logout", "pull", "push", "daemon")
+            "run", "login", "logout", "pull", "push", "daemon",
+            "ps", "rm", "commit", "export", "import", "cp", "logs")
+
+MODULES = {"import": "import_"}
+"""Subcommands whose module is named otherwise (``import`` is a Python keyword)."""
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -35,9 +39,10 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in (only,) if only in COMMANDS else COMMANDS:
         try:
-            module = importlib.import_module(f"builder.commands.{name}")
+            module_name = f"builder.commands.{MODULES.get(name, name)}"
+            module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"builder.commands.{name}":
+            if exc.name != module_name:
                 raise
             continue
         module.register(sub)

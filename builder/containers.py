@@ -1,19 +1,24 @@
-"""Running a command in a throwaway container made from an image (``pybuild run``).
+"""Running a command in a container made from an image (``pybuild run``).
 
 The image's layers are unpacked into committed snapshots (shared with builds), an active
 snapshot is prepared on top and mounted, and the command runs in the builder's namespace
-sandbox with that mount as its root. The active snapshot is removed afterwards, however the
-run ends, so nothing the command wrote is kept.
+sandbox with that mount as its root. With ``--rm`` the active snapshot is removed afterwards,
+however the run ends, so nothing the command wrote is kept. Without it the snapshot and a
+record of the container stay (:mod:`builder.containerstore`) for ``ps``, ``commit``,
+``export``, ``cp`` and ``rm``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.errors import BuildError, DockerfileError
 from builder.executor import NamespaceExecutor, RunSpec
@@ -22,10 +27,15 @@ from builder.fileops.users import read_passwd, resolve_user
 from builder.limits import Limits
 from builder.localimages import LocalImage
 from builder.store import BuildStore, temp_key, unpack_layers
+from layerstore.oci import ImageConfig
+from layerstore.snapshots.mount import mounted
 from layerstore.snapshots.session import mounted_snapshot
 
-__all__ = ["DEFAULT_PATH", "RunOptions", "command_line", "environment", "run_container",
-           "run_spec"]
+__all__ = ["DEFAULT_PATH", "RunOptions", "command_line", "container_config",
+           "create_container", "environment", "run_container", "run_spec", "start_container"]
+
+if TYPE_CHECKING:
+    from builder.containerstore import Container
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -44,22 +54,120 @@ class RunOptions:
     command: tuple[str, ...] = ()
     extra_hosts: tuple[ExtraHost, ...] = ()
     limits: Limits = field(default_factory=Limits)
+    remove: bool = True
+    name: str | None = None
+    image_ref: str = ""
+    detach: bool = False
 
 
 def run_container(store: BuildStore, image: LocalImage, options: RunOptions) -> int:
     """Run the command ``options`` and the image give; return its exit status (125 when the
     sandbox could not start it). When a resource limit made it fail (the OOM killer, the
-    process limit), a line on stderr says which."""
+    process limit), a line on stderr says which. Unless ``options.remove``, the container
+    stays afterwards (see the module docstring); with ``options.detach`` it runs in the
+    background, its output going to its log, and its ID is printed."""
     argv = command_line(image, options.entrypoint, options.command)
     chain = unpack_layers(store, image.layers, image.stored.image.rootfs.diff_ids)
+    if options.detach:
+        from builder.detach import run_detached
+
+        return run_detached(store, image, options, argv, chain)
+    if not options.remove:
+        container = create_container(store, image, options, argv, chain)
+        return start_container(store, container, image, options)
     with mounted_snapshot(store.snapshots, temp_key("active"), chain,
                           temp_dir=store.tmp) as rootfs:
         spec = run_spec(image, rootfs, argv, options)
         result = NamespaceExecutor().run(spec, rootfs)
-    if result.stopped_by:
-        print(f"pybuild: the container {result.stopped_by} (exit code {result.exit_code})",
+    return _report(result.exit_code, result.stopped_by)
+
+
+def create_container(store: BuildStore, image: LocalImage, options: RunOptions,
+                     argv: tuple[str, ...], chain: str | None) -> Container:
+    """Record a container for the run and prepare its snapshot on the image's layers."""
+    from builder.containerstore import ContainerStore
+
+    containers = ContainerStore(store)
+    container = containers.create(
+        name=options.name, image=options.image_ref or image.short_id, image_id=image.id,
+        manifest=image.stored.manifest, argv=argv, config=container_config(image, options))
+    try:
+        store.snapshots.prepare(container.snapshot, chain)
+    except BaseException:
+        containers.delete(container)
+        raise
+    return container
+
+
+def start_container(store: BuildStore, container: Container, image: LocalImage,
+                    options: RunOptions) -> int:
+    """Run a created container's command on its snapshot; record its start and end."""
+    from builder.containerstore import ContainerStore
+
+    containers = ContainerStore(store)
+    if options.hostname is None:
+        options = replace(options, hostname=container.short_id)
+    argv = container.command
+    point = tempfile.mkdtemp(prefix="container-", dir=store.tmp)
+    exit_code: int | None = None
+    try:
+        with mounted(store.snapshots.mounts(container.snapshot), point) as rootfs:
+            spec = run_spec(image, rootfs, argv, options)
+            container = containers.started(container, rootfs)
+            result = NamespaceExecutor().run(spec, rootfs)
+            exit_code = result.exit_code
+    finally:
+        if container.state == "running":
+            containers.finished(container, 137 if exit_code is None else exit_code)
+        with contextlib.suppress(OSError):
+            os.rmdir(point)
+        _tidy_etc(store.snapshots.upperdir(container.snapshot))
+    return _report(result.exit_code, result.stopped_by)
+
+
+def _tidy_etc(upper: Path) -> None:
+    """Drop ``/etc`` from the container's changes when only the sandbox touched it (it
+    makes mount points for hosts, resolv.conf and hostname and removes them again), so a
+    commit holds what the command changed, as docker's does."""
+    from layerstore.archive.whiteout import is_overlay_opaque
+
+    etc = upper / "etc"
+    with contextlib.suppress(OSError):
+        if (etc.is_dir() and not etc.is_symlink() and not any(etc.iterdir())
+                and not is_overlay_opaque(os.fsencode(etc))):
+            etc.rmdir()
+
+
+def container_config(image: LocalImage, options: RunOptions) -> ImageConfig:
+    """The config of a container as docker keeps it (and ``commit`` writes it): the image's
+    with the run's environment (``-e`` settings first, then the image's others), command,
+    entrypoint, working directory and user."""
+    config = image.stored.image.config or ImageConfig()
+    env: dict[str, str] = {}
+    for item in environment((), options.env):
+        key, _, value = item.partition("=")
+        env[key] = value
+    for item in config.env or ():
+        key, _, value = item.partition("=")
+        env.setdefault(key, value)
+    entrypoint = config.entrypoint
+    cmd = config.cmd
+    if options.entrypoint is not None:
+        entrypoint = (options.entrypoint,) if options.entrypoint else None
+        cmd = None
+    if options.command:
+        cmd = tuple(options.command)
+    return replace(config, env=tuple(f"{k}={v}" for k, v in env.items()) or None,
+                   entrypoint=entrypoint, cmd=cmd,
+                   working_dir=options.workdir or config.working_dir,
+                   user=options.user if options.user is not None else config.user)
+
+
+def _report(exit_code: int, stopped_by: str | None) -> int:
+    if stopped_by:
+        print(f"pybuild: the container {stopped_by} (exit code {exit_code})",
               file=sys.stderr)
-    return result.exit_code
+    return exit_code
 
 
 def command_line(image: LocalImage, entrypoint: str | None, command: Sequence[str]

@@ -3,13 +3,16 @@
 Pruning is planned first (:func:`plan`) and carried out afterwards (:func:`execute`). What
 stays is decided from *roots*: the blobs every named image reaches and the chainIDs of every
 prefix of their layer stacks (:func:`image_roots`), plus what the build cache's records
-point at (:func:`cache_roots`); the cache itself shrinks with :func:`shrink_cache`. A new
-kind of root extends :class:`Roots`; everything else follows from it. Snapshots mounted in
-this mount namespace (read from :mod:`layerstore.mountinfo`) always stay.
+point at (:func:`cache_roots`) and the images containers were made from
+(:func:`container_roots`; a container's active snapshot keeps its parents); the cache
+itself shrinks with :func:`shrink_cache`. A new kind of root extends :class:`Roots`;
+everything else follows from it. Snapshots mounted in this mount namespace (read from
+:mod:`layerstore.mountinfo`) always stay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +30,8 @@ from layerstore.snapshots.snapshotter import Kind, SnapshotInfo
 from layerstore.walk import reachable
 
 __all__ = ["TEMPORARY_PREFIXES", "Outcome", "Plan", "Removed", "Roots", "auto_prune",
-           "cache_roots", "execute", "image_roots", "plan", "prune", "shrink_cache"]
+           "cache_roots", "container_roots", "execute", "image_roots", "plan", "prune",
+           "shrink_cache"]
 
 #: Key prefixes of the short-lived snapshots that builds and runs make (``temp_key``).
 TEMPORARY_PREFIXES = ("active-", "view-", "unpack-")
@@ -105,6 +109,18 @@ def cache_roots(store: BuildStore) -> Roots:
             blobs.add(str(record.layer.descriptor.digest))
             snapshots.add(record.chain)
     return Roots(frozenset(blobs), frozenset(snapshots))
+
+
+def container_roots(store: BuildStore) -> Roots:
+    """The blobs of the images that containers were made from (``commit`` needs them)."""
+    from builder.containerstore import ContainerStore
+
+    blobs: set[str] = set()
+    for manifest in ContainerStore(store).manifests():
+        with contextlib.suppress(LayerstoreError):
+            blobs.update(str(d.digest) for d in reachable(store.content, manifest,
+                                                          skip_missing=True))
+    return Roots(frozenset(blobs), frozenset())
 
 
 def shrink_cache(store: BuildStore, keep: int) -> int:
@@ -244,7 +260,7 @@ def prune(store: BuildStore, *, everything: bool = False, keep_storage: int | No
     elif keep_storage is not None:
         shrink_cache(store, keep_storage)
     return execute(store, plan(store, blobs=everything, grace=grace,
-                               extra_roots=cache_roots(store)))
+                               extra_roots=cache_roots(store) | container_roots(store)))
 
 
 def auto_prune(store: BuildStore, limit: int, grace: float) -> Outcome | None:
@@ -253,4 +269,5 @@ def auto_prune(store: BuildStore, limit: int, grace: float) -> Outcome | None:
     if store.cache.total_size() <= limit:
         return None
     shrink_cache(store, limit)
-    return execute(store, plan(store, blobs=True, grace=grace, extra_roots=cache_roots(store)))
+    return execute(store, plan(store, blobs=True, grace=grace,
+                               extra_roots=cache_roots(store) | container_roots(store)))

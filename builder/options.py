@@ -7,13 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.attestations.request import AttestRequest
 from builder.entitlements import Entitlements
 from builder.limits import Limits
 
 if TYPE_CHECKING:
+    from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.remotecache import CacheSpec
     from builder.runmounts import SecretSource
+    from builder.sshforward import SshSource
     from layerstore.oci import Platform
 
 
@@ -26,7 +29,12 @@ class BuildOptions:
     looked for. ``source_date_epoch`` clamps layer timestamps and dates the image and its
     history, making builds reproducible. ``compression_level`` is the compressor's own level
     for new layers (None: its default). ``limits`` are the resource limits of every RUN step
-    (they change neither cache keys nor the image).
+    (they change neither cache keys nor the image). ``platform`` is the one target platform
+    (None: this machine's); ``platforms`` lists two or more for a multi-platform build.
+    ``build_contexts`` are the named contexts of ``--build-context``, by name; ``ssh`` the
+    agents of ``--ssh``, by id; ``annotations`` those of ``--annotation``, put on the image
+    manifests, and ``index_annotations`` those for the index of a multi-platform build.
+    ``attest`` is the SBOM and provenance asked for (see :mod:`builder.attestations`).
     """
 
     context: Path
@@ -38,6 +46,8 @@ class BuildOptions:
     build_args: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, SecretSource] = field(default_factory=dict)
     platform: Platform | None = None
+    platforms: tuple[Platform, ...] = ()
+    """Several target platforms: one image each, stored and pushed as one index."""
     compression: str = "gzip"
     compression_level: int | None = None
     source_date_epoch: int | None = None
@@ -50,3 +60,8 @@ class BuildOptions:
     no_cache_filter: tuple[str, ...] = ()
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    build_contexts: Mapping[str, NamedContext] = field(default_factory=dict)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    index_annotations: Mapping[str, str] = field(default_factory=dict)
+    attest: AttestRequest = field(default_factory=AttestRequest)

@@ -3,7 +3,8 @@
 The image is always kept in the local store too; outputs are written after it is stored.
 ``--output`` values follow buildx: ``type=oci,dest=x.tar``, ``type=docker,dest=x.tar``,
 ``type=local,dest=DIR``, ``type=tar,dest=x.tar``, ``type=registry`` (or ``type=image`` with
-``push=true``), with an optional ``name=`` list; a bare value is ``type=local,dest=VALUE``
+``push=true``), with an optional ``name=`` list, and ``type=cacheonly`` (the build only fills
+the cache); a bare value is ``type=local,dest=VALUE``
 and ``-`` is ``type=tar`` on stdout.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from builder.errors import BuildError
@@ -32,10 +33,11 @@ from builder.outputformat import LayerFormat, check_attributes, parse_layer_form
 from builder.store import BuildStore
 from layerstore.assembly import StoredImage
 from layerstore.layout import LayoutEntry
+from layerstore.oci import Descriptor
 
 __all__ = ["TYPES", "OutputSpec", "Pusher", "parse_output", "write_metadata", "write_outputs"]
 
-TYPES = ("docker", "oci", "local", "tar", "registry", "image")
+TYPES = ("docker", "oci", "local", "tar", "registry", "image", "cacheonly")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ def parse_output(text: str) -> OutputSpec:
     push = attrs.pop("push", "false").lower() in ("1", "true", "yes")
     check_attributes(kind, attrs, f"--output {text!r}")
     layers = parse_layer_format(attrs, f"--output {text!r}")
+    if kind == "cacheonly" and (dest or names or push):
+        raise BuildError(f"--output {text!r}: type=cacheonly exports nothing and takes no "
+                         "dest, name or push")
     if kind == "registry":
         kind, push = "image", True
     if kind in ("local",) and not dest:
@@ -83,16 +88,19 @@ def parse_output(text: str) -> OutputSpec:
 
 def write_outputs(store: BuildStore, image: StoredImage, chain: str | None,
                   tags: Sequence[str], outputs: Sequence[OutputSpec],
-                  push: Pusher | None = None) -> list[str]:
-    """Carry out every output with :mod:`builder.exporters`; returns the names pushed."""
+                  push: Pusher | None = None, top: Descriptor | None = None) -> list[str]:
+    """Carry out every output with :mod:`builder.exporters`; returns the names pushed.
+    ``top``: the index holding the image and its attestations, which OCI archives and pushes
+    carry instead of the image alone (a docker archive cannot hold attestations)."""
     pushed: list[str] = []
+    whole = replace(image, manifest=top) if top is not None else image
     for out in outputs:
         names = out.names or tuple(tags)
         if out.type == "oci":
             with destination(_path(out.dest)) as f:
-                write_oci_archive(f, store.content, [LayoutEntry(n, image.manifest)
+                write_oci_archive(f, store.content, [LayoutEntry(n, whole.manifest)
                                                      for n in names] or
-                                  [LayoutEntry(None, image.manifest)])
+                                  [LayoutEntry(None, whole.manifest)])
         elif out.type == "docker":
             local = LocalImage(tuple(names), image.manifest, image, ())
             with destination(_path(out.dest)) as f:
@@ -104,7 +112,7 @@ def write_outputs(store: BuildStore, image: StoredImage, chain: str | None,
             with destination(_path(out.dest)) as f:
                 export_tar(store, chain, f)
         elif out.type == "image" and out.push and push is not None:
-            pushed.extend(export_registry(image, names, push))
+            pushed.extend(export_registry(whole, names, push))
     return pushed
 
 
@@ -117,11 +125,14 @@ def _path(dest: str | None) -> Path | None:
     return Path(dest)
 
 
-def write_metadata(path: Path, image: StoredImage, names: Sequence[str]) -> None:
-    """``--metadata-file``: the keys buildx writes."""
-    desc = json.loads(image.manifest.to_json())
+def write_metadata(path: Path, image: StoredImage, names: Sequence[str],
+                   top: Descriptor | None = None) -> None:
+    """``--metadata-file``: the keys buildx writes (the digest and descriptor are those of
+    ``top``, the index holding the image and its attestations, when there is one)."""
+    whole = top or image.manifest
+    desc = json.loads(whole.to_json())
     data = {
-        "containerimage.digest": str(image.manifest.digest),
+        "containerimage.digest": str(whole.digest),
         "containerimage.config.digest": str(image.config.digest),
         "containerimage.descriptor": desc,
         "image.name": ",".join(names),

@@ -3,7 +3,9 @@
 A cache export is an OCI manifest whose config (media type :data:`CACHE_CONFIG_TYPE`) lists
 the steps of a build by cache key — each with the full layer stack its stage had after it,
 as indexes into the manifest's ``layers``, and its history timestamp — and whose layers are
-those layer blobs. ``type=local`` writes it into an OCI image layout directory,
+those layer blobs. With ``cache-mounts=true`` it also lists the contents of the build's
+``RUN --mount=type=cache`` directories by id, each one more layer (see
+:mod:`builder.cachemounts`). ``type=local`` writes it into an OCI image layout directory,
 ``type=registry`` pushes it as ``ref``. An importer reads only the manifest and config; a
 layer blob is fetched when a step that needs it is found.
 """
@@ -48,14 +50,32 @@ class CachedStep:
 
 
 @dataclass(frozen=True)
+class CachedMount:
+    """The contents of one cache mount as exported: its id, the layer holding them and
+    their size unpacked."""
+
+    id: str
+    layer: Layer
+    size: int
+
+
+#: What ``cache-mounts-max-size`` is unless given: a cache mount larger than this is not
+#: exported.
+DEFAULT_MOUNT_LIMIT = 2 * 1024**3
+
+
+@dataclass(frozen=True)
 class CacheSpec:
-    """One ``--cache-to`` / ``--cache-from`` value."""
+    """One ``--cache-to`` / ``--cache-from`` value. ``cache_mounts`` (export only) also
+    exports the cache mounts of the build, each at most ``mount_limit`` bytes unpacked."""
 
     type: str
     ref: str | None = None
     path: str | None = None
     mode: str = "min"
     attrs: Mapping[str, str] = field(default_factory=dict)
+    cache_mounts: bool = False
+    mount_limit: int = DEFAULT_MOUNT_LIMIT
 
 
 def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
@@ -74,23 +94,46 @@ def parse_cache_spec(text: str, *, export: bool) -> CacheSpec:
     mode = attrs.pop("mode", "min")
     if mode not in ("min", "max"):
         raise BuildError(f"{flag} {text!r}: mode must be min or max")
+    mounts = _mount_attrs(attrs, f"{flag} {text!r}", export and kind in ("registry", "local"))
     if kind == "registry":
         ref = attrs.pop("ref", None)
         if not ref:
             raise BuildError(f"{flag} {text!r}: type=registry needs ref=REPOSITORY:TAG")
-        return CacheSpec(kind, ref=ref, mode=mode, attrs=attrs)
+        return CacheSpec(kind, ref=ref, mode=mode, attrs=attrs, cache_mounts=mounts[0],
+                         mount_limit=mounts[1])
     if kind == "local":
         path = attrs.pop("dest" if export else "src", None)
         if not path:
             raise BuildError(f"{flag} {text!r}: type=local needs "
                              f"{'dest' if export else 'src'}=DIR")
-        return CacheSpec(kind, path=path, mode=mode, attrs=attrs)
+        return CacheSpec(kind, path=path, mode=mode, attrs=attrs, cache_mounts=mounts[0],
+                         mount_limit=mounts[1])
     if kind == "inline":
         if not export:
             raise BuildError(f"{flag} {text!r}: read an inline cache with "
                              "type=registry,ref=IMAGE")
         return CacheSpec(kind, mode="min", attrs=attrs)
     raise BuildError(f"{flag} {text!r}: unknown type {kind!r} (registry, local)")
+
+
+def _mount_attrs(attrs: dict[str, str], where: str, allowed: bool) -> tuple[bool, int]:
+    """``cache-mounts=true|false`` and ``cache-mounts-max-size=SIZE`` (export to a registry
+    or a directory only)."""
+    wanted = attrs.pop("cache-mounts", None)
+    limit_text = attrs.pop("cache-mounts-max-size", None)
+    if wanted is None and limit_text is None:
+        return False, DEFAULT_MOUNT_LIMIT
+    if not allowed:
+        raise BuildError(f"{where}: cache-mounts and cache-mounts-max-size belong to "
+                         "--cache-to type=registry or type=local")
+    if wanted is not None and wanted.lower() not in ("true", "false", "1", "0"):
+        raise BuildError(f"{where}: cache-mounts={wanted!r} must be true or false")
+    limit = DEFAULT_MOUNT_LIMIT
+    if limit_text is not None:
+        from builder.limits import parse_size
+
+        limit = parse_size(limit_text, f"{where}: cache-mounts-max-size")
+    return (wanted or "false").lower() in ("true", "1"), limit
 
 
 class StepLog:
@@ -114,19 +157,24 @@ class StepLog:
                     if stages is None or self._stages[s.key] & stages]
 
 
-def _cache_document(steps: Sequence[CachedStep]) -> tuple[dict[str, Any], list[Layer]]:
-    """The cache config for ``steps`` and the distinct layers it indexes into."""
+def _cache_document(steps: Sequence[CachedStep], mounts: Sequence[CachedMount] = ()
+                    ) -> tuple[dict[str, Any], list[Layer]]:
+    """The cache config for ``steps`` (and cache ``mounts``) and the distinct layers it
+    indexes into."""
     layers: dict[str, tuple[int, Layer]] = {}
-    for step in steps:
-        for layer in step.layers:
-            layers.setdefault(str(layer.descriptor.digest), (len(layers), layer))
-    config = {
+    for layer in [x for step in steps for x in step.layers] + [m.layer for m in mounts]:
+        layers.setdefault(str(layer.descriptor.digest), (len(layers), layer))
+    config: dict[str, Any] = {
         "layers": [{"digest": str(layer.descriptor.digest), "diff_id": str(layer.diff_id)}
                    for _, layer in layers.values()],
         "steps": [{"key": s.key, "created": s.created, "empty": s.empty,
                    "layers": [layers[str(x.descriptor.digest)][0] for x in s.layers]}
                   for s in steps],
     }
+    if mounts:
+        config["mounts"] = [{"id": m.id, "size": m.size,
+                             "layer": layers[str(m.layer.descriptor.digest)][0]}
+                            for m in mounts]
     return config, [layer for _, layer in layers.values()]
 
 
@@ -139,9 +187,11 @@ def inline_cache(steps: Sequence[CachedStep], image_layers: Sequence[Layer]) -> 
     return _cache_document(kept)[0]
 
 
-def cache_manifest(store: BuildStore, steps: Sequence[CachedStep]) -> Descriptor:
-    """Store the cache config and manifest for ``steps``; return the manifest descriptor."""
-    config, ordered = _cache_document(steps)
+def cache_manifest(store: BuildStore, steps: Sequence[CachedStep],
+                   mounts: Sequence[CachedMount] = ()) -> Descriptor:
+    """Store the cache config and manifest for ``steps`` (and cache ``mounts``); return the
+    manifest descriptor."""
+    config, ordered = _cache_document(steps, mounts)
     raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     put_bytes(store.content, raw)
     manifest = Manifest(config=describe(CACHE_CONFIG_TYPE, raw),
@@ -162,6 +212,20 @@ def parse_cache_config(raw: bytes, where: str) -> dict[str, CachedStep]:
         return {s["key"]: CachedStep(s["key"], tuple(layers[i] for i in s["layers"]),
                                      s["created"], bool(s["empty"]))
                 for s in doc["steps"]}
+    except (ValueError, KeyError, TypeError, IndexError, LayerstoreError) as exc:
+        raise BuildError(f"{where}: not a pybuild build cache ({exc})") from None
+
+
+def parse_cache_mounts(raw: bytes, manifest: Manifest, where: str) -> dict[str, CachedMount]:
+    """The cache mounts a cache config blob lists, by id, with the manifest's descriptors."""
+    try:
+        doc: Any = json.loads(raw)
+        layers = [Digest.parse(x["digest"]) for x in doc["layers"]]
+        diff_ids = [Digest.parse(x["diff_id"]) for x in doc["layers"]]
+        by_digest = {str(d.digest): d for d in manifest.layers}
+        return {m["id"]: CachedMount(m["id"], Layer(by_digest[str(layers[m["layer"]])],
+                                                    diff_ids[m["layer"]], 0), int(m["size"]))
+                for m in doc.get("mounts", [])}
     except (ValueError, KeyError, TypeError, IndexError, LayerstoreError) as exc:
         raise BuildError(f"{where}: not a pybuild build cache ({exc})") from None
 
@@ -200,6 +264,10 @@ class CacheSource(Protocol):
         """Make sure the blobs of ``layers`` are in ``store``."""
         ...
 
+    def mount(self, cache_id: str) -> CachedMount | None:
+        """The exported contents of cache mount ``cache_id``, if the source has them."""
+        ...
+
     def close(self) -> None:
         """Release what the source holds open."""
         ...
@@ -219,16 +287,22 @@ class LayoutCache:
         except (LayerstoreError, OSError) as exc:
             raise BuildError(f"--cache-from {path}: cannot read the cache ({exc})") from None
         self.steps: dict[str, CachedStep] = {}
+        self.mounts: dict[str, CachedMount] = {}
         for manifest in manifests:
             if isinstance(manifest, Manifest) and manifest.config.media_type == \
                     CACHE_CONFIG_TYPE:
                 raw = read_small(self._blobs, manifest.config)
                 self.steps.update(_with_manifest_layers(
                     parse_cache_config(raw, f"--cache-from {path}"), manifest))
+                self.mounts.update(parse_cache_mounts(raw, manifest, f"--cache-from {path}"))
 
     def lookup(self, key: str) -> CachedStep | None:
         """See :class:`CacheSource`."""
         return self.steps.get(key)
+
+    def mount(self, cache_id: str) -> CachedMount | None:
+        """See :class:`CacheSource`."""
+        return self.mounts.get(cache_id)
 
     def fetch(self, store: BuildStore, layers: Sequence[Layer]) -> None:
         """See :class:`CacheSource`."""
@@ -252,11 +326,16 @@ class RegistryCache:
         self.close = close or (lambda: None)
         self.steps = _with_manifest_layers(parse_cache_config(config, f"--cache-from {ref}"),
                                            manifest)
+        self.mounts = parse_cache_mounts(config, manifest, f"--cache-from {ref}")
         self._fetch_blob = fetch_blob
 
     def lookup(self, key: str) -> CachedStep | None:
         """See :class:`CacheSource`."""
         return self.steps.get(key)
+
+    def mount(self, cache_id: str) -> CachedMount | None:
+        """See :class:`CacheSource`."""
+        return self.mounts.get(cache_id)
 
     def fetch(self, store: BuildStore, layers: Sequence[Layer]) -> None:
         """See :class:`CacheSource`."""

@@ -34,15 +34,18 @@ from builder.graph.mounts import (
     RunMount,
     SecretSpec,
     Sharing,
+    SshSpec,
     TmpfsSpec,
     parse_mount,
 )
+from builder.sshforward import SshAgents
 from builder.treecopy import copy_tree, filtered_tree, remove_tree
 from layerstore.rootpath import resolve as resolve_path
 
 __all__ = [
     "MAX_SECRET_SIZE", "BindSpec", "CacheMount", "MountPlan", "RunMount", "SecretSource",
-    "SecretSpec", "Sharing", "TmpfsSpec", "parse_mount", "parse_secret_flag", "run_mounts",
+    "SecretSpec", "Sharing", "SshSpec", "TmpfsSpec", "cache_dir_name", "parse_mount",
+    "parse_secret_flag", "run_mounts",
 ]  # fmt: skip
 
 #: BuildKit refuses secrets larger than this.
@@ -130,8 +133,9 @@ def parse_secret_flag(text: str) -> SecretSource:
 def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, context: Path,
                sources: Callable[[str], AbstractContextManager[Path]],
                secrets: Mapping[str, SecretSource], line: int | None,
-               file: str = "Dockerfile", ignore: DockerIgnore | None = None
-               ) -> Iterator[MountPlan]:
+               file: str = "Dockerfile", ignore: DockerIgnore | None = None,
+               ssh: SshAgents | None = None,
+               restore: Callable[[str, Path], None] | None = None) -> Iterator[MountPlan]:
     """Make everything the ``--mount`` specs of one RUN step need and yield the plan.
 
     ``sources(name)`` yields the root directory of a stage or image named by ``from=``;
@@ -139,15 +143,19 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
     ``.dockerignore``) as BuildKit's context is. Cache directories persist under
     ``cache_root``; everything else is made in a private directory under ``scratch``, and
     it, the cache locks and the ``sources`` views are gone when the block ends, also on an
-    exception. Errors that the Dockerfile caused are
+    exception. ``ssh`` holds the build's SSH agents, which ssh mounts reach through a relay
+    socket of their own. ``restore(id, directory)``, when given, fills a cache directory
+    made for the first time (from an imported cache). Errors that the Dockerfile caused are
     :class:`~builder.errors.DockerfileError` at ``file``:``line``."""
     with contextlib.ExitStack() as stack:
         scratch.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="pybuild-mounts-", dir=scratch))
         stack.callback(remove_tree, work)
-        maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file, ignore)
+        maker = _Maker(stack, work, cache_root, context, sources, secrets, line, file, ignore,
+                       restore)
         mounts: list[BindMount | TmpfsMount] = []
         env: list[str] = []
+        ssh_count = 0
         maker.take_caches([spec for spec in specs if isinstance(spec, CacheMount)])
         for spec in specs:
             if isinstance(spec, CacheMount):
@@ -156,6 +164,14 @@ def run_mounts(specs: Sequence[RunMount], *, cache_root: Path, scratch: Path, co
                 mounts.append(maker.bind(spec))
             elif isinstance(spec, TmpfsSpec):
                 mounts.append(TmpfsMount(spec.target, spec.size))
+            elif isinstance(spec, SshSpec):
+                target = spec.target or f"/run/buildkit/ssh_agent.{ssh_count}"
+                ssh_count += 1
+                socket_mount = maker.ssh(spec, target, ssh)
+                if socket_mount is not None:
+                    mounts.append(socket_mount)
+                if ssh_count == 1:
+                    env.append(f"SSH_AUTH_SOCK={target}")
             else:
                 secret_mount, secret_env = maker.secret(spec)
                 mounts.extend(secret_mount)
@@ -169,8 +185,10 @@ class _Maker:
     def __init__(self, stack: contextlib.ExitStack, work: Path, cache_root: Path,
                  context: Path, sources: Callable[[str], AbstractContextManager[Path]],
                  secrets: Mapping[str, SecretSource], line: int | None, file: str,
-                 ignore: DockerIgnore | None = None) -> None:
+                 ignore: DockerIgnore | None = None,
+                 restore: Callable[[str, Path], None] | None = None) -> None:
         self.ignore = ignore
+        self.restore = restore
         self.stack = stack
         self.work = work
         self.cache_root = cache_root
@@ -232,7 +250,7 @@ class _Maker:
         sharing mode."""
         groups: dict[str, list[CacheMount]] = {}
         for spec in specs:
-            groups.setdefault(_cache_key(spec.id), []).append(spec)
+            groups.setdefault(cache_dir_name(spec.id), []).append(spec)
         if groups:
             self.cache_root.mkdir(parents=True, exist_ok=True)
         for digest in sorted(groups):
@@ -264,6 +282,8 @@ class _Maker:
                 building = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=self.cache_root))
                 try:
                     self.new_cache(spec, building)
+                    if self.restore is not None and spec.from_ is None:
+                        self.restore(spec.id, building)
                     building.rename(directory)
                 except BaseException:
                     remove_tree(building)
@@ -271,7 +291,7 @@ class _Maker:
         return directory
 
     def cache(self, spec: CacheMount) -> BindMount:
-        directory = self.caches[_cache_key(spec.id)]
+        directory = self.caches[cache_dir_name(spec.id)]
         if spec.from_ is None and spec.source.strip("/"):
             try:
                 directory = resolve_path(directory, spec.source)
@@ -311,6 +331,19 @@ class _Maker:
         env = [] if spec.env is None else [f"{spec.env}={os.fsdecode(value)}"]
         return mounts, env
 
+    def ssh(self, spec: SshSpec, target: str, agents: SshAgents | None) -> BindMount | None:
+        """The relay socket of an ssh mount at ``target``; None when the build was not
+        given the agent and the mount says ``required=false``."""
+        relay = self.stack.enter_context(agents.relay(
+            spec.id, mode=spec.mode, uid=spec.uid, gid=spec.gid)) if agents else None
+        if relay is None:
+            if spec.required is not False:
+                raise self.error(f"RUN --mount=type=ssh needs the SSH agent {spec.id!r}, which "
+                                 f"was not given to the build: pass --ssh {spec.id} (or "
+                                 "required=false to run without it)")
+            return None
+        return BindMount(str(relay.path), target, readonly=False)
+
     def secret_value(self, spec: SecretSpec) -> bytes | None:
         """The secret's bytes; None when it was not given and is not required."""
         source = self.secrets.get(spec.id)
@@ -334,7 +367,7 @@ class _Maker:
         return value
 
 
-def _cache_key(cache_id: str) -> str:
+def cache_dir_name(cache_id: str) -> str:
     """The file name of cache ``cache_id`` under the cache root."""
     return hashlib.sha256(cache_id.encode()).hexdigest()
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from builder.buildcontexts import OCI_LAYOUT
 from builder.errors import BuildError
 from builder.progress import Vertex
 from builder.solver.images import ImageNotFound, LocalImages
@@ -60,6 +61,10 @@ class PullingImages:
 
     def resolve(self, ref: str, platform: Platform) -> StoredImage:
         """See :class:`~builder.solver.images.ImageResolver`."""
+        if ref.startswith(OCI_LAYOUT):
+            from builder.solver.images import layout_image
+
+            return layout_image(self.store, ref, platform)
         try:
             reference = parse_reference(ref)
         except InvalidReference as exc:

@@ -267,6 +267,10 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
         Mount(API_PREFIX, build_api(services)),
     ])
     app.add_exception_handler(HTTPException, _http_error)
+    if settings.ui:
+        from registry.ui import mount_ui
+
+        mount_ui(app, services)
     app.add_middleware(AccessMiddleware, metrics=services.metrics,
                        log_requests=settings.access_log)
     return app

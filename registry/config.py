@@ -70,6 +70,8 @@ class Settings:
     ``max_blob_bytes`` (0: no limit) or more than the store's free space less
     ``min_free_bytes`` is refused at once with 413 SIZE_INVALID.
 
+    Web UI: ``ui`` serves the pages of :mod:`registry.ui` at ``/ui/`` of the same port.
+
     Scale-out: ``metadata_url`` names a PostgreSQL database (``postgresql://user:password@
     host:port/db``) that holds the metadata instead of SQLite under ``root``, so that any
     number of replicas can share it; empty keeps SQLite.
@@ -123,6 +125,8 @@ class Settings:
     audit_max_age: int = 0
     webhook_max_attempts: int = 8
     webhook_retry_seconds: int = 10
+    # The web UI (registry.ui) at /ui/ of the registry's port; false serves the API only.
+    ui: bool = True
 
     def __post_init__(self) -> None:
         check_scaleout(self)
@@ -292,6 +296,10 @@ def _check_audit(settings: Settings) -> None:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, not {getattr(settings, name)}")
 # End of audit log and webhooks.
+
+
+# The web UI.
+_FIELD_TYPES.update({"ui": bool})
 
 
 # --- Scale-out backing settings.

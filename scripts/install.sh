@@ -13,12 +13,18 @@ PACKAGES=(
   gcc libc6-dev
   # newuidmap/newgidmap: the id maps of a rootless build's user namespace (builder/rootless.py)
   uidmap
+  # RUN steps of foreign platforms under emulation, through binfmt_misc (builder/platforms_qemu.py)
+  qemu-user-static
+  # ssh-agent/ssh-add for --ssh ID=KEY and the RUN --mount=type=ssh tests (builder/sshforward.py)
+  openssh-client
   # the user-mode network stack of RUN steps on the default network (builder/executor/network.py)
   slirp4netns
   # throwaway engines of a scaled-out registry (registry/testing/engines.py)
   postgresql ceph-mon ceph-mgr ceph-osd radosgw ceph-common
   # the bucket copy of docs/registry.md's backup and restore
   awscli
+  # the headless browser of the web UI tests (tests/registry/ui), driven by Selenium
+  chromium chromium-driver
   # the load balancer in front of replicas (registry/testing/balancer.py)
   haproxy
 )

@@ -23,7 +23,9 @@ PACKAGES = {
     "radosgw": "radosgw", "ceph-mon": "ceph-mon", "ceph-mgr": "ceph-mgr",
     "ceph-osd": "ceph-osd", "/usr/lib/postgresql/15/bin/initdb": "postgresql-15",
     "/usr/bin/aws": "awscli", "gcc": "gcc libc6-dev", "slirp4netns": "slirp4netns",
-    "ip": "iproute2",
+    "ip": "iproute2", "qemu-aarch64-static": "qemu-user-static",
+    "ssh-agent": "openssh-client", "ssh-add": "openssh-client",
+    "ssh-keygen": "openssh-client",
 }
 
 

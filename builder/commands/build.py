@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +17,13 @@ from builder.progress import Progress
 from builder.store import BuildStore
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
+    from builder.buildcontexts import NamedContext
     from builder.executor.protocol import ExtraHost
     from builder.outputs import OutputSpec
     from builder.runmounts import SecretSource
+    from builder.sshforward import SshSource
     from builder.transfer import RegistryAccess
     from layerstore.assembly import StoredImage
     from layerstore.oci import Platform
@@ -37,13 +40,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--file", metavar="FILE",
                    help="the Dockerfile (default CONTEXT/Dockerfile; '-' reads stdin)")
     p.add_argument("--target", metavar="STAGE", help="build this stage, not the last one")
+    p.add_argument("--build-context", action="append", default=[], metavar="NAME=VALUE",
+                   help="a named context for FROM NAME / --from=NAME: a directory, "
+                   "docker-image://REF, oci-layout://PATH[:TAG] or target:STAGE (repeatable)")
     p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]",
                    help="set a build-time variable; KEY alone takes it from the environment")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=PATH",
                    help="a secret for RUN --mount=type=secret (src=PATH or env=VAR)")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET|KEY,...]",
+                   help="an SSH agent (or keys) for RUN --mount=type=ssh; default is "
+                   "$SSH_AUTH_SOCK (repeatable)")
+    p.add_argument("--annotation", action="append", default=[], metavar="[manifest:]KEY=VALUE",
+                   help="annotate the image manifest (repeatable)")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="set an image label")
-    p.add_argument("--platform", help="target platform os/arch (this machine's only)")
+    p.add_argument("--platform", metavar="OS/ARCH[,...]",
+                   help="target platform(s), e.g. linux/amd64,linux/arm64: several make one "
+                        "image index; a foreign architecture RUNs under qemu-user-static")
     p.add_argument("--network", choices=("default", "none", "host"), default="default",
                    help="network mode of RUN steps (default: default)")
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
@@ -74,8 +87,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="push the image to its registry (same as --output type=registry)")
     p.add_argument("--pull", action="store_true",
                    help="always pull the base images, even when they are stored locally")
+    p.add_argument("--call", choices=("build", "check"), default="build",
+                   help="build (default), or check: run the build checks, build nothing")
+    p.add_argument("--check", dest="call", action="store_const", const="check",
+                   help="same as --call=check")
     p.add_argument("--print-graph", action="store_true",
                    help="print the op graph the build would run, and build nothing")
+    p.add_argument("--sbom", metavar="VALUE",
+                   help="attach an SPDX SBOM of the image: true|false (--attest type=sbom)")
+    p.add_argument("--provenance", metavar="VALUE",
+                   help="attach SLSA provenance: true|false|mode=min|mode=max[,builder-id=URI]"
+                   " (--attest type=provenance,...)")
+    p.add_argument("--attest", action="append", default=[], metavar="SPEC",
+                   help="attach an attestation: type=sbom | type=provenance[,mode=min|max] "
+                   "(repeatable)")
     add_limit_flags(p)
     add_registry_flags(p)
     p.add_argument("--metadata-file", type=Path,
@@ -134,7 +159,8 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         except ValueError:
             raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text!r} is not a whole number of "
                              "seconds") from None
-    platform = target_platform(args.platform) if args.platform else None
+    platforms = target_platforms(args.platform) if args.platform else ()
+    platform = platforms[0] if len(platforms) == 1 else None
     settings = config.load()
     from layerstore.compression import check as check_compression
     from layerstore.errors import InvalidArgument
@@ -152,11 +178,16 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
             raise BuildError(f"-t {tag}: {exc}") from None
     if args.cache_from or args.cache_to:
         from builder.remotecache import parse_cache_spec
+    annotations = annotations_from(args.annotation, len(platforms) > 1)
+    from builder.attestations import parse_attest_flags
+
+    attest = parse_attest_flags(args.sbom, args.provenance, args.attest)
     return BuildOptions(
         context=context.resolve(), dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=dockerfile_path.resolve() if dockerfile_path else None,
         tags=tuple(args.tag), target=args.target, build_args=build_args, secrets=secrets,
-        platform=platform, compression=compression, source_date_epoch=epoch,
+        platform=platform, platforms=platforms if len(platforms) > 1 else (),
+        compression=compression, source_date_epoch=epoch,
         labels=_pairs(args.label, "--label", False), network=args.network,
         allow=entitlements.parse(args.allow).union(settings.entitlements),
         limits=limits_from(args, settings),
@@ -164,7 +195,60 @@ def options_from(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache,
         cache_from=tuple(parse_cache_spec(c, export=False) for c in args.cache_from),
         cache_to=tuple(parse_cache_spec(c, export=True) for c in args.cache_to),
-        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n))
+        no_cache_filter=tuple(n for item in args.no_cache_filter for n in item.split(",") if n),
+        build_contexts=_build_contexts(args.build_context),
+        ssh=_ssh(args.ssh),
+        annotations=annotations[0], index_annotations=annotations[1],
+        attest=attest)
+
+
+def annotations_from(values: list[str], multi: bool = False
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``--annotation [TYPE:]KEY=VALUE`` values: those for the image manifests (no type
+    or ``manifest:``) and, in a multi-platform build (``multi``), those for its index
+    (``index:``). Descriptor annotations, and ``index:`` without an index, are refused by
+    name."""
+    manifest: dict[str, str] = {}
+    index: dict[str, str] = {}
+    for item in values:
+        key, eq, value = item.partition("=")
+        types = {"manifest"}
+        head, colon, rest = key.partition(":")
+        if colon and all(t.split("[")[0] in _ANNOTATION_TYPES for t in head.split(",")):
+            types, key = {t.split("[")[0] for t in head.split(",")}, rest
+        if not eq or not key.strip():
+            raise BuildError(f"--annotation {item!r}: expected [TYPE:]KEY=VALUE")
+        unsupported = sorted(types - {"manifest", "index"})
+        if unsupported:
+            raise BuildError(f"--annotation {item!r}: {', '.join(unsupported)} annotations "
+                             "are not supported; use manifest: or index:")
+        if "index" in types and not multi:
+            raise BuildError(f"--annotation {item!r}: index annotations need an image index, "
+                             "which a single-platform build does not make; use manifest:")
+        if "manifest" in types:
+            manifest[key.strip()] = value
+        if "index" in types:
+            index[key.strip()] = value
+    return manifest, index
+
+
+_ANNOTATION_TYPES = ("manifest", "index", "manifest-descriptor", "index-descriptor")
+
+
+def _ssh(values: list[str]) -> dict[str, SshSource]:
+    if not values:
+        return {}
+    from builder.sshforward import parse_ssh_flags
+
+    return parse_ssh_flags(values)
+
+
+def _build_contexts(values: list[str]) -> dict[str, NamedContext]:
+    if not values:
+        return {}
+    from builder.buildcontexts import parse_build_contexts
+
+    return parse_build_contexts(values)
 
 
 def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:
@@ -176,31 +260,12 @@ def extra_hosts(values: list[str]) -> tuple[ExtraHost, ...]:
     return parse_extra_hosts(values)
 
 
-def target_platform(text: str) -> Platform:
-    """The ``--platform`` value as a platform this machine can build for.
+def target_platforms(text: str) -> tuple[Platform, ...]:
+    """The ``--platform`` list (``linux/amd64,linux/arm64``), normalised; foreign
+    architectures are built under emulation (see :mod:`builder.platforms_qemu`)."""
+    from builder.platforms import parse_platforms
 
-    Builds are single-platform and run on the host, so a list of platforms or a foreign
-    operating system or architecture is refused rather than mislabelled.
-    """
-    from builder.api import host_platform
-    from builder.frontend.convert import parse_platform
-
-    if "," in text:
-        raise BuildError(f"--platform {text}: building for several platforms at once is not "
-                         "supported; give one os/arch")
-    try:
-        platform = parse_platform(text)
-    except ValueError as exc:
-        raise BuildError(f"--platform {text}: {exc}") from None
-    aliases = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
-    platform = replace(platform, architecture=aliases.get(platform.architecture,
-                                                          platform.architecture))
-    host = host_platform()
-    if (platform.os, platform.architecture) != (host.os, host.architecture):
-        raise BuildError(f"--platform {text}: cannot build for {platform.os}/"
-                         f"{platform.architecture} on this {host.os}/{host.architecture} "
-                         "machine (no emulation or cross-building)")
-    return platform
+    return parse_platforms(text, "--platform")
 
 
 def _with_output_compression(options: BuildOptions, outputs: list[OutputSpec]
@@ -291,11 +356,48 @@ def _print_graph(store: BuildStore, args: argparse.Namespace, options: BuildOpti
     progress = Progress("quiet" if args.quiet else args.progress)
     try:
         access = _registry_access(store, args, progress)
-        graph = build_graph(options, ResolvedImages(access.images))
+        images = ResolvedImages(access.images)
+        if len(options.platforms) > 1:
+            from dataclasses import replace
+
+            text = "".join(f"# platform {p}\n" + render(build_graph(
+                replace(options, platform=p, platforms=()), images))
+                for p in options.platforms)
+        else:
+            text = render(build_graph(options, images))
     finally:
         progress.close()
-    sys.stdout.write(render(graph))
+    sys.stdout.write(text)
     return 0
+
+
+def _check(options: BuildOptions) -> int:
+    """``--call=check``: lint the stages the target needs; 1 when anything was found."""
+    from builder.api import host_platform
+    from builder.errors import DockerfileError
+    from builder.frontend.checks import check_dockerfile, check_policy, report
+    from builder.frontend.convert import plan
+    from builder.frontend.dockerignore import DockerIgnore, find_dockerignore
+    from builder.frontend.instructions import parse_dockerfile
+
+    dockerfile = parse_dockerfile(options.dockerfile_text, options.dockerfile_name)
+    host = host_platform()
+    needed: Collection[int]
+    try:
+        needed = plan(dockerfile, build_args=options.build_args, target=options.target,
+                      build_platform=host, target_platform=options.platform or host,
+                      file=options.dockerfile_name, contexts=options.build_contexts).stages
+    except DockerfileError as exc:  # the build would fail here; lint every stage instead
+        print(f"error: {exc}", file=sys.stderr)
+        needed = range(len(dockerfile.stages))
+    ignore = DockerIgnore.load(find_dockerignore(
+        options.context, options.dockerfile_path or options.context / "Dockerfile"))
+    policy = check_policy(dockerfile.directives.check,
+                          options.build_args.get("BUILDKIT_DOCKERFILE_CHECK"))
+    found = check_dockerfile(options.dockerfile_text, dockerfile, needed=needed, ignore=ignore,
+                             policy=policy)
+    sys.stdout.write(report(found, options.dockerfile_text, options.dockerfile_name))
+    return 1 if found else 0
 
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
@@ -310,8 +412,26 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     outputs = [parse_output(o) for o in args.output]
     if args.push:
         outputs.append(OutputSpec("image", push=True))
+    if any(o.type == "cacheonly" for o in outputs):
+        if len(outputs) > 1 or options.tags:
+            raise BuildError("--output type=cacheonly only fills the build cache: it takes no "
+                             "-t/--tag, --push or other --output")
+        outputs = []
     if args.print_graph:
         return _print_graph(store, args, options)
+    if args.call == "check":
+        return _check(options)
+    if len(options.platforms) > 1:
+        from builder.platforms_outputs import check_outputs
+
+        check_outputs(outputs, options.platforms, bool(getattr(args, "load", False)))
+    if options.attest.any:
+        for out in outputs:
+            if out.type in ("image", "oci") and not out.layers.is_default:
+                raise BuildError(f"--output type={out.type}: converting the layers of an "
+                                 "image with attestations is not supported (its attestations "
+                                 "name the image as built); drop the compression attributes "
+                                 "or the attestations")
     options = _with_output_compression(options, outputs)
     progress = Progress("quiet" if args.quiet else args.progress)
     access: RegistryAccess | None = None
@@ -320,24 +440,40 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
         pushed_names = [n for o in outputs if o.push for n in (o.names or options.tags)]
         access.warm_up_push(pushed_names)
         result = build(store, options, progress, access)
-        image_id = str(result.image.config.digest)
+        image_id = str(result.index.digest if result.index else result.image.config.digest)
         for warning in result.warnings:
             print(f"WARNING: {warning}", file=sys.stderr)
         if not args.quiet:
             v = progress.vertex("exporting to image")
+            for part in result.platforms:
+                v.log(f"{part.platform} manifest {part.image.manifest.digest} config "
+                      f"{part.image.config.digest}\n".encode())
             v.log(f"writing image {image_id}\n".encode())
-            v.log(f"manifest {result.image.manifest.digest}\n".encode())
+            if result.platforms:
+                v.log(f"index {result.image.manifest.digest}\n".encode())
+            else:
+                v.log(f"manifest {result.image.manifest.digest}\n".encode())
+            if result.index is not None and not result.platforms:
+                v.log(f"index with attestations {result.index.digest}\n".encode())
             for tag in result.tags:
                 v.log(f"naming to {tag}\n".encode())
             v.done()
+        if result.index is not None and any(o.type == "docker" for o in outputs):
+            print("WARNING: --output type=docker: a docker archive holds the image without "
+                  "its attestations (use type=oci or push to keep them)", file=sys.stderr)
         if outputs:
             v = progress.vertex("exporting outputs")
             pushed = []
             for out in outputs:
+                if result.platforms and out.type in ("local", "tar"):
+                    from builder.platforms_outputs import write_platform_outputs
+
+                    write_platform_outputs(store, result.platforms, out)
+                    continue
                 image = _output_image(store, result.image, out, options.compression,
                                       result.tags)
                 pushed += write_outputs(store, image, result.chain, result.tags, [out],
-                                        push=access.push)
+                                        push=access.push, top=result.index)
             for name in pushed:
                 v.log(f"pushed {name}\n".encode())
             v.done()
@@ -352,7 +488,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     if args.metadata_file:
         from builder.outputs import write_metadata
 
-        write_metadata(args.metadata_file, result.image, result.tags)
+        write_metadata(args.metadata_file, result.image, result.tags, result.index)
     if args.quiet:
         print(image_id)
     return 0

@@ -25,13 +25,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "images", help="list images",
         description="List the named local images, newest first: one row per name. SIZE is "
-                    "what the image takes in the store (compressed layers and config).")
+                    "what the image takes in the store (compressed layers and config); IMAGE "
+                    "ID is the config digest of this machine's platform in a multi-platform "
+                    "image.")
     parser.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]",
                         help="only images of this repository (and tag)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     parser.add_argument("--digests", action="store_true",
                         help="show the manifest digest of each image")
     parser.add_argument("--no-trunc", action="store_true", help="show full image IDs")
+    parser.add_argument("--platforms", action="store_true",
+                        help="show the platforms of each image (those of a multi-platform "
+                             "index; also the {{.Platforms}} field of --format)")
     parser.add_argument("--format", metavar="FORMAT",
                         help="'json' (one object a line) or a template such as "
                              "'{{.Repository}}:{{.Tag}}'")
@@ -40,10 +45,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace, store: BuildStore) -> int:
     """Print the image table (or IDs, or one formatted line per image)."""
-    rows = _rows(all_images(store), args.reference, args.no_trunc)
+    from builder.platforms_images import image_platforms
+
+    images = all_images(store)
+    platforms = {str(i.target.digest): ",".join(image_platforms(store, i)) for i in images}
+    rows = _rows(images, args.reference, args.no_trunc)
+    for row in rows:
+        row["Platforms"] = platforms[row["Digest"]]
     digest = [("DIGEST", "Digest")] if args.digests else []
+    shown = [("PLATFORMS", "Platforms")] if args.platforms else []
     print_rows(rows, [("REPOSITORY", "Repository"), ("TAG", "Tag"), *digest,
-                      ("IMAGE ID", "ID"), ("CREATED", "CreatedSince"), ("SIZE", "Size")],
+                      ("IMAGE ID", "ID"), *shown, ("CREATED", "CreatedSince"),
+                      ("SIZE", "Size")],
                quiet=args.quiet, fmt=args.format)
     return 0
 

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "inspect", help="show the details of images",
         description="Print images (by name or ID) as a JSON array like docker image inspect. "
                     "Size counts compressed layers and the config; Manifest is the manifest "
-                    "digest, Index the index digest for a multi-platform image.")
+                    "digest, Index the index digest for a multi-platform image and Platforms the "
+                    "platforms it holds (the rest describes this machine's platform).")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="name or ID")
     parser.add_argument("-f", "--format", metavar="FORMAT",
                         help="'json' (one compact object a line) or a template such as "
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     status = 0
     for ref in args.images:
         try:
-            found.append(describe(find_image(store, ref)))
+            found.append(describe(find_image(store, ref), store))
         except (BuildError, LayerstoreError) as exc:
             print_error(exc)
             status = 1
@@ -50,8 +51,9 @@ def run(args: argparse.Namespace, store: BuildStore) -> int:
     return status
 
 
-def describe(image: LocalImage) -> dict[str, Any]:
-    """The inspect document of one image."""
+def describe(image: LocalImage, store: BuildStore | None = None) -> dict[str, Any]:
+    """The inspect document of one image (with ``store``, a multi-platform image's
+    ``Platforms`` too)."""
     config = image.stored.image
     out: dict[str, Any] = {
         "Id": image.id,
@@ -75,6 +77,10 @@ def describe(image: LocalImage) -> dict[str, Any]:
     })
     if image.target.digest != image.stored.manifest.digest:
         out["Index"] = str(image.target.digest)
+        if store is not None:
+            from builder.platforms_images import image_platforms
+
+            out["Platforms"] = image_platforms(store, image)
     return out
 
 

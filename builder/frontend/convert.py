@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from builder.buildcontexts import NamedContext, lookup
 from builder.errors import DockerfileError, ExpansionError
 from builder.frontend.instructions import Arg, Copy, Dockerfile, Instruction, Run, Stage
 from builder.frontend.words import process_word
 from builder.graph.mounts import mount_option
+from builder.platforms import normalize
 from layerstore.oci import Platform
 
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY",
@@ -51,8 +53,9 @@ class StagePlan:
     """One stage of the plan.
 
     ``base_stage`` is the index of the stage it builds on, or None with ``base_image`` the
-    expanded image reference (``scratch`` for an empty base). ``reads`` are the indexes of
-    other stages it copies or mounts from.
+    expanded image reference (``scratch`` for an empty base) or, for a stage that starts
+    from a named local context (``--build-context NAME=DIR``), ``base_context`` its name.
+    ``reads`` are the indexes of other stages it copies or mounts from.
     """
 
     index: int
@@ -62,6 +65,7 @@ class StagePlan:
     base_stage: int | None
     platform: Platform
     reads: frozenset[int] = frozenset()
+    base_context: str | None = None
 
     @property
     def deps(self) -> frozenset[int]:
@@ -142,11 +146,25 @@ def _stage_arg_scope(stage: Stage, globals_: Mapping[str, str], build_args: Mapp
     return scope
 
 
+def _context_stage(dockerfile: Dockerfile, named: NamedContext, index: int, what: str,
+                   line: int, file: str) -> int:
+    """The stage a ``target:STAGE`` context names, which must come before stage ``index``."""
+    found = find_stage(dockerfile, named.value, before=index)
+    if found is None:
+        where = "is defined later in the file" if find_stage(dockerfile, named.value) \
+            is not None else "does not exist"
+        raise DockerfileError(f"{what}: --build-context {named.name}=target:{named.value}: "
+                              f"stage {named.value!r} {where}", line, file)
+    return found
+
+
 def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str | None,
          build_platform: Platform, target_platform: Platform,
-         file: str = "Dockerfile") -> BuildPlan:
+         file: str = "Dockerfile",
+         contexts: Mapping[str, NamedContext] | None = None) -> BuildPlan:
     """Resolve stage references and prune the stages ``target`` (default: the last) does
-    not need."""
+    not need. A named context in ``contexts`` takes the place of a stage or an image of
+    its name."""
     if not dockerfile.stages:
         raise DockerfileError("the Dockerfile has no FROM instruction", None, file)
     escape = dockerfile.directives.escape
@@ -159,12 +177,21 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
         if not image:
             raise DockerfileError("FROM: the base image name expands to an empty string "
                                   f"({stage.from_.image!r})", line, file)
-        base_stage = None if image.isdigit() else find_stage(dockerfile, image, before=i)
+        named = lookup(contexts or {}, image)
+        base_context = None
+        if named is None:
+            base_stage = None if image.isdigit() else find_stage(dockerfile, image, before=i)
+        elif named.kind == "target":
+            base_stage = _context_stage(dockerfile, named, i, f"FROM {image}", line, file)
+        elif named.kind == "local":
+            base_stage, base_context = None, named.name
+        else:
+            base_stage, image = None, named.value
         platform = target_platform
         if stage.from_.platform:
             text = expand(stage.from_.platform, globals_, escape, line, file, "FROM --platform")
             try:
-                platform = parse_platform(text)
+                platform = normalize(parse_platform(text))
             except ValueError as exc:
                 raise DockerfileError(f"FROM --platform: {exc}", line, file) from None
         reads: set[int] = set()
@@ -178,7 +205,11 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
                     ref = expand(value, _stage_arg_scope(stage, globals_, build_args, escape,
                                                          file, ins),
                                  escape, ins.line, file, "RUN --mount from")
-                    if (idx := find_stage(dockerfile, ref, before=i)) is not None:
+                    if (named := lookup(contexts or {}, ref)) is not None:
+                        if named.kind == "target":
+                            reads.add(_context_stage(dockerfile, named, i,
+                                                     f"RUN --mount from={ref}", ins.line, file))
+                    elif (idx := find_stage(dockerfile, ref, before=i)) is not None:
                         reads.add(idx)
                     elif find_stage(dockerfile, ref) is not None:
                         raise DockerfileError(f"RUN --mount from={ref}: stage {ref!r} is "
@@ -186,7 +217,11 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
             if source is not None:
                 ref = expand(source, _stage_arg_scope(stage, globals_, build_args, escape, file,
                                                       ins), escape, ins.line, file, "--from")
-                if (idx := find_stage(dockerfile, ref, before=i)) is not None:
+                if (named := lookup(contexts or {}, ref)) is not None:
+                    if named.kind == "target":
+                        reads.add(_context_stage(dockerfile, named, i, f"COPY --from={ref}",
+                                                 ins.line, file))
+                elif (idx := find_stage(dockerfile, ref, before=i)) is not None:
                     reads.add(idx)
                 elif find_stage(dockerfile, ref, before=i + 1) == i:
                     raise DockerfileError(f"COPY --from={ref}: a stage cannot copy from "
@@ -196,8 +231,9 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
                                           "in the file; a stage can only copy from stages "
                                           "before it", ins.line, file)
         display = stage.name or f"stage-{i}"
-        plans[i] = StagePlan(i, stage, display, None if base_stage is not None else image,
-                             base_stage, platform, frozenset(reads))
+        plans[i] = StagePlan(i, stage, display,
+                             None if base_stage is not None or base_context else image,
+                             base_stage, platform, frozenset(reads), base_context)
     if target is None:
         target_index = len(dockerfile.stages) - 1
     else:
@@ -220,10 +256,11 @@ def plan(dockerfile: Dockerfile, *, build_args: Mapping[str, str], target: str |
 
 
 def unused_build_args(dockerfile: Dockerfile, build_args: Mapping[str, str]) -> list[str]:
-    """``--build-arg`` names no ARG declares (BuildKit warns about them)."""
+    """``--build-arg`` names no ARG declares (BuildKit warns about them; its own
+    ``BUILDKIT_*`` arguments aside)."""
     declared = declared_globals(dockerfile) | set(PROXY_ARGS)
     for stage in dockerfile.stages:
         for ins in stage.instructions:
             if isinstance(ins, Arg):
                 declared.update(d.name for d in ins.args)
-    return sorted(k for k in build_args if k not in declared)
+    return sorted(k for k in build_args if k not in declared and not k.startswith("BUILDKIT_"))

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
+from builder.buildcontexts import NamedContext, lookup
 from builder.entitlements import NETWORK_HOST, SECURITY_INSECURE, Entitlements
 from builder.errors import BuildError, DockerfileError, ImageNotFound
 from builder.fileops import CopySpec
@@ -71,14 +72,16 @@ class BaseImages(Protocol):
 def compile_graph(plan: BuildPlan, *, build_args: Mapping[str, str], network: str,
                   images: BaseImages, source_platform: Platform | None = None,
                   allow: Entitlements | None = None,
-                  extra_hosts: tuple[ExtraHost, ...] = ()) -> BuildGraph:
+                  extra_hosts: tuple[ExtraHost, ...] = (),
+                  contexts: Mapping[str, NamedContext] | None = None) -> BuildGraph:
     """The graph of ``plan``'s stages. ``network`` is the default RUN network; an image named
     by ``--from`` (not a stage) is read for ``source_platform`` (default: the first stage's
     platform). ``allow`` is what the build is entitled to (``RUN --network=host`` needs
-    ``network.host``; default: nothing); every RUN gets ``extra_hosts`` in its ``/etc/hosts``."""
+    ``network.host``; default: nothing); every RUN gets ``extra_hosts`` in its ``/etc/hosts``.
+    ``contexts`` are the named contexts (``--build-context``) the plan was made with."""
     first = next(iter(plan.stages.values())).platform
     compiler = _Compiler(plan, build_args, network, images, source_platform or first,
-                         allow or Entitlements(), extra_hosts)
+                         allow or Entitlements(), extra_hosts, contexts or {})
     for index in plan.stages:
         compiler.stages[index] = compiler.stage(plan.stages[index])
     return BuildGraph(dict(compiler.stages), plan.target, plan.file,
@@ -113,7 +116,8 @@ class _Stage:
 class _Compiler:
     def __init__(self, plan: BuildPlan, build_args: Mapping[str, str], network: str,
                  images: BaseImages, source_platform: Platform, allow: Entitlements,
-                 extra_hosts: tuple[ExtraHost, ...]) -> None:
+                 extra_hosts: tuple[ExtraHost, ...],
+                 contexts: Mapping[str, NamedContext]) -> None:
         self.plan = plan
         self.file = plan.file
         self.scope = Scope(plan.file, plan.dockerfile.directives.escape, build_args,
@@ -125,6 +129,7 @@ class _Compiler:
         self.stages: dict[int, StageGraph] = {}
         self.allow = allow
         self.extra_hosts = extra_hosts
+        self.contexts = contexts
 
     def fail(self, message: str, line: int | None) -> DockerfileError:
         return DockerfileError(message, line, self.file)
@@ -139,6 +144,10 @@ class _Compiler:
             config = StageConfig.start(base_image, self.build_args)
             config = replace(config, args=parent.config.args)  # a stage keeps its base's ARGs
             base_title = parent.display
+        elif plan.base_context is not None:
+            base, base_image = ScratchSource(plan.platform), None
+            config = StageConfig.start(None, self.build_args)
+            base_title = plan.base_context
         elif (plan.base_image or "scratch") == "scratch":
             base, base_image = ScratchSource(plan.platform), None
             config = StageConfig.start(None, self.build_args)
@@ -153,6 +162,12 @@ class _Compiler:
             config = StageConfig.start(base_image, self.build_args)
             base_title = ref
         cursor = _Stage(config, base, plan.platform)
+        if plan.base_context is not None:
+            cursor.root = CopyOp(base, ContextSource(plan.base_context), CopySpec(
+                sources=(".",), dest="/", instruction="FROM", line=line, file=self.file),
+                line=line)
+            cursor.steps.append(Step(line, "FROM", f"FROM {plan.base_context}", cursor.root,
+                                     f"FROM {plan.base_context} (context)"))
         for ins in (*self.triggers(config.triggers, line), *plan.stage.instructions):
             self.instruction(cursor, ins)
         return StageGraph(plan.index, plan.display, plan.platform, base, plan.base_stage,
@@ -197,7 +212,15 @@ class _Compiler:
         return self.scope.expand(s.config, word, line, what)
 
     def source(self, s: _Stage, name: str) -> Op:
-        """The filesystem ``--from=name`` / ``from=name`` reads: a stage's or an image's."""
+        """The filesystem ``--from=name`` / ``from=name`` reads: a named context's, a
+        stage's or an image's."""
+        named = lookup(self.contexts, name)
+        if named is not None:
+            if named.kind == "local":
+                return ContextSource(named.name)
+            if named.kind != "target":
+                return ImageSource(named.value, self.source_platform)
+            name = named.value
         index = find_stage(self.plan.dockerfile, name)
         if index is not None and index in self.stages:
             s.reads.add(index)
@@ -268,7 +291,7 @@ class _Compiler:
             add=isinstance(ins, Add),
             checksum=x(ins.checksum, "--checksum") if isinstance(ins, Add) and ins.checksum
             else None,
-            from_context=from_ is None,
+            from_context=from_ is None or _is_local(self.contexts, from_),
             heredocs=self.heredoc_files(s, ins.heredocs),
             instruction=keyword, line=ins.line, file=self.file,
         )
@@ -296,6 +319,11 @@ class _Compiler:
         escape = self.scope.escape
         return tuple((h.name, (expand_heredoc(h.content, env, escape) if h.expand
                                else h.content).encode()) for h in docs)
+
+
+def _is_local(contexts: Mapping[str, NamedContext], name: str) -> bool:
+    named = lookup(contexts, name)
+    return named is not None and named.kind == "local"
 
 
 def _numeric_owner(chown: str | None) -> bool:

@@ -1,7 +1,8 @@
 """Typed ``RUN --mount`` values and their one parser.
 
 :func:`parse_mount` turns the (expanded) value of one ``--mount`` flag into a
-:class:`CacheMount`, :class:`BindSpec`, :class:`TmpfsSpec` or :class:`SecretSpec`, as BuildKit's
+:class:`CacheMount`, :class:`BindSpec`, :class:`TmpfsSpec`, :class:`SecretSpec` or
+:class:`SshSpec`, as BuildKit's
 Dockerfile frontend reads it. The graph compiler calls it while it compiles a RUN, so a bad
 mount is reported with its Dockerfile line before anything runs; :func:`mount_option` reads one
 option with the same tokenizer (the planner uses it to find ``from=`` stage references).
@@ -88,9 +89,25 @@ class SecretSpec:
             object.__setattr__(self, "target", "/run/secrets/" + posixpath.basename(self.id))
 
 
-RunMount = CacheMount | BindSpec | TmpfsSpec | SecretSpec
+@dataclass(frozen=True)
+class SshSpec:
+    """``type=ssh``: the SSH agent (or keys) given to the build as ``--ssh id`` as a socket
+    at ``target`` (``/run/buildkit/ssh_agent.N`` when None, N counting the step's ssh
+    mounts), owned by ``uid``:``gid`` with ``mode``. The first one of a step is also
+    ``SSH_AUTH_SOCK``. An agent not given to the build is an error unless the mount says
+    ``required=false`` (None: not said), which leaves the mount out."""
 
-_TYPES = ("bind", "cache", "tmpfs", "secret")
+    id: str = "default"
+    target: str | None = None
+    required: bool | None = None
+    mode: int = 0o600
+    uid: int = 0
+    gid: int = 0
+
+
+RunMount = CacheMount | BindSpec | TmpfsSpec | SecretSpec | SshSpec
+
+_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 _ALIASES = {
     "type": "type", "from": "from", "source": "source", "src": "source", "target": "target",
     "dst": "target", "destination": "target", "readonly": "readonly", "ro": "readonly",
@@ -105,6 +122,7 @@ _ALLOWED = {
     "cache": {"target", "source", "from", "id", "sharing", "mode", "uid", "gid"},
     "tmpfs": {"target", "size"},
     "secret": {"target", "source", "id", "env", "required", "mode", "uid", "gid"},
+    "ssh": {"target", "id", "required", "mode", "uid", "gid"},
 }
 _FLAGS = {"readonly": "true", "readwrite": "true", "required": "true"}
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
@@ -168,8 +186,6 @@ def parse_mount(text: str, *, line: int | None, file: str = "Dockerfile",
         options[name] = value
         keys[name] = key
     kind = options.pop("type", "bind").lower()
-    if kind == "ssh":
-        raise fail("ssh mounts are not supported")
     if kind not in _TYPES:
         raise fail(f"unknown mount type {kind!r} (expected one of {', '.join(_TYPES)})")
     for name in options:
@@ -179,6 +195,10 @@ def parse_mount(text: str, *, line: int | None, file: str = "Dockerfile",
     target = value_of.target(workdir)
     if kind == "secret":
         return _secret_spec(options, value_of, target, fail)
+    if kind == "ssh":
+        required = value_of.boolean("required", False) if "required" in options else None
+        return SshSpec(options.get("id") or "default", target, required, value_of.mode(0o600),
+                       value_of.number("uid"), value_of.number("gid"))
     if target is None:
         raise fail("a target is required")
     from_ = options.get("from") or None

@@ -81,12 +81,21 @@ class BuildGraph:
     target: int
     file: str = "Dockerfile"
     multi: bool = False
+    stride: int = 0
+    """In the merged graph of a multi-platform build, how far apart the platforms' stage
+    numbers are (a stage's number in its Dockerfile is its index modulo the stride)."""
 
     def ops(self) -> list[Op]:
         """Every op of the build, each once, inputs first."""
         return walk(tuple(step.op for stage in self.stages.values() for step in stage.steps
                           if step.op is not None) +
                     tuple(stage.base for stage in self.stages.values()))
+
+    def target_of(self, index: int) -> int:
+        """The target stage of the platform stage ``index`` belongs to (see ``stride``)."""
+        if not self.stride:
+            return self.target
+        return index - index % self.stride + self.target % self.stride
 
     def base_chain(self, index: int) -> set[int]:
         """Stage ``index`` and the stages it is built FROM (what cache mode=min exports)."""

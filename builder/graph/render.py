@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from builder.frontend.convert import platform_string
-from builder.graph.mounts import BindSpec, CacheMount, RunMount, SecretSpec, TmpfsSpec
+from builder.graph.mounts import BindSpec, CacheMount, RunMount, SecretSpec, SshSpec, TmpfsSpec
 from builder.graph.ops import (
     ContextSource,
     CopyOp,
@@ -46,6 +46,10 @@ def _mount(m: ExecMount) -> str:
                 + (" ro" if spec.readonly else ""))
     if isinstance(spec, TmpfsSpec):
         return f"tmpfs {spec.target}" + (f" size={spec.size}" if spec.size else "")
+    if isinstance(spec, SshSpec):
+        required = "" if spec.required is None else f" required={str(spec.required).lower()}"
+        return (f"ssh id={spec.id} target={spec.target or '(default)'}{required} "
+                f"mode={spec.mode:o} uid={spec.uid} gid={spec.gid}")
     assert isinstance(spec, SecretSpec)
     where = "".join(f" {k}={v}" for k, v in (("target", spec.target), ("env", spec.env)) if v)
     return (f"secret id={spec.id}{where} required={str(spec.required).lower()} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Protocol
 
 from builder.errors import ImageNotFound
@@ -13,7 +14,8 @@ from layerstore.errors import InvalidArgument, LayerstoreError, NotFound
 from layerstore.oci import Descriptor, Image, Index, MediaType, Platform
 from layerstore.walk import load_manifest
 
-__all__ = ["ImageNotFound", "ImageResolver", "LocalImages", "ResolvedImages", "pick_platform"]
+__all__ = ["ImageNotFound", "ImageResolver", "LocalImages", "ResolvedImages", "layout_image",
+           "pick_platform"]
 
 
 class ImageResolver(Protocol):
@@ -125,3 +127,41 @@ def _sniff_media_type(raw: bytes) -> str:
     if isinstance(doc, dict) and "manifests" in doc:
         return MediaType.OCI_INDEX
     return MediaType.OCI_MANIFEST
+
+
+def layout_image(store: BuildStore, ref: str, platform: Platform) -> StoredImage:
+    """The image an ``oci-layout://DIR[:TAG][@DIGEST]`` reference names (the layout's only
+    image when it names neither), its blobs verified into the store, for ``platform``
+    when it is an index."""
+    import tempfile
+
+    from builder.buildcontexts import split_oci_layout
+    from layerstore.content.copy import copy_blob
+    from layerstore.content.local import LocalStore
+    from layerstore.layout import entries
+    from layerstore.walk import reachable
+
+    directory, tag, digest = split_oci_layout(ref)
+    try:
+        listed = entries(directory)
+        if digest is not None:
+            chosen = [e for e in listed if str(e.descriptor.digest) == digest]
+        elif tag is not None:
+            chosen = [e for e in listed if e.ref_name == tag]
+        else:
+            chosen = listed
+            if len(listed) > 1:
+                raise ImageNotFound(f"{ref}: the layout holds {len(listed)} images; name one "
+                                    "with :TAG or @DIGEST")
+        if not chosen:
+            raise ImageNotFound(f"{ref}: the layout has no such image")
+        desc = chosen[0].descriptor
+        with tempfile.TemporaryDirectory(prefix="layout-", dir=store.tmp) as tmp:
+            source = LocalStore(directory, ingest_root=Path(tmp))
+            for blob in reachable(source, desc):
+                if not store.content.exists(blob.digest):
+                    copy_blob(source, store.content, blob)
+        plain = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
+        return load_image(store.content, pick_platform(store, plain, platform, ref))
+    except LayerstoreError as exc:
+        raise ImageNotFound(f"{ref}: {exc}") from None

@@ -8,7 +8,7 @@ sources), so the same op on the same inputs is the same key on any machine.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from builder.graph.ops import ContextSource, CopyOp, Exec, FsOp
 from builder.remotecache import CachedStep, CacheSource
 from builder.solver.cache import CacheRecord, cache_key
 from builder.solver.contenthash import sources_digest
+from builder.solver.contexts import NamedRoots, context_root
 from builder.solver.results import OpResult
 from builder.store import BuildStore, snapshot_exists, unpack_layers
 
@@ -31,6 +32,7 @@ class OpCache:
     ignore: DockerIgnore
     file: str
     remote: tuple[CacheSource, ...] = ()
+    named: NamedRoots = field(default_factory=dict)
 
     def key(self, op: FsOp, inputs: Sequence[OpResult]) -> str:
         """The cache key of ``op`` reading ``inputs`` (in ``op.inputs()`` order)."""
@@ -40,17 +42,24 @@ class OpCache:
             local = [s for s in op.spec.sources if s not in names
                      and not s.startswith(("http://", "https://"))]
             if local:
+                root, ignore = context_root(self.context, self.ignore, self.named, op.source)
                 material["content"] = sources_digest(
-                    self.context, local, ignore=self.ignore, context=True, line=op.line,
-                    file=self.file, instruction="ADD" if op.spec.add else "COPY")
+                    root, local, ignore=ignore, context=True, line=op.line,
+                    file=self.file, instruction=op.spec.instruction)
         elif isinstance(op, Exec):
             material["content"] = [
-                sources_digest(self.context, [m.spec.source or "."], ignore=self.ignore,
-                               context=True, line=op.line, file=self.file,
-                               instruction="RUN --mount")
+                self._bind_digest(m.source, m.spec.source or ".", op.line)
                 for m in op.mounts
                 if isinstance(m.spec, BindSpec) and isinstance(m.source, ContextSource)]
         return cache_key(inputs[0].key, material)
+
+    def _bind_digest(self, source: ContextSource, path: str, line: int) -> str:
+        """The hash of what a bind mount of ``path`` in ``source`` shows: the build context
+        with its ignore rules applied, a named local context as it is."""
+        root, ignore = context_root(self.context, self.ignore, self.named, source)
+        return sources_digest(root, [path], context=True, line=line, file=self.file,
+                              instruction="RUN --mount",
+                              ignore=ignore if source.name == ContextSource().name else None)
 
     def local(self, key: str, base: OpResult) -> OpResult | None:
         """The result a step with ``key`` left in this store, if its snapshot and layer blob

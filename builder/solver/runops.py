@@ -23,6 +23,8 @@ from builder.graph.mounts import BindSpec, CacheMount
 from builder.graph.ops import ContextSource, CopyOp, Exec, FsOp, MkdirOp, Op
 from builder.limits import Limits
 from builder.runmounts import SecretSource, run_mounts
+from builder.solver.contexts import NamedRoots, context_root
+from builder.sshforward import SshAgents
 
 #: Makes the executor of one RUN: its output goes to the first argument, and it stops
 #: when the event is set.
@@ -35,7 +37,8 @@ Views = Callable[[Op], AbstractContextManager[Path]]
 class Workspace:
     """What running ops needs from outside the graph: the build context and its
     ``.dockerignore``, a scratch directory, the cache-mount root, the secrets, how to
-    make an executor, and the resource limits of every RUN."""
+    make an executor, the resource limits of every RUN, the named local contexts, the
+    build's SSH agents and what fills a new cache mount from an imported cache."""
 
     context: Path
     ignore: DockerIgnore
@@ -46,6 +49,13 @@ class Workspace:
     executor: ExecutorFactory
     cancel: threading.Event
     limits: Limits = field(default_factory=Limits)
+    named: NamedRoots = field(default_factory=dict)
+    ssh: SshAgents | None = None
+    restore: Callable[[str, Path], None] | None = None
+
+    def root(self, source: ContextSource) -> tuple[Path, DockerIgnore]:
+        """The directory and ignore rules of the build context or a named local one."""
+        return context_root(self.context, self.ignore, self.named, source)
 
 
 def run_op(ws: Workspace, op: FsOp, rootfs: Path, views: Views, command: str,
@@ -55,17 +65,25 @@ def run_op(ws: Workspace, op: FsOp, rootfs: Path, views: Views, command: str,
     if isinstance(op, Exec):
         _exec(ws, op, rootfs, views, command, output)
     elif isinstance(op, CopyOp):
-        source: AbstractContextManager[Path] = (
-            nullcontext(ws.context) if isinstance(op.source, ContextSource)
-            else views(op.source))
+        ignore = None
+        source: AbstractContextManager[Path]
+        if isinstance(op.source, ContextSource):
+            directory, ignore = ws.root(op.source)
+            source = nullcontext(directory)
+        else:
+            source = views(op.source)
         with source as root:
-            copy_into(op.spec, root, rootfs,
-                      ignore=ws.ignore if isinstance(op.source, ContextSource) else None,
-                      scratch=ws.scratch)
+            copy_into(op.spec, root, rootfs, ignore=ignore, scratch=ws.scratch)
     elif isinstance(op, MkdirOp):
         _mkdir(ws, op, rootfs)
     else:
         raise TypeError(f"{type(op).__name__} is not run on a root filesystem")
+
+
+def _view(ws: Workspace, views: Views, source: Op) -> AbstractContextManager[Path]:
+    if isinstance(source, ContextSource):
+        return nullcontext(ws.root(source)[0])
+    return views(source)
 
 
 def user_ids(rootfs: Path, user: str, line: int, file: str) -> ResolvedUser:
@@ -112,7 +130,8 @@ def _exec(ws: Workspace, op: Exec, rootfs: Path, views: Views, command: str,
             scripts.append(BindMount(str(path), script.target))
         with run_mounts([m.spec for m in op.mounts], cache_root=ws.cache_mounts,
                         scratch=ws.scratch, context=ws.context,
-                        sources=lambda name: views(by_name[name]), secrets=ws.secrets,
+                        sources=lambda name: _view(ws, views, by_name[name]),
+                        secrets=ws.secrets, ssh=ws.ssh, restore=ws.restore,
                         line=op.line, file=ws.file, ignore=ws.ignore) as plan:
             spec = RunSpec(args=op.args, env=op.env + plan.env, cwd=op.cwd,
                            user=f"{ids.uid}:{ids.gid}", groups=ids.process_groups,

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar, cast
 
+from builder.cachemounts import restorer
 from builder.errors import BuildError, DockerfileError, ExecError, ImageNotFound
 from builder.frontend.convert import platform_string
 from builder.frontend.dockerignore import DockerIgnore
@@ -36,11 +37,13 @@ from builder.options import BuildOptions
 from builder.progress import Progress, Vertex
 from builder.remotecache import CachedStep, CacheSource, StepLog
 from builder.solver.cache import CacheRecord, cache_key
+from builder.solver.contexts import named_roots
 from builder.solver.images import ResolvedImages
 from builder.solver.opcache import OpCache
 from builder.solver.results import OpResult, StageResult
 from builder.solver.runops import ExecutorFactory, Workspace, run_op
 from builder.solver.steps import commit_change
+from builder.sshforward import SshAgents
 from builder.store import BuildStore, unpack_layers, view_of
 from layerstore.assembly import timestamp
 from layerstore.layerblob import Layer
@@ -75,10 +78,13 @@ class Solver:
         self.images = images
         self.cancel = threading.Event()
         self.steplog = StepLog()
+        named = named_roots(options.build_contexts)
         self.workspace = Workspace(options.context, ignore, scratch, store.cache_mounts,
                                    dict(options.secrets), graph.file, executor, self.cancel,
-                                   options.limits)
-        self.cache = OpCache(store, options.context, ignore, graph.file, remote)
+                                   options.limits, named,
+                                   SshAgents(dict(options.ssh)) if options.ssh else None,
+                                   restorer(store, remote, self._note))
+        self.cache = OpCache(store, options.context, ignore, graph.file, remote, named)
         self.stages: dict[int, Future[StageResult]] = {}
         self._ops: dict[str, Future[OpResult]] = {}
         self._ops_changed = threading.Condition()
@@ -88,6 +94,9 @@ class Solver:
                 if step.op is not None:
                     self._owner.setdefault(step.op.digest, index)
 
+    def _note(self, message: str) -> None:
+        self.progress.vertex(f"[internal] {message}").done()
+
     def created(self) -> str:
         """The timestamp for history entries and the image."""
         epoch = self.options.source_date_epoch
@@ -96,6 +105,13 @@ class Solver:
     def solve(self) -> StageResult:
         """Build every stage of the graph; the first failure cancels the rest and is
         raised."""
+        try:
+            return self._solve()
+        finally:
+            if self.workspace.ssh is not None:
+                self.workspace.ssh.close()
+
+    def _solve(self) -> StageResult:
         with ThreadPoolExecutor(max_workers=len(self.graph.stages) + 1,
                                 thread_name_prefix="stage") as pool:
             for index, stage in self.graph.stages.items():
@@ -136,11 +152,14 @@ class Solver:
     def _use_cache(self, stage: StageGraph) -> bool:
         if self.options.no_cache:
             return False
-        return not {stage.display, str(stage.index)} & set(self.options.no_cache_filter)
+        number = stage.index % self.graph.stride if self.graph.stride else stage.index
+        return not {stage.display, str(number)} & set(self.options.no_cache_filter)
 
     def _stage(self, stage: StageGraph) -> StageResult:
         total = sum(1 for s in stage.steps if s.op is not None) + 1
         label = f"{stage.display} " if self.graph.multi or stage.named else ""
+        if self.graph.stride:
+            label = f"{self._platform_label(stage)} {label}"
         vertex = self.progress.vertex(f"[{label}1/{total}] {stage.base_title}")
         try:
             if stage.base_stage is not None:
@@ -178,6 +197,16 @@ class Solver:
                                         stage.index))
         return StageResult(stage, key, current.layers, current.chain, tuple(history),
                            inherited)
+
+    def _platform_label(self, stage: StageGraph) -> str:
+        """``linux/arm64``, or ``linux/amd64->arm64`` for a stage of the arm64 build that runs
+        on another platform (``FROM --platform=$BUILDPLATFORM``), as BuildKit shows them."""
+        owner = self.graph.stages.get(self.graph.target_of(stage.index))
+        target = owner.platform if owner is not None else stage.platform
+        if stage.platform == target:
+            return platform_string(target)
+        return f"{platform_string(stage.platform)}->{target.architecture}" + (
+            f"/{target.variant}" if target.variant else "")
 
     def _step(self, stage: StageGraph, step: Step, op: FsOp, vertex: Vertex,
               use: bool) -> OpResult:

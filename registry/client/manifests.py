@@ -158,6 +158,15 @@ def put_manifest(transport: Transport, repository: str, reference: str, media_ty
                  raw: bytes, *, what: str) -> Digest:
     """PUT a manifest under a tag or digest; the digest the registry reports (ours when it
     reports none)."""
+    return put_manifest_answer(transport, repository, reference, media_type, raw,
+                               what=what)[0]
+
+
+def put_manifest_answer(transport: Transport, repository: str, reference: str,
+                        media_type: str, raw: bytes, *, what: str
+                        ) -> tuple[Digest, httpx.Headers]:
+    """:func:`put_manifest`, also returning the response headers (a registry that
+    implements the referrers API answers a manifest with a ``subject`` with ``OCI-Subject``)."""
     response = transport.request(
         "PUT", f"/v2/{repository}/manifests/{reference}", what=what,
         scopes=(repository_scope(repository, "pull", "push"),),
@@ -171,8 +180,8 @@ def put_manifest(transport: Transport, repository: str, reference: str, media_ty
                              f"{reported}, but its bytes hash to {ours}",
                              registry=transport.registry, digest=str(ours),
                              repository=repository)
-    return ours
+    return ours, response.headers
 
 
 __all__ = ["ACCEPT", "FetchedManifest", "fetch_manifest", "platform_matches",
-           "put_manifest", "select_platform"]
+           "put_manifest", "put_manifest_answer", "select_platform"]

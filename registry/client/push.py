@@ -15,16 +15,17 @@ from collections.abc import Sequence
 from layerstore.content.store import ContentStore
 from layerstore.digest import Digest
 from layerstore.errors import LayerstoreError
-from layerstore.oci import Descriptor, Index, Manifest, MediaType
+from layerstore.oci import Descriptor, Index, Manifest, MediaType, parse_manifest_or_index
 from layerstore.walk import load_manifest, read_small
 from registry.client.auth import merge_scopes, repository_scope
 from registry.client.catalog import head_manifest
 from registry.client.credentials import CredentialSource
 from registry.client.errors import ClientError, DigestMismatch, NotFound
-from registry.client.manifests import put_manifest
+from registry.client.manifests import put_manifest_answer
 from registry.client.parallel import Job, run_all
 from registry.client.progress import ProgressCallback
 from registry.client.reference import Reference, parse_reference
+from registry.client.referrers import list_in_fallback, referrer_descriptor
 from registry.client.settings import ClientSettings
 from registry.client.transport import Transport
 from registry.client.upload import upload_blob
@@ -123,14 +124,28 @@ def push_with(transport: Transport, store: ContentStore, manifest: Descriptor,
     run_all([job(desc) for desc in blobs], transport.settings.max_concurrency)
     *children, (top, raw) = plan.manifests
     for desc, child_raw in children:
-        put_manifest(transport, repository, str(desc.digest), desc.media_type, child_raw,
-                     what=f"{ref.name}@{desc.digest}")
+        _put(transport, repository, str(desc.digest), desc, child_raw,
+             f"{ref.name}@{desc.digest}")
     if ref.tag is not None:
         reference, what = ref.tag, f"{ref.name}:{ref.tag}"
     else:
         reference, what = str(top.digest), f"{ref.name}@{top.digest}"
-    put_manifest(transport, repository, reference, top.media_type, raw, what=what)
+    _put(transport, repository, reference, top, raw, what)
     return top.digest
+
+
+def _put(transport: Transport, repository: str, reference: str, desc: Descriptor,
+         raw: bytes, what: str) -> None:
+    """PUT one manifest; one with a ``subject`` is also listed in the fallback referrers
+    list when the registry does not answer that it tracks referrers itself."""
+    _, headers = put_manifest_answer(transport, repository, reference, desc.media_type, raw,
+                                     what=what)
+    if b'"subject"' not in raw or "oci-subject" in headers:
+        return
+    document = parse_manifest_or_index(raw, what)
+    if document.subject is not None:
+        list_in_fallback(transport, repository, document.subject.digest,
+                         referrer_descriptor(desc, document))
 
 
 def push(store: ContentStore, manifest: Descriptor, ref: Reference | str,

@@ -23,18 +23,18 @@ NO_RUN = "FROM busybox\nENV A=1\n"
 
 
 @pytest.mark.parametrize(("platform", "message"), [
-    ("linux/arm64", "--platform linux/arm64: cannot build for linux/arm64 on this linux/"),
+    ("linux/sparc", "--platform linux/sparc: cannot build for linux/sparc: unknown "
+     "architecture 'sparc'"),
     ("windows/amd64", "--platform windows/amd64: cannot build for windows/amd64"),
-    ("linux/amd64,linux/arm64", "--platform linux/amd64,linux/arm64: building for several "
-     "platforms at once is not supported"),
+    ("linux/amd64,linux/bogus", "--platform linux/bogus: cannot build for linux/bogus: "
+     "unknown architecture 'bogus'"),
+    ("linux/amd64,,linux/arm64", "--platform linux/amd64,,linux/arm64: invalid platform "
+     "'linux/amd64,,linux/arm64': an empty entry"),
     ("linux", "--platform linux: invalid platform 'linux'"),
 ])
 def test_a_platform_we_cannot_build_is_refused(store_root: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str],
                                                platform: str, message: str) -> None:
-    if host_architecture() == "arm64":
-        platform = platform.replace("arm64", "s390x")
-        message = message.replace("arm64", "s390x")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     assert build(store_root, ctx, NO_RUN, "--platform", platform, "-t", "plat:1") == 1

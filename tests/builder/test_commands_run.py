@@ -60,7 +60,7 @@ def test_run_uses_the_image_command_and_leaves_nothing(root: Path,
 
 @pytest.mark.parametrize(("script", "code"), [("exit 3", 3), ("kill -9 $$", 137), ("true", 0)])
 def test_run_exit_status_is_pybuilds(root: Path, script: str, code: int) -> None:
-    assert pybuild(root, "run", BASE, "sh", "-c", script) == code
+    assert pybuild(root, "run", "--rm", BASE, "sh", "-c", script) == code
     assert mounts_of(root) == []
     assert all(kind is Kind.COMMITTED for kind in snapshots(root).values())
 
@@ -90,9 +90,9 @@ def test_run_network_none_and_writes_are_thrown_away(root: Path,
 
 
 def test_run_errors(root: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    assert pybuild(root, "run", BASE, "no-such-command") == 127
+    assert pybuild(root, "run", "--rm", BASE, "no-such-command") == 127
     assert "no-such-command" in capfd.readouterr().out
-    assert pybuild(root, "run", "-u", "nobody-here", BASE, "true") == 1
+    assert pybuild(root, "run", "--rm", "-u", "nobody-here", BASE, "true") == 1
     assert capfd.readouterr().err == (
         "error: unable to find user nobody-here: no matching entries in passwd file\n")
     assert pybuild(root, "run", "--entrypoint", "", BASE) == 1

@@ -24,6 +24,7 @@ from builder.runmounts import (
     RunMount,
     SecretSource,
     SecretSpec,
+    SshSpec,
     TmpfsSpec,
     parse_mount,
     parse_secret_flag,
@@ -53,6 +54,10 @@ PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
     ("type=tmpfs,target=/tmp,size=1.5GiB", TmpfsSpec("/tmp", 3 << 29)),
     ("type=tmpfs,target=/tmp,size=4096", TmpfsSpec("/tmp", 4096)),
     ("type=secret,id=tok", SecretSpec("tok", "/run/secrets/tok")),
+    ("type=ssh", SshSpec()),
+    ("type=ssh,id=deploy,target=a.sock,required,mode=0660,uid=7,gid=8",
+     SshSpec("deploy", "/a.sock", True, 0o660, 7, 8)),
+    ("type=ssh,required=false", SshSpec(required=False)),
     ("type=secret,id=tok,env=TOKEN", SecretSpec("tok", None, "TOKEN")),
     ("type=secret,id=tok,env=TOKEN,target=/t", SecretSpec("tok", "/t", "TOKEN")),
     ("type=secret,target=/etc/npm/token", SecretSpec("token", "/etc/npm/token")),
@@ -79,8 +84,8 @@ def test_relative_target_is_under_the_workdir() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("type=ssh", "ssh mounts are not supported"),
-    ("type=ssh,id=default", "ssh mounts are not supported"),
+    ("type=ssh,source=x", "option 'source' is not valid for ssh mounts"),
+    ("type=ssh,mode=999", "invalid value '999' for mode"),
     ("type=volume,target=/x", "unknown mount type 'volume'"),
     ("type=cache", "a target is required"),
     ("source=x", "a target is required"),
