@@ -7,7 +7,7 @@ uploaded otherwise), then the manifests, children before the index that lists th
 top one under its tag last. The referrers of every copied manifest (signatures, SBOMs …)
 follow, found through the referrers API or, on a registry without it, the
 ``sha256-<hex>`` tag of the OCI fallback scheme, which is kept up to date on a destination
-without the API in the same way.
+without the API in the same way (:mod:`registry.client.referrers`).
 
 Blobs go through a spool, a content store of the replicator's own: a download broken off
 (by a dead connection or a killed process) resumes from what the spool holds, and a blob is
@@ -17,7 +17,6 @@ removed from the spool once the destination has it. Nothing is held whole in mem
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -31,24 +30,20 @@ from registry.client.auth import repository_scope
 from registry.client.catalog import head_manifest
 from registry.client.download import download_blob
 from registry.client.errors import NotFound
-from registry.client.manifests import FetchedManifest, fetch_manifest
+from registry.client.manifests import FetchedManifest, fetch_manifest, put_manifest_answer
 from registry.client.parallel import Job, run_all
 from registry.client.progress import EXISTS, MOUNTED
 from registry.client.reference import Reference
+from registry.client.referrers import list_in_fallback, list_referrers, referrer_descriptor
 from registry.client.transport import Transport
 from registry.client.upload import upload_blob
 
-__all__ = ["FALLBACK_TAG", "Copier", "Tally", "fallback_tag"]
+__all__ = ["FALLBACK_TAG", "Copier", "Tally"]
 
 FALLBACK_TAG = re.compile(r"^sha(256|512)-[0-9a-f]{64,128}$")
 """Tags of the referrers fallback scheme: copied as referrers, not as tags."""
 _SUBJECT_HEADER = "oci-subject"
 _MAX_DEPTH = 8
-
-
-def fallback_tag(digest: Digest) -> str:
-    """The tag the OCI referrers fallback scheme keeps ``digest``'s referrers under."""
-    return f"{digest.algorithm}-{digest.hex}"
 
 
 @dataclass
@@ -135,71 +130,24 @@ class Copier:
         self._copy_document(repository, fetched, depth)
 
     def _put(self, repository: str, reference: str, fetched: FetchedManifest) -> None:
-        response = self.destination.request(
-            "PUT", f"/v2/{repository}/manifests/{reference}",
-            what=f"{repository}:{reference}" if not _is_digest(reference)
-            else f"{repository}@{reference}",
-            scopes=(repository_scope(repository, "pull", "push"),),
-            headers={"Content-Type": fetched.descriptor.media_type}, body=fetched.raw,
-            ok=(200, 201, 202))
+        what = (f"{repository}@{reference}" if _is_digest(reference)
+                else f"{repository}:{reference}")
+        _, headers = put_manifest_answer(self.destination, repository, reference,
+                                         fetched.descriptor.media_type, fetched.raw,
+                                         what=what)
         if not _is_digest(reference):
             return
         self.tally.add(manifests=1)
         subject = fetched.document.subject
-        if subject is not None and not response.headers.get(
-                _SUBJECT_HEADER):
-            self._add_to_fallback(repository, subject.digest, fetched)
+        if subject is not None and _SUBJECT_HEADER not in headers:
+            list_in_fallback(self.destination, repository, subject.digest,
+                             referrer_descriptor(fetched.descriptor, fetched.document))
 
     # -- referrers ---------------------------------------------------------------------------
 
     def _referrers(self, repository: str, digest: Digest) -> list[Descriptor]:
         """The referrers of ``digest`` on the source: the API, else the fallback tag."""
-        scopes = (repository_scope(repository, "pull"),)
-        response = self.source.request(
-            "GET", f"/v2/{repository}/referrers/{digest}", what=f"referrers of {digest}",
-            scopes=scopes, ok=(200, 404, 400, 405))
-        content_type = response.headers.get("content-type", "").split(";")[0].strip()
-        if response.status_code == 200 and content_type == MediaType.OCI_INDEX:
-            return _index_entries(response.content)
-        try:
-            fetched = fetch_manifest(self.source, repository, fallback_tag(digest),
-                                     what=f"referrers tag of {digest}")
-        except NotFound:
-            return []
-        document = fetched.document
-        return list(document.manifests) if isinstance(document, Index) else []
-
-    def _add_to_fallback(self, repository: str, subject: Digest,
-                         fetched: FetchedManifest) -> None:
-        """List ``fetched`` in the destination's fallback index of ``subject``."""
-        tag = fallback_tag(subject)
-        entries: list[dict[str, object]] = []
-        try:
-            current = fetch_manifest(self.destination, repository, tag,
-                                     what=f"{repository}:{tag}")
-            doc = json.loads(current.raw)
-            entries = [e for e in doc.get("manifests", []) if isinstance(e, dict)]
-        except NotFound:
-            pass
-        digest = str(fetched.descriptor.digest)
-        if any(e.get("digest") == digest for e in entries):
-            return
-        document = fetched.document
-        entry: dict[str, object] = {"mediaType": fetched.descriptor.media_type,
-                                    "digest": digest, "size": len(fetched.raw)}
-        artifact_type = document.artifact_type
-        if artifact_type is None and isinstance(document, Manifest):
-            artifact_type = document.config.media_type
-        if artifact_type:
-            entry["artifactType"] = artifact_type
-        if document.annotations:
-            entry["annotations"] = dict(document.annotations)
-        body = json.dumps({"schemaVersion": 2, "mediaType": MediaType.OCI_INDEX,
-                           "manifests": [*entries, entry]}).encode()
-        self.destination.request(
-            "PUT", f"/v2/{repository}/manifests/{tag}", what=f"{repository}:{tag}",
-            scopes=(repository_scope(repository, "pull", "push"),),
-            headers={"Content-Type": MediaType.OCI_INDEX}, body=body, ok=(200, 201, 202))
+        return list_referrers(self.source, repository, digest)
 
     # -- blobs ---------------------------------------------------------------------------------
 
@@ -253,12 +201,3 @@ class Copier:
 
 def _is_digest(reference: str) -> bool:
     return ":" in reference
-
-
-def _index_entries(raw: bytes) -> list[Descriptor]:
-    try:
-        doc = json.loads(raw)
-        return [Descriptor.from_dict(e) for e in doc.get("manifests", [])
-                if isinstance(e, dict)]
-    except (ValueError, TypeError, AttributeError, LayerstoreError):
-        return []
