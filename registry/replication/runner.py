@@ -12,6 +12,7 @@ arrived and does not send it again, and resumes blob downloads from the spool.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -301,6 +302,9 @@ def _run(rule: Rule, settings: Settings, store: ReplicationStore, endpoints: End
         raise
     else:
         recorder.finish(SUCCEEDED, "")
+        # What a finished run leaves in the spool (downloads cut off in an earlier run of
+        # blobs the destination has since got) is of no more use.
+        shutil.rmtree(settings.root / SPOOL / rule.name, ignore_errors=True)
     finally:
         store.release(rule.name)
     events.finished(settings, rule, recorder.run)

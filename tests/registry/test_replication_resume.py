@@ -86,3 +86,4 @@ def test_killed_run_resumes_without_resending(
         metrics = a.get("/metrics").text
         assert 'registry_replication_runs_total{rule="big",state="interrupted"} 1' in metrics
         assert far.root is not None and not (far.root / "replication.db").exists()
+        assert not (cli.root / "replication" / "spool" / "big").exists()
