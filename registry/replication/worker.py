@@ -82,11 +82,12 @@ class ReplicationWorker:
         self._wake.set()
 
     def close(self) -> None:
-        """Stop after the run in progress."""
+        """Stop (waiting a few seconds for a run in progress to end)."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
-            self._thread.join(60)
+            # A run in progress does not hold up the shutdown: the next run takes it over.
+            self._thread.join(5)
         if self._store is not None:
             self._store.close()
 
