@@ -88,7 +88,7 @@ class ReplicationWorker:
         if self._thread.is_alive():
             # A run in progress does not hold up the shutdown: the next run takes it over.
             self._thread.join(5)
-        if self._store is not None:
+        if self._store is not None and not self._thread.is_alive():
             self._store.close()
 
     @property
