@@ -266,7 +266,7 @@ def test_triggers_audit_and_metrics(world: dict[str, object]) -> None:
         assert {"replication.add", "replication.start", "replication.run"} <= actions
         metrics = a.get("/metrics").text
         assert 'registry_replication_runs_total{rule="hooked",state="succeeded"}' in metrics
-        assert 'registry_replication_blobs_total{rule="to-far"}' in metrics
+        assert 'registry_replication_blobs_total{rule="hooked"}' in metrics
         source.cli("remove", "timed")
         source.cli("remove", "hooked")
 
