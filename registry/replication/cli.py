@@ -213,8 +213,8 @@ def _execute(settings: Settings, args: argparse.Namespace, store: ReplicationSto
     if args.json:
         _print([run_dict(r) for r in runs])
         return 0
-    for r in runs:
-        print(f"{iso(r.started_at)}\t{r.trigger}\t{_summary(r)}")
+    for past in runs:
+        print(f"{iso(past.started_at)}\t{past.trigger}\t{_summary(past)}")
     return 0
 
 
