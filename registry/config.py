@@ -123,6 +123,13 @@ class Settings:
     audit_max_age: int = 0
     webhook_max_attempts: int = 8
     webhook_retry_seconds: int = 10
+    # Mirror mode (registry.proxy): a read-through cache of the registry at ``proxy_remote``
+    # (credentials ``proxy_username``/``proxy_password``); tags revalidated after
+    # ``proxy_ttl`` seconds.
+    proxy_remote: str = ""
+    proxy_username: str = ""
+    proxy_password: str = dataclasses.field(default="", repr=False)
+    proxy_ttl: int = 300
 
     def __post_init__(self) -> None:
         check_scaleout(self)
@@ -150,6 +157,7 @@ class Settings:
         _check_limits(self)
         _check_storage(self)
         _check_audit(self)
+        _check_proxy(self)
 
     @property
     def tls_enabled(self) -> bool:
@@ -292,6 +300,18 @@ def _check_audit(settings: Settings) -> None:
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, not {getattr(settings, name)}")
 # End of audit log and webhooks.
+
+
+# Mirror mode.
+_FIELD_TYPES.update({"proxy_remote": str, "proxy_username": str, "proxy_password": str,
+                     "proxy_ttl": int})
+
+
+def _check_proxy(settings: Settings) -> None:
+    from registry.proxy.settings import check_proxy_settings
+
+    check_proxy_settings(settings)
+# End of mirror mode.
 
 
 # --- Scale-out backing settings.

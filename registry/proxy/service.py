@@ -1,0 +1,140 @@
+"""The pull-through cache as the ``/v2/`` dispatcher sees it: which repositories are served
+from an upstream (all of them in mirror mode; those of proxy-cache projects), and the
+handling of their requests (module docstring of :mod:`registry.proxy`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from starlette.responses import Response
+
+from registry.config import ConfigError, Settings
+from registry.errors import BLOB_UNKNOWN, UNAVAILABLE, UNSUPPORTED, RegistryError
+from registry.handlers.base import Context, Endpoint, RawResponse, ReaderResponse, Services
+from registry.handlers.blobs import _blob_headers
+from registry.names import parse_digest
+from registry.proxy.blobs import BlobFetcher, Spool
+from registry.proxy.counters import ProxyCounters
+from registry.proxy.errors import (
+    ProxyError,
+    UpstreamInvalid,
+    UpstreamRefused,
+    UpstreamUnavailable,
+)
+from registry.proxy.manifests import ManifestCache, Route
+from registry.proxy.upstream import Upstream
+from registry.storage.threads import run_blocking
+
+log = logging.getLogger("registry.proxy")
+
+#: Finds the upstream of a repository that is not the mirror's: (upstream, name there).
+Router = Callable[[str], "tuple[Upstream, str] | None"]
+
+
+class ProxyService:
+    """Serves cached repositories (module docstring). ``mirror`` is the upstream of the
+    whole registry (mirror mode); ``router`` finds the upstream of a proxy-cache project's
+    repository."""
+
+    def __init__(self, services: Services, *, mirror: Upstream | None = None,
+                 router: Router | None = None) -> None:
+        self.services = services
+        self.mirror = mirror
+        self.router = router
+        settings = services.settings
+        self.counters = ProxyCounters(settings.metrics_dir / "proxy")
+        self.manifests = ManifestCache(services, self.counters, settings.proxy_ttl)
+        self.blobs = BlobFetcher(services, self.counters,
+                                 Spool(settings.root / "run" / "proxy"))
+
+    def route(self, name: str) -> Route | None:
+        """Where ``name`` comes from, if it is a cached repository."""
+        if self.mirror is not None:
+            return Route(self.mirror, name, name)
+        if self.router is not None:
+            found = self.router(name)
+            if found is not None:
+                return Route(found[0], name, found[1])
+        return None
+
+    def close(self) -> None:
+        """Close the upstream connections."""
+        if self.mirror is not None:
+            self.mirror.close()
+
+    def render_metrics(self) -> str:
+        """The cache's counters for ``/metrics``."""
+        return self.counters.render()
+
+    async def handle(self, ctx: Context, kind: str, endpoint: Endpoint, route: Route
+                     ) -> Response:
+        """Answer a request for a cached repository."""
+        method = ctx.request.method
+        if endpoint.writes or kind in ("upload_start", "uploads"):
+            raise RegistryError(UNSUPPORTED, f"{method} refused: repository {ctx.name!r} is a "
+                                f"pull-through cache of upstream {route.upstream.describe()}; "
+                                "push to the upstream instead")
+        try:
+            if kind == "manifests":
+                await self.manifests.ensure(route, ctx.arg)
+            elif kind == "blobs":
+                answer = await self._blob(ctx, route, head=method == "HEAD")
+                if answer is not None:
+                    return answer
+        except ProxyError as exc:
+            raise _unavailable(exc) from None
+        return await endpoint.handler(ctx)
+
+    async def _blob(self, ctx: Context, route: Route, *, head: bool) -> Response | None:
+        digest = parse_digest(ctx.arg, ctx.name)
+        if await ctx.services.reads.blob_size(ctx.name, digest) is not None:
+            self.counters.hit("blob")
+            return None
+        if await run_blocking(self.blobs.link, ctx.name, digest) is not None:
+            self.counters.hit("blob")
+            return None
+        if head:
+            size = await run_blocking(route.upstream.head_blob, route.remote, digest)
+            if size is None:
+                raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is unknown to repository "
+                                    f"{route.remote!r} of upstream {route.upstream.describe()}",
+                                    detail={"digest": str(digest)})
+            return RawResponse(200, _blob_headers(digest, size))
+        opened = await run_blocking(self.blobs.open, route, digest)
+        if opened is None:
+            return None
+        size, reader = opened
+        return ReaderResponse(200, _blob_headers(digest, size), reader, size)
+
+
+def _unavailable(exc: ProxyError) -> RegistryError:
+    return RegistryError(UNAVAILABLE, str(exc), headers={"Retry-After": "5"})
+
+
+def mirror_upstream(settings: Settings) -> Upstream | None:
+    """The upstream of mirror mode, if ``proxy_remote`` is set."""
+    if not settings.proxy_remote:
+        return None
+    return Upstream(settings.proxy_remote, username=settings.proxy_username,
+                    password=settings.proxy_password)
+
+
+def check_mirror(settings: Settings, warn: Callable[[str], None]) -> None:
+    """Reach the mirror's upstream once at start-up: ConfigError naming the setting when it
+    is no registry, does not resolve or refuses the credentials; ``warn`` when it cannot be
+    reached now (what is cached is still served)."""
+    upstream = mirror_upstream(settings)
+    if upstream is None:
+        return
+    try:
+        upstream.check()
+    except UpstreamUnavailable as exc:
+        text = str(exc)
+        if "not known" in text or "resolve" in text or "No address" in text:
+            raise ConfigError(f"proxy_remote: {text}") from None
+        warn(f"{text}; serving what is cached until it answers")
+    except (UpstreamRefused, UpstreamInvalid) as exc:
+        raise ConfigError(str(exc)) from None
+    finally:
+        upstream.close()
