@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -186,3 +188,58 @@ def mirror(root: Path, remote: str, *, ttl: int | None = None, workers: int = 2,
     if ttl is not None:
         settings["REGISTRY_PROXY_TTL"] = str(ttl)
     return ours(root, workers=workers, env={**settings, **(env or {})})
+
+
+class PrivateDockerd:
+    """A Docker engine of a test's own (data root, exec root, socket and ``daemon.json``
+    under ``directory``), so that its ``registry-mirrors`` can name our registry."""
+
+    def __init__(self, directory: Path, daemon: dict[str, object]) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config = directory / "daemon.json"
+        self.config.write_text(json.dumps(daemon))
+        self.socket = directory / "docker.sock"
+        self.log = directory / "dockerd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90) -> PrivateDockerd:
+        """Start ``dockerd`` and wait until it answers."""
+        d = self.directory
+        argv = [require("dockerd"), "--data-root", str(d / "data"), "--exec-root",
+                str(d / "exec"), "--pidfile", str(d / "docker.pid"), "--host",
+                f"unix://{self.socket}", "--config-file", str(self.config), "--bridge", "none",
+                "--iptables=false", "--ip-masq=false"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"dockerd exited with {self.proc.returncode}:\n"
+                            + self.log.read_text(errors="replace")[-3000:])
+            if self.docker("info", check=False).returncode == 0:
+                return self
+            time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"dockerd did not answer within {timeout} s; see {self.log}")
+
+    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the docker client against this engine."""
+        proc = subprocess.run([require("docker"), "--host", f"unix://{self.socket}", *args],
+                              capture_output=True, text=True, timeout=300)
+        if check and proc.returncode != 0:
+            pytest.fail(f"docker {' '.join(args)} failed ({proc.returncode}):\n"
+                        f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def stop(self) -> None:
+        """Stop the engine (SIGTERM, then SIGKILL)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
