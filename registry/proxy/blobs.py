@@ -2,14 +2,15 @@
 arrive, stored through the storage driver.
 
 One fetch per blob across every server process on one root: the process that takes the
-lock ``<spool>/<alg>-<hex>.lock`` (``flock``) fetches; it writes each piece to the spool
-file ``<alg>-<hex>.part`` (which any number of readers follow as it grows) and to a staging
-object of the driver, and keeps the fetch's state in ``<alg>-<hex>.state`` (JSON:
-``starting``, ``fetching`` with the size, ``done``, ``failed`` with the reason,
-``missing``). Once the bytes are verified the staging object is moved to the blob's place
-and linked into the repository; the spool file is then removed (readers that have it open
-read on). A fetch carries on when the client that started it goes away, so the others get
-the whole blob.
+lock ``<spool>/<alg>-<hex>.lock`` (``flock``) fetches; it writes each piece to a staging
+object of the driver, ``proxy/staging/...``, and keeps the fetch's state in
+``<alg>-<hex>.state`` (JSON: ``starting``, ``fetching`` with the size, ``done``, ``failed``
+with the reason, ``missing``). Readers follow a file as it grows: on the filesystem driver
+the staging file itself (``proxy/staging/<alg>-<hex>``), on others a spool file
+``<spool>/<alg>-<hex>.part`` written beside it. Once the bytes are verified the staging
+object is moved to the blob's place (on a filesystem a rename: readers that have the file
+open read on) and linked into the repository. A fetch carries on when the client that
+started it goes away, so the others get the whole blob.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from registry.handlers.base import Services
 from registry.proxy.counters import ProxyCounters
 from registry.proxy.errors import ProxyError, UpstreamInvalid, UpstreamUnavailable
 from registry.proxy.manifests import FETCH, UPSTREAM_ERROR, Route
-from registry.storage.driver import Reader
+from registry.storage.driver import FileWriter, Reader, StorageDriver
 from registry.storage.errors import PathNotFound
+from registry.storage.filesystem import FilesystemDriver
 from registry.storage.paths import blob_path
 
 log = logging.getLogger("registry.proxy")
@@ -59,15 +61,26 @@ class FetchState:
 class Spool:
     """The files of the fetches of one root (module docstring)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, driver: StorageDriver) -> None:
         self.directory = directory
+        self.driver = driver
+        self.local = isinstance(driver, FilesystemDriver)
         directory.mkdir(parents=True, exist_ok=True)
 
     def _base(self, digest: Digest) -> Path:
         return self.directory / f"{digest.algorithm}-{digest.hex}"
 
+    def staging(self, digest: Digest) -> str:
+        """The driver path the bytes are written to while they are fetched (a fixed one on
+        a filesystem, where readers follow it)."""
+        if isinstance(self.driver, FilesystemDriver):
+            return f"proxy/staging/{digest.algorithm}-{digest.hex}"
+        return f"proxy/staging/{uuid.uuid4().hex}"
+
     def part(self, digest: Digest) -> Path:
-        """The spool file readers follow."""
+        """The file readers follow."""
+        if isinstance(self.driver, FilesystemDriver):
+            return self.driver.local_path(self.staging(digest))
         return self._base(digest).with_suffix(".part")
 
     def lock_path(self, digest: Digest) -> Path:
@@ -210,12 +223,17 @@ class BlobFetcher:
                 started.set(FetchState(FAILED, error=error))
                 return
             size = int(length)
-            part = spool.part(digest)
-            with contextlib.suppress(FileNotFoundError):
-                part.unlink()
-            out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            staging = f"proxy/staging/{uuid.uuid4().hex}"
+            staging = spool.staging(digest)
+            with contextlib.suppress(PathNotFound):
+                services.blobs.driver.delete(staging)
             writer = services.blobs.driver.writer(staging)
+            part = None if spool.local else spool.part(digest)
+            out = None
+            if part is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+                out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                              0o600)
             state = FetchState(FETCHING, size)
             spool.write_state(digest, state)
             started.set(state)
@@ -236,9 +254,11 @@ class BlobFetcher:
                 self._failed(route, digest, error)
                 return
             finally:
-                os.close(out)
-                with contextlib.suppress(FileNotFoundError):
-                    part.unlink()
+                if out is not None:
+                    os.close(out)
+                if part is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        part.unlink()
         spool.write_state(digest, FetchState(DONE, size))
         self.counters.fetched(size)
         audit.record(AuditEvent(action=FETCH, repository=route.local, reference=str(digest),
@@ -248,10 +268,10 @@ class BlobFetcher:
                      services.settings)
 
     def _copy(self, route: Route, digest: Digest, response: httpx.Response, size: int,
-              out: int, writer: object) -> None:
+              out: int | None, writer: FileWriter) -> None:
         hasher = hashlib.new(digest.algorithm)
         written = 0
-        write = writer.write  # type: ignore[attr-defined]
+        write = writer.write
         try:
             for chunk in response.iter_bytes(CHUNK):
                 written += len(chunk)
@@ -259,10 +279,10 @@ class BlobFetcher:
                     raise UpstreamInvalid(f"upstream {route.upstream.describe()} sent more "
                                           f"than the {size} bytes of blob {digest}")
                 hasher.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view):]
                 write(chunk)
+                view = memoryview(chunk)
+                while out is not None and view:
+                    view = view[os.write(out, view):]
         except httpx.TransportError as exc:
             raise route.upstream.read_error(exc) from None
         if written != size:

@@ -46,7 +46,7 @@ class ProxyService:
         self.counters = ProxyCounters(settings.metrics_dir / "proxy")
         self.manifests = ManifestCache(services, self.counters, settings.proxy_ttl)
         self.blobs = BlobFetcher(services, self.counters,
-                                 Spool(settings.root / "run" / "proxy"))
+                                 Spool(settings.root / "run" / "proxy", services.blobs.driver))
 
     def route(self, name: str) -> Route | None:
         """Where ``name`` comes from, if it is a cached repository."""
