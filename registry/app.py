@@ -50,6 +50,7 @@ from registry.metrics import Metrics
 from registry.projects.backends import open_project_store
 from registry.projects.policy import ProjectPolicy, ProjectRoles
 from registry.projects.quota import QuotaGuard
+from registry.proxy.projects import ProjectRouter
 from registry.proxy.service import ProxyService, mirror_upstream
 from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
@@ -215,9 +216,11 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                     tag_policy=open_tag_policy(settings, metadata,
                                                projects_of(roles.store, "project")))
     mirror = mirror_upstream(settings)
-    if mirror is None:
-        return services
-    return dataclasses.replace(services, proxy=ProxyService(services, mirror=mirror))
+    if mirror is not None:
+        proxy = ProxyService(services, mirror=mirror)
+    else:
+        proxy = ProxyService(services, router=ProjectRouter(settings, roles.store, driver))
+    return dataclasses.replace(services, proxy=proxy)
 
 
 async def _housekeeping(services: Services) -> None:

@@ -54,7 +54,7 @@ def metrics(services: Services) -> Callable[[Request], Awaitable[Response]]:
                 float(len(services.metadata.uploads())),
             )
         text = services.metrics.render(gauges)
-        if services.proxy is not None:
+        if services.proxy is not None and services.proxy.serves_any():
             text += services.proxy.render_metrics()
         return respond(200, body=text.encode(), content_type=METRICS_TYPE)
 

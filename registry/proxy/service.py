@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from starlette.responses import Response
 
@@ -28,8 +29,16 @@ from registry.storage.threads import run_blocking
 
 log = logging.getLogger("registry.proxy")
 
-#: Finds the upstream of a repository that is not the mirror's: (upstream, name there).
-Router = Callable[[str], "tuple[Upstream, str] | None"]
+class Router(Protocol):
+    """Finds the upstream of a repository of a proxy-cache project."""
+
+    def __call__(self, name: str) -> tuple[Upstream, str] | None:
+        """The upstream of ``name`` and the repository's name there, or ``None``."""
+        ...
+
+    def close(self) -> None:
+        """Close the upstream connections."""
+        ...
 
 
 class ProxyService:
@@ -62,6 +71,12 @@ class ProxyService:
         """Close the upstream connections."""
         if self.mirror is not None:
             self.mirror.close()
+        if self.router is not None:
+            self.router.close()
+
+    def serves_any(self) -> bool:
+        """Whether the cache is in use (mirror mode, or proxy-cache projects seen)."""
+        return self.mirror is not None or bool(self.counters.collect())
 
     def render_metrics(self) -> str:
         """The cache's counters for ``/metrics``."""
