@@ -49,6 +49,7 @@ class CountingProxy:
         self.target = target.rstrip("/")
         self.requests: list[tuple[str, str]] = []
         self.gates: list[Gate] = []
+        self.stopped = False
         self._lock = threading.Lock()
         self._client = httpx.Client(timeout=120, follow_redirects=False)
         proxy = self
@@ -57,6 +58,10 @@ class CountingProxy:
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
+                if proxy.stopped:
+                    # a kept-alive connection outlives the listener: drop it unanswered
+                    self.close_connection = True
+                    return
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path.split("?")[0]))
                 length = int(self.headers.get("Content-Length") or 0)
@@ -67,7 +72,7 @@ class CountingProxy:
                                                           proxy.target + self.path,
                                                           headers=headers, content=body)
                     response = proxy._client.send(request, stream=True)
-                except httpx.HTTPError:
+                except (httpx.HTTPError, RuntimeError):
                     self.send_response(502)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
@@ -118,6 +123,7 @@ class CountingProxy:
 
     def stop(self) -> None:
         """Stop serving (the upstream is then unreachable through it)."""
+        self.stopped = True
         for gate in self.gates:
             gate.open()
         self._server.shutdown()

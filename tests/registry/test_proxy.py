@@ -20,12 +20,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from layerstore.content.local import LocalStore
 from registry.audit import query
 from registry.audit.events import AuditQuery
 from registry.config import Settings
 from registry.testing.deadline import time_limit
 from registry.testing.processes import RegistryProcess, distribution
+from tests.peers import require
 from tests.registry.client.test_distribution import PASSWORD, USER, htpasswd
+from tests.registry.images import busybox_image, layout_of, multiarch_index
 from tests.registry.proxy_env import (
     Upstream,
     busybox_layout,
@@ -315,11 +318,39 @@ def test_an_upstream_that_is_no_registry_is_refused(tmp_path: Path) -> None:
     assert f"upstream proxy_remote {url} is no registry: GET /v2/ answered 404" in proc.stderr
 
 
+def test_a_multi_platform_index_pulls_through_the_cache(
+        cache: RegistryProcess, upstream: Upstream, tmp_path: Path,
+        busybox_rootfs: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    images = {arch: busybox_image(store, busybox_rootfs, architecture=arch)
+              for arch in ("amd64", "arm64")}
+    index = multiarch_index(store, images)
+    layout = layout_of(tmp_path / "layout", store, {"multi": index})
+    skopeo = require("skopeo")
+    with time_limit(300):
+        subprocess.run([skopeo, "copy", "--all", "--dest-tls-verify=false",
+                        f"oci:{layout}:multi",
+                        f"docker://{upstream.registry.address}/library/multi:1"],
+                       check=True, capture_output=True, timeout=300)
+        out = tmp_path / "out"
+        proc = subprocess.run([skopeo, "copy", "--all", "--src-tls-verify=false",
+                               f"docker://{cache.address}/library/multi:1", f"oci:{out}:m"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "index.json").read_text())["manifests"][0]["digest"] == str(
+        index.digest)
+    with httpx.Client(base_url=cache.url, timeout=60) as client:
+        for image in images.values():
+            digest, _ = pull(client, "library/multi", str(image.manifest.digest))
+            assert digest == str(image.manifest.digest)
+
+
 def test_with_the_upstream_down_the_cache_serves_what_it_holds(
         cache: RegistryProcess, eager: RegistryProcess, upstream: Upstream) -> None:
     with time_limit(180), httpx.Client(base_url=cache.url, timeout=60) as client, \
             httpx.Client(base_url=eager.url, timeout=60) as keen:
         digest, blobs = pull(keen, "library/busybox", "latest")
+        assert pull(client, "library/busybox", "latest")[0] == digest
         upstream.stop()
         assert pull(keen, "library/busybox", "latest") == (digest, blobs)
         assert pull(client, "library/busybox", "latest")[0] == digest
