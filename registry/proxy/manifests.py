@@ -51,11 +51,14 @@ def tag_path(repository: str, tag: str) -> str:
 @dataclass(frozen=True)
 class Route:
     """A repository served from an upstream: ``local`` as clients name it, ``remote`` as
-    the upstream does."""
+    the upstream does; ``shared`` when the registry holds content of its own besides the
+    cache (proxy-cache projects), so stored content is linked into a cached repository only
+    once the upstream confirms it has it there."""
 
     upstream: Upstream
     local: str
     remote: str
+    shared: bool = False
 
 
 class ManifestCache:

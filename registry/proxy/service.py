@@ -10,6 +10,8 @@ from typing import Protocol
 
 from starlette.responses import Response
 
+from layerstore.digest import Digest
+from registry.auth.access import DELETE
 from registry.config import ConfigError, Settings
 from registry.errors import BLOB_UNKNOWN, UNAVAILABLE, UNSUPPORTED, RegistryError
 from registry.handlers.base import Context, Endpoint, RawResponse, ReaderResponse, Services
@@ -64,7 +66,7 @@ class ProxyService:
         if self.router is not None:
             found = self.router(name)
             if found is not None:
-                return Route(found[0], name, found[1])
+                return Route(found[0], name, found[1], shared=True)
         return None
 
     def close(self) -> None:
@@ -86,6 +88,8 @@ class ProxyService:
                      ) -> Response:
         """Answer a request for a cached repository."""
         method = ctx.request.method
+        if route.shared and endpoint.actions == (DELETE,):
+            return await endpoint.handler(ctx)
         if endpoint.writes or kind in ("upload_start", "uploads"):
             raise RegistryError(UNSUPPORTED, f"{method} refused: repository {ctx.name!r} is a "
                                 f"pull-through cache of upstream {route.upstream.describe()}; "
@@ -106,21 +110,32 @@ class ProxyService:
         if await ctx.services.reads.blob_size(ctx.name, digest) is not None:
             self.counters.hit("blob")
             return None
+        size: int | None = -1
+        if route.shared and await run_blocking(self.blobs.stored_size, digest) is not None:
+            # Stored for another repository: linked here only if the upstream has it here.
+            size = await run_blocking(route.upstream.head_blob, route.remote, digest)
+            if size is None:
+                raise _blob_unknown(route, digest)
         if await run_blocking(self.blobs.link, ctx.name, digest) is not None:
             self.counters.hit("blob")
             return None
         if head:
-            size = await run_blocking(route.upstream.head_blob, route.remote, digest)
+            if size == -1:
+                size = await run_blocking(route.upstream.head_blob, route.remote, digest)
             if size is None:
-                raise RegistryError(BLOB_UNKNOWN, f"blob {digest} is unknown to repository "
-                                    f"{route.remote!r} of upstream {route.upstream.describe()}",
-                                    detail={"digest": str(digest)})
+                raise _blob_unknown(route, digest)
             return RawResponse(200, _blob_headers(digest, size))
         opened = await run_blocking(self.blobs.open, route, digest)
         if opened is None:
             return None
         size, reader = opened
         return ReaderResponse(200, _blob_headers(digest, size), reader, size)
+
+
+def _blob_unknown(route: Route, digest: Digest) -> RegistryError:
+    return RegistryError(BLOB_UNKNOWN, f"blob {digest} is unknown to repository "
+                         f"{route.remote!r} of upstream {route.upstream.describe()}",
+                         detail={"digest": str(digest)})
 
 
 def _unavailable(exc: ProxyError) -> RegistryError:

@@ -4,6 +4,7 @@ next to a project of the registry's own, on a TLS registry with token authentica
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -87,8 +88,29 @@ def test_pushes_to_a_proxy_project_are_refused_and_own_projects_take_them(
             assert "pull-through cache of upstream --proxy of project hub" in refused.text
             accepted = client.post("/v2/own/app/blobs/uploads/")
             assert accepted.status_code == 202, accepted.text
+            secret = b"a blob of the registry's own project"
+            digest = "sha256:" + hashlib.sha256(secret).hexdigest()
+            location = accepted.headers["location"]
+            done = client.put(f"{location}{'&' if '?' in location else '?'}digest={digest}",
+                              content=secret)
+            assert done.status_code == 201, done.text
+            for method in ("GET", "HEAD"):
+                leaked = client.request(method, f"/v2/hub/library/busybox/blobs/{digest}")
+                assert leaked.status_code == 404
             unknown = client.get("/v2/own/app/manifests/latest", headers={"Accept": ACCEPT})
             assert unknown.status_code == 404
+
+
+def test_cached_images_of_a_proxy_project_may_be_deleted(setup: Setup) -> None:
+    server, upstream = setup.server, setup.upstream
+    with time_limit(120):
+        token = server.token("root", "repository:hub/library/busybox:pull,delete",
+                             password=USERS["root"])
+        with server.as_token(token) as client:
+            assert pull(client, "hub/library/busybox", "latest")[0] == upstream.busybox
+            gone = client.delete(f"/v2/hub/library/busybox/manifests/{upstream.busybox}")
+            assert gone.status_code == 202, gone.text
+            assert pull(client, "hub/library/busybox", "latest")[0] == upstream.busybox
 
 
 def test_the_management_api_creates_and_shows_a_proxy_project(setup: Setup) -> None:
