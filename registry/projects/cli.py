@@ -28,7 +28,7 @@ from registry.projects.service import (
     project_dict,
     view_dict,
 )
-from registry.proxy.projects import add_proxy_flags, attach_proxy, proxy_of_args
+from registry.proxy.projects import add_proxy_flags, attach_proxy, proxy_of_args, show_proxy
 
 
 def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -170,6 +170,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         _run(service, args)
         if proxy is not None:
             attach_proxy(settings, service.get(args.name), proxy)
+        if args.project_command == "show" and not args.json:
+            show_proxy(settings, service.get(args.name))
     except ProjectInvalid as exc:
         print(f"registry project: {exc}", file=sys.stderr)
         return 2

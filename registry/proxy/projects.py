@@ -222,3 +222,13 @@ def attach_proxy(settings: Settings, project: Project, proxy: ProjectProxy) -> N
     write_proxy(storage_driver(settings), project, proxy)
     print(f"registry: project {project.name!r} is a proxy cache of {proxy.url}: pull "
           f"{project.name}/REPOSITORY for REPOSITORY there")
+
+
+def show_proxy(settings: Settings, project: Project) -> None:
+    """Print a proxy-cache project's upstream (``registry project show``)."""
+    from registry.storage.backends import storage_driver
+
+    proxy = read_proxy(storage_driver(settings), project)
+    if proxy is not None:
+        user = f" (as {proxy.username})" if proxy.username else ""
+        print(f"  proxy cache of: {proxy.url}{user}")

@@ -40,6 +40,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path) -> Ite
     def projects(cmd) -> None:  # type: ignore[no-untyped-def]
         done = cmd("project", "create", "hub", "--public", "--proxy", upstream.proxy.url)
         assert "is a proxy cache of" in done.stdout
+        shown = cmd("project", "show", "hub")
+        assert f"proxy cache of: {upstream.proxy.url}" in shown.stdout
         cmd("project", "create", "own")
 
     (tmp / "registry").mkdir()
