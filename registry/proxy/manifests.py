@@ -25,7 +25,7 @@ from registry.handlers.manifests import parse_manifest
 from registry.metadata.reads import ManifestHead
 from registry.names import check_tag, is_digest_reference, parse_digest
 from registry.proxy.counters import ProxyCounters
-from registry.proxy.errors import UpstreamUnavailable
+from registry.proxy.errors import ProxyError
 from registry.proxy.upstream import Upstream
 from registry.storage.errors import PathNotFound, StorageError
 from registry.storage.threads import run_blocking
@@ -92,7 +92,8 @@ class ManifestCache:
     async def ensure(self, route: Route, reference: str) -> None:
         """Make ``reference`` of ``route.local`` as current as the caching rules want, so
         that the ordinary handler answers it; MANIFEST_UNKNOWN if the upstream does not
-        have it, UNAVAILABLE (503) if the upstream is needed and down."""
+        have it, a ProxyError if the upstream is needed and fails (the service answers
+        503); a cached tag is then served as last revalidated."""
         reads = self.services.reads
         if is_digest_reference(reference):
             parse_digest(reference, route.local)
@@ -110,7 +111,7 @@ class ManifestCache:
             return
         try:
             upstream = await run_blocking(route.upstream.head_manifest, route.remote, tag)
-        except UpstreamUnavailable as exc:
+        except ProxyError as exc:
             self._failed(route, tag, exc)
             if cached is not None:
                 log.warning("serving %s:%s as last revalidated: %s", route.local, tag, exc)
@@ -142,7 +143,7 @@ class ManifestCache:
     async def _fetch(self, route: Route, reference: str) -> FetchedManifest:
         try:
             fetched = await run_blocking(route.upstream.get_manifest, route.remote, reference)
-        except UpstreamUnavailable as exc:
+        except ProxyError as exc:
             self._failed(route, reference, exc)
             raise
         if fetched is None:
