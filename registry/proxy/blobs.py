@@ -65,7 +65,8 @@ class Spool:
         self.directory = directory
         self.driver = driver
         self.local = isinstance(driver, FilesystemDriver)
-        directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            directory.mkdir(parents=True, exist_ok=True)
 
     def _base(self, digest: Digest) -> Path:
         return self.directory / f"{digest.algorithm}-{digest.hex}"
@@ -89,7 +90,12 @@ class Spool:
 
     def try_lock(self, digest: Digest) -> int | None:
         """The locked descriptor if this caller may fetch now, else ``None``."""
-        fd = os.open(self.lock_path(digest), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(self.lock_path(digest), flags, 0o600)
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path(digest), flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
