@@ -318,6 +318,23 @@ def test_an_upstream_that_is_no_registry_is_refused(tmp_path: Path) -> None:
     assert f"upstream proxy_remote {url} is no registry: GET /v2/ answered 404" in proc.stderr
 
 
+def test_a_restart_with_bad_settings_loses_nothing_cached(upstream: Upstream,
+                                                          tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    with time_limit(180):
+        with mirror(root, upstream.proxy.url, workers=1) as first, \
+                httpx.Client(base_url=first.url, timeout=60) as client:
+            digest, blobs = pull(client, "library/busybox", "latest")
+        for env in ({"REGISTRY_PROXY_REMOTE": "ftp://" + upstream.proxy.url[7:]},
+                    {"REGISTRY_PROXY_REMOTE": upstream.proxy.url, "REGISTRY_PROXY_TTL": "x"}):
+            refused = serve_once(root, **env)
+            assert refused.returncode == 2 and "proxy_" in refused.stderr
+        with mirror(root, upstream.proxy.url, workers=1) as again, \
+                httpx.Client(base_url=again.url, timeout=60) as client:
+            before = upstream.proxy.count()
+            assert pull(client, "library/busybox", "latest") == (digest, blobs)
+            assert upstream.proxy.count() == before
+
 def test_a_multi_platform_index_pulls_through_the_cache(
         cache: RegistryProcess, upstream: Upstream, tmp_path: Path,
         busybox_rootfs: Path) -> None:
