@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from registry.testing.deadline import time_limit
-from registry.testing.processes import RegistryProcess
+from registry.testing.processes import RegistryProcess, ours
+from tests.registry.projects_env import registry_cmd
 from tests.registry.proxy_env import PrivateDockerd, Upstream, mirror, start_upstream
+from tests.registry.server import REPO_ROOT
 
 
 @dataclass
@@ -67,6 +69,20 @@ def test_the_second_pull_does_not_touch_the_upstream(setup: Setup) -> None:
         assert repo_digests(engine, "busybox") == [f"busybox@{upstream.busybox}"]
         assert upstream.proxy.count() == before, upstream.proxy.requests[before:]
 
+
+def test_docker_pulls_through_a_proxy_cache_project(setup: Setup, tmp_path: Path) -> None:
+    engine, upstream = setup.engine, setup.upstream
+    root = tmp_path / "root"
+    with time_limit(300):
+        made = registry_cmd(root, "project", "create", "hub", "--public", "--proxy",
+                            upstream.proxy.url)
+        assert made.returncode == 0, made.stderr
+        with ours(root, workers=1, env={"PYTHONPATH": str(REPO_ROOT)}) as projects:
+            image = f"{projects.address}/hub/library/busybox:latest"
+            engine.docker("pull", image)
+            assert f"{projects.address}/hub/library/busybox@{upstream.busybox}" in \
+                repo_digests(engine, image)
+            engine.docker("rmi", image)
 
 def test_with_the_upstream_stopped_the_cached_image_still_pulls(setup: Setup) -> None:
     engine, upstream = setup.engine, setup.upstream
