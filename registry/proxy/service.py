@@ -14,7 +14,16 @@ from layerstore.digest import Digest
 from registry.auth.access import DELETE
 from registry.config import ConfigError, Settings
 from registry.errors import BLOB_UNKNOWN, UNAVAILABLE, UNSUPPORTED, RegistryError
-from registry.handlers.base import Context, Endpoint, RawResponse, ReaderResponse, Services
+from registry.handlers.base import (
+    Context,
+    Endpoint,
+    RawResponse,
+    ReaderResponse,
+    Services,
+    json_response,
+    next_link,
+    pagination,
+)
 from registry.handlers.blobs import _blob_headers
 from registry.names import parse_digest
 from registry.proxy.blobs import BlobFetcher, Spool
@@ -103,7 +112,28 @@ class ProxyService:
                     return answer
         except ProxyError as exc:
             raise _unavailable(exc) from None
+        if kind == "tags":
+            listed = await self._tags(ctx, route)
+            if listed is not None:
+                return listed
         return await endpoint.handler(ctx)
+
+    async def _tags(self, ctx: Context, route: Route) -> Response | None:
+        """The upstream's tags of the repository (as distribution's proxy lists them);
+        ``None`` to list the cached ones when the upstream does not answer."""
+        n, last = pagination(ctx.request)
+        try:
+            found = await run_blocking(route.upstream.tags, route.remote, n, last)
+        except ProxyError as exc:
+            log.warning("listing the cached tags of %s: %s", ctx.name, exc)
+            return None
+        if found is None:
+            return None
+        tags, more = found
+        headers = {}
+        if more and n and tags:
+            headers["Link"] = next_link(f"/v2/{ctx.name}/tags/list", n, tags[-1])
+        return json_response({"name": ctx.name, "tags": tags}, headers=headers)
 
     async def _blob(self, ctx: Context, route: Route, *, head: bool) -> Response | None:
         digest = parse_digest(ctx.arg, ctx.name)

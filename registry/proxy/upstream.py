@@ -171,6 +171,31 @@ class Upstream:
             return int(value) if value.isdigit() else None
         return self._call(head)
 
+    def tags(self, repository: str, n: int | None, last: str | None
+             ) -> tuple[list[str], bool] | None:
+        """One page of ``repository``'s tags and whether more follow; ``None`` if the
+        repository is unknown."""
+        params = {k: v for k, v in (("n", None if n is None else str(n)), ("last", last))
+                  if v is not None}
+
+        def get() -> tuple[list[str], bool] | None:
+            try:
+                response = self.transport.request(
+                    "GET", f"/v2/{repository}/tags/list", what=f"the tags of {repository}",
+                    scopes=(repository_scope(repository, "pull"),), params=params)
+            except NotFound:
+                return None
+            try:
+                tags = response.json().get("tags") or []
+            except ValueError:
+                raise UpstreamInvalid(f"upstream {self.describe()} sent the tags of "
+                                      f"{repository} as something else than JSON") from None
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise UpstreamInvalid(f"upstream {self.describe()} sent malformed tags of "
+                                      f"{repository}")
+            return tags, "link" in response.headers
+        return self._call(get)
+
     def open_blob(self, repository: str, digest: Digest) -> httpx.Response | None:
         """A streaming GET of a blob (the caller reads and closes it); ``None`` if
         unknown."""

@@ -318,6 +318,15 @@ def test_an_upstream_that_is_no_registry_is_refused(tmp_path: Path) -> None:
     assert f"upstream proxy_remote {url} is no registry: GET /v2/ answered 404" in proc.stderr
 
 
+def test_tags_are_listed_as_the_upstream_has_them(cache: RegistryProcess,
+                                                   upstream: Upstream) -> None:
+    with time_limit(60), httpx.Client(base_url=cache.url, timeout=60) as client:
+        listed = client.get("/v2/library/busybox/tags/list")
+        unknown = client.get("/v2/library/nothing/tags/list")
+    assert listed.status_code == 200 and listed.json() == {"name": "library/busybox",
+                                                           "tags": ["latest"]}
+    assert unknown.status_code == 404
+
 def test_a_restart_with_bad_settings_loses_nothing_cached(upstream: Upstream,
                                                           tmp_path: Path) -> None:
     root = tmp_path / "root"
