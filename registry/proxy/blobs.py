@@ -105,11 +105,24 @@ class Spool:
 
     def held(self, digest: Digest) -> bool:
         """Whether a fetch holds the lock now."""
-        fd = self.try_lock(digest)
-        if fd is None:
+        try:
+            fd = os.open(self.lock_path(digest), os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             return True
-        os.close(fd)
+        finally:
+            os.close(fd)
         return False
+
+    def forget(self, digest: Digest) -> None:
+        """Remove the state and lock files of a finished fetch (the fetcher still holds
+        the lock): the blob is stored, so nobody fetches it again."""
+        for path in (self._base(digest).with_suffix(".state"), self.lock_path(digest)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def read_state(self, digest: Digest) -> FetchState | None:
         """The state file, if there is a readable one."""
@@ -266,6 +279,7 @@ class BlobFetcher:
                     with contextlib.suppress(FileNotFoundError):
                         part.unlink()
         spool.write_state(digest, FetchState(DONE, size))
+        spool.forget(digest)
         self.counters.fetched(size)
         audit.record(AuditEvent(action=FETCH, repository=route.local, reference=str(digest),
                                 digest=str(digest),
@@ -381,16 +395,17 @@ class _SpoolReader:
                     self.offset += len(data)
                     return data
             state = spool.read_state(self.digest)
-            if state is not None and state.state == DONE:
-                return self._from_store(want)
             if state is not None and state.state == FAILED:
                 raise OSError(state.error)
+            if (state is None or state.state == DONE) and \
+                    self.fetcher.stored_size(self.digest) is not None:
+                return self._from_store(want)
             if self._fd is not None and os.fstat(self._fd).st_nlink == 0:
                 os.close(self._fd)
                 self._fd = None
+            elif not spool.held(self.digest):
                 if self.fetcher.stored_size(self.digest) is not None:
                     return self._from_store(want)
-            elif not spool.held(self.digest) and self.fetcher.stored_size(self.digest) is None:
                 raise OSError(f"the fetch of blob {self.digest} from upstream "
                               f"{self.route.upstream.describe()} stopped")
             if time.monotonic() > deadline:

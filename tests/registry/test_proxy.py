@@ -176,6 +176,8 @@ def test_concurrent_first_pulls_of_a_100_mb_blob_fetch_it_once(
         assert upstream.proxy.count("GET", digest) == 1
         get()
         assert results[-1] == digest and upstream.proxy.count("GET", digest) == 1
+    spool = Path(cache.argv[cache.argv.index("--root") + 1]) / "run" / "proxy"
+    assert not list(spool.glob(f"*{digest.split(':')[1]}*")), "a finished fetch left files"
 
 
 def test_a_blob_streams_to_the_first_client_while_it_is_fetched(
