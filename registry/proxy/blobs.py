@@ -9,8 +9,9 @@ with the reason, ``missing``). Readers follow a file as it grows: on the filesys
 the staging file itself (``proxy/staging/<alg>-<hex>``), on others a spool file
 ``<spool>/<alg>-<hex>.part`` written beside it. Once the bytes are verified the staging
 object is moved to the blob's place (on a filesystem a rename: readers that have the file
-open read on) and linked into the repository. A fetch carries on when the client that
-started it goes away, so the others get the whole blob.
+open read on) and linked into the repository; the lock and state files are then removed
+(later requests find the stored blob). A fetch carries on when the client that started it
+goes away, so the others get the whole blob.
 """
 
 from __future__ import annotations
