@@ -362,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 
         load_authorizer(settings)
         check_storage(settings)
+        from registry.proxy.service import check_mirror
+
+        check_mirror(settings, lambda text: print(f"registry: warning: {text}", flush=True))
         options = _tls_options(settings)
         if settings.auth_mode != "none" and not settings.authorizer:
             if settings.metadata_url:

@@ -57,6 +57,8 @@ def metrics(services: Services) -> Callable[[Request], Awaitable[Response]]:
         text = services.metrics.render(gauges)
         with contextlib.suppress(Exception):
             text += await run_blocking(replication_metrics, services.settings)
+        if services.proxy is not None and services.proxy.serves_any():
+            text += services.proxy.render_metrics()
         return respond(200, body=text.encode(), content_type=METRICS_TYPE)
 
     return endpoint
