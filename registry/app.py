@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -49,6 +50,8 @@ from registry.metrics import Metrics
 from registry.projects.backends import open_project_store
 from registry.projects.policy import ProjectPolicy, ProjectRoles
 from registry.projects.quota import QuotaGuard
+from registry.proxy.projects import ProjectRouter
+from registry.proxy.service import ProxyService, mirror_upstream
 from registry.storage.backends import s3_driver, storage_driver
 from registry.storage.blobs import BlobService
 from registry.storage.errors import BackendMisconfigured, BackendUnavailable
@@ -204,7 +207,7 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                         lock_root=settings.root, adopt=adopt)
     authorizer = authorizer or load_authorizer(settings)
     roles = project_roles(settings, authorizer)
-    return Services(settings=settings, metadata=metadata, blobs=blobs,
+    services = Services(settings=settings, metadata=metadata, blobs=blobs,
                     manifests=ManifestService(metadata, blobs),
                     authorizer=authorizer,
                     metrics=Metrics(settings.metrics_dir),
@@ -212,6 +215,12 @@ def open_services(settings: Settings, authorizer: Authorizer | None = None) -> S
                     projects=roles, quota=QuotaGuard(roles, metadata),
                     tag_policy=open_tag_policy(settings, metadata,
                                                projects_of(roles.store, "project")))
+    mirror = mirror_upstream(settings)
+    if mirror is not None:
+        proxy = ProxyService(services, mirror=mirror)
+    else:
+        proxy = ProxyService(services, router=ProjectRouter(settings, roles.store, driver))
+    return dataclasses.replace(services, proxy=proxy)
 
 
 async def _housekeeping(services: Services) -> None:
@@ -251,6 +260,8 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> F
             services.metrics.flush()
             if services.tag_policy is not None:
                 services.tag_policy.close()
+            if services.proxy is not None:
+                services.proxy.close()
             services.metadata.close()
 
     v2 = V2App(services)

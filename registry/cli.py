@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_tagpolicy_parsers(sub, _common)
     add_audit_parsers(sub, _common)
+    from registry.replication.cli import add_parser as add_replicate_parser
+
+    add_replicate_parser(sub, _common)
     _common(sub.add_parser(
         "migrate", help="create or upgrade the metadata database schema (metadata_url)"))
     gc = sub.add_parser("gc", help="garbage-collect unreferenced blobs and manifests",
@@ -309,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         args, rest = parser.parse_args(argv), []
     if args.command in ("user", "policy", "project", "robot", "immutable", "retention",
-                        "audit", "webhook"):
+                        "audit", "webhook", "replicate"):
         flags: dict[str, Any] = {"root": args.root}
     else:
         flags = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
@@ -342,6 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         from registry.audit.cli import run
 
         return run(settings, args)
+    if args.command == "replicate":
+        from registry.replication.cli import run as run_replicate
+
+        return run_replicate(settings, args)
     logging.config.dictConfig(log_config(settings.log_level))
     if settings.metadata_url:
         # Before the authorizer: with token auth it reads the signing key from the database.
@@ -355,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 
         load_authorizer(settings)
         check_storage(settings)
+        from registry.proxy.service import check_mirror
+
+        check_mirror(settings, lambda text: print(f"registry: warning: {text}", flush=True))
         options = _tls_options(settings)
         if settings.auth_mode != "none" and not settings.authorizer:
             if settings.metadata_url:

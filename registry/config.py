@@ -127,6 +127,13 @@ class Settings:
     webhook_retry_seconds: int = 10
     # The web UI (registry.ui) at /ui/ of the registry's port; false serves the API only.
     ui: bool = True
+    # Mirror mode (registry.proxy): a read-through cache of the registry at ``proxy_remote``
+    # (credentials ``proxy_username``/``proxy_password``); tags revalidated after
+    # ``proxy_ttl`` seconds.
+    proxy_remote: str = ""
+    proxy_username: str = ""
+    proxy_password: str = dataclasses.field(default="", repr=False)
+    proxy_ttl: int = 300
 
     def __post_init__(self) -> None:
         check_scaleout(self)
@@ -154,6 +161,7 @@ class Settings:
         _check_limits(self)
         _check_storage(self)
         _check_audit(self)
+        _check_proxy(self)
 
     @property
     def tls_enabled(self) -> bool:
@@ -300,6 +308,16 @@ def _check_audit(settings: Settings) -> None:
 
 # The web UI.
 _FIELD_TYPES.update({"ui": bool})
+# Mirror mode.
+_FIELD_TYPES.update({"proxy_remote": str, "proxy_username": str, "proxy_password": str,
+                     "proxy_ttl": int})
+
+
+def _check_proxy(settings: Settings) -> None:
+    from registry.proxy.settings import check_proxy_settings
+
+    check_proxy_settings(settings)
+# End of mirror mode.
 
 
 # --- Scale-out backing settings.

@@ -4,7 +4,7 @@ commands use; it checks what the caller may do).
 
 ====================================================  ===================================
 ``GET    /projects``                                  the projects the caller may see
-``POST   /projects`` {name, public, quota}            create (system admins)
+``POST   /projects`` {name, public, quota, proxy}     create (system admins)
 ``GET    /projects/{name}``                           record, members, usage
 ``PATCH  /projects/{name}`` {public, quota}           change (quota: system admins)
 ``DELETE /projects/{name}``                           delete an empty project
@@ -15,6 +15,8 @@ commands use; it checks what the caller may do).
 ====================================================  ===================================
 
 ``quota`` is a number of bytes or a size such as ``"10GiB"``; ``null`` means no limit.
+``proxy`` (with ``proxy_username`` and ``proxy_password``) makes a proxy-cache project of the
+registry at that URL (:mod:`registry.proxy.projects`); a project's record shows its ``proxy``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from registry.projects.service import (
     project_dict,
     view_dict,
 )
+from registry.proxy.projects import attach_checked, proxy_of_body, read_proxy
 
 router = APIRouter(tags=["projects"])
 T = TypeVar("T")
@@ -59,6 +62,10 @@ class ProjectCreate(BaseModel):
     public: bool = Field(False, description="anonymous clients may pull")
     quota: int | str | None = Field(None, description="bytes, a size such as '10GiB', or "
                                     "null for no limit")
+    proxy: str | None = Field(None, description="a proxy-cache project of the registry at "
+                              "this URL")
+    proxy_username: str = Field("", description="user name for the proxy's upstream")
+    proxy_password: str = Field("", description="password for the proxy's upstream")
 
 
 class ProjectUpdate(BaseModel):
@@ -125,16 +132,27 @@ def create_project(body: ProjectCreate, caller: UserCaller,
                    svc: ServicesDep) -> dict[str, Any]:
     """Create a project; its creator becomes its admin."""
     service = project_service(svc)
+    proxy = answer(caller, lambda: proxy_of_body(body.proxy, body.proxy_username,
+                                                 body.proxy_password))
     project = answer(caller, lambda: service.create(
         body.name, public=body.public, quota=_size(body.quota), actor=actor(caller)))
-    return project_dict(project)
+    if proxy is None:
+        return project_dict(project)
+    try:
+        answer(caller, lambda: attach_checked(svc.blobs.driver, project, proxy))
+    except RegistryError:
+        service.delete(project.name, actor(caller))
+        raise
+    return {**project_dict(project), "proxy": proxy.url}
 
 
 @router.get("/projects/{name}", summary="A project, its members and usage")
 def show_project(name: str, caller: AnyCaller, svc: ServicesDep) -> dict[str, Any]:
     """The project's record, members (for members) and usage."""
     service = project_service(svc)
-    return view_dict(answer(caller, lambda: service.show(name, actor(caller))))
+    view = answer(caller, lambda: service.show(name, actor(caller)))
+    proxy = read_proxy(svc.blobs.driver, view.project)
+    return {**view_dict(view), **({"proxy": proxy.url} if proxy is not None else {})}
 
 
 @router.patch("/projects/{name}", summary="Change a project's visibility or quota")

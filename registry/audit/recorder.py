@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from layerstore.errors import Unavailable
 from registry.audit.events import AuditEvent
@@ -35,11 +35,14 @@ log = logging.getLogger("registry.audit")
 class AuditRecorder:
     """Queues audit events and writes them off the request path (module docstring).
     ``webhooks`` turns each written batch into deliveries, then ``delivered`` is called
-    (to wake the delivery worker); ``max_age`` (seconds, 0: forever) prunes old events."""
+    (to wake the delivery worker); ``max_age`` (seconds, 0: forever) prunes old events.
+    Each of ``observers`` is given every written batch (replication's on-push trigger)."""
 
     def __init__(self, store: AuditStore, webhooks: WebhookService | None = None, *,
-                 delivered: Callable[[], None] | None = None, max_age: float = 0) -> None:
+                 delivered: Callable[[], None] | None = None, max_age: float = 0,
+                 observers: Sequence[Callable[[Sequence[AuditEvent]], None]] = ()) -> None:
         self.store = store
+        self.observers = tuple(observers)
         self.webhooks = webhooks
         self.delivered = delivered
         self.max_age = max_age
@@ -92,6 +95,11 @@ class AuditRecorder:
                 except Exception:
                     log.exception("queueing webhook deliveries for %d events failed",
                                   len(batch))
+            for observe in self.observers:
+                try:
+                    observe(batch)
+                except Exception:
+                    log.exception("an observer of %d audit events failed", len(batch))
 
     def _run(self) -> None:
         while True:

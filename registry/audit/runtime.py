@@ -1,5 +1,6 @@
-"""The audit writer and the webhook delivery worker of one server process, started and
-stopped together by the application's lifespan."""
+"""The audit writer, the webhook delivery worker and the replication worker (which the
+audit writer tells about pushes) of one server process, started and stopped together by
+the application's lifespan."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from registry import audit
 from registry.audit.recorder import AuditRecorder
 from registry.audit.store import AuditStore, open_audit_store
 from registry.config import Settings
+from registry.replication.worker import ReplicationWorker
 from registry.webhooks.service import WebhookService
 from registry.webhooks.store import WebhookStore, open_webhook_store
 from registry.webhooks.worker import DeliveryWorker
@@ -25,6 +27,7 @@ class EventRuntime:
     webhook_store: WebhookStore
     recorder: AuditRecorder
     worker: DeliveryWorker
+    replication: ReplicationWorker | None = None
 
     def close(self) -> None:
         """Write the queued audit events and their deliveries, stop the worker, close the
@@ -32,6 +35,8 @@ class EventRuntime:
         audit.uninstall(self.settings)
         self.recorder.close()
         self.worker.close()
+        if self.replication is not None:
+            self.replication.close()
         self.webhook_store.close()
         self.audit_store.close()
 
@@ -43,8 +48,10 @@ def start_events(settings: Settings) -> EventRuntime:
     webhook_store = open_webhook_store(settings)
     worker = DeliveryWorker(webhook_store, max_attempts=settings.webhook_max_attempts,
                             retry_seconds=settings.webhook_retry_seconds).start()
+    replication = ReplicationWorker(settings).start()
     recorder = AuditRecorder(audit_store, WebhookService(webhook_store),
                              delivered=worker.wake,
-                             max_age=settings.audit_max_age * 86400).start()
+                             max_age=settings.audit_max_age * 86400,
+                             observers=(replication.notify,)).start()
     audit.install(settings, recorder)
-    return EventRuntime(settings, audit_store, webhook_store, recorder, worker)
+    return EventRuntime(settings, audit_store, webhook_store, recorder, worker, replication)

@@ -1,5 +1,5 @@
-"""Asking a registry what it holds: the tags of a repository, and whether a manifest
-exists (``HEAD``, without downloading it)."""
+"""Asking a registry what it holds: its repositories, the tags of a repository, and
+whether a manifest exists (``HEAD``, without downloading it)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,30 @@ def list_tags(ref: Reference | str, settings: ClientSettings | None = None, *,
             client.close()
 
 
+def list_repositories(transport: Transport) -> list[str]:
+    """Every repository the registry of ``transport`` lists in ``/v2/_catalog``, following
+    its pagination (what the credentials may see)."""
+    names: list[str] = []
+    path: str | None = f"/v2/_catalog?n={PAGE_SIZE}"
+    for _ in range(MAX_PAGES):
+        if path is None:
+            break
+        response = transport.request("GET", path, what="the repository catalog",
+                                     scopes=("registry:catalog:*",))
+        try:
+            page = response.json().get("repositories") or []
+        except (ValueError, AttributeError):
+            raise ProtocolError(f"registry {transport.registry} sent a malformed catalog",
+                                registry=transport.registry) from None
+        names.extend(str(n) for n in page)
+        link = _next_link(response.headers.get("link", ""))
+        if link is not None and urlsplit(link).netloc not in (
+                "", urlsplit(transport.base_url).netloc):
+            link = None
+        path = link
+    return names
+
+
 def head_manifest(ref: Reference | str, settings: ClientSettings | None = None, *,
                   credentials: CredentialSource | None = None,
                   transport: Transport | None = None) -> Descriptor | None:
@@ -101,4 +125,4 @@ def head_manifest(ref: Reference | str, settings: ClientSettings | None = None, 
             client.close()
 
 
-__all__ = ["head_manifest", "list_tags"]
+__all__ = ["head_manifest", "list_repositories", "list_tags"]

@@ -103,6 +103,11 @@ async def dispatch(request: Request, services: Services) -> Response:
     else:
         scopes = ()
     identity = await services.authorizer.authorize(request, scopes)
+    cached = services.proxy.route(name) if services.proxy is not None and name else None
+    if cached is not None:
+        assert services.proxy is not None
+        return await services.proxy.handle(Context(request, services, name, found.arg,
+                                                   identity), route, endpoint, cached)
     if endpoint.writes:
         settings = services.settings
         if settings.read_only:

@@ -40,6 +40,7 @@ from registry.tagpolicy.service import TagPolicyService
 if TYPE_CHECKING:
     from registry.projects.policy import ProjectRoles
     from registry.projects.quota import QuotaGuard
+    from registry.proxy.service import ProxyService
 
 OCTET_STREAM = "application/octet-stream"
 MAX_PAGE = 1000
@@ -60,6 +61,7 @@ class Services:
     projects: ProjectRoles | None = None
     quota: QuotaGuard | None = None
     tag_policy: TagPolicyService | None = None
+    proxy: ProxyService | None = None
 
 
 @dataclass(frozen=True, slots=True)

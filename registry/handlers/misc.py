@@ -11,6 +11,7 @@ from starlette.responses import Response
 from registry.errors import JSON_TYPE
 from registry.handlers.base import Context, Services, json_response, respond
 from registry.metrics import CONTENT_TYPE as METRICS_TYPE
+from registry.replication.metrics import exposition as replication_metrics
 from registry.storage.threads import run_blocking
 
 
@@ -54,6 +55,10 @@ def metrics(services: Services) -> Callable[[Request], Awaitable[Response]]:
                 float(len(services.metadata.uploads())),
             )
         text = services.metrics.render(gauges)
+        with contextlib.suppress(Exception):
+            text += await run_blocking(replication_metrics, services.settings)
+        if services.proxy is not None and services.proxy.serves_any():
+            text += services.proxy.render_metrics()
         return respond(200, body=text.encode(), content_type=METRICS_TYPE)
 
     return endpoint

@@ -28,6 +28,7 @@ from registry.projects.service import (
     project_dict,
     view_dict,
 )
+from registry.proxy.projects import add_proxy_flags, attach_proxy, proxy_of_args, show_proxy
 
 
 def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -42,6 +43,7 @@ def add_parser(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> N
                         help="anyone, anonymous clients too, may pull its repositories")
     create.add_argument("--quota", metavar="SIZE",
                         help="storage quota, e.g. 10GiB, 500MB, 2G (default: none)")
+    add_proxy_flags(create)
     listing = psub.add_parser("list", help="list the projects")
     common(listing)
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -164,7 +166,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"registry project: {exc}", file=sys.stderr)
         return 1
     try:
+        proxy = proxy_of_args(args) if args.project_command == "create" else None
         _run(service, args)
+        if proxy is not None:
+            attach_proxy(settings, service.get(args.name), proxy)
+        if args.project_command == "show" and not args.json:
+            show_proxy(settings, service.get(args.name))
     except ProjectInvalid as exc:
         print(f"registry project: {exc}", file=sys.stderr)
         return 2
