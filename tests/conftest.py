@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from layerstore.testing.rootfs import make_busybox_rootfs
+from tests.builder.bases import BaseImageError, BaseImages, make_base_images
 from tests.peers import Dockerd, require
 
 # Commands run in the test process (monkeypatches, captured output), never in a pybuild
@@ -44,3 +45,15 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A busybox rootfs directory made from Debian's busybox-static (shared; do not modify)."""
     require("busybox")
     return make_busybox_rootfs(tmp_path_factory.mktemp("busybox") / "rootfs")
+
+
+@pytest.fixture(scope="session")
+def base_images(tmp_path_factory: pytest.TempPathFactory) -> BaseImages:
+    """``busybox:latest`` and ``debian:bookworm`` as docker-archives (the Debian rootfs comes
+    from the debootstrap cache under /var/cache/pybuild-tests/, made on first use)."""
+    require("busybox")
+    require("debootstrap")
+    try:
+        return make_base_images(tmp_path_factory.mktemp("base-images"))
+    except BaseImageError as exc:
+        pytest.fail(f"cannot make the base images: {exc}")

@@ -21,7 +21,6 @@ from tests.builder.bases import (
     BaseImages,
     load_into_docker,
     load_into_pybuild,
-    make_base_images,
 )
 from tests.builder.examples import (
     CommandFailed,
@@ -35,18 +34,6 @@ from tests.builder.examples import (
     pybuild_to_docker,
 )
 from tests.peers import Dockerd, require
-
-
-@pytest.fixture(scope="session")
-def base_images(tmp_path_factory: pytest.TempPathFactory) -> BaseImages:
-    """``busybox:latest`` and ``debian:bookworm`` as docker-archives (the Debian rootfs comes
-    from the debootstrap cache under /var/cache/pybuild-tests/, made on first use)."""
-    require("busybox")
-    require("debootstrap")
-    try:
-        return make_base_images(tmp_path_factory.mktemp("base-images"))
-    except BaseImageError as exc:
-        pytest.fail(f"cannot make the base images: {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
 """docker's ``registry-mirrors`` pointed at our registry in mirror mode: a Docker engine
-started by the test pulls ``busybox`` (``docker.io/library/busybox``) through it from a
-CNCF distribution upstream, pulls it again without touching the upstream, and once more
-with the upstream stopped."""
+started by the test pulls ``busybox`` (``docker.io/library/busybox``) and a Debian image
+through it from a CNCF distribution upstream, pulls them again without touching the
+upstream, and busybox once more with the upstream stopped."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 
 from registry.testing.deadline import time_limit
 from registry.testing.processes import RegistryProcess, ours
+from tests.builder.bases import BaseImages
+from tests.peers import require
 from tests.registry.projects_env import registry_cmd
 from tests.registry.proxy_env import PrivateDockerd, Upstream, mirror, start_upstream
 from tests.registry.server import REPO_ROOT
@@ -70,6 +73,29 @@ def test_the_second_pull_does_not_touch_the_upstream(setup: Setup) -> None:
         assert upstream.proxy.count() == before, upstream.proxy.requests[before:]
 
 
+def test_docker_pulls_a_debian_image_through_the_mirror(setup: Setup,
+                                                        base_images: BaseImages) -> None:
+    """A Debian image (debootstrap minbase) pushed to the upstream pulls and runs through
+    the mirror; pulled again, every blob comes from the cache."""
+    engine, upstream = setup.engine, setup.upstream
+    debian = base_images.get("debian:bookworm")
+    with time_limit(600):
+        pushed = subprocess.run([require("skopeo"), "copy", "--dest-tls-verify=false",
+                                 f"docker-archive:{debian.archive}",
+                                 f"docker://{upstream.registry.address}/library/debian:bookworm"],
+                                capture_output=True, text=True, timeout=600)
+        assert pushed.returncode == 0, pushed.stderr
+        engine.docker("pull", "debian:bookworm")
+        assert upstream.proxy.count("GET", "/v2/library/debian/blobs/") >= 2
+        out = engine.docker("run", "--rm", "--network", "none", "debian:bookworm",
+                            "cat", "/etc/debian_version").stdout
+        assert out.startswith("12."), out
+        before = upstream.proxy.count()
+        engine.docker("rmi", "debian:bookworm")
+        engine.docker("pull", "debian:bookworm")
+        assert upstream.proxy.count() == before, upstream.proxy.requests[before:]
+
+
 def test_docker_pulls_through_a_proxy_cache_project(setup: Setup, tmp_path: Path) -> None:
     engine, upstream = setup.engine, setup.upstream
     root = tmp_path / "root"
@@ -91,5 +117,5 @@ def test_with_the_upstream_stopped_the_cached_image_still_pulls(setup: Setup) ->
         engine.docker("rmi", "busybox")
         engine.docker("pull", "busybox")
         assert repo_digests(engine, "busybox") == [f"busybox@{upstream.busybox}"]
-        missing = engine.docker("pull", "debian:bookworm", check=False)
+        missing = engine.docker("pull", "alpine:latest", check=False)
         assert missing.returncode != 0
