@@ -26,6 +26,7 @@ from registry.errors import (
 from registry.handlers.base import (
     Context,
     RawResponse,
+    Services,
     absolute_url,
     content_length,
     discard_body,
@@ -256,10 +257,16 @@ async def put(ctx: Context) -> Response:
     return respond(201, headers)
 
 
-async def delete(ctx: Context) -> Response:
-    """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
-    name, reference, manifests = ctx.name, ctx.arg, ctx.services.manifests
-    policy, meta = ctx.services.tag_policy, ctx.services.metadata
+async def delete_reference(services: Services, name: str, reference: str
+                           ) -> tuple[bool, str]:
+    """Delete ``reference`` of repository ``name`` as ``DELETE /v2/<name>/manifests/<ref>``
+    does: a tag removes the tag (unless the tag policy keeps it), a digest the manifest and
+    its tags (unless an immutable tag points at it). Returns whether it existed and the
+    digest the audit log names; RegistryError TAG_INVALID/DIGEST_INVALID for a bad
+    reference, DENIED for an immutable one. The caller checks the viewer's rights, the
+    read-only and delete settings, and records the audit event."""
+    manifests = services.manifests
+    policy, meta = services.tag_policy, services.metadata
     try:
         if is_digest_reference(reference):
             digest = parse_digest(reference, name)
@@ -268,7 +275,7 @@ async def delete(ctx: Context) -> Response:
             found = await run_blocking(manifests.delete, name, digest, guard)
         else:
             tag = check_tag(reference, name)
-            tagged = await ctx.services.reads.manifest_head(name, tag)
+            tagged = await services.reads.manifest_head(name, tag)
             audited = str(tagged.digest) if tagged is not None else ""
             deletable = policy is None or await run_blocking(policy.check_delete_tag, meta,
                                                              name, tag)
@@ -279,6 +286,13 @@ async def delete(ctx: Context) -> Response:
                                         err.digest, "delete")) from None
     except TagImmutable as err:
         raise _immutable(err) from None
+    return found, audited
+
+
+async def delete(ctx: Context) -> Response:
+    """DELETE by tag removes the tag; by digest, the manifest and its tags (202)."""
+    name, reference = ctx.name, ctx.arg
+    found, audited = await delete_reference(ctx.services, name, reference)
     if not found:
         raise _unknown(ctx, reference)
     audit.record(audit.request_event(DELETE, ctx.request, ctx.identity.subject, name,

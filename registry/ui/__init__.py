@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from registry.handlers.base import Services
-from registry.ui.errors import UIError
+from registry.ui.errors import UIError, UINotFound
 from registry.ui.render import PREFIX, STATIC, render
 from registry.ui.session import SessionKeys
 
@@ -57,18 +57,23 @@ def ui_router() -> APIRouter:
             raise
     else:
         router.include_router(admin.router, prefix=PREFIX + "/admin")
+
+    @router.get(PREFIX + "/{rest:path}", include_in_schema=False)
+    async def unknown(rest: str) -> Response:
+        raise UINotFound(f"no page {PREFIX}/{rest[:200]}")
+
     return router
 
 
 async def _ui_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, UIError)
-    return render(request, "error.html", status=exc.status, message=exc.message,
-                  heading=_HEADINGS.get(exc.status, "Cannot do that"))
+    return render(request, "error.html", status=exc.status, code=exc.status,
+                  message=exc.message, heading=_HEADINGS.get(exc.status, "Cannot do that"))
 
 
 def mount_ui(app: FastAPI, services: Services) -> None:
     """Serve the UI from ``app`` (the registry application of ``services``)."""
     app.state.ui_keys = SessionKeys(services)
-    app.include_router(ui_router())
     app.mount(STATIC, StaticFiles(directory=str(STATIC_DIR)), name="ui-static")
+    app.include_router(ui_router())
     app.add_exception_handler(UIError, _ui_error)
