@@ -91,12 +91,12 @@ async def change_policies(request: Request, name: str) -> Response:
             return f"immutability rule {field(form, 'rule')} removed"
         if op == "add_retention":
             count = field(form, "count", "")
-            rule = policy.add_retention(name, field(form, "keep"),
+            kept = policy.add_retention(name, field(form, "keep"),
                                         int(count) if count.isdigit() else (count or None),
                                         field(form, "repositories", "**") or "**",
                                         field(form, "tags", "**") or "**", FORM_NAMES,
                                         actor=actor)
-            return f"added {rule.describe()}"
+            return f"added {kept.describe()}"
         if op == "remove_retention":
             policy.remove_retention(name, field(form, "rule"), actor=actor)
             return f"retention rule {field(form, 'rule')} removed"
