@@ -70,6 +70,8 @@ class Settings:
     ``max_blob_bytes`` (0: no limit) or more than the store's free space less
     ``min_free_bytes`` is refused at once with 413 SIZE_INVALID.
 
+    Web UI: ``ui`` serves the pages of :mod:`registry.ui` at ``/ui/`` of the same port.
+
     Scale-out: ``metadata_url`` names a PostgreSQL database (``postgresql://user:password@
     host:port/db``) that holds the metadata instead of SQLite under ``root``, so that any
     number of replicas can share it; empty keeps SQLite.

@@ -1,5 +1,6 @@
 """The web UI: server-rendered pages at ``/ui/`` of the registry's own port (``/``
-redirects there), on by default, off with ``ui = false``.
+redirects browsers there; other clients keep the spec-shaped 404), on by default, off with
+``ui = false``.
 
 :func:`mount_ui` adds everything to the registry application: :func:`ui_router` (the login
 and browsing pages of :mod:`registry.ui.auth_pages` and :mod:`registry.ui.pages`, and the
@@ -17,6 +18,7 @@ import importlib
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -41,7 +43,9 @@ def ui_router() -> APIRouter:
     router = APIRouter()
 
     @router.get("/", include_in_schema=False)
-    async def root() -> Response:
+    async def root(request: Request) -> Response:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise HTTPException(404)
         return RedirectResponse(PREFIX + "/", status_code=302)
 
     @router.get(PREFIX, include_in_schema=False)

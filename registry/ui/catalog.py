@@ -130,8 +130,7 @@ def groups(services: Services, who: Viewer | None) -> list[Group]:
             continue
         seen[space] = seen.get(space, 0) + 1
     for space, count in sorted(seen.items()):
-        usage = services.metadata.namespace_usage(space)[1] if space != TOP_LEVEL else None
-        rows.append(Group(space, None, count, usage))
+        rows.append(Group(space, None, count, _namespace_bytes(services, space)))
     return rows
 
 
@@ -148,5 +147,8 @@ def find_group(services: Services, who: Viewer | None, name: str) -> Group | Non
     count = sum(1 for r in repositories_in(services, name) if can_pull(services, who, r))
     if not count:
         return None
-    usage = services.metadata.namespace_usage(name)[1] if name != TOP_LEVEL else None
-    return Group(name, None, count, usage)
+    return Group(name, None, count, _namespace_bytes(services, name))
+
+
+def _namespace_bytes(services: Services, space: str) -> int | None:
+    return services.metadata.namespace_usage(space)[1] if space != TOP_LEVEL else None

@@ -146,7 +146,7 @@ async def read_manifest(services: Services, record: ManifestRecord
 
 
 def _artifact_type(parsed: Manifest | Index | None, record: ManifestRecord) -> str:
-    if record.artifact_type:
+    if record.artifact_type and record.artifact_type not in MediaType.CONFIGS:
         return record.artifact_type
     if isinstance(parsed, Manifest) and parsed.config.media_type not in MediaType.CONFIGS:
         return parsed.config.media_type

@@ -3,6 +3,7 @@ web UI tests: console errors collected, screenshots into ``docs/ui/``."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,10 @@ class Browser:
         return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
 
     def click(self, selector: str) -> None:
-        """Click the element and wait for the next page to load."""
+        """Click the element (a link or a submit button) and wait for the next page."""
+        old = self.driver.find_element(By.TAG_NAME, "html")
         self.wait_for(selector).click()
+        WebDriverWait(self.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(old))
         self.wait_for("main")
 
     def text(self, selector: str = "main") -> str:
@@ -100,14 +103,16 @@ class Browser:
         return text
 
     def screenshot(self, name: str) -> Path:
-        """Save the whole page as ``docs/ui/<name>.png``."""
+        """Save the whole page (up to 2,400 pixels high) as ``docs/ui/<name>.png``."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        height = self.driver.execute_script(
-            "return Math.min(2400, document.documentElement.scrollHeight)")
-        self.driver.set_window_size(1360, max(700, int(height)))
+        metrics = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+        size = metrics["cssContentSize"]
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"],
+                     "height": min(2400, size["height"]), "scale": 1}})
         path = SCREENSHOTS / f"{name}.png"
-        self.driver.save_screenshot(str(path))
-        self.driver.set_window_size(1360, 900)
+        path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
     def quit(self) -> None:

@@ -37,6 +37,7 @@ def _setup(cmd) -> None:  # type: ignore[no-untyped-def]
     for project in (PRIVATE, PUBLIC):
         cmd("project", "member", "add", project, "dev", "--role", "developer")
     cmd("project", "member", "add", PRIVATE, "guest", "--role", "guest")
+    cmd("project", "member", "add", PRIVATE, "maint", "--role", "maintainer")
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,10 @@ class UIRegistry:
 @pytest.fixture(scope="session")
 def ui_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIRegistry]:
     """``registry serve --tls`` (two workers) with projects skunkworks (private, 64 MiB
-    quota; dev developer, guest guest) and pub (public; dev developer), users root (admin),
-    dev, guest and others, and: skunkworks/app:v1 (config fields, three layers, a
-    signature, an SBOM and its attestation), skunkworks/evil:v1 (hostile labels and
-    history lines), pub/tools:1."""
+    quota; dev developer, maint maintainer, guest guest) and pub (public; dev developer),
+    users root (admin), dev, guest and others, and: skunkworks/app:v1 (config fields,
+    three layers, a signature, an SBOM and its attestation), skunkworks/evil:v1 (hostile
+    labels and history lines), pub/tools:1."""
     server = start_project_server(tmp_path_factory.mktemp("ui"), config=CONFIG,
                                   setup=_setup)
     try:
