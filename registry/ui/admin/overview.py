@@ -11,7 +11,7 @@ from starlette.responses import Response
 from registry import gcruns
 from registry.ui.admin.charts import usage_bars
 from registry.ui.admin.common import BASE, projects, refusals, require_viewer, services, show
-from registry.ui.admin.projects import CHART_PROJECTS, project_bars
+from registry.ui.admin.projects import CHART_PROJECTS, project_bars, usage_rows
 
 router = APIRouter()
 
@@ -27,7 +27,8 @@ def overview(request: Request) -> Response:
     if who.is_admin:
         runs = gcruns.last_runs(services(request).settings, limit=1)
         last_gc = runs[0] if runs else None
-    chart = usage_bars(project_bars(service, listed), "Storage used by each project")
+    chart = usage_bars(project_bars(usage_rows(service, listed[:CHART_PROJECTS])),
+                       "Storage used by each project")
     return show(request, "admin/overview.html", "overview", here=f"{BASE}/",
                 chart=chart, projects=listed, more=len(listed) > CHART_PROJECTS,
                 last_gc=last_gc, settings=services(request).settings)

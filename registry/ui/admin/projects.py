@@ -20,6 +20,7 @@ from registry.projects.model import (
     ROLES,
     Project,
     ProjectInvalid,
+    Usage,
     format_size,
     parse_size,
 )
@@ -43,12 +44,17 @@ router = APIRouter()
 CHART_PROJECTS = 50
 
 
-def project_bars(service: ProjectService, listed: list[Project]) -> list[Bar]:
+def project_bars(rows: list[tuple[Project, Usage]]) -> list[Bar]:
     """One bar per project (the first :data:`CHART_PROJECTS`), largest first."""
-    bars = [Bar(p.name, service.usage(p.name).bytes, p.quota, f"{BASE}/projects/{p.name}")
-            for p in listed[:CHART_PROJECTS]]
+    bars = [Bar(p.name, usage.bytes, p.quota, f"{BASE}/projects/{p.name}")
+            for p, usage in rows[:CHART_PROJECTS]]
     bars.sort(key=lambda b: (-b.value, b.label))
     return bars
+
+
+def usage_rows(service: ProjectService, listed: list[Project]) -> list[tuple[Project, Usage]]:
+    """Each project with what it holds (one usage query a project)."""
+    return [(p, service.usage(p.name)) for p in listed]
 
 
 def projects_page(request: Request, flashes: Flashes | None = None, status: int = 200,
@@ -58,8 +64,8 @@ def projects_page(request: Request, flashes: Flashes | None = None, status: int 
     service = projects(request)
     with refusals():
         listed = service.list_projects(who.actor())
-        rows = [(p, service.usage(p.name)) for p in listed]
-    chart = usage_bars(project_bars(service, listed), "Storage used by each project")
+        rows = usage_rows(service, listed)
+    chart = usage_bars(project_bars(rows), "Storage used by each project")
     return show(request, "admin/projects.html", "projects", here=f"{BASE}/projects",
                 flashes=flashes, status=status, rows=rows, chart=chart,
                 more=len(listed) > CHART_PROJECTS)
