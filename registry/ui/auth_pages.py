@@ -2,7 +2,8 @@
 
 A login is checked by the registry's own :class:`~registry.auth.authorizers.Logins`, so the
 login lockout (:mod:`registry.auth.throttle`) counts and refuses UI logins like any other;
-robot accounts cannot log in here (they are for machines). Both forms carry the CSRF token.
+robot accounts and users' CLI secrets cannot log in here (they are for machines and the
+command line): the session follows the user's password. Both forms carry the CSRF token.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from registry.auth.access import AllowAll
 from registry.auth.authorizers import client_address
 from registry.errors import TOOMANYREQUESTS, RegistryError
 from registry.robots.service import is_robot
-from registry.ui.errors import UIError
 from registry.ui.render import PREFIX, render
 from registry.ui.session import (
     attach_session,
@@ -54,7 +55,10 @@ async def login(request: Request) -> Response:
     target = safe_next(str(form.get("next", "")))
     logins = logins_of(request.app.state.services)
     if logins is None:
-        return RedirectResponse(target, status_code=303)
+        if isinstance(request.app.state.services.authorizer, AllowAll):
+            return RedirectResponse(target, status_code=303)
+        return render(request, "login.html", status=401, next=target, username=username,
+                      error="this registry's authorizer has no users to log in with")
     if not username or is_robot(username):
         error = "robot accounts cannot log in to the web UI" if username else \
             "give a user name"
@@ -66,8 +70,10 @@ async def login(request: Request) -> Response:
         status = 429 if err.code is TOOMANYREQUESTS else 401
         return render(request, "login.html", status=status, next=target,
                       error=err.message, username=username)
-    if who.robot is not None:
-        raise UIError("robot accounts cannot log in to the web UI", 401)
+    if who.robot is not None or who.credential:
+        what = "robot accounts" if who.robot is not None else "CLI secrets"
+        return render(request, "login.html", status=401, next=target, username=username,
+                      error=f"{what} cannot log in to the web UI: use the user's password")
     start_session(request, who)
     return attach_session(request, RedirectResponse(target, status_code=303))
 

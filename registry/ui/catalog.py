@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from registry.auth.access import AllowAll
+from registry.auth.access import ANONYMOUS, AllowAll, can_see
 from registry.auth.rules import ALL_ACTIONS, ANONYMOUS_PRINCIPAL, NO_ACTIONS, PULL
 from registry.handlers.base import Services
 from registry.projects.model import Project, project_of
@@ -51,7 +51,10 @@ def actions(services: Services, who: Viewer | None, repository: str) -> frozense
         return ALL_ACTIONS
     logins = logins_of(services)
     if logins is None:
-        return NO_ACTIONS
+        # An authorizer of the operator's own (``authorizer``): what its catalog shows
+        # anonymous clients, read-only.
+        return frozenset({PULL}) if can_see(services.authorizer, ANONYMOUS, repository) \
+            else NO_ACTIONS
     principal = who.principal if who is not None else ANONYMOUS_PRINCIPAL
     return logins.policy.allowed(principal, "repository", repository)
 

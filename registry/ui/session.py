@@ -214,10 +214,9 @@ def require_csrf(request: Request, form: Mapping[str, Any]) -> None:
     """Refuse (UIForbidden, a 403 page) a form without this session's CSRF token, or one
     that a browser says came from another site."""
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-        if origin != expected:
-            raise UIForbidden(f"refused: the form was sent from another site ({origin[:100]})")
+    # The host only: a proxy that ends TLS in front of the registry changes the scheme.
+    if origin and origin.partition("://")[2] != request.headers.get("host", ""):
+        raise UIForbidden(f"refused: the form was sent from another site ({origin[:100]})")
     sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or request.cookies.get(SESSION_COOKIE) is None or \
             not hmac.compare_digest(sent, csrf_token(request)):
@@ -229,7 +228,7 @@ def start_session(request: Request, principal: Principal) -> None:
     """Log ``principal`` in: a new session (new nonce) is set with the response."""
     services = _services(request)
     logins = logins_of(services)
-    stamp = logins.stamp_of(principal) if logins is not None else ""
+    stamp = logins.stamp(principal.subject or "") if logins is not None else ""
     session = _new_session(principal.subject, stamp)
     setattr(request.state, _STATE_SESSION, session)
     setattr(request.state, _STATE_SET, session)

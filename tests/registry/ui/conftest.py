@@ -3,6 +3,7 @@ session, a headless chromium, and HTTP clients that log in like a browser."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from tests.registry.pg import SWITCH_ENV
 from tests.registry.projects_env import USERS, start_project_server
 from tests.registry.test_auth_server import AuthServer
 from tests.registry.ui.browser import Browser
@@ -65,14 +67,19 @@ class UIRegistry:
 
 
 @pytest.fixture(scope="session")
-def ui_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIRegistry]:
+def ui_registry(tmp_path_factory: pytest.TempPathFactory,
+                request: pytest.FixtureRequest) -> Iterator[UIRegistry]:
     """``registry serve --tls`` (two workers) with projects skunkworks (private, 64 MiB
     quota; dev developer, maint maintainer, guest guest) and pub (public; dev developer),
     users root (admin), dev, guest and others, and: skunkworks/app:v1 (config fields,
     three layers, a signature, an SBOM and its attestation), skunkworks/evil:v1 (hostile
-    labels and history lines), pub/tools:1."""
+    labels and history lines), pub/tools:1. Its metadata, users and sessions' key are in
+    PostgreSQL with ``PYBUILD_TEST_METADATA=postgres``."""
+    metadata_url = ""
+    if os.environ.get(SWITCH_ENV, "sqlite") == "postgres":
+        metadata_url = request.getfixturevalue("postgres").create_database("ui_suite")
     server = start_project_server(tmp_path_factory.mktemp("ui"), config=CONFIG,
-                                  setup=_setup)
+                                  setup=_setup, metadata_url=metadata_url)
     try:
         registry = UIRegistry(server, *_content(server))
         yield registry

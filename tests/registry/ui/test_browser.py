@@ -124,7 +124,7 @@ def test_browse_a_docker_pushed_image_copy_pull_line_delete_tag_and_be_refused(
     assert "busybox rootfs" in layers[0].text
     assert "B" in layers[0].find_elements("css selector", "td.num")[1].text
     assert "echo" in ui.text("#config")
-    ui.screenshot("manifest")
+    ui.screenshot("manifest-pushed-by-docker")
     _clean(ui, "the manifest page")
 
     ui.click("#back-to-tags")
@@ -181,5 +181,5 @@ def test_hostile_content_runs_no_script_and_referrers_show_as_a_tree(
     assert [row.text.split()[0] for row in ui.find_all("#layers tr.layer")] == ["1", "2", "3"]
     assert "RUN apt-get install -y curl" in ui.text("#layers")
     assert "ENV MODE=ui" in ui.text("#history")
-    ui.screenshot("referrers")
+    ui.screenshot("manifest")
     _clean(ui, "the manifest page with referrers")

@@ -175,12 +175,33 @@ def test_the_login_lockout_applies_to_the_login_form(http: httpx.Client) -> None
     assert 'id="login-link"' in http.get("/ui/").text, "still logged out"
 
 
-def test_robot_accounts_cannot_log_in(http: httpx.Client) -> None:
+def _login_with(http: httpx.Client, user: str, secret: str) -> httpx.Response:
     form = http.get("/ui/login")
-    robot = http.post("/ui/login", data={"csrf": csrf_of(form.text),
-                                         "username": "robot$ci", "password": "x"})
-    assert robot.status_code == 401
-    assert "robot accounts cannot log in" in robot.text
+    return http.post("/ui/login", data={"csrf": csrf_of(form.text), "username": user,
+                                        "password": secret})
+
+
+def test_robot_accounts_and_cli_secrets_cannot_log_in(ui_registry: UIRegistry,
+                                                      http: httpx.Client) -> None:
+    with ui_registry.server.client(auth=("root", USERS["root"])) as admin:
+        made = admin.post(f"/api/v1/projects/{PUBLIC}/robots",
+                          json={"name": "uitest", "actions": "pull"})
+        assert made.status_code == 201, made.text
+        robot, robot_secret = made.json()["name"], made.json()["secret"]
+    with ui_registry.server.client(auth=("carol", USERS["carol"])) as carol:
+        made = carol.post("/api/v1/users/carol/secrets", json={"name": "ui-test"})
+        assert made.status_code == 201, made.text
+        cli_secret = made.json()["secret"]
+    refused = _login_with(http, robot, robot_secret)
+    assert refused.status_code == 401
+    assert "robot accounts cannot log in" in refused.text
+    refused = _login_with(http, "carol", cli_secret)
+    assert refused.status_code == 401
+    assert "CLI secrets cannot log in to the web UI: use the user&#39;s password" in \
+        refused.text
+    assert 'id="login-link"' in http.get("/ui/").text
+    assert _login_with(http, "carol", USERS["carol"]).status_code == 303
+    assert 'id="viewer-name">carol<' in http.get("/ui/").text
 
 
 def test_login_redirects_only_inside_the_ui(http: httpx.Client) -> None:
