@@ -347,9 +347,8 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
         print(f"registry gc: no registry at {str(root)!r}", file=sys.stderr)
         return 1
     logged = settings if settings is not None else Settings(root=root)
+    run = gcruns.new_run_id()
     started = time.monotonic()
-    if not args.dry_run:
-        gcruns.record(logged, gcruns.GC_START)
     try:
         meta = _open_metadata(root, settings)
         try:
@@ -360,6 +359,8 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
                 content = FilesystemContent(FilesystemDriver(root / CONTENT_DIR), meta)
             use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
+                if not args.dry_run:
+                    gcruns.record(logged, gcruns.GC_START, f"run={run}")
                 removed = (_retention(root, settings, meta, args.dry_run) if args.retention
                            else frozenset())
                 report = collect(
@@ -372,12 +373,13 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
             meta.close()
     except (LayerstoreError, StorageError, TagPolicyError) as err:
         if not args.dry_run:
-            gcruns.record(logged, gcruns.GC_FAILED, str(err).splitlines()[0][:500])
+            gcruns.record(logged, gcruns.GC_FAILED,
+                          f"run={run} {str(err).splitlines()[0][:500]}")
         print(f"registry gc: {err}", file=sys.stderr)
         return 1
     if not args.dry_run:
         gcruns.record(logged, gcruns.GC_DONE, gcruns.done_detail(
-            len(report.manifests_deleted), len(report.blobs_deleted), report.bytes_freed,
+            run, len(report.manifests_deleted), len(report.blobs_deleted), report.bytes_freed,
             len(report.uploads_purged), report.links_forgotten, report.blobs_kept,
             time.monotonic() - started))
     print(report.summary())

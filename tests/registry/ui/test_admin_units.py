@@ -43,10 +43,11 @@ def _event(action: str, at: float, detail: str = "") -> AuditEvent:
 
 def test_runs_pair_starts_with_their_ends_newest_first() -> None:
     events = [
-        _event(GC_START, 10), _event(GC_DONE, 12, done_detail(2, 5, 4096, 1, 0, 7, 2.0)),
-        _event(GC_START, 20),  # killed: no end
-        _event(GC_START, 30), _event(GC_FAILED, 31, "s3 bucket unreachable"),
-        _event(GC_START, 40),
+        _event(GC_START, 10, "run=a"),
+        _event(GC_DONE, 12, done_detail("a", 2, 5, 4096, 1, 0, 7, 2.0)),
+        _event(GC_START, 20, "run=b"),  # killed: no end
+        _event(GC_START, 30, "run=c"), _event(GC_FAILED, 31, "run=c s3 bucket unreachable"),
+        _event(GC_START, 40, "run=d"),
     ]
     runs = runs_of(list(reversed(events)))  # the audit log answers newest first
     assert [r.state for r in runs] == ["running", "failed", "unfinished", "done"]
@@ -54,10 +55,23 @@ def test_runs_pair_starts_with_their_ends_newest_first() -> None:
     assert (done.started_at, done.ended_at, done.seconds) == (10, 12, 2)
     assert (done.number("manifests"), done.number("blobs"), done.number("bytes"),
             done.number("uploads"), done.number("nothing")) == (2, 5, 4096, 1, 0)
+    assert "run" not in done.figures
     assert runs[1].error == "s3 bucket unreachable" and runs[1].seconds == 1
     assert runs[0].ended_at is None and runs[2].ended_at is None
 
 
+def test_overlapping_runs_pair_by_their_ids() -> None:
+    runs = runs_of([
+        _event(GC_START, 10, "run=a"), _event(GC_START, 11, "run=b"),
+        _event(GC_DONE, 12, "run=a bytes=1"), _event(GC_DONE, 15, "run=b bytes=2"),
+        _event(GC_FAILED, 16, "run=c another collection is running"),  # never started
+    ])
+    assert [(r.state, r.started_at, r.ended_at) for r in runs] == [
+        ("failed", 16, 16), ("done", 11, 15), ("done", 10, 12)]
+    assert (runs[1].number("bytes"), runs[2].number("bytes")) == (2, 1)
+    assert runs[0].error == "another collection is running"
+
+
 def test_an_end_whose_start_fell_off_the_page_is_a_run_of_its_own() -> None:
-    (run,) = runs_of([_event(GC_DONE, 5, "bytes=10")])
+    (run,) = runs_of([_event(GC_DONE, 5, "run=x bytes=10")])
     assert (run.state, run.started_at, run.number("bytes")) == ("done", 5, 10)
