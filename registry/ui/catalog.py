@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from registry.auth.access import ANONYMOUS, AllowAll, can_see
-from registry.auth.rules import ALL_ACTIONS, ANONYMOUS_PRINCIPAL, NO_ACTIONS, PULL
+from registry.auth.rules import ALL_ACTIONS, ANONYMOUS_PRINCIPAL, NO_ACTIONS, PULL, Principal
 from registry.handlers.base import Services
 from registry.projects.model import Project, project_of
 from registry.projects.service import Actor, ProjectService
@@ -55,8 +55,12 @@ def actions(services: Services, who: Viewer | None, repository: str) -> frozense
         # anonymous clients, read-only.
         return frozenset({PULL}) if can_see(services.authorizer, ANONYMOUS, repository) \
             else NO_ACTIONS
-    principal = who.principal if who is not None else ANONYMOUS_PRINCIPAL
-    return logins.policy.allowed(principal, "repository", repository)
+    return logins.policy.allowed(principal_of_viewer(who), "repository", repository)
+
+
+def principal_of_viewer(who: Viewer | None) -> Principal:
+    """The principal the access policy judges for ``who`` (``None``: anonymous)."""
+    return who.principal if who is not None else ANONYMOUS_PRINCIPAL
 
 
 def can_pull(services: Services, who: Viewer | None, repository: str) -> bool:

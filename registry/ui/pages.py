@@ -26,11 +26,19 @@ from registry.handlers.base import Services
 from registry.handlers.manifests import delete_reference
 from registry.names import check_name, check_tag, is_digest_reference, parse_digest
 from registry.storage.threads import run_blocking
-from registry.ui.catalog import TOP_LEVEL, actions, can_pull, find_group, groups, repositories_in
+from registry.ui.catalog import (
+    TOP_LEVEL,
+    actions,
+    can_pull,
+    find_group,
+    groups,
+    principal_of_viewer,
+    repositories_in,
+)
 from registry.ui.errors import UIError, UIForbidden, UINotFound
 from registry.ui.images import manifest_view, tag_row
 from registry.ui.render import PREFIX, render
-from registry.ui.session import Viewer, require_csrf, viewer
+from registry.ui.session import Viewer, logins_of, require_csrf, viewer
 
 router = APIRouter()
 PAGE_SIZE = 50
@@ -84,8 +92,11 @@ def deletion_refusal(services: Services, who: Viewer | None, repository: str) ->
         return "deletion is disabled on this registry (delete_enabled = false)"
     if DELETE_ACTION not in actions(services, who, repository):
         name = who.name if who is not None else "an anonymous visitor"
-        return f"{name} may not delete in {repository}: the access rules and project " \
-               "roles grant no delete action there"
+        logins = logins_of(services)
+        note = None if logins is None else logins.policy.project_note(
+            principal_of_viewer(who), repository, DELETE_ACTION)
+        return f"{name} may not delete in {repository}: " + (
+            note or "the access rules grant no delete action there")
     return ""
 
 

@@ -145,7 +145,8 @@ def test_browse_a_docker_pushed_image_copy_pull_line_delete_tag_and_be_refused(
     assert "may not delete" in ui.text("#delete-refusal")
     ui.open(f"/ui/r/{repo}/-/delete?ref=1.0")
     message = ui.text("#error-message")
-    assert message.startswith("refused: guest may not delete in " + repo), message
+    assert message.startswith(f"refused: guest may not delete in {repo}: "), message
+    assert "user guest has role guest in project skunkworks, which allows pull" in message
     ui.screenshot("refused")
     _only_refusals(ui, 403)
     _logout(ui)

@@ -87,7 +87,9 @@ def test_a_developer_without_delete_rights_is_refused(ui_registry: UIRegistry,
     assert "a.delete-tag" not in page.text and "Delete</a>" not in page.text
     refused = http.get(f"/ui/r/{PRIVATE}/app/-/delete", params={"ref": "v1"})
     assert refused.status_code == 403
-    assert "dev may not delete in skunkworks/app" in refused.text
+    assert ("dev may not delete in skunkworks/app: no rule or project role grants delete on "
+            "skunkworks/app: user dev has role developer in project skunkworks, which "
+            "allows pull,push") in refused.text
     form = http.get("/ui/")
     posted = http.post(f"/ui/r/{PRIVATE}/app/-/delete",
                        data={"ref": "v1", "csrf": csrf_of(form.text)})
