@@ -35,7 +35,7 @@ from registry.robots.values import RobotError, RobotNotFound
 from registry.tagpolicy.errors import TagPolicyError, UnknownProject, UnknownRule
 from registry.ui.errors import UIError, UIForbidden, UILoginRequired, UINotFound
 from registry.ui.render import PREFIX, render
-from registry.ui.session import Viewer, require_csrf, viewer
+from registry.ui.session import Viewer, logins_of, require_csrf, viewer
 from registry.webhooks.model import WebhookError
 
 BASE = PREFIX + "/admin"
@@ -60,6 +60,11 @@ def require_viewer(request: Request, doing: str = "manage the registry") -> View
     """The logged-in viewer; UILoginRequired for an anonymous visitor."""
     who = viewer(request)
     if who is None:
+        if logins_of(services(request)) is None:
+            raise UIForbidden(f"no one may {doing} here: this registry's access is decided "
+                              f"by the authorizer {services(request).settings.authorizer} "
+                              "and it has no users to log in with; use the registry "
+                              "commands")
         raise UILoginRequired(f"log in to {doing}")
     return who
 

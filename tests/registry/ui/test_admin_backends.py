@@ -121,3 +121,19 @@ def test_pages_without_authentication(open_registry: RegistryServer) -> None:
         assert r.status_code == 200 and "the rules are not used" in r.text
         r = visitor.post(f"{ADMIN}/projects", data={"name": "no-token"})
         assert r.status_code == 403 and "CSRF token" in error_of(r)
+
+
+def test_pages_with_an_authorizer_of_the_operators_own(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = Path(tmp_path_factory.mktemp("ui-admin-authorizer")) / "root"
+    server = RegistryServer(root, env={
+        "REGISTRY_AUTHORIZER": "tests.registry.server:role_authorizer"}).start()
+    try:
+        with server.client(follow_redirects=False) as visitor:
+            for path in ("/", "/projects", "/users"):
+                r = visitor.get(ADMIN + path)
+                assert r.status_code == 403, path
+                assert "decided by the authorizer tests.registry.server:role_authorizer" \
+                    in error_of(r)
+    finally:
+        server.stop()
