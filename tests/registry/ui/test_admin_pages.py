@@ -332,6 +332,24 @@ def test_tag_rules_for_maintainers_read_only_for_guests(site: AdminSite) -> None
         r = post(maint, here, op="remove_retention", rule="999")
         assert r.status_code == 404 and "no retention rule 999" in flashes(r)[0][1]
 
+        token = site.server.token("dev", f"repository:{PROJECT}/app:pull,push",
+                                  password=USERS["dev"])
+        with site.server.as_token(token) as c:
+            Api(c).image(f"{PROJECT}/app", "v2")
+        r = post(maint, here, op="add_retention", repositories="app", tags="v*",
+                 keep="latest", count="1")
+        assert r.status_code == 200
+        r = post(maint, here, op="run_retention")
+        assert flashes(r) == [("ok", "retention removed 1 manifest(s), skipped 0; run "
+                                     "registry gc to free their blobs")]
+        assert re.search(r"<td>acme/app</td><td><code>sha256:[0-9a-f]{12}</code></td>"
+                         r"<td>v1</td>", r.text), r.text[-3000:]
+        with site.server.as_token(token) as c:
+            assert c.get(f"/v2/{PROJECT}/app/tags/list").json()["tags"] == ["v2"]
+        rule = re.search(r'name="op" value="remove_retention"><input type="hidden" '
+                         r'name="rule" value="(\d+)"', r.text).group(1)
+        post(maint, here, op="remove_retention", rule=rule)
+
 
 def test_webhooks_are_added_listed_escaped_and_removed(site: AdminSite) -> None:
     here = f"{ADMIN}/projects/{PROJECT}/webhooks"
