@@ -2,8 +2,8 @@
 charts, members and roles, settings and quota (:mod:`.projects`); robot accounts
 (:mod:`.robots`); tag immutability and retention rules (:mod:`.policies`); webhooks and
 their deliveries (:mod:`.webhooks`); users, the access rules and one's own CLI secrets
-(:mod:`.users`); garbage collection's last runs and a project's activity
-(:mod:`.gcpage`).
+(:mod:`.users`); garbage collection's last runs (:mod:`.gcpage`); the audit log and a
+project's activity (:mod:`.auditlog`).
 
 Each page reads and changes the registry through the same services as the management API
 and the ``registry`` commands (:mod:`registry.projects`, :mod:`registry.robots`,
@@ -27,6 +27,7 @@ PAGE_MODULES: tuple[str, ...] = (
     "registry.ui.admin.webhooks",
     "registry.ui.admin.users",
     "registry.ui.admin.gcpage",
+    "registry.ui.admin.auditlog",
 )
 
 

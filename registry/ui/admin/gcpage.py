@@ -1,7 +1,6 @@
 """Garbage collection (system admins): whether a collection is running, the last runs of
 ``registry gc`` with what each removed (from the audit log, :mod:`registry.gcruns`), and a
-chart of the bytes each run freed; and a project's activity — the audit log's newest events
-of the project (its maintainers and admins, as ``/api/v1/audit?project=`` allows)."""
+chart of the bytes each run freed."""
 
 from __future__ import annotations
 
@@ -9,24 +8,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from registry import audit, gcruns
-from registry.audit.events import AuditQuery
-from registry.projects.model import MAINTAINER
+from registry import gcruns
 from registry.ui.admin.charts import Bar, usage_bars
-from registry.ui.admin.common import (
-    BASE,
-    projects,
-    refusals,
-    require_system_admin,
-    services,
-    show,
-)
-from registry.ui.admin.projects import project_context
+from registry.ui.admin.common import BASE, refusals, require_system_admin, services, show
 from registry.ui.render import when
 
 router = APIRouter()
 RUNS = 20
-EVENTS = 100
 
 
 @router.get("/gc", include_in_schema=False)
@@ -42,16 +30,3 @@ def gc_status(request: Request) -> Response:
     running = runs[0] if runs and runs[0].state == gcruns.RUNNING else None
     return show(request, "admin/gc.html", "gc", here=f"{BASE}/gc", runs=runs,
                 running=running, chart=chart, root=str(settings.root))
-
-
-@router.get("/projects/{name}/activity", include_in_schema=False)
-def activity(request: Request, name: str) -> Response:
-    """The project's newest audit events."""
-    who, context = project_context(request, name)
-    with refusals():
-        projects(request).require(who.actor(), name, MAINTAINER, "read the audit log of")
-        events = audit.query(services(request).settings, AuditQuery(project=name,
-                                                                     limit=EVENTS))
-    return show(request, "admin/activity.html", "projects",
-                here=f"{BASE}/projects/{name}/activity", tab="activity", events=events,
-                **context)

@@ -135,7 +135,9 @@ def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> No
     ui.click("#nav-admin-users")
     assert "system admin" in ui.text("tr[data-user='root']")
     ui.screenshot("admin-users")
-    _clean(ui, "the GC and users pages")
+    ui.click("#nav-admin-audit")
+    assert "member.add" in ui.text("#audit-table")
+    _clean(ui, "the GC, users and audit log pages")
     _logout(ui)
 
 

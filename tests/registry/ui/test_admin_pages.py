@@ -477,3 +477,24 @@ def test_project_activity_for_maintainers(site: AdminSite) -> None:
             return text
 
         eventually(logged)
+
+
+def test_audit_log_for_system_admins(site: AdminSite) -> None:
+    with site.browser_like("root") as root:
+        def pushes() -> None:  # the server writes its audit events off the request path
+            page = root.get(f"{ADMIN}/audit", params={"project": PROJECT, "user": "dev",
+                                                      "since": "1d"})
+            assert page.status_code == 200
+            rows = re.findall(r"<tr><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)</td>",
+                              page.text)
+            assert rows and ("push", "dev") in rows and {u for _, u in rows} == {"dev"}
+
+        eventually(pushes)
+        page = root.get(f"{ADMIN}/audit", params={"project": HOSTILE, "user": HOSTILE})
+        assert page.status_code == 200 and "No events." in page.text
+        assert_escaped(page.text)
+        page = root.get(f"{ADMIN}/audit", params={"since": "yesterday"})
+        assert page.status_code == 400 and "since 'yesterday'" in error_of(page)
+    with site.browser_like("maint") as maint:
+        page = maint.get(f"{ADMIN}/audit")
+        assert page.status_code == 403 and "only system admins" in error_of(page)
