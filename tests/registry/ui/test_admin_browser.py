@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.registry.projects_env import USERS, registry_cmd
-from tests.registry.ui.browser import Browser, describe
+from tests.registry.ui.browser import WAIT_SECONDS, Browser, describe
 from tests.registry.ui.test_admin_pages import PROJECT, AdminSite, members, post
 from tests.registry.ui.test_admin_pages import site as site  # the fixture
 
@@ -47,16 +48,24 @@ def _only_refusals(ui: Browser, *statuses: int) -> None:
     assert len(errors) == len(statuses), describe(errors)
 
 
+def _go(ui: Browser, selector: str) -> None:
+    """Click what loads another page, and wait until the new page replaced this one."""
+    old = ui.find("main")
+    ui.wait_for(selector).click()
+    WebDriverWait(ui.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(old))
+    ui.wait_for("main")
+
+
 def _login(ui: Browser, user: str) -> None:
     ui.open("/ui/login")
     ui.wait_for("#username").send_keys(user)
     ui.find("#password").send_keys(USERS[user])
-    ui.click("#login-submit")
+    _go(ui, "#login-submit")
     assert ui.text("#viewer-name") == user
 
 
 def _logout(ui: Browser) -> None:
-    ui.click("#logout")
+    _go(ui, "#logout")
     ui.wait_for("#login-link")
 
 
@@ -68,7 +77,7 @@ def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> No
     done = registry_cmd(site.server.root, "gc", "--grace", "0")
     assert done.returncode == 0, done.stderr
     _login(ui, "root")
-    ui.click("header nav a[href='/ui/admin/']")
+    _go(ui, "header nav a[href='/ui/admin/']")
     assert ui.path == f"{ADMIN}/"
     chart = ui.wait_for("svg.usage-chart")
     assert PROJECT in chart.get_attribute("aria-label") + chart.text
@@ -76,17 +85,17 @@ def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> No
     ui.screenshot("admin-overview")
     _clean(ui, "the overview")
 
-    ui.click("#nav-admin-projects")
+    _go(ui, "#nav-admin-projects")
     ui.wait_for("#new-project-name").send_keys("browser-made")
     ui.find("#new-project-quota").send_keys("5MiB")
-    ui.click("#create-project-submit")
+    _go(ui, "#create-project-submit")
     assert _flash(ui) == "project browser-made created (private, quota 5.0 MiB)"
     assert ui.find("tr[data-project='browser-made']")
-    ui.click("tr[data-project='acme'] a")
+    _go(ui, "tr[data-project='acme'] a")
     assert ui.path == f"{ADMIN}/projects/{PROJECT}"
     ui.wait_for("#member-name").send_keys("carol")
     Select(ui.find("#member-role")).select_by_value("developer")
-    ui.click("#add-member-submit")
+    _go(ui, "#add-member-submit")
     assert _flash(ui) == f"carol added to project {PROJECT} as developer"
     assert "developer" in ui.text("tr[data-member='carol']")
     assert members(site, PROJECT)["carol"] == "developer"
@@ -94,11 +103,11 @@ def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> No
     ui.screenshot("admin-project")
     _clean(ui, "the project page")
 
-    ui.click("#tab-robots")
+    _go(ui, "#tab-robots")
     ui.wait_for("#robot-name").send_keys("deploy")
     ui.find("#robot-action-push").click()
     ui.find("#robot-description").send_keys("deploys the app")
-    ui.click("#create-robot-submit")
+    _go(ui, "#create-robot-submit")
     assert _flash(ui).startswith(f"robot robot${PROJECT}+deploy created")
     secret = ui.find("#robot-secret").get_attribute("value")
     assert site.token_status(f"robot${PROJECT}+deploy", secret) == 200
@@ -107,35 +116,35 @@ def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> No
     assert ui.clipboard() == secret
     assert "enabled" in ui.text(f"tr[data-robot='robot${PROJECT}+deploy']")
     ui.screenshot("admin-robots")
-    ui.click(f"button[data-toggle-robot='robot${PROJECT}+deploy']")
+    _go(ui, f"button[data-toggle-robot='robot${PROJECT}+deploy']")
     assert _flash(ui) == f"robot robot${PROJECT}+deploy disabled"
     assert site.token_status(f"robot${PROJECT}+deploy", secret) == 401
     ui.find(f"tr[data-robot='robot${PROJECT}+deploy'] details summary").click()
-    ui.click(f"button[data-delete-robot='robot${PROJECT}+deploy']")
+    _go(ui, f"button[data-delete-robot='robot${PROJECT}+deploy']")
     assert _flash(ui) == f"robot robot${PROJECT}+deploy deleted"
     _clean(ui, "the robots page")
 
-    ui.click("#tab-policies")
+    _go(ui, "#tab-policies")
     ui.wait_for("#immutable-tags").send_keys("release-*")
-    ui.click("#add-immutable-submit")
+    _go(ui, "#add-immutable-submit")
     assert "tags 'release-*'" in _flash(ui)
-    ui.click("#plan-retention-submit")
+    _go(ui, "#plan-retention-submit")
     assert _flash(ui).startswith("dry run: a retention run would remove 0")
     ui.screenshot("admin-policies")
     rule = ui.find("#immutable-table tbody tr").get_attribute("data-rule")
     ui.find(f"#immutable-table tr[data-rule='{rule}'] details summary").click()
-    ui.click(f"button[data-remove-immutable='{rule}']")
+    _go(ui, f"button[data-remove-immutable='{rule}']")
     assert _flash(ui) == f"immutability rule {rule} removed"
     _clean(ui, "the tag rules page")
 
-    ui.click("#nav-admin-gc")
+    _go(ui, "#nav-admin-gc")
     assert "Idle." in ui.text("#gc-state")
     assert ui.find_all("#gc-runs tr.gc-run")
     ui.screenshot("admin-gc")
-    ui.click("#nav-admin-users")
+    _go(ui, "#nav-admin-users")
     assert "system admin" in ui.text("tr[data-user='root']")
     ui.screenshot("admin-users")
-    ui.click("#nav-admin-audit")
+    _go(ui, "#nav-admin-audit")
     assert "member.add" in ui.text("#audit-table")
     _clean(ui, "the GC, users and audit log pages")
     _logout(ui)
@@ -162,7 +171,7 @@ def test_refusals_in_the_browser_say_why(ui: Browser, site: AdminSite) -> None:
                  role="developer")
         assert r.status_code == 200
     try:
-        ui.click("#visibility-submit")
+        _go(ui, "#visibility-submit")
         assert _flash(ui) == (f"refused: padmin may not change project {PROJECT}: it needs "
                               "role admin or higher and has role developer")
         assert "private" in ui.text("#visibility")
