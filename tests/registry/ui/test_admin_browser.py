@@ -8,10 +8,13 @@ The screenshots ``docs/ui/admin-*.png`` are made here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
-from selenium.webdriver.support import expected_conditions
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.registry.projects_env import USERS, registry_cmd
@@ -20,13 +23,14 @@ from tests.registry.ui.test_admin_pages import PROJECT, AdminSite, members, post
 from tests.registry.ui.test_admin_pages import site as site  # the fixture
 
 ADMIN = "/ui/admin"
+T = TypeVar("T")
 
 
 @pytest.fixture
 def ui(browser: Browser, site: AdminSite) -> Iterator[Browser]:
     """The session's browser pointed at this module's registry, logged out."""
     browser.base = site.server.url
-    browser.open("/ui/")
+    _open(browser, "/ui/")
     browser.driver.delete_all_cookies()
     browser.console_errors()
     yield browser
@@ -48,29 +52,83 @@ def _only_refusals(ui: Browser, *statuses: int) -> None:
     assert len(errors) == len(statuses), describe(errors)
 
 
+def _on(ui: Browser, selector: str, act: Callable[[WebElement], T]) -> T:
+    """``act`` on the element ``selector`` finds; found again when chromium says the node
+    it found is gone from the document (it does so now and then right after a page load,
+    before anything was done to it)."""
+    for attempt in range(3):
+        try:
+            return act(ui.wait_for(selector))
+        except StaleElementReferenceException:
+            if attempt == 2:
+                raise
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc) or attempt == 2:
+                raise
+        time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _type(ui: Browser, selector: str, text: str) -> None:
+    _on(ui, selector, lambda e: e.send_keys(text))
+
+
+def _press(ui: Browser, selector: str) -> None:
+    """Click what changes nothing but this page (a checkbox, a details summary, a button
+    of the page's script)."""
+    _on(ui, selector, lambda e: e.click())
+
+
+def _choose(ui: Browser, selector: str, value: str) -> None:
+    _on(ui, selector, lambda e: Select(e).select_by_value(value))
+
+
+def _loaded(ui: Browser) -> None:
+    """Wait until a new page (one without the mark :func:`_go` leaves) has loaded."""
+    WebDriverWait(ui.driver, WAIT_SECONDS, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.adminTestMark && "
+                                   "document.readyState === 'complete'"))
+    _on(ui, "main", lambda e: None)
+
+
 def _go(ui: Browser, selector: str) -> None:
     """Click what loads another page, and wait until the new page replaced this one."""
-    old = ui.find("main")
-    ui.wait_for(selector).click()
-    WebDriverWait(ui.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(old))
-    ui.wait_for("main")
+    ui.driver.execute_script("window.adminTestMark = true")
+    _press(ui, selector)
+    _loaded(ui)
+
+
+def _count(ui: Browser, selector: str) -> int:
+    """How many elements ``selector`` finds (asked of the page's own DOM)."""
+    found: int = ui.driver.execute_script(
+        "return document.querySelectorAll(arguments[0]).length", selector)
+    return found
+
+
+def _open(ui: Browser, path: str) -> None:
+    ui.driver.get(ui.base + path)
+    _loaded(ui)
 
 
 def _login(ui: Browser, user: str) -> None:
-    ui.open("/ui/login")
-    ui.wait_for("#username").send_keys(user)
-    ui.find("#password").send_keys(USERS[user])
+    _open(ui, "/ui/login")
+    _type(ui, "#username", user)
+    _type(ui, "#password", USERS[user])
     _go(ui, "#login-submit")
-    assert ui.text("#viewer-name") == user
+    assert _text(ui, "#viewer-name") == user
 
 
 def _logout(ui: Browser) -> None:
     _go(ui, "#logout")
-    ui.wait_for("#login-link")
+    _on(ui, "#login-link", lambda e: None)
+
+
+def _text(ui: Browser, selector: str) -> str:
+    return _on(ui, selector, lambda e: str(e.text))
 
 
 def _flash(ui: Browser) -> str:
-    return ui.text("p.flash")
+    return _text(ui, "p.flash")
 
 
 def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> None:
@@ -79,84 +137,83 @@ def test_a_system_admin_manages_the_registry(ui: Browser, site: AdminSite) -> No
     _login(ui, "root")
     _go(ui, "header nav a[href='/ui/admin/']")
     assert ui.path == f"{ADMIN}/"
-    chart = ui.wait_for("svg.usage-chart")
-    assert PROJECT in chart.get_attribute("aria-label") + chart.text
-    assert "of 1.0 MiB" in chart.text
+    chart = _text(ui, "svg.usage-chart")
+    assert PROJECT in chart and "of 1.0 MiB" in chart
     ui.screenshot("admin-overview")
     _clean(ui, "the overview")
 
     _go(ui, "#nav-admin-projects")
-    ui.wait_for("#new-project-name").send_keys("browser-made")
-    ui.find("#new-project-quota").send_keys("5MiB")
+    _type(ui, "#new-project-name", "browser-made")
+    _type(ui, "#new-project-quota", "5MiB")
     _go(ui, "#create-project-submit")
     assert _flash(ui) == "project browser-made created (private, quota 5.0 MiB)"
-    assert ui.find("tr[data-project='browser-made']")
+    assert _count(ui, "tr[data-project='browser-made']") == 1
     _go(ui, "tr[data-project='acme'] a")
     assert ui.path == f"{ADMIN}/projects/{PROJECT}"
-    ui.wait_for("#member-name").send_keys("carol")
-    Select(ui.find("#member-role")).select_by_value("developer")
+    _type(ui, "#member-name", "carol")
+    _choose(ui, "#member-role", "developer")
     _go(ui, "#add-member-submit")
     assert _flash(ui) == f"carol added to project {PROJECT} as developer"
-    assert "developer" in ui.text("tr[data-member='carol']")
+    assert "developer" in _text(ui, "tr[data-member='carol']")
     assert members(site, PROJECT)["carol"] == "developer"
-    assert len(ui.find_all("svg.usage-chart")) == 2
+    assert _count(ui, "svg.usage-chart") == 2
     ui.screenshot("admin-project")
     _clean(ui, "the project page")
 
     _go(ui, "#tab-robots")
-    ui.wait_for("#robot-name").send_keys("deploy")
-    ui.find("#robot-action-push").click()
-    ui.find("#robot-description").send_keys("deploys the app")
+    _type(ui, "#robot-name", "deploy")
+    _press(ui, "#robot-action-push")
+    _type(ui, "#robot-description", "deploys the app")
     _go(ui, "#create-robot-submit")
     assert _flash(ui).startswith(f"robot robot${PROJECT}+deploy created")
-    secret = ui.find("#robot-secret").get_attribute("value")
+    secret = _on(ui, "#robot-secret", lambda e: str(e.get_attribute("value")))
     assert site.token_status(f"robot${PROJECT}+deploy", secret) == 200
     ui.grant_clipboard()
-    ui.find("button[data-copy='robot-secret']").click()
+    _press(ui, "button[data-copy='robot-secret']")
     assert ui.clipboard() == secret
-    assert "enabled" in ui.text(f"tr[data-robot='robot${PROJECT}+deploy']")
+    assert "enabled" in _text(ui, f"tr[data-robot='robot${PROJECT}+deploy']")
     ui.screenshot("admin-robots")
     _go(ui, f"button[data-toggle-robot='robot${PROJECT}+deploy']")
     assert _flash(ui) == f"robot robot${PROJECT}+deploy disabled"
     assert site.token_status(f"robot${PROJECT}+deploy", secret) == 401
-    ui.find(f"tr[data-robot='robot${PROJECT}+deploy'] details summary").click()
+    _press(ui, f"tr[data-robot='robot${PROJECT}+deploy'] details summary")
     _go(ui, f"button[data-delete-robot='robot${PROJECT}+deploy']")
     assert _flash(ui) == f"robot robot${PROJECT}+deploy deleted"
     _clean(ui, "the robots page")
 
     _go(ui, "#tab-policies")
-    ui.wait_for("#immutable-tags").send_keys("release-*")
+    _type(ui, "#immutable-tags", "release-*")
     _go(ui, "#add-immutable-submit")
     assert "tags 'release-*'" in _flash(ui)
     _go(ui, "#plan-retention-submit")
     assert _flash(ui).startswith("dry run: a retention run would remove 0")
     ui.screenshot("admin-policies")
-    rule = ui.find("#immutable-table tbody tr").get_attribute("data-rule")
-    ui.find(f"#immutable-table tr[data-rule='{rule}'] details summary").click()
+    rule = _on(ui, "#immutable-table tbody tr", lambda e: str(e.get_attribute("data-rule")))
+    _press(ui, f"#immutable-table tr[data-rule='{rule}'] details summary")
     _go(ui, f"button[data-remove-immutable='{rule}']")
     assert _flash(ui) == f"immutability rule {rule} removed"
     _clean(ui, "the tag rules page")
 
     _go(ui, "#nav-admin-gc")
-    assert "Idle." in ui.text("#gc-state")
-    assert ui.find_all("#gc-runs tr.gc-run")
+    assert "Idle." in _text(ui, "#gc-state")
+    assert _count(ui, "#gc-runs tr.gc-run") > 0
     ui.screenshot("admin-gc")
     _go(ui, "#nav-admin-users")
-    assert "system admin" in ui.text("tr[data-user='root']")
+    assert "system admin" in _text(ui, "tr[data-user='root']")
     ui.screenshot("admin-users")
     _go(ui, "#nav-admin-audit")
-    assert "member.add" in ui.text("#audit-table")
+    assert "member.add" in _text(ui, "#audit-table")
     _clean(ui, "the GC, users and audit log pages")
     _logout(ui)
 
 
 def test_refusals_in_the_browser_say_why(ui: Browser, site: AdminSite) -> None:
     _login(ui, "dev")
-    ui.open(f"{ADMIN}/projects/{PROJECT}")
-    assert "your role: developer" in ui.text("#project-name")
-    assert not ui.find_all("#add-member") and not ui.find_all("#tab-robots")
-    ui.open(f"{ADMIN}/projects/{PROJECT}/robots")
-    assert ui.text("#error-message") == (
+    _open(ui, f"{ADMIN}/projects/{PROJECT}")
+    assert "your role: developer" in _text(ui, "#project-name")
+    assert _count(ui, "#add-member") == 0 and _count(ui, "#tab-robots") == 0
+    _open(ui, f"{ADMIN}/projects/{PROJECT}/robots")
+    assert _text(ui, "#error-message") == (
         f"refused: dev may not manage the robots of project {PROJECT}: it needs role admin "
         "or higher and has role developer")
     ui.screenshot("admin-refused")
@@ -164,8 +221,8 @@ def test_refusals_in_the_browser_say_why(ui: Browser, site: AdminSite) -> None:
     _logout(ui)
 
     _login(ui, "padmin")
-    ui.open(f"{ADMIN}/projects/{PROJECT}")
-    Select(ui.wait_for("#visibility-select")).select_by_value("public")
+    _open(ui, f"{ADMIN}/projects/{PROJECT}")
+    _choose(ui, "#visibility-select", "public")
     with site.browser_like("root") as root:  # meanwhile, padmin loses its admin role
         r = post(root, f"{ADMIN}/projects/{PROJECT}", op="add_member", member="padmin",
                  role="developer")
@@ -174,7 +231,7 @@ def test_refusals_in_the_browser_say_why(ui: Browser, site: AdminSite) -> None:
         _go(ui, "#visibility-submit")
         assert _flash(ui) == (f"refused: padmin may not change project {PROJECT}: it needs "
                               "role admin or higher and has role developer")
-        assert "private" in ui.text("#visibility")
+        assert "private" in _text(ui, "#visibility")
         _only_refusals(ui, 403)
     finally:
         with site.browser_like("root") as root:
