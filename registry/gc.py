@@ -24,7 +24,8 @@ The content store is listed before the lock is taken; the mark and the sweep run
 while they run, and a blob committed after the listing is never a candidate. Upload sessions
 older than ``upload_max_age`` are purged with their bytes (ingests ``upload-<uuid>``), as are
 ``upload-`` ingests that have no session and are as old. A dry run takes no lock and changes
-nothing; it reports what a run would do.
+nothing; it reports what a run would do. ``registry gc`` logs each run (not a dry run) in
+the audit log (:mod:`registry.gcruns`).
 
 Before the mark, the projects' retention rules are applied (``registry retention run``, see
 :mod:`registry.tagpolicy.retention`; ``--no-retention`` skips it), so that the blobs of the
@@ -46,6 +47,7 @@ from pathlib import Path
 from layerstore.content.store import Info
 from layerstore.digest import Digest
 from layerstore.errors import InvalidArgument, LayerstoreError, NotFound, Unavailable
+from registry import gcruns
 from registry.config import Settings
 from registry.locking import sweep_lock, use_cluster_lock
 from registry.metadata.pglocks import cluster_lock_for, single_collector
@@ -344,6 +346,9 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
     elif not root.is_dir():
         print(f"registry gc: no registry at {str(root)!r}", file=sys.stderr)
         return 1
+    logged = settings if settings is not None else Settings(root=root)
+    run = gcruns.new_run_id()
+    started = time.monotonic()
     try:
         meta = _open_metadata(root, settings)
         try:
@@ -354,6 +359,8 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
                 content = FilesystemContent(FilesystemDriver(root / CONTENT_DIR), meta)
             use_cluster_lock(cluster_lock_for(meta))
             with single_collector(meta):
+                if not args.dry_run:
+                    gcruns.record(logged, gcruns.GC_START, f"run={run}")
                 removed = (_retention(root, settings, meta, args.dry_run) if args.retention
                            else frozenset())
                 report = collect(
@@ -365,7 +372,15 @@ def run_cli(root: Path, argv: list[str], settings: Settings | None = None) -> in
         finally:
             meta.close()
     except (LayerstoreError, StorageError, TagPolicyError) as err:
+        if not args.dry_run:
+            gcruns.record(logged, gcruns.GC_FAILED,
+                          f"run={run} {str(err).splitlines()[0][:500]}")
         print(f"registry gc: {err}", file=sys.stderr)
         return 1
+    if not args.dry_run:
+        gcruns.record(logged, gcruns.GC_DONE, gcruns.done_detail(
+            run, len(report.manifests_deleted), len(report.blobs_deleted), report.bytes_freed,
+            len(report.uploads_purged), report.links_forgotten, report.blobs_kept,
+            time.monotonic() - started))
     print(report.summary())
     return 0

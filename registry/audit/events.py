@@ -67,12 +67,13 @@ class AuditEvent:
 @dataclass(frozen=True)
 class AuditQuery:
     """Which events to list: of ``project``, by ``user`` (``""`` anonymous), at or after
-    ``since``; the newest ``limit`` first."""
+    ``since``, of one of ``actions`` (empty: any); the newest ``limit`` first."""
 
     project: str | None = None
     user: str | None = None
     since: float | None = None
     limit: int = 100
+    actions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:

@@ -79,6 +79,9 @@ def where_clause(query: AuditQuery, mark: str) -> tuple[str, list[Any]]:
     if query.since is not None:
         terms.append(f"at >= {mark}")
         params.append(query.since)
+    if query.actions:
+        terms.append(f"action IN ({', '.join([mark] * len(query.actions))})")
+        params.extend(query.actions)
     return (" WHERE " + " AND ".join(terms)) if terms else "", params
 
 

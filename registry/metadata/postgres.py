@@ -161,6 +161,16 @@ class PostgresMetadataStore:
             return 0, 0
         return int(rows[0][0]), int(rows[0][1])
 
+    def repository_usage(self, repository: str) -> int:
+        """The bytes ``repository`` holds (distinct digests of its links and manifests)."""
+        rows = self._read(
+            "WITH held (digest, size) AS (SELECT digest, size FROM blob_links "
+            "WHERE repo = %(repo)s UNION ALL SELECT digest, size FROM manifests "
+            "WHERE repo = %(repo)s) SELECT coalesce(sum(size), 0) FROM "
+            "(SELECT max(size) AS size FROM held GROUP BY digest) AS d",
+            {"repo": text(repository, "repository")})
+        return int(rows[0][0]) if rows else 0
+
     def namespace_holds(self, namespace: str, digest: Digest) -> bool:
         """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
         manifest (the digest indexes, then the repository range)."""

@@ -251,6 +251,15 @@ class SqliteMetadataStore:
             "(SELECT max(size) AS size FROM held GROUP BY digest))", (low, high))
         return int(rows[0][0]), int(rows[0][1])
 
+    def repository_usage(self, repository: str) -> int:
+        """The bytes ``repository`` holds (distinct digests of its links and manifests)."""
+        rows = self._rows(
+            "WITH held (digest, size) AS (SELECT digest, size FROM blob_links WHERE repo = ?1 "
+            "UNION ALL SELECT digest, size FROM manifests WHERE repo = ?1) "
+            "SELECT coalesce(sum(size), 0) FROM (SELECT max(size) AS size FROM held "
+            "GROUP BY digest)", (_text(repository, "repository"),))
+        return int(rows[0][0])
+
     def namespace_holds(self, namespace: str, digest: Digest) -> bool:
         """Whether a repository under ``namespace/`` links blob ``digest`` or holds it as a
         manifest (the digest indexes, then the repository range)."""

@@ -106,6 +106,11 @@ class MetadataStore(Protocol):
         manifest."""
         ...
 
+    def repository_usage(self, repository: str) -> int:
+        """The bytes ``repository`` itself holds: the size of the distinct blobs it links
+        and manifests it holds (a digest once)."""
+        ...
+
     def link_blob(self, repository: str, digest: Digest, size: int) -> None:
         """Make blob ``digest`` visible in ``repository`` (idempotent)."""
         ...

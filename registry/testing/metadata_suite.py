@@ -356,6 +356,19 @@ class MetadataStoreSuite(ABC):
         store.unlink_blob("team/b/deep", blob("own"))
         assert store.namespace_usage("team") == (2, 1000 + size)
 
+    def test_repository_usage_counts_each_digest_once(self, tmp_path: Path) -> None:
+        store = self.make_store(tmp_path)
+        assert store.repository_usage("team/a") == 0
+        store.link_blob("team/a", blob("layer"), 1000)
+        store.link_blob("team/a/deep", blob("deeper"), 10)
+        store.link_blob("team/ab", blob("neighbour"), 7)
+        store.put_manifest("team/a", manifest("m"))
+        store.put_manifest("team/a", manifest("m"), ("v1",))
+        assert store.repository_usage("team/a") == 1000 + manifest("m").size
+        assert store.repository_usage("team/a/deep") == 10
+        store.unlink_blob("team/a", blob("layer"))
+        assert store.repository_usage("team/a") == manifest("m").size
+
     # Uploads.
 
     def test_upload_lifecycle(self, tmp_path: Path) -> None:
