@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
@@ -17,6 +20,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.peers import require
 from tests.registry.server import REPO_ROOT
+
+T = TypeVar("T")
 
 SCREENSHOTS = REPO_ROOT / "docs" / "ui"
 WAIT_SECONDS = 20
@@ -61,10 +66,26 @@ class Browser:
         """Every element matching ``selector``."""
         return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
 
+    def on(self, selector: str, act: Callable[[WebElement], T]) -> T:
+        """``act`` on the element ``selector`` finds; found again when chromium says the
+        node it found is gone from the document (it does so now and then right after a page
+        load, before anything was done to it)."""
+        for attempt in range(3):
+            try:
+                return act(self.wait_for(selector))
+            except StaleElementReferenceException:
+                if attempt == 2:
+                    raise
+            except WebDriverException as exc:
+                if "does not belong to the document" not in str(exc) or attempt == 2:
+                    raise
+            time.sleep(0.2)
+        raise AssertionError("unreachable")
+
     def click(self, selector: str) -> None:
         """Click the element (a link or a submit button) and wait for the next page."""
         old = self.driver.find_element(By.TAG_NAME, "html")
-        self.wait_for(selector).click()
+        self.on(selector, lambda element: element.click())
         WebDriverWait(self.driver, WAIT_SECONDS).until(expected_conditions.staleness_of(old))
         self.wait_for("main")
 

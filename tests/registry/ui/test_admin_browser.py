@@ -8,12 +8,11 @@ The screenshots ``docs/ui/admin-*.png`` are made here."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -53,20 +52,7 @@ def _only_refusals(ui: Browser, *statuses: int) -> None:
 
 
 def _on(ui: Browser, selector: str, act: Callable[[WebElement], T]) -> T:
-    """``act`` on the element ``selector`` finds; found again when chromium says the node
-    it found is gone from the document (it does so now and then right after a page load,
-    before anything was done to it)."""
-    for attempt in range(3):
-        try:
-            return act(ui.wait_for(selector))
-        except StaleElementReferenceException:
-            if attempt == 2:
-                raise
-        except WebDriverException as exc:
-            if "does not belong to the document" not in str(exc) or attempt == 2:
-                raise
-        time.sleep(0.2)
-    raise AssertionError("unreachable")
+    return ui.on(selector, act)
 
 
 def _type(ui: Browser, selector: str, text: str) -> None:
