@@ -4,6 +4,7 @@ locally made base root filesystems."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,14 @@ from tests.peers import Dockerd, require
 # Commands run in the test process (monkeypatches, captured output), never in a pybuild
 # daemon a user may have running; tests/builder/test_daemon.py starts its own.
 os.environ["PYBUILD_NO_DAEMON"] = "1"
+
+# A shell without job control starts a background command (``bash scripts/test.sh &``, CI
+# runners) with SIGINT ignored, and an ignored signal stays ignored across exec: every
+# pybuild the tests start would then ignore the SIGINT of the Ctrl-C tests, as Python
+# leaves an inherited SIG_IGN alone. A Python handler is reset to the default on exec, so
+# with this one the programs the tests start see SIGINT as a foreground job does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
