@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from layerstore.testing.rootfs import make_busybox_rootfs
+from registry.testing.processes import RegistryProcess
 from tests.peers import Dockerd, require
 
 # Commands run in the test process (monkeypatches, captured output), never in a pybuild
@@ -37,6 +38,38 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             f"{len(heavy)} selected tests need root (real mounts, namespaces and peers), "
             f"{heavy[0]} first; as another user run only the unit tier: "
             "bash scripts/test.sh --unit (pytest -m unit)")
+
+
+def _servers(values: object, depth: int = 0) -> Iterator[RegistryProcess]:
+    """The registry processes among a test's fixture values: a server itself, one it wraps
+    (``.proc``) or one in a tuple."""
+    if isinstance(values, RegistryProcess):
+        yield values
+    elif isinstance(getattr(values, "proc", None), RegistryProcess):
+        yield values.proc  # type: ignore[attr-defined]
+    elif isinstance(values, tuple | list) and depth < 2:
+        for value in values:
+            yield from _servers(value, depth + 1)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, object, None]:
+    """A failed test that used a registry server shows the server's state (running and
+    listening, or how it ended) and the tail of its log, so a server that died or stopped
+    listening under a test can be told from a test that failed on its own."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    seen: set[int] = set()
+    for server in _servers(tuple(funcargs.values())):
+        if id(server) in seen:
+            continue
+        seen.add(id(server))
+        report.sections.append((f"registry {server.address} ({server.state()})",
+                                f"{server.log_path}, last lines:\n{server.log_tail()}"))
 
 
 @pytest.fixture(scope="session")

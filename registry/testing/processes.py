@@ -16,6 +16,10 @@ from typing import Self
 
 import httpx
 
+#: How much of a server's log an error shows (characters, from the end).
+LOG_TAIL = 3000
+_LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that nothing listens on right now."""
@@ -59,6 +63,11 @@ class RegistryProcess:
                                          start_new_session=True)
         try:
             wait_until_up(self.proc, self.url, self.log_path, timeout)
+            if not listens(self.proc.pid, self.port):
+                raise RuntimeError(
+                    f"{self.url} answered, but not from {self.argv[0]} (pid {self.proc.pid}): "
+                    f"another process took port {self.port} first; "
+                    f"{self.state()}:\n{self.log_tail()}")
         except RuntimeError:
             self.stop()
             raise
@@ -88,6 +97,22 @@ class RegistryProcess:
         except FileNotFoundError:
             return ""
 
+    def log_tail(self, size: int = LOG_TAIL) -> str:
+        """The last ``size`` characters of :meth:`log`."""
+        return self.log()[-size:]
+
+    def state(self) -> str:
+        """Whether the process still runs (and listens on its port) or how it ended, in
+        words: ``pid 123 runs and listens on 127.0.0.1:5000``."""
+        if self.proc is None:
+            return "never started"
+        code = self.proc.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+            return f"pid {self.proc.pid} {how}"
+        listening = "listens" if listens(self.proc.pid, self.port) else "does NOT listen"
+        return f"pid {self.proc.pid} runs and {listening} on {self.address}"
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -102,6 +127,36 @@ class RegistryProcess:
         return [int(p) for p in out.stdout.split()]
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (as the host's
+    ``/proc/net/tcp`` and ``tcp6`` list them), so that what answers there is that
+    process and not another one that bound the port first."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == _LISTEN \
+                    and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
     """Wait until ``url/v2/`` answers (any status below 500); raise RuntimeError with the
     log's tail if the process exits or the time runs out."""
@@ -109,7 +164,7 @@ def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: f
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n"
-                               + log.read_text(errors="replace")[-3000:])
+                               + log.read_text(errors="replace")[-LOG_TAIL:])
         try:
             if httpx.get(f"{url}/v2/", timeout=1, verify=False).status_code < 500:
                 return
@@ -117,7 +172,7 @@ def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: f
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{proc.args!r} did not answer on {url} within {timeout} s:\n"
-                       + log.read_text(errors="replace")[-3000:])
+                       + log.read_text(errors="replace")[-LOG_TAIL:])
 
 
 def ours(root: Path, *, host: str = "127.0.0.1", port: int | None = None, workers: int = 2,
