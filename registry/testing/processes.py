@@ -19,6 +19,12 @@ import httpx
 #: How much of a server's log an error shows (characters, from the end).
 LOG_TAIL = 3000
 _LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
+#: How many ports a server whose port was taken tries in all (``port_free``).
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """Another process bound the server's port before the server could."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,6 +47,7 @@ class RegistryProcess:
     clean_env: bool = False
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    port_free: bool = False
 
     @property
     def address(self) -> str:
@@ -54,9 +61,26 @@ class RegistryProcess:
 
     def start(self, timeout: float = 30) -> Self:
         """Start the process and wait for it to answer. With ``clean_env`` the inherited
-        ``REGISTRY_*`` variables are dropped, so only ``env`` configures the server."""
+        ``REGISTRY_*`` variables are dropped, so only ``env`` configures the server.
+
+        A port found by :func:`free_port` is free only for a moment: when another process
+        binds it first, the server cannot, and what answers there is not this server. With
+        ``port_free`` (the port was picked so, and ``argv`` names it as ``host:port``) the
+        server is started again on another free port; otherwise that fails at once."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._start_once(timeout)
+                return self
+            except PortTaken:
+                if not self.port_free or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self._move_to(free_port(self.host))
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         inherited = {k: v for k, v in os.environ.items()
                      if not (self.clean_env and k.startswith("REGISTRY_"))}
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                          env={**inherited, **self.env}, cwd=self.cwd,
@@ -64,14 +88,25 @@ class RegistryProcess:
         try:
             wait_until_up(self.proc, self.url, self.log_path, timeout)
             if not listens(self.proc.pid, self.port):
-                raise RuntimeError(
+                raise PortTaken(
                     f"{self.url} answered, but not from {self.argv[0]} (pid {self.proc.pid}): "
                     f"another process took port {self.port} first; "
                     f"{self.state()}:\n{self.log_tail()}")
-        except RuntimeError:
+        except RuntimeError as exc:
             self.stop()
+            if isinstance(exc, PortTaken):
+                raise
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace").lower()
+            if "address already in use" in text:
+                raise PortTaken(str(exc)) from None
             raise
-        return self
+
+    def _move_to(self, port: int) -> None:
+        old, new = f"{self.host}:{self.port}", f"{self.host}:{port}"
+        self.argv = [new if arg == old else arg for arg in self.argv]
+        self.port = port
 
     def stop(self) -> None:
         """Stop the process group gracefully (SIGTERM, then SIGKILL)."""
@@ -180,13 +215,14 @@ def ours(root: Path, *, host: str = "127.0.0.1", port: int | None = None, worker
          tls: bool = False) -> RegistryProcess:
     """``registry serve`` on loopback with data in ``root`` (not started); ``tls`` adds
     ``--tls`` (the private CA ends up in ``root/tls/ca.crt``) and speaks HTTPS to it."""
+    chosen = not port
     port = port or free_port(host)
     root.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "registry.cli", "serve", "--addr", f"{host}:{port}",
             "--root", str(root), "--workers", str(workers), *(["--tls"] if tls else []),
             *(extra or [])]
     return RegistryProcess(argv, host, port, root.parent / f"{root.name}.log",
-                           scheme="https" if tls else "http", env=env or {})
+                           scheme="https" if tls else "http", env=env or {}, port_free=chosen)
 
 
 def distribution(root: Path, *, host: str = "127.0.0.1", port: int | None = None,
