@@ -42,6 +42,13 @@ from builder.executor.protocol import ExtraHost, Network, RunSpec
 from layerstore.syscalls import libc
 
 SLIRP4NETNS = "slirp4netns"
+#: slirp4netns runs in a mount namespace of its own whose mounts are slaves of the host's.
+#: Its sandbox (--enable-sandbox) unshares a mount namespace, makes only ``/`` private and
+#: lazily unmounts the old root after pivot_root; where ``/run/netns`` is a shared mount
+#: (``ip netns add`` and podman make it one), that unmount reached the host's peer and took
+#: away every named network namespace mounted there (podman's and CNI's among them)
+#: whenever a run started. Unmounts in a slave do not propagate to its master.
+ISOLATE_MOUNTS = ("unshare", "--mount", "--propagation", "slave")
 #: The address of the run on the default network, and its gateway.
 ADDRESS = "10.0.2.100"
 GATEWAY = "10.0.2.2"
@@ -96,6 +103,9 @@ def check_available(network: Network) -> None:
     if network == "default" and shutil.which(SLIRP4NETNS) is None:
         raise BuildError(f"--network=default needs {SLIRP4NETNS} on PATH (Debian: apt-get "
                          f"install {SLIRP4NETNS}); --network=none runs without a network")
+    if network == "default" and shutil.which(ISOLATE_MOUNTS[0]) is None:
+        raise BuildError(f"--network=default needs {ISOLATE_MOUNTS[0]} on PATH (Debian: "
+                         "util-linux); --network=none runs without a network")
 
 
 # --- /etc/hosts -----------------------------------------------------------------------------
@@ -463,7 +473,7 @@ class _Slirp:
             with tempfile.TemporaryFile(prefix="pybuild-slirp-") as err:
                 try:
                     process = subprocess.Popen(
-                        [SLIRP4NETNS, *SLIRP_OPTIONS, f"--ready-fd={ready_w}",
+                        [*ISOLATE_MOUNTS, SLIRP4NETNS, *SLIRP_OPTIONS, f"--ready-fd={ready_w}",
                          f"--exit-fd={exit_r}", "--netns-type=path", f"/proc/self/fd/{ns}",
                          "tap0"],
                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,

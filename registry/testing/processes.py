@@ -16,6 +16,16 @@ from typing import Self
 
 import httpx
 
+#: How much of a server's log an error shows (characters, from the end).
+LOG_TAIL = 3000
+_LISTEN = "0A"  # the TCP state of a listening socket in /proc/net/tcp
+#: How many ports a server whose port was taken tries in all (``port_free``).
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """Another process bound the server's port before the server could."""
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that nothing listens on right now."""
@@ -37,6 +47,7 @@ class RegistryProcess:
     clean_env: bool = False
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    port_free: bool = False
 
     @property
     def address(self) -> str:
@@ -50,19 +61,52 @@ class RegistryProcess:
 
     def start(self, timeout: float = 30) -> Self:
         """Start the process and wait for it to answer. With ``clean_env`` the inherited
-        ``REGISTRY_*`` variables are dropped, so only ``env`` configures the server."""
+        ``REGISTRY_*`` variables are dropped, so only ``env`` configures the server.
+
+        A port found by :func:`free_port` is free only for a moment: when another process
+        binds it first, the server cannot, and what answers there is not this server. With
+        ``port_free`` (the port was picked so, and ``argv`` names it as ``host:port``) the
+        server is started again on another free port; otherwise that fails at once."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._start_once(timeout)
+                return self
+            except PortTaken:
+                if not self.port_free or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self._move_to(free_port(self.host))
+        return self
+
+    def _start_once(self, timeout: float) -> None:
         inherited = {k: v for k, v in os.environ.items()
                      if not (self.clean_env and k.startswith("REGISTRY_"))}
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
                                          env={**inherited, **self.env}, cwd=self.cwd,
                                          start_new_session=True)
         try:
             wait_until_up(self.proc, self.url, self.log_path, timeout)
-        except RuntimeError:
+            if not listens(self.proc.pid, self.port):
+                raise PortTaken(
+                    f"{self.url} answered, but not from {self.argv[0]} (pid {self.proc.pid}): "
+                    f"another process took port {self.port} first; "
+                    f"{self.state()}:\n{self.log_tail()}")
+        except RuntimeError as exc:
             self.stop()
+            if isinstance(exc, PortTaken):
+                raise
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace").lower()
+            if "address already in use" in text:
+                raise PortTaken(str(exc)) from None
             raise
-        return self
+
+    def _move_to(self, port: int) -> None:
+        old, new = f"{self.host}:{self.port}", f"{self.host}:{port}"
+        self.argv = [new if arg == old else arg for arg in self.argv]
+        self.port = port
 
     def stop(self) -> None:
         """Stop the process group gracefully (SIGTERM, then SIGKILL)."""
@@ -88,6 +132,22 @@ class RegistryProcess:
         except FileNotFoundError:
             return ""
 
+    def log_tail(self, size: int = LOG_TAIL) -> str:
+        """The last ``size`` characters of :meth:`log`."""
+        return self.log()[-size:]
+
+    def state(self) -> str:
+        """Whether the process still runs (and listens on its port) or how it ended, in
+        words: ``pid 123 runs and listens on 127.0.0.1:5000``."""
+        if self.proc is None:
+            return "never started"
+        code = self.proc.poll()
+        if code is not None:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+            return f"pid {self.proc.pid} {how}"
+        listening = "listens" if listens(self.proc.pid, self.port) else "does NOT listen"
+        return f"pid {self.proc.pid} runs and {listening} on {self.address}"
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -102,6 +162,36 @@ class RegistryProcess:
         return [int(p) for p in out.stdout.split()]
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on TCP ``port`` (as the host's
+    ``/proc/net/tcp`` and ``tcp6`` list them), so that what answers there is that
+    process and not another one that bound the port first."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == _LISTEN \
+                    and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
     """Wait until ``url/v2/`` answers (any status below 500); raise RuntimeError with the
     log's tail if the process exits or the time runs out."""
@@ -109,7 +199,7 @@ def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: f
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n"
-                               + log.read_text(errors="replace")[-3000:])
+                               + log.read_text(errors="replace")[-LOG_TAIL:])
         try:
             if httpx.get(f"{url}/v2/", timeout=1, verify=False).status_code < 500:
                 return
@@ -117,7 +207,7 @@ def wait_until_up(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: f
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{proc.args!r} did not answer on {url} within {timeout} s:\n"
-                       + log.read_text(errors="replace")[-3000:])
+                       + log.read_text(errors="replace")[-LOG_TAIL:])
 
 
 def ours(root: Path, *, host: str = "127.0.0.1", port: int | None = None, workers: int = 2,
@@ -125,13 +215,14 @@ def ours(root: Path, *, host: str = "127.0.0.1", port: int | None = None, worker
          tls: bool = False) -> RegistryProcess:
     """``registry serve`` on loopback with data in ``root`` (not started); ``tls`` adds
     ``--tls`` (the private CA ends up in ``root/tls/ca.crt``) and speaks HTTPS to it."""
+    chosen = not port
     port = port or free_port(host)
     root.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "registry.cli", "serve", "--addr", f"{host}:{port}",
             "--root", str(root), "--workers", str(workers), *(["--tls"] if tls else []),
             *(extra or [])]
     return RegistryProcess(argv, host, port, root.parent / f"{root.name}.log",
-                           scheme="https" if tls else "http", env=env or {})
+                           scheme="https" if tls else "http", env=env or {}, port_free=chosen)
 
 
 def distribution(root: Path, *, host: str = "127.0.0.1", port: int | None = None,

@@ -209,6 +209,26 @@ def test_default_network_files_and_interfaces(rootfs: Path, stack: str) -> None:
     assert stack == "direct" or net._spares.ready is not spare  # the run took it
 
 
+def named_namespace_mounted(path: str) -> bool:
+    """Whether the host's mount table has a network namespace mounted at ``path``."""
+    return any(line.split()[4] == path for line in Path("/proc/self/mountinfo").read_text()
+               .splitlines())
+
+
+def test_default_network_leaves_the_hosts_named_namespaces_mounted(
+        rootfs: Path, stack: str, world: networld.World) -> None:
+    # world's ip netns add made /run/netns a shared mount, as podman does too; every stack
+    # started from here on (the run's, or the next prepared one) must leave it as it is
+    assert named_namespace_mounted(world.path)
+    assert run(rootfs, "true")[0].exit_code == 0
+    if stack == "prepared":
+        deadline = time.monotonic() + 30
+        while net._spares.ready is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert net._spares.ready is not None, "no network namespace was prepared"
+    assert named_namespace_mounted(world.path)
+
+
 def test_default_network_does_not_reach_the_hosts_loopback(
         rootfs: Path, loopback_server: tuple[int, list[str]], stack: str) -> None:
     """Neither through the gateway, 0.0.0.0 nor packets routed for 127.0.0.1 out of tap0

@@ -50,6 +50,7 @@ class RegistryServer(RegistryProcess):
     def __init__(self, root: Path | None, *, workers: int = 1, args: Sequence[str] = (),
                  env: Mapping[str, str] | None = None, port: int | None = None,
                  pass_addr: bool = True, log_path: Path | None = None) -> None:
+        chosen = not port and pass_addr
         port = port or free_port()
         argv = [sys.executable, "-m", "registry.cli", "serve", "--workers", str(workers)]
         if pass_addr:
@@ -61,7 +62,7 @@ class RegistryServer(RegistryProcess):
             log_path = base / f"registry-{os.getpid()}-{port}.log"
         super().__init__([*argv, *args], "127.0.0.1", port, log_path,
                          env={**(env or {}), "PYTHONPATH": str(REPO_ROOT)}, clean_env=True,
-                         cwd=REPO_ROOT)
+                         cwd=REPO_ROOT, port_free=chosen)
         self.root = root
 
     def client(self, **kwargs: Any) -> httpx.Client:
