@@ -29,7 +29,7 @@ from layerstore.compression import decompress_reader, detect
 from layerstore.content.copy import put_bytes
 from layerstore.content.store import ContentStore
 from layerstore.digest import CHUNK, Digest, chain_ids, new_hasher
-from layerstore.docker_archive import ArchiveImage
+from layerstore.docker_archive import ArchiveImage, parse_manifest_entries
 from layerstore.errors import DigestMismatch, InvalidArgument, NotFound
 from layerstore.images import split_name
 from layerstore.layerblob import Layer, store_tar_stream
@@ -158,21 +158,7 @@ def _assemble(store: ContentStore, where: str, layers: dict[str, Layer],
 
 
 def _entries(raw: bytes, where: str) -> list[dict[str, Any]]:
-    try:
-        entries = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidArgument(f"{where}: manifest.json is not valid JSON: {exc}") from None
-    if not isinstance(entries, list):
-        raise InvalidArgument(f"{where}: manifest.json must be a JSON array")
-    for i, entry in enumerate(entries):
-        ok = (isinstance(entry, dict) and isinstance(entry.get("Config"), str)
-              and isinstance(entry.get("Layers"), list)
-              and all(isinstance(x, str) for x in entry["Layers"])
-              and isinstance(entry.get("RepoTags") or [], list))
-        if not ok:
-            raise InvalidArgument(f"{where}: manifest.json[{i}] needs Config (string), "
-                                  "Layers (array of strings) and RepoTags (array or null)")
-    return entries
+    return parse_manifest_entries(raw, where)
 
 
 def _file(name: str, size: int) -> bytes:

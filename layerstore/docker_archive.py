@@ -133,20 +133,27 @@ def read_docker_archive(src: Path, store: ContentStore, compression: str = "gzip
 
 def _manifest_entries(src: Path, tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo]
                       ) -> list[dict[str, Any]]:
-    raw = _member_bytes(tar, members, "manifest.json", str(src))
+    return parse_manifest_entries(_member_bytes(tar, members, "manifest.json", str(src)),
+                                  str(src))
+
+
+def parse_manifest_entries(raw: bytes, where: str) -> list[dict[str, Any]]:
+    """The entries of a docker-archive's ``manifest.json`` (``where`` names the archive in
+    errors), each checked to have ``Config``, ``Layers`` and ``RepoTags`` of the right
+    types."""
     try:
         entries = json.loads(raw)
     except ValueError as exc:
-        raise InvalidArgument(f"{src}: manifest.json is not valid JSON: {exc}") from None
+        raise InvalidArgument(f"{where}: manifest.json is not valid JSON: {exc}") from None
     if not isinstance(entries, list):
-        raise InvalidArgument(f"{src}: manifest.json must be a JSON array")
+        raise InvalidArgument(f"{where}: manifest.json must be a JSON array")
     for i, entry in enumerate(entries):
         ok = (isinstance(entry, dict) and isinstance(entry.get("Config"), str)
               and isinstance(entry.get("Layers"), list)
               and all(isinstance(x, str) for x in entry["Layers"])
               and isinstance(entry.get("RepoTags") or [], list))
         if not ok:
-            raise InvalidArgument(f"{src}: manifest.json[{i}] needs Config (string), "
+            raise InvalidArgument(f"{where}: manifest.json[{i}] needs Config (string), "
                                   "Layers (array of strings) and RepoTags (array or null)")
     return entries
 

@@ -30,8 +30,14 @@ from tests.builder.multiplatform_bases import seed_multiplatform_busybox
 from tests.peers import Dockerd, docker, require
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(host_architecture() != "amd64",
-                                reason="the arm64 emulation tests need an amd64 host")
+
+
+@pytest.fixture(autouse=True)
+def amd64_host() -> None:
+    """These tests emulate arm64 on an amd64 host; on any other host they fail, saying so."""
+    if host_architecture() != "amd64":
+        pytest.fail(f"the arm64 emulation tests need an amd64 host, not "
+                    f"{host_architecture()}")
 
 BOTH = "linux/amd64,linux/arm64"
 DOCKERFILE = """\
